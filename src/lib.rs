@@ -5,3 +5,5 @@
 //! [`chain`]. [`pow`] holds the proof-of-work quantities everything shares.
 
 pub mod pow;
+pub mod hash;
+pub mod block;

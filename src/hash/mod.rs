@@ -1,0 +1,219 @@
+//! SHA-256d and the nonce-search kernels.
+//!
+//! Every kernel has the same signature, `scan(job, first, count, hits)`: hash the headers with
+//! nonces `first .. first + count` and push every nonce whose hash meets the job's target.
+//! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
+//! every kernel and falls back to the portable one.
+
+pub mod sha2_loop;
+pub mod soft;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_shani;
+
+use crate::pow::Target;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// SHA-256 initial hash value (FIPS 180-4 §5.3.3).
+pub const IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+
+/// SHA-256 round constants (FIPS 180-4 §4.2.2).
+pub const K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// SHA-256(SHA-256(data)), in raw byte order (read it as a little-endian integer to compare with
+/// a target; reverse it to display it).
+pub fn sha256d(data: &[u8]) -> [u8; 32] {
+    let first = Sha256::digest(data);
+    Sha256::digest(first).into()
+}
+
+/// A hash in display order: byte-reversed hex, as Bitcoin shows block hashes.
+pub fn display_hash(hash: &[u8; 32]) -> String {
+    let mut rev = *hash;
+    rev.reverse();
+    hex::encode(rev)
+}
+
+/// Everything a kernel needs to search the nonces of one 80-byte header, and nothing more:
+/// the midstate of the first 64 bytes, the three words before the nonce, and the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// SHA-256 state after compressing header bytes 0..64.
+    pub midstate: [u32; 8],
+    /// Header bytes 64..76 (merkle root tail, time, nBits) as SHA-256 message words (big-endian).
+    pub tail: [u32; 3],
+    /// The target, least significant word first.
+    pub target: [u32; 8],
+}
+
+impl Job {
+    /// Prepares a job from a header (its nonce field is ignored) and the target to meet.
+    pub fn new(header: &[u8; 80], target: &Target) -> Job {
+        let mut midstate = IV;
+        soft::compress(&mut midstate, &be_words::<16>(&header[..64]));
+        let tail = be_words::<3>(&header[64..76]);
+        Job {
+            midstate,
+            tail,
+            target: target.to_words(),
+        }
+    }
+
+    /// The full SHA-256d of this job's header with `nonce`, in raw byte order. The slow path that
+    /// kernels use to confirm a candidate.
+    pub fn hash(&self, nonce: u32) -> [u8; 32] {
+        let h = soft::double_hash(self, nonce);
+        let mut out = [0u8; 32];
+        for (i, w) in h.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    /// Whether `nonce` gives a hash at or below the target (full 256-bit comparison).
+    pub fn meets(&self, nonce: u32) -> bool {
+        Target::from_words(self.target).is_met_by(&self.hash(nonce))
+    }
+
+    /// The SHA-256 message word 3 of the second block for `nonce` (the header stores the nonce
+    /// little-endian, SHA-256 reads words big-endian).
+    #[inline(always)]
+    pub fn nonce_word(nonce: u32) -> u32 {
+        nonce.swap_bytes()
+    }
+}
+
+/// Reads `N` big-endian 32-bit words.
+pub(crate) fn be_words<const N: usize>(bytes: &[u8]) -> [u32; N] {
+    let mut w = [0u32; N];
+    for (i, word) in w.iter_mut().enumerate() {
+        *word = u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+    }
+    w
+}
+
+/// The early-reject test every kernel uses: the hash's top 32 bits (as a little-endian integer)
+/// are `bswap(H7)`; a nonce is a candidate when they do not exceed the target's top word, and
+/// only candidates get the full comparison.
+#[inline(always)]
+pub(crate) fn is_candidate(h7: u32, target_top: u32) -> bool {
+    h7.swap_bytes() <= target_top
+}
+
+/// A nonce-search kernel. All are compiled into every binary; [`Kernel::is_available`] checks the
+/// CPU at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The plain `sha2` crate loop with a midstate: the in-run baseline, not tuned by us.
+    Sha2,
+    /// Portable Rust with midstate, precomputed rounds and early reject.
+    Soft,
+    /// x86 SHA extensions, two nonces interleaved.
+    ShaNi,
+}
+
+impl Kernel {
+    /// Every kernel, baseline first.
+    pub const ALL: [Kernel; 3] = [Kernel::Sha2, Kernel::Soft, Kernel::ShaNi];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Sha2 => "sha2",
+            Kernel::Soft => "soft",
+            Kernel::ShaNi => "sha-ni",
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Sha2 | Kernel::Soft => true,
+            Kernel::ShaNi => shani_available(),
+        }
+    }
+
+    /// The kernels this CPU can run, baseline first.
+    pub fn available() -> Vec<Kernel> {
+        Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
+    }
+
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        if Kernel::ShaNi.is_available() {
+            Kernel::ShaNi
+        } else {
+            Kernel::Soft
+        }
+    }
+
+    /// Hashes nonces `first .. first + count` of `job` and pushes every nonce that meets the
+    /// target onto `hits`, in ascending order. `first + count` must not exceed 2^32.
+    ///
+    /// # Panics
+    /// If the kernel is not available on this CPU (check [`Kernel::is_available`]) or the range
+    /// passes 2^32.
+    pub fn scan(self, job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+        assert!(u64::from(first) + u64::from(count) <= 1 << 32, "nonce range passes 2^32");
+        match self {
+            Kernel::Sha2 => sha2_loop::scan(job, first, count, hits),
+            Kernel::Soft => soft::scan(job, first, count, hits),
+            Kernel::ShaNi => {
+                assert!(shani_available(), "the sha-ni kernel needs a CPU with SHA extensions");
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `shani_available()` just confirmed at run time that the CPU has the
+                // SHA, SSE2, SSSE3 and SSE4.1 extensions that `x86_shani::scan` is compiled for.
+                unsafe {
+                    x86_shani::scan(job, first, count, hits)
+                }
+            }
+        }
+    }
+}
+
+fn shani_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+            && std::arch::is_x86_feature_detected!("sse2")
+            && std::arch::is_x86_feature_detected!("ssse3")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Error for [`Kernel::from_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown kernel '{0}'; known kernels: sha2, soft, sha-ni")]
+pub struct UnknownKernel(String);
+
+impl FromStr for Kernel {
+    type Err = UnknownKernel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kernel::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()) || (s.trim() == "shani" && *k == Kernel::ShaNi))
+            .ok_or_else(|| UnknownKernel(s.to_string()))
+    }
+}

@@ -1,0 +1,196 @@
+//! The x86 SHA-extensions kernel: `sha256rnds2` does two rounds, `sha256msg1/2` the schedule.
+//!
+//! Two nonces run interleaved so the two dependency chains fill the SHA unit's pipeline (one
+//! stream alone is bound by `sha256rnds2` latency). Per job: the midstate and the first two
+//! rounds of the second block (they use only W0 and W1). Per nonce: the remaining 62 rounds of
+//! the first hash and 62 of the 64 rounds of the second; after round 62 the F lane holds what
+//! H7 will be, which decides the early reject. Candidates are confirmed with [`Job::meets`].
+
+use super::{is_candidate, Job, IV, K};
+use core::arch::x86_64::*;
+
+/// Nonces hashed together.
+const LANES: usize = 2;
+
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn set(w: [u32; 4]) -> __m128i {
+    _mm_set_epi32(w[3] as i32, w[2] as i32, w[1] as i32, w[0] as i32)
+}
+
+/// `K[4g .. 4g + 4]`, lane 0 first.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn k4(g: usize) -> __m128i {
+    set([K[4 * g], K[4 * g + 1], K[4 * g + 2], K[4 * g + 3]])
+}
+
+/// A state `[a, b, c, d, e, f, g, h]` in the register layout the SHA instructions use.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn to_abef_cdgh(s: &[u32; 8]) -> (__m128i, __m128i) {
+    let dcba = set([s[0], s[1], s[2], s[3]]);
+    let efgh = set([s[4], s[5], s[6], s[7]]);
+    let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    let efgh = _mm_shuffle_epi32(efgh, 0x1B);
+    (_mm_alignr_epi8(cdab, efgh, 8), _mm_blend_epi16(efgh, cdab, 0xF0))
+}
+
+/// The inverse of [`to_abef_cdgh`]: words `[a, b, c, d]` and `[e, f, g, h]`, lane 0 first.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn from_abef_cdgh(abef: __m128i, cdgh: __m128i) -> (__m128i, __m128i) {
+    let feba = _mm_shuffle_epi32(abef, 0x1B);
+    let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    (_mm_blend_epi16(feba, dchg, 0xF0), _mm_alignr_epi8(dchg, feba, 8))
+}
+
+/// Four rounds with `kw = K + W` for those rounds.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn rounds4(abef: &mut __m128i, cdgh: &mut __m128i, kw: __m128i) {
+    *cdgh = _mm_sha256rnds2_epu32(*cdgh, *abef, kw);
+    *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(kw, 0x0E));
+}
+
+/// The next four schedule words from the previous sixteen.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn schedule(w0: __m128i, w1: __m128i, w2: __m128i, w3: __m128i) -> __m128i {
+    _mm_sha256msg2_epu32(
+        _mm_add_epi32(_mm_sha256msg1_epu32(w0, w1), _mm_alignr_epi8(w3, w2, 4)),
+        w3,
+    )
+}
+
+/// Per-job values.
+struct Precomputed {
+    mid_abef: __m128i,
+    mid_cdgh: __m128i,
+    /// ABEF after rounds 0 and 1 of the second block (CDGH is then `mid_abef`).
+    abef01: __m128i,
+    /// `W2 + K2`.
+    w2k2: u32,
+    tail: [u32; 3],
+    iv_abef: __m128i,
+    iv_cdgh: __m128i,
+}
+
+impl Precomputed {
+    #[inline]
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn new(job: &Job) -> Precomputed {
+        let (mid_abef, mid_cdgh) = to_abef_cdgh(&job.midstate);
+        let kw01 = set([
+            job.tail[0].wrapping_add(K[0]),
+            job.tail[1].wrapping_add(K[1]),
+            0,
+            0,
+        ]);
+        let abef01 = _mm_sha256rnds2_epu32(mid_cdgh, mid_abef, kw01);
+        let (iv_abef, iv_cdgh) = to_abef_cdgh(&IV);
+        Precomputed {
+            mid_abef,
+            mid_cdgh,
+            abef01,
+            w2k2: job.tail[2].wrapping_add(K[2]),
+            tail: job.tail,
+            iv_abef,
+            iv_cdgh,
+        }
+    }
+
+    /// H7 of the double hash for each nonce.
+    #[inline]
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn h7(&self, nonces: [u32; LANES]) -> [u32; LANES] {
+        let zero = _mm_setzero_si128();
+        // First hash, second block: W = tail0 tail1 tail2 nonce | 0x80000000 0 0 0 | 0.. | .. 640.
+        let pad1 = set([0x8000_0000, 0, 0, 0]);
+        let len1 = set([0, 0, 0, 640]);
+        let mut abef = [zero; LANES];
+        let mut cdgh = [zero; LANES];
+        let mut w = [[zero; 4]; LANES];
+        for s in 0..LANES {
+            let nw = Job::nonce_word(nonces[s]);
+            // Rounds 2 and 3 (0 and 1 are per job).
+            let kw23 = set([self.w2k2, nw.wrapping_add(K[3]), 0, 0]);
+            abef[s] = _mm_sha256rnds2_epu32(self.mid_abef, self.abef01, kw23);
+            cdgh[s] = self.abef01;
+            w[s] = [set([self.tail[0], self.tail[1], self.tail[2], nw]), pad1, zero, len1];
+        }
+        for g in 1..4 {
+            for s in 0..LANES {
+                rounds4(&mut abef[s], &mut cdgh[s], _mm_add_epi32(w[s][g], k4(g)));
+            }
+        }
+        for g in 4..16 {
+            for s in 0..LANES {
+                let ws = &mut w[s];
+                let next = schedule(ws[g % 4], ws[(g + 1) % 4], ws[(g + 2) % 4], ws[(g + 3) % 4]);
+                ws[g % 4] = next;
+                rounds4(&mut abef[s], &mut cdgh[s], _mm_add_epi32(next, k4(g)));
+            }
+        }
+        // Second hash: W = the first hash's eight words | 0x80000000 0 0 0 | 0 0 0 256.
+        let pad2 = set([0x8000_0000, 0, 0, 0]);
+        let len2 = set([0, 0, 0, 256]);
+        for s in 0..LANES {
+            let (m0, m1) = from_abef_cdgh(
+                _mm_add_epi32(abef[s], self.mid_abef),
+                _mm_add_epi32(cdgh[s], self.mid_cdgh),
+            );
+            w[s] = [m0, m1, pad2, len2];
+            abef[s] = self.iv_abef;
+            cdgh[s] = self.iv_cdgh;
+        }
+        for g in 0..4 {
+            for s in 0..LANES {
+                rounds4(&mut abef[s], &mut cdgh[s], _mm_add_epi32(w[s][g], k4(g)));
+            }
+        }
+        for g in 4..15 {
+            for s in 0..LANES {
+                let ws = &mut w[s];
+                let next = schedule(ws[g % 4], ws[(g + 1) % 4], ws[(g + 2) % 4], ws[(g + 3) % 4]);
+                ws[g % 4] = next;
+                rounds4(&mut abef[s], &mut cdgh[s], _mm_add_epi32(next, k4(g)));
+            }
+        }
+        let mut out = [0u32; LANES];
+        for s in 0..LANES {
+            let ws = &w[s];
+            let next = schedule(ws[15 % 4], ws[0], ws[1], ws[2]);
+            // Rounds 60 and 61 only: the new ABEF's F lane is e after 61 rounds, which is h
+            // after 64.
+            let abef62 = _mm_sha256rnds2_epu32(cdgh[s], abef[s], _mm_add_epi32(next, k4(15)));
+            out[s] = (_mm_cvtsi128_si32(abef62) as u32).wrapping_add(IV[7]);
+        }
+        out
+    }
+}
+
+/// Searches `first .. first + count`; see [`super::Kernel::scan`].
+///
+/// # Safety
+/// The CPU must support the SHA, SSE2, SSSE3 and SSE4.1 extensions.
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+    let pre = Precomputed::new(job);
+    let top = job.target[7];
+    let end = u64::from(first) + u64::from(count);
+    let mut n = u64::from(first);
+    while n < end {
+        let a = n as u32;
+        let has_b = n + 1 < end;
+        let b = if has_b { a.wrapping_add(1) } else { a };
+        let h = pre.h7([a, b]);
+        if is_candidate(h[0], top) && job.meets(a) {
+            hits.push(a);
+        }
+        if has_b && is_candidate(h[1], top) && job.meets(b) {
+            hits.push(b);
+        }
+        n += 2;
+    }
+}
