@@ -7,3 +7,9 @@
 pub mod pow;
 pub mod hash;
 pub mod block;
+pub mod chain;
+pub mod backend;
+pub mod mining;
+pub mod output;
+pub mod bench;
+pub mod cli;

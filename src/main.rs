@@ -1,3 +1,6 @@
 fn main() {
-    println!("Hello, world!");
+    if let Err(e) = miner::cli::run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

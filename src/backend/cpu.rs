@@ -1,0 +1,129 @@
+//! The CPU backend: rayon splits the nonce range into batches, each worker runs one kernel.
+
+use super::{Backend, ScanReport, StopAt, NONCE_END};
+use crate::hash::{Job, Kernel};
+use crate::pow::Target;
+use rayon::prelude::*;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Largest batch: a few milliseconds of work, so cancel is checked often and cheaply.
+const MAX_BATCH: u64 = 1 << 16;
+/// Smallest batch, so scheduling stays a small fraction of the work.
+const MIN_BATCH: u64 = 1 << 10;
+
+/// Nonces per batch for `job`: small when a hit is expected soon, so a block's hash count is not
+/// inflated by whole batches that other threads finish after the hit.
+fn batch_size(job: &Job, threads: usize) -> u64 {
+    let expected = Target::from_words(job.target).work().to_f64();
+    let per_thread = expected / (64.0 * threads as f64);
+    let pow2 = if per_thread >= 1.0 { 1u64 << (per_thread.log2().floor() as u32).min(62) } else { 1 };
+    pow2.clamp(MIN_BATCH, MAX_BATCH)
+}
+
+/// Why a CPU backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuBackendError {
+    #[error("the {0} kernel is not supported by this CPU; available: {1}")]
+    KernelUnavailable(Kernel, String),
+    #[error("thread count must be at least 1")]
+    NoThreads,
+    #[error("could not start the worker threads: {0}")]
+    Pool(#[from] rayon::ThreadPoolBuildError),
+}
+
+/// A rayon pool running one [`Kernel`].
+pub struct CpuBackend {
+    kernel: Kernel,
+    pool: rayon::ThreadPool,
+}
+
+impl CpuBackend {
+    /// A backend with `threads` workers (`None`: one per logical CPU) running `kernel`.
+    pub fn new(kernel: Kernel, threads: Option<usize>) -> Result<CpuBackend, CpuBackendError> {
+        if !kernel.is_available() {
+            let names: Vec<&str> = Kernel::available().iter().map(|k| k.name()).collect();
+            return Err(CpuBackendError::KernelUnavailable(kernel, names.join(", ")));
+        }
+        let threads = match threads {
+            Some(0) => return Err(CpuBackendError::NoThreads),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("miner-cpu-{i}"))
+            .build()?;
+        Ok(CpuBackend { kernel, pool })
+    }
+
+    /// The best kernel on all logical CPUs.
+    pub fn best() -> Result<CpuBackend, CpuBackendError> {
+        CpuBackend::new(Kernel::best(), None)
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu ({}, {} threads)", self.kernel, self.threads())
+    }
+
+    fn scan(
+        &self,
+        job: &Job,
+        nonces: Range<u64>,
+        stop: StopAt,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> ScanReport {
+        let start = nonces.start.min(NONCE_END);
+        let end = nonces.end.clamp(start, NONCE_END);
+        let batch = batch_size(job, self.threads());
+        let batches = (end - start).div_ceil(batch);
+        let found = AtomicBool::new(false);
+        let skipped = AtomicBool::new(false);
+        let hashes = AtomicU64::new(0);
+        let hits = Mutex::new(Vec::new());
+        // `try_for_each` short-circuits: once a batch returns `Err`, rayon stops handing out the
+        // rest, so a hit or a cancel does not walk millions of remaining batch indices.
+        let _ = self.pool.install(|| {
+            (0..batches).into_par_iter().try_for_each(|i| {
+                if cancel.load(Ordering::Relaxed) {
+                    skipped.store(true, Ordering::Relaxed);
+                    return Err(());
+                }
+                if stop == StopAt::FirstHit && found.load(Ordering::Relaxed) {
+                    return Err(());
+                }
+                let first = start + i * batch;
+                let count = batch.min(end - first);
+                let mut local = Vec::new();
+                // `first < 2^32` and `first + count <= 2^32`: both fit the kernel's u32 range.
+                self.kernel.scan(job, first as u32, count as u32, &mut local);
+                hashes.fetch_add(count, Ordering::Relaxed);
+                progress.fetch_add(count, Ordering::Relaxed);
+                if !local.is_empty() {
+                    found.store(true, Ordering::Relaxed);
+                    hits.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
+                }
+                Ok(())
+            })
+        });
+        let mut hits = hits.into_inner().unwrap_or_else(|e| e.into_inner());
+        hits.sort_unstable();
+        ScanReport {
+            hits,
+            hashes: hashes.into_inner(),
+            cancelled: skipped.into_inner() && cancel.load(Ordering::Relaxed),
+        }
+    }
+}
