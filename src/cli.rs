@@ -64,7 +64,7 @@ struct MineArgs {
     ///
     /// The header stores the target as compact nBits, which rounds it down slightly; the
     /// effective difficulty is printed next to D.
-    #[arg(long, short = 'd', value_name = "D", default_value = "1e7", value_parser = parse_difficulty)]
+    #[arg(long, short = 'd', value_name = "D", default_value = "1e7", value_parser = parse_difficulty, allow_negative_numbers = true)]
     difficulty: Difficulty,
     /// Stop after N blocks [default: mine until Ctrl-C].
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -85,13 +85,13 @@ struct ScanArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_header)]
     header: [u8; 80],
     /// First nonce to try.
-    #[arg(long, value_name = "S", default_value_t = 0, value_parser = parse_nonce)]
+    #[arg(long, value_name = "S", default_value_t = 0, value_parser = parse_nonce, allow_negative_numbers = true)]
     start: u32,
     /// Nonces to try [default: from --start to the end of the range, 2^32].
-    #[arg(long, value_name = "C", value_parser = parse_count)]
+    #[arg(long, value_name = "C", value_parser = parse_count, allow_negative_numbers = true)]
     count: Option<u64>,
     /// Target floor((2^256-1)/D) instead of the header's own nBits.
-    #[arg(long, short = 'd', value_name = "D", value_parser = parse_difficulty, conflicts_with = "bits")]
+    #[arg(long, short = 'd', value_name = "D", value_parser = parse_difficulty, allow_negative_numbers = true, conflicts_with = "bits")]
     difficulty: Option<Difficulty>,
     /// Target from these nBits (hex, e.g. 1d00ffff) instead of the header's own.
     #[arg(long, value_name = "B")]
@@ -106,7 +106,7 @@ struct ScanArgs {
 #[derive(Args, Debug)]
 struct BenchArgs {
     /// Seconds per measurement (each kernel is measured on 1 thread and on T threads).
-    #[arg(long, short = 's', value_name = "S", default_value_t = 2.0, value_parser = parse_seconds)]
+    #[arg(long, short = 's', value_name = "S", default_value_t = 2.0, value_parser = parse_seconds, allow_negative_numbers = true)]
     seconds: f64,
     /// Threads for the all-threads column [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
@@ -156,7 +156,9 @@ fn parse_count(s: &str) -> Result<u64, String> {
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a duration; expected seconds between 0 and 3600, e.g. 2 or 0.5")),
+        _ => Err(format!(
+            "'{s}' is not a duration; expected seconds between 0 and 3600, e.g. 2 or 0.5"
+        )),
     }
 }
 
@@ -224,7 +226,15 @@ fn mine(args: MineArgs) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     drop(live);
     let interrupted = cancel.load(Ordering::SeqCst);
-    print_mine_summary(&mined, spare_hashes, seconds, &args.difficulty, &effective, interrupted, args.json);
+    print_mine_summary(
+        &mined,
+        spare_hashes,
+        seconds,
+        &args.difficulty,
+        &effective,
+        interrupted,
+        args.json,
+    );
     Ok(())
 }
 
@@ -272,7 +282,11 @@ fn print_mine_summary(
     let block_hashes: u64 = mined.iter().map(|b| b.hashes).sum();
     let block_seconds: f64 = mined.iter().map(|b| b.seconds).sum();
     let total_hashes = block_hashes + spare_hashes;
-    let mean_hashes = if n > 0 { block_hashes as f64 / n as f64 } else { 0.0 };
+    let mean_hashes = if n > 0 {
+        block_hashes as f64 / n as f64
+    } else {
+        0.0
+    };
     let mean_seconds = if n > 0 { block_seconds / n as f64 } else { 0.0 };
     let rate = HashRate::from_count(total_hashes, seconds);
     let effective_d = effective.work().to_f64();
@@ -352,7 +366,10 @@ fn scan(args: ScanArgs) -> Result<()> {
         header[76..80].copy_from_slice(&nonce.to_le_bytes());
         let hash = display_hash(&sha256d(&header));
         if args.json {
-            println!("{}", json!({"type": "hit", "nonce": nonce, "hash": hash, "header": hex::encode(header)}));
+            println!(
+                "{}",
+                json!({"type": "hit", "nonce": nonce, "hash": hash, "header": hex::encode(header)})
+            );
         } else {
             println!("nonce {nonce:>10}  hash {hash}");
         }
@@ -370,7 +387,11 @@ fn scan(args: ScanArgs) -> Result<()> {
             "{} hits in {} nonces, {seconds:.2} s, {rate}{}",
             report.hits.len(),
             report.hashes,
-            if report.cancelled { " (interrupted)" } else { "" }
+            if report.cancelled {
+                " (interrupted)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -4,12 +4,12 @@
 //! [`hash::Job`] to a [`backend`]; a found nonce is assembled into a block and submitted to the
 //! [`chain`]. [`pow`] holds the proof-of-work quantities everything shares.
 
-pub mod pow;
-pub mod hash;
+pub mod backend;
+pub mod bench;
 pub mod block;
 pub mod chain;
-pub mod backend;
+pub mod cli;
+pub mod hash;
 pub mod mining;
 pub mod output;
-pub mod bench;
-pub mod cli;
+pub mod pow;

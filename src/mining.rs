@@ -32,7 +32,10 @@ pub struct MinedBlock {
 pub enum MineOutcome {
     Mined(Box<MinedBlock>),
     /// The cancel flag was raised first.
-    Cancelled { hashes: u64, seconds: f64 },
+    Cancelled {
+        hashes: u64,
+        seconds: f64,
+    },
 }
 
 /// Failures that are bugs or bad chain settings, never a user's everyday input.

@@ -127,7 +127,10 @@ mod tests {
     fn formats_rates_and_counts() {
         assert_eq!(HashRate(12_345_678.0).to_string(), "12.35 MH/s");
         assert_eq!(HashRate(999.0).to_string(), "999.00 H/s");
-        assert_eq!(HashRate::from_count(3_000_000_000, 2.0).to_string(), "1.50 GH/s");
+        assert_eq!(
+            HashRate::from_count(3_000_000_000, 2.0).to_string(),
+            "1.50 GH/s"
+        );
         assert_eq!(HashRate::from_count(5, 0.0).0, 0.0);
         assert_eq!(count(9_870_000.0), "9.87 M");
         assert_eq!(count(42.0), "42");

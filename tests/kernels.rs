@@ -20,7 +20,11 @@ fn scan(kernel: Kernel, job: &Job, first: u32, count: u32) -> Vec<u32> {
     // Poison value: a kernel that pushes nothing must not look like one that found nonce 0.
     let mut hits = vec![0xdead_beef];
     kernel.scan(job, first, count, &mut hits);
-    assert_eq!(hits.remove(0), 0xdead_beef, "{kernel} disturbed existing hits");
+    assert_eq!(
+        hits.remove(0),
+        0xdead_beef,
+        "{kernel} disturbed existing hits"
+    );
     hits
 }
 
@@ -61,10 +65,17 @@ fn kernels_agree_on_random_jobs_at_easy_targets() {
         let expected = oracle(&header, &target, first, count);
         total_hits += expected.len();
         for kernel in Kernel::available() {
-            assert_eq!(scan(kernel, &job, first, count), expected, "{kernel}, round {round}");
+            assert_eq!(
+                scan(kernel, &job, first, count),
+                expected,
+                "{kernel}, round {round}"
+            );
         }
     }
-    assert!(total_hits > 10_000, "too few hits to exercise the kernels: {total_hits}");
+    assert!(
+        total_hits > 10_000,
+        "too few hits to exercise the kernels: {total_hits}"
+    );
 }
 
 #[test]
@@ -99,10 +110,17 @@ fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
             missed += 1;
         }
         for kernel in Kernel::available() {
-            assert_eq!(scan(kernel, &job, first, count), expected, "{kernel}, round {round}");
+            assert_eq!(
+                scan(kernel, &job, first, count),
+                expected,
+                "{kernel}, round {round}"
+            );
         }
     }
-    assert!(met > 1000 && missed > 1000, "ties not exercised both ways: {met} met, {missed} missed");
+    assert!(
+        met > 1000 && missed > 1000,
+        "ties not exercised both ways: {met} met, {missed} missed"
+    );
 }
 
 #[test]
@@ -115,7 +133,11 @@ fn kernels_handle_the_last_nonce_and_odd_ranges() {
         let first = u32::MAX - (count - 1);
         let expected: Vec<u32> = (first..=u32::MAX).collect();
         for kernel in Kernel::available() {
-            assert_eq!(scan(kernel, &job, first, count), expected, "{kernel}, count {count}");
+            assert_eq!(
+                scan(kernel, &job, first, count),
+                expected,
+                "{kernel}, count {count}"
+            );
         }
     }
     // An empty range finds nothing.

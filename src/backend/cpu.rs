@@ -18,7 +18,11 @@ const MIN_BATCH: u64 = 1 << 10;
 fn batch_size(job: &Job, threads: usize) -> u64 {
     let expected = Target::from_words(job.target).work().to_f64();
     let per_thread = expected / (64.0 * threads as f64);
-    let pow2 = if per_thread >= 1.0 { 1u64 << (per_thread.log2().floor() as u32).min(62) } else { 1 };
+    let pow2 = if per_thread >= 1.0 {
+        1u64 << (per_thread.log2().floor() as u32).min(62)
+    } else {
+        1
+    };
     pow2.clamp(MIN_BATCH, MAX_BATCH)
 }
 
@@ -108,7 +112,8 @@ impl Backend for CpuBackend {
                 let count = batch.min(end - first);
                 let mut local = Vec::new();
                 // `first < 2^32` and `first + count <= 2^32`: both fit the kernel's u32 range.
-                self.kernel.scan(job, first as u32, count as u32, &mut local);
+                self.kernel
+                    .scan(job, first as u32, count as u32, &mut local);
                 hashes.fetch_add(count, Ordering::Relaxed);
                 progress.fetch_add(count, Ordering::Relaxed);
                 if !local.is_empty() {

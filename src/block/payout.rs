@@ -36,10 +36,16 @@ mod tests {
     fn addresses_and_scripts() {
         // Satoshi's genesis-era P2PKH address.
         let p2pkh = parse_payout("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa").unwrap();
-        assert_eq!(::hex::encode(p2pkh.as_bytes()), "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac");
+        assert_eq!(
+            ::hex::encode(p2pkh.as_bytes()),
+            "76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac"
+        );
         // BIP173's P2WPKH example.
         let p2wpkh = parse_payout("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4").unwrap();
-        assert_eq!(::hex::encode(p2wpkh.as_bytes()), "0014751e76e8199196d454941c45d1b3a323f1433bd6");
+        assert_eq!(
+            ::hex::encode(p2wpkh.as_bytes()),
+            "0014751e76e8199196d454941c45d1b3a323f1433bd6"
+        );
         assert_eq!(parse_payout("51").unwrap().as_bytes(), &[0x51]);
         assert!(parse_payout("bc1qnotanaddress").is_err());
         assert!(parse_payout("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb").is_err()); // bad checksum

@@ -166,14 +166,17 @@ mod tests {
     #[test]
     fn coinbase_starts_with_the_bip34_height() {
         for (height, prefix) in [
-            (1u32, vec![0x51u8]),            // OP_1
-            (16, vec![0x60]),                // OP_16
-            (17, vec![0x01, 0x11]),          // push 1 byte
-            (128, vec![0x02, 0x80, 0x00]),   // sign bit needs a second byte
+            (1u32, vec![0x51u8]),          // OP_1
+            (16, vec![0x60]),              // OP_16
+            (17, vec![0x01, 0x11]),        // push 1 byte
+            (128, vec![0x02, 0x80, 0x00]), // sign bit needs a second byte
             (500_000, vec![0x03, 0x20, 0xa1, 0x07]),
         ] {
             let script = template(height, 0, 0).coinbase_script(7);
-            assert!(script.as_bytes().starts_with(&prefix), "height {height}: {script:?}");
+            assert!(
+                script.as_bytes().starts_with(&prefix),
+                "height {height}: {script:?}"
+            );
             let len = script.len();
             assert!((2..=100).contains(&len), "coinbase script length {len}");
         }
@@ -207,6 +210,9 @@ mod tests {
         h[76..80].copy_from_slice(&0x1234_5678u32.to_le_bytes());
         assert_eq!(crate::hash::sha256d(&h), header_hash(&block.header));
         assert_eq!(mj.job.hash(0x1234_5678), header_hash(&block.header));
-        assert_eq!(block.txdata[0].output[0].value, Amount::from_sat(5_000_000_000));
+        assert_eq!(
+            block.txdata[0].output[0].value,
+            Amount::from_sat(5_000_000_000)
+        );
     }
 }

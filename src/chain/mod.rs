@@ -210,7 +210,11 @@ impl Chain {
 
     /// One line describing the tip, for logs.
     pub fn describe_tip(&self) -> String {
-        format!("height {} hash {}", self.height(), display_hash(&self.tip().hash))
+        format!(
+            "height {} hash {}",
+            self.height(),
+            display_hash(&self.tip().hash)
+        )
     }
 }
 
@@ -248,7 +252,10 @@ mod tests {
     }
 
     fn regtest() -> Chain {
-        Chain::new(ChainParams::regtest(), CompactTarget::from_consensus(0x2000ffff))
+        Chain::new(
+            ChainParams::regtest(),
+            CompactTarget::from_consensus(0x2000ffff),
+        )
     }
 
     #[test]
@@ -271,26 +278,54 @@ mod tests {
         let mut bad_root = good.clone();
         bad_root.header.merkle_root = bitcoin::TxMerkleNode::all_zeros();
         remine(&mut bad_root);
-        assert_eq!(c.clone().submit(bad_root, now).err(), Some(Reject::BadMerkleRoot));
+        assert_eq!(
+            c.clone().submit(bad_root, now).err(),
+            Some(Reject::BadMerkleRoot)
+        );
         // A hash above the target.
         let mut high = good.clone();
-        while Target::from_compact(c.next_bits()).unwrap().is_met_by(&header_hash(&high.header)) {
+        while Target::from_compact(c.next_bits())
+            .unwrap()
+            .is_met_by(&header_hash(&high.header))
+        {
             high.header.nonce = high.header.nonce.wrapping_add(1);
         }
         assert_eq!(c.clone().submit(high, now).err(), Some(Reject::HighHash));
-        assert_eq!(c.clone().submit(next_block(&c, now, subsidy + Amount::from_sat(1), 1), now).err(), Some(Reject::CoinbaseAmount));
-        assert_eq!(c.clone().submit(next_block(&c, now, subsidy, 2), now).err(), Some(Reject::CoinbaseHeight));
-        assert_eq!(c.clone().submit(next_block(&c, now + 3 * 3600, subsidy, 1), now).err(), Some(Reject::TimeTooNew));
+        assert_eq!(
+            c.clone()
+                .submit(next_block(&c, now, subsidy + Amount::from_sat(1), 1), now)
+                .err(),
+            Some(Reject::CoinbaseAmount)
+        );
+        assert_eq!(
+            c.clone().submit(next_block(&c, now, subsidy, 2), now).err(),
+            Some(Reject::CoinbaseHeight)
+        );
+        assert_eq!(
+            c.clone()
+                .submit(next_block(&c, now + 3 * 3600, subsidy, 1), now)
+                .err(),
+            Some(Reject::TimeTooNew)
+        );
         let mut unknown_parent = good.clone();
         unknown_parent.header.prev_blockhash = BlockHash::from_byte_array([7; 32]);
         remine(&mut unknown_parent);
-        assert_eq!(c.clone().submit(unknown_parent, now).err(), Some(Reject::PrevBlockNotFound));
+        assert_eq!(
+            c.clone().submit(unknown_parent, now).err(),
+            Some(Reject::PrevBlockNotFound)
+        );
         let mut old = good.clone();
         old.header.time = c.median_time_past();
         remine(&mut old);
         assert_eq!(c.clone().submit(old, now).err(), Some(Reject::TimeTooOld));
-        let mut wrong_bits = Chain::new(ChainParams::regtest(), CompactTarget::from_consensus(0x1f00ffff));
-        assert_eq!(wrong_bits.submit(good.clone(), now).err(), Some(Reject::BadDiffBits));
+        let mut wrong_bits = Chain::new(
+            ChainParams::regtest(),
+            CompactTarget::from_consensus(0x1f00ffff),
+        );
+        assert_eq!(
+            wrong_bits.submit(good.clone(), now).err(),
+            Some(Reject::BadDiffBits)
+        );
         c.submit(good.clone(), now).unwrap();
         assert_eq!(c.height(), 1);
         assert_eq!(c.clone().submit(good, now).err(), Some(Reject::Duplicate));

@@ -99,7 +99,12 @@ impl Job {
 pub(crate) fn be_words<const N: usize>(bytes: &[u8]) -> [u32; N] {
     let mut w = [0u32; N];
     for (i, word) in w.iter_mut().enumerate() {
-        *word = u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+        *word = u32::from_be_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ]);
     }
     w
 }
@@ -147,7 +152,10 @@ impl Kernel {
 
     /// The kernels this CPU can run, baseline first.
     pub fn available() -> Vec<Kernel> {
-        Kernel::ALL.into_iter().filter(|k| k.is_available()).collect()
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_available())
+            .collect()
     }
 
     /// The fastest kernel this CPU supports.
@@ -166,12 +174,18 @@ impl Kernel {
     /// If the kernel is not available on this CPU (check [`Kernel::is_available`]) or the range
     /// passes 2^32.
     pub fn scan(self, job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
-        assert!(u64::from(first) + u64::from(count) <= 1 << 32, "nonce range passes 2^32");
+        assert!(
+            u64::from(first) + u64::from(count) <= 1 << 32,
+            "nonce range passes 2^32"
+        );
         match self {
             Kernel::Sha2 => sha2_loop::scan(job, first, count, hits),
             Kernel::Soft => soft::scan(job, first, count, hits),
             Kernel::ShaNi => {
-                assert!(shani_available(), "the sha-ni kernel needs a CPU with SHA extensions");
+                assert!(
+                    shani_available(),
+                    "the sha-ni kernel needs a CPU with SHA extensions"
+                );
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `shani_available()` just confirmed at run time that the CPU has the
                 // SHA, SSE2, SSSE3 and SSE4.1 extensions that `x86_shani::scan` is compiled for.
@@ -213,7 +227,10 @@ impl FromStr for Kernel {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Kernel::ALL
             .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s.trim()) || (s.trim() == "shani" && *k == Kernel::ShaNi))
+            .find(|k| {
+                k.name().eq_ignore_ascii_case(s.trim())
+                    || (s.trim() == "shani" && *k == Kernel::ShaNi)
+            })
             .ok_or_else(|| UnknownKernel(s.to_string()))
     }
 }

@@ -33,7 +33,10 @@ fn to_abef_cdgh(s: &[u32; 8]) -> (__m128i, __m128i) {
     let efgh = set([s[4], s[5], s[6], s[7]]);
     let cdab = _mm_shuffle_epi32(dcba, 0xB1);
     let efgh = _mm_shuffle_epi32(efgh, 0x1B);
-    (_mm_alignr_epi8(cdab, efgh, 8), _mm_blend_epi16(efgh, cdab, 0xF0))
+    (
+        _mm_alignr_epi8(cdab, efgh, 8),
+        _mm_blend_epi16(efgh, cdab, 0xF0),
+    )
 }
 
 /// The inverse of [`to_abef_cdgh`]: words `[a, b, c, d]` and `[e, f, g, h]`, lane 0 first.
@@ -42,7 +45,10 @@ fn to_abef_cdgh(s: &[u32; 8]) -> (__m128i, __m128i) {
 fn from_abef_cdgh(abef: __m128i, cdgh: __m128i) -> (__m128i, __m128i) {
     let feba = _mm_shuffle_epi32(abef, 0x1B);
     let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
-    (_mm_blend_epi16(feba, dchg, 0xF0), _mm_alignr_epi8(dchg, feba, 8))
+    (
+        _mm_blend_epi16(feba, dchg, 0xF0),
+        _mm_alignr_epi8(dchg, feba, 8),
+    )
 }
 
 /// Four rounds with `kw = K + W` for those rounds.
@@ -101,6 +107,8 @@ impl Precomputed {
     }
 
     /// H7 of the double hash for each nonce.
+    // Indexed loops over lanes and round groups mirror the algorithm and unroll to straight code.
+    #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     fn h7(&self, nonces: [u32; LANES]) -> [u32; LANES] {
@@ -117,7 +125,12 @@ impl Precomputed {
             let kw23 = set([self.w2k2, nw.wrapping_add(K[3]), 0, 0]);
             abef[s] = _mm_sha256rnds2_epu32(self.mid_abef, self.abef01, kw23);
             cdgh[s] = self.abef01;
-            w[s] = [set([self.tail[0], self.tail[1], self.tail[2], nw]), pad1, zero, len1];
+            w[s] = [
+                set([self.tail[0], self.tail[1], self.tail[2], nw]),
+                pad1,
+                zero,
+                len1,
+            ];
         }
         for g in 1..4 {
             for s in 0..LANES {

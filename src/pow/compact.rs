@@ -106,8 +106,7 @@ impl FromStr for CompactTarget {
             .strip_prefix("0x")
             .or_else(|| t.strip_prefix("0X"))
             .unwrap_or(t);
-        if digits.is_empty() || digits.len() > 8 || !digits.chars().all(|c| c.is_ascii_hexdigit())
-        {
+        if digits.is_empty() || digits.len() > 8 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(ParseCompactError(s.to_string()));
         }
         u32::from_str_radix(digits, 16)
@@ -169,7 +168,11 @@ mod tests {
             assert_eq!(d.negative, negative, "negative flag of 0x{bits:08x}");
             assert_eq!(d.overflow, overflow, "overflow flag of 0x{bits:08x}");
             let again = CompactTarget::encode(&d.value, d.negative);
-            assert_eq!(again.to_consensus(), reencoded, "re-encoding of 0x{bits:08x}");
+            assert_eq!(
+                again.to_consensus(),
+                reencoded,
+                "re-encoding of 0x{bits:08x}"
+            );
         }
     }
 
@@ -188,10 +191,16 @@ mod tests {
     #[test]
     fn encoding_never_sets_the_sign_bit() {
         // DESIGN.md §8: the value 0x80 encodes as 0x02008000.
-        assert_eq!(CompactTarget::encode(&BigUint::from(0x80u32), false).to_consensus(), 0x0200_8000);
+        assert_eq!(
+            CompactTarget::encode(&BigUint::from(0x80u32), false).to_consensus(),
+            0x0200_8000
+        );
         // Difficulty-1 target round-trips to Bitcoin's genesis bits.
         let diff1 = big("ffff0000000000000000000000000000000000000000000000000000");
-        assert_eq!(CompactTarget::encode(&diff1, false).to_consensus(), 0x1d00_ffff);
+        assert_eq!(
+            CompactTarget::encode(&diff1, false).to_consensus(),
+            0x1d00_ffff
+        );
         // Every power of two re-encodes without the sign bit.
         for shift in 0..256 {
             let bits = CompactTarget::encode(&(BigUint::from(1u8) << shift), false).to_consensus();
@@ -201,8 +210,17 @@ mod tests {
 
     #[test]
     fn parses_hex_with_or_without_prefix() {
-        assert_eq!("1d00ffff".parse::<CompactTarget>().unwrap().to_consensus(), 0x1d00ffff);
-        assert_eq!("0x207fffff".parse::<CompactTarget>().unwrap().to_consensus(), 0x207fffff);
+        assert_eq!(
+            "1d00ffff".parse::<CompactTarget>().unwrap().to_consensus(),
+            0x1d00ffff
+        );
+        assert_eq!(
+            "0x207fffff"
+                .parse::<CompactTarget>()
+                .unwrap()
+                .to_consensus(),
+            0x207fffff
+        );
         assert!("xyz".parse::<CompactTarget>().is_err());
         assert!("1d00ffff00".parse::<CompactTarget>().is_err());
         assert!("".parse::<CompactTarget>().is_err());

@@ -56,7 +56,12 @@ impl Target {
     pub fn from_le_bytes(bytes: [u8; 32]) -> Target {
         let mut w = [0u32; 8];
         for (i, word) in w.iter_mut().enumerate() {
-            *word = u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
+            *word = u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ]);
         }
         Target(w)
     }

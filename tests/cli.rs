@@ -1,0 +1,309 @@
+//! The real `miner` binary, run as a user would.
+
+use miner::pow::CompactTarget;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::process::{Command, Output};
+
+fn miner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(args)
+        .output()
+        .expect("run the miner binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Target from nBits, decoded here with the `bitcoin` crate, independently of our own code.
+fn independent_target(bits: u32) -> [u8; 32] {
+    let t = bitcoin::Target::from_compact(bitcoin::CompactTarget::from_consensus(bits));
+    t.to_be_bytes()
+}
+
+#[test]
+fn mine_json_gives_blocks_that_rehash_below_target_and_chain() {
+    let out = miner(&["mine", "--difficulty", "5e4", "--blocks", "3", "--json"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "3 blocks and a summary: {lines:?}");
+    // Regtest genesis, in raw order.
+    let mut prev: Vec<u8> =
+        hex::decode("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206").unwrap();
+    prev.reverse();
+    for (i, block) in lines[..3].iter().enumerate() {
+        assert_eq!(block["type"], "block");
+        assert_eq!(block["height"], i as u64 + 1);
+        let header = hex::decode(block["header"].as_str().unwrap()).unwrap();
+        assert_eq!(header.len(), 80);
+        let hash: [u8; 32] = Sha256::digest(Sha256::digest(&header)).into();
+        let mut display = hash;
+        display.reverse();
+        assert_eq!(hex::encode(display), block["hash"].as_str().unwrap());
+        // Below the target of the header's own nBits (big-endian comparison of display order).
+        let bits = u32::from_le_bytes(header[72..76].try_into().unwrap());
+        assert!(
+            display <= independent_target(bits),
+            "block {i} above its target"
+        );
+        // nBits are those of D = 5e4: floor((2^256-1)/5e4), compacted.
+        assert_eq!(bits, 0x1f014f8b);
+        // Chained by previous hash.
+        assert_eq!(
+            &header[4..36],
+            &prev[..],
+            "block {i} does not build on the previous one"
+        );
+        prev = hash.to_vec();
+        let nonce = u32::from_le_bytes(header[76..80].try_into().unwrap());
+        assert_eq!(block["nonce"], nonce);
+        assert!(block["hashes"].as_u64().unwrap() > 0);
+        assert!(block["seconds"].as_f64().unwrap() >= 0.0);
+    }
+    let summary = &lines[3];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["blocks"], 3);
+    assert_eq!(summary["difficulty"], 50000.0);
+    assert!(summary["mean_hashes_per_block"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn mine_prints_block_lines_and_a_summary() {
+    let out = miner(&[
+        "mine",
+        "-d",
+        "1e4",
+        "-n",
+        "2",
+        "--threads",
+        "1",
+        "--kernel",
+        "soft",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("block ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("2 blocks in"), "{text}");
+    assert!(text.contains("expected D = 10000"), "{text}");
+    assert!(stderr(&out).contains("cpu (soft, 1 threads)"));
+}
+
+#[test]
+fn scan_finds_the_genesis_nonce() {
+    let genesis = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000";
+    let out = miner(&[
+        "scan",
+        "--header",
+        genesis,
+        "--start",
+        "2080000000",
+        "--count",
+        "4000000",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("nonce 2083236893  hash 000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"),
+        "{text}"
+    );
+    assert!(text.contains("1 hits in 4000000 nonces"), "{text}");
+    // An easier target gives more hits, each printed; --json is machine-readable.
+    let out = miner(&[
+        "scan",
+        "--header",
+        genesis,
+        "--count",
+        "100000",
+        "--difficulty",
+        "1000",
+        "--json",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hits = lines.iter().filter(|l| l["type"] == "hit").count();
+    assert!(
+        (50..200).contains(&hits),
+        "{hits} hits at D=1000 over 1e5 nonces"
+    );
+    assert_eq!(lines.last().unwrap()["hits"], hits as u64);
+    // --bits overrides the header's nBits.
+    let out = miner(&[
+        "scan", "--header", genesis, "--count", "1000", "--bits", "207fffff",
+    ]);
+    assert!(out.status.success());
+    assert!(stdout(&out).lines().count() > 400);
+}
+
+#[test]
+fn scan_finds_block_125552_nonce() {
+    let header = "01000000".to_string()
+        + "81cd02ab7e569e8bcd9317e2fe99f2de44d49ab2b8851ba4a308000000000000"
+        + "e320b6c2fffc8d750423db8b1eb942ae710e951ed797f7affc8892b0f1fc122b"
+        + "c7f5d74d"
+        + "f2b9441a"
+        + "00000000";
+    let out = miner(&[
+        "scan",
+        "--header",
+        &header,
+        "--start",
+        "2500000000",
+        "--count",
+        "5000000",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nonce 2504433986  hash 00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Runs `args`, expects failure with one clear error line mentioning every `needles`.
+fn assert_refused(args: &[&str], needles: &[&str]) {
+    let out = miner(args);
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded: {}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.starts_with("error:"), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected {n:?} in {err}");
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let genesis = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000";
+    assert_refused(
+        &["mine", "--difficulty", "0"],
+        &["--difficulty", "positive"],
+    );
+    assert_refused(
+        &["mine", "--difficulty", "-5"],
+        &["--difficulty", "positive"],
+    );
+    assert_refused(
+        &["mine", "--difficulty", "NaN"],
+        &["--difficulty", "not a number"],
+    );
+    assert_refused(
+        &["mine", "--difficulty", "lots"],
+        &["--difficulty", "not a number", "1e6"],
+    );
+    assert_refused(
+        &["mine", "--difficulty", "inf"],
+        &["--difficulty", "finite"],
+    );
+    assert_refused(
+        &["mine", "--payout", "bc1qnotanaddress"],
+        &["--payout", "neither a known address"],
+    );
+    assert_refused(&["mine", "--threads", "0"], &["--threads"]);
+    assert_refused(
+        &["scan", "--header", "00ff"],
+        &["--header", "160 hex digits", "got 4"],
+    );
+    assert_refused(
+        &["scan", "--header", &"zz".repeat(80)],
+        &["--header", "not hex"],
+    );
+    assert_refused(
+        &["scan", "--header", genesis, "--count", "4294967297"],
+        &["--count", "2^32"],
+    );
+    assert_refused(
+        &[
+            "scan",
+            "--header",
+            genesis,
+            "--start",
+            "4294967295",
+            "--count",
+            "2",
+        ],
+        &["--count", "passes the last nonce"],
+    );
+    assert_refused(
+        &["scan", "--header", genesis, "--start", "-1"],
+        &["--start"],
+    );
+    assert_refused(
+        &["scan", "--header", genesis, "--bits", "1d80ffff"],
+        &["--bits", "negative"],
+    );
+    assert_refused(
+        &["scan", "--header", genesis, "--bits", "nope"],
+        &["--bits", "8 hex digits"],
+    );
+    assert_refused(&["bench", "--seconds", "0"], &["--seconds"]);
+    assert_refused(
+        &["mine", "--kernel", "avx9000"],
+        &["--kernel", "known kernels"],
+    );
+    // The header's own nBits can be unusable; the error says what to do.
+    let zero_bits = format!("{}00000000{}", &genesis[..144], "00000000");
+    assert_refused(
+        &["scan", "--header", &zero_bits],
+        &["nBits", "--difficulty or --bits"],
+    );
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = miner(&["--help"]);
+    assert!(out.status.success());
+    for cmd in ["mine", "scan", "bench"] {
+        assert!(stdout(&out).contains(cmd));
+        let sub = miner(&[cmd, "--help"]);
+        assert!(sub.status.success());
+        assert!(stdout(&sub).contains("Usage: miner"), "{cmd} --help");
+    }
+    let mine_help = stdout(&miner(&["mine", "--help"]));
+    for flag in [
+        "--difficulty",
+        "--blocks",
+        "--threads",
+        "--payout",
+        "--json",
+        "--kernel",
+    ] {
+        assert!(mine_help.contains(flag), "mine --help lacks {flag}");
+    }
+}
+
+#[test]
+fn bench_json_reports_every_kernel_against_sha2() {
+    let out = miner(&["bench", "--seconds", "0.2", "--threads", "2", "--json"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let kernels = v["kernels"].as_array().unwrap();
+    assert_eq!(kernels[0]["kernel"], "sha2");
+    assert_eq!(kernels[0]["ratio_to_sha2_one_thread"], 1.0);
+    assert!(kernels.iter().any(|k| k["kernel"] == "soft"));
+    for k in kernels {
+        assert!(k["mhs_one_thread"].as_f64().unwrap() > 0.0, "{k}");
+        assert!(k["mhs_all_threads"].as_f64().unwrap() > 0.0, "{k}");
+        assert_eq!(k["threads"], 2);
+    }
+    let _ = CompactTarget::from_consensus(0); // the library is linked into the test
+}

@@ -1,0 +1,138 @@
+//! Real mainnet headers (DESIGN.md §8): they hash to their published hashes, their nBits decode
+//! to targets the hashes meet, and the CPU backend finds their nonces when started a few million
+//! nonces below them.
+
+use bitcoin::block::{Header, Version};
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, TxMerkleNode};
+use miner::backend::{Backend, CpuBackend, StopAt};
+use miner::block::{header_bits, header_bytes};
+use miner::hash::{display_hash, sha256d, Job, Kernel};
+use miner::pow::Target;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+struct Vector {
+    height: u32,
+    version: i32,
+    prev: &'static str,
+    merkle_root: &'static str,
+    time: u32,
+    bits: u32,
+    nonce: u32,
+    hash: &'static str,
+}
+
+const VECTORS: &[Vector] = &[
+    // Block 0: the genesis block.
+    Vector {
+        height: 0,
+        version: 1,
+        prev: "0000000000000000000000000000000000000000000000000000000000000000",
+        merkle_root: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b",
+        time: 1231006505,
+        bits: 0x1d00ffff,
+        nonce: 2083236893,
+        hash: "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f",
+    },
+    // Block 1: the first block mined after genesis.
+    Vector {
+        height: 1,
+        version: 1,
+        prev: "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f",
+        merkle_root: "0e3e2357e806b6cdb1f70b54c3a3a17b6714ee1f0e68bebb44a74b1efd512098",
+        time: 1231469665,
+        bits: 0x1d00ffff,
+        nonce: 2573394689,
+        hash: "00000000839a8e6886ab5951d76f411475428afc90947ee320161bbf18eb6048",
+    },
+    // Block 125552: the example block of the Bitcoin wiki's hashing walkthrough.
+    Vector {
+        height: 125552,
+        version: 1,
+        prev: "00000000000008a3a41b85b8b29ad444def299fee21793cd8b9e567eab02cd81",
+        merkle_root: "2b12fcf1b09288fcaff797d71e950e71ae42b91e8bdb2304758dfcffc2b620e3",
+        time: 1305998791,
+        bits: 0x1a44b9f2,
+        nonce: 2504433986,
+        hash: "00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d",
+    },
+];
+
+/// Display-order hex (as explorers show hashes) to raw bytes.
+fn display_to_raw(hex_str: &str) -> [u8; 32] {
+    let mut b: [u8; 32] = hex::decode(hex_str).unwrap().try_into().unwrap();
+    b.reverse();
+    b
+}
+
+fn header(v: &Vector) -> Header {
+    Header {
+        version: Version::from_consensus(v.version),
+        prev_blockhash: BlockHash::from_byte_array(display_to_raw(v.prev)),
+        merkle_root: TxMerkleNode::from_byte_array(display_to_raw(v.merkle_root)),
+        time: v.time,
+        bits: bitcoin::CompactTarget::from_consensus(v.bits),
+        nonce: v.nonce,
+    }
+}
+
+#[test]
+fn mainnet_headers_hash_to_their_published_hashes() {
+    for v in VECTORS {
+        let h = header(v);
+        let bytes = header_bytes(&h);
+        assert_eq!(display_hash(&sha256d(&bytes)), v.hash, "block {}", v.height);
+        let target = Target::from_compact(header_bits(&h)).unwrap();
+        assert!(
+            target.is_met_by(&sha256d(&bytes)),
+            "block {} meets its nBits",
+            v.height
+        );
+        // Every kernel computes the same hash through the midstate path.
+        let job = Job::new(&bytes, &target);
+        assert_eq!(
+            display_hash(&job.hash(v.nonce)),
+            v.hash,
+            "block {} via midstate",
+            v.height
+        );
+        for kernel in Kernel::available() {
+            let mut hits = Vec::new();
+            kernel.scan(&job, v.nonce, 1, &mut hits);
+            assert_eq!(hits, vec![v.nonce], "{kernel} on block {}", v.height);
+        }
+    }
+}
+
+#[test]
+fn cpu_backend_finds_the_real_nonces_from_millions_below() {
+    let backend = CpuBackend::best().unwrap();
+    for v in VECTORS {
+        let bytes = header_bytes(&header(v));
+        let target = Target::from_compact(header_bits(&header(v))).unwrap();
+        let job = Job::new(&bytes, &target);
+        let start = u64::from(v.nonce) - 3_000_000;
+        let progress = AtomicU64::new(0);
+        let report = backend.scan(
+            &job,
+            start..start + 4_000_000,
+            StopAt::End,
+            &AtomicBool::new(false),
+            &progress,
+        );
+        assert_eq!(report.hits, vec![v.nonce], "block {}", v.height);
+        assert_eq!(report.hashes, 4_000_000);
+        assert_eq!(progress.into_inner(), 4_000_000);
+        assert!(!report.cancelled);
+    }
+}
+
+#[test]
+fn cpu_backend_stops_on_cancel_and_says_so() {
+    let backend = CpuBackend::best().unwrap();
+    let job = Job::new(&[0u8; 80], &Target::from_words([0; 8]));
+    let cancel = AtomicBool::new(true);
+    let report = backend.scan(&job, 0..1 << 32, StopAt::End, &cancel, &AtomicU64::new(0));
+    assert!(report.cancelled);
+    assert!(report.hashes < 1 << 32);
+}
