@@ -307,3 +307,39 @@ fn bench_json_reports_every_kernel_against_sha2() {
     }
     let _ = CompactTarget::from_consensus(0); // the library is linked into the test
 }
+
+#[test]
+fn ctrl_c_stops_mining_cleanly_with_a_summary() {
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["mine", "--difficulty", "1e15", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start miner");
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for miner") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("miner did not stop within 10 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().expect("collect output");
+    assert!(status.success(), "exit {status:?}: {}", stderr(&out));
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("a summary line"))
+        .expect("summary is JSON");
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["blocks"], 0);
+    assert!(summary["hashes"].as_u64().unwrap() > 100_000, "{summary}");
+}
