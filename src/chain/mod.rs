@@ -7,7 +7,6 @@ mod params;
 pub use params::ChainParams;
 
 use crate::block::{header_bits, header_hash};
-use crate::hash::display_hash;
 use crate::pow::{CompactTarget, Target, Work};
 use bitcoin::hashes::Hash;
 use bitcoin::script::Builder;
@@ -207,22 +206,13 @@ impl Chain {
         });
         Ok(self.tip())
     }
-
-    /// One line describing the tip, for logs.
-    pub fn describe_tip(&self) -> String {
-        format!(
-            "height {} hash {}",
-            self.height(),
-            display_hash(&self.tip().hash)
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::block::Template;
-    use crate::hash::Kernel;
+    use crate::hash::{display_hash, Kernel};
     use bitcoin::ScriptBuf;
 
     /// Mines the next block of `chain` with the portable kernel (easy bits only).

@@ -1,7 +1,7 @@
 //! Compact nBits, bit for bit as Bitcoin Core's `arith_uint256::SetCompact` / `GetCompact`.
 
 use num_bigint::BigUint;
-use num_traits::{ToPrimitive, Zero};
+use num_traits::ToPrimitive;
 use std::fmt;
 use std::str::FromStr;
 
@@ -71,11 +71,6 @@ impl CompactTarget {
             compact |= 0x0080_0000;
         }
         CompactTarget(compact)
-    }
-
-    /// Whether the decoded value is zero (Core treats such nBits as invalid proof of work).
-    pub fn is_zero(self) -> bool {
-        self.decode().value.is_zero()
     }
 }
 
