@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         StopAt::End,
         &AtomicBool::new(false),
         &AtomicU64::new(0),
-    );
+    )?;
     for nonce in report.hits {
         println!("nonce {nonce}: {}", display_hash(&job.hash(nonce)));
     }

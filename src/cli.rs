@@ -1,6 +1,7 @@
 //! The command line: clap structs and the handlers that wire the library together.
 
-use crate::backend::{Backend, CpuBackend, StopAt, NONCE_END};
+use crate::backend::gpu::{list_adapters, GpuBackend, GpuError, GpuOptions};
+use crate::backend::{Backend, CombinedBackend, CpuBackend, StopAt, NONCE_END};
 use crate::bench;
 use crate::block::{parse_payout, DEFAULT_PAYOUT_HEX};
 use crate::chain::{Chain, ChainParams};
@@ -37,24 +38,87 @@ enum Command {
     Mine(MineArgs),
     /// Search the nonces of one 80-byte header and print every nonce that meets the target.
     Scan(ScanArgs),
-    /// Measure the hash rate of every CPU kernel, against the plain `sha2` loop in the same run.
+    /// Measure hash rates: every CPU kernel against the plain `sha2` loop in the same run, and
+    /// the GPU with `--backend gpu|all`.
     Bench(BenchArgs),
+    /// List the GPU adapters wgpu finds (the index and name `--adapter` takes).
+    Devices(DevicesArgs),
+}
+
+/// Which hardware searches nonces.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendChoice {
+    /// CPU threads running the fastest (or `--kernel`) kernel.
+    Cpu,
+    /// The GPU compute shader through wgpu (Vulkan).
+    Gpu,
+    /// CPU and GPU together, sharing the nonce range; CPU only if no GPU is found.
+    All,
 }
 
 #[derive(Args, Debug)]
-struct CpuArgs {
-    /// Worker threads [default: one per logical CPU].
+struct BackendArgs {
+    /// Where to hash: cpu, gpu, or all (both, splitting the nonce range).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
+    /// CPU worker threads [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// CPU kernel: sha-ni, soft or sha2 [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME")]
     kernel: Option<Kernel>,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
-impl CpuArgs {
-    fn backend(&self) -> Result<CpuBackend> {
+#[derive(Args, Debug)]
+struct GpuArgs {
+    /// GPU adapter: its index or part of its name, as `miner devices` lists them
+    /// [default: the most capable, discrete first].
+    #[arg(long, value_name = "NAME|INDEX")]
+    adapter: Option<String>,
+    /// GPU nonces per shader invocation.
+    #[arg(long, value_name = "N", default_value_t = GpuOptions::default().nonces_per_invocation,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    gpu_nonces_per_invocation: u32,
+    /// GPU invocations per workgroup.
+    #[arg(long, value_name = "N", default_value_t = GpuOptions::default().workgroup_size,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    gpu_workgroup_size: u32,
+}
+
+impl GpuArgs {
+    fn open(&self) -> Result<GpuBackend, GpuError> {
+        let options = GpuOptions {
+            nonces_per_invocation: self.gpu_nonces_per_invocation,
+            workgroup_size: self.gpu_workgroup_size,
+            ..GpuOptions::default()
+        };
+        GpuBackend::new(self.adapter.as_deref(), options)
+    }
+}
+
+impl BackendArgs {
+    fn cpu(&self) -> Result<CpuBackend> {
         let kernel = self.kernel.unwrap_or_else(Kernel::best);
         CpuBackend::new(kernel, self.threads.map(usize::from)).context("--kernel")
+    }
+
+    fn build(&self) -> Result<Box<dyn Backend>> {
+        Ok(match self.backend {
+            BackendChoice::Cpu => Box::new(self.cpu()?),
+            BackendChoice::Gpu => Box::new(self.gpu.open().context("--backend gpu")?),
+            BackendChoice::All => match self.gpu.open() {
+                Ok(gpu) => Box::new(CombinedBackend::new(vec![
+                    (Box::new(self.cpu()?) as Box<dyn Backend>, 1 << 24),
+                    (Box::new(gpu), 1 << 30),
+                ])),
+                Err(e) => {
+                    eprintln!("warning: --backend all runs on the CPU only: {e}");
+                    Box::new(self.cpu()?)
+                }
+            },
+        })
     }
 }
 
@@ -76,7 +140,7 @@ struct MineArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    cpu: CpuArgs,
+    backend: BackendArgs,
 }
 
 #[derive(Args, Debug)]
@@ -100,7 +164,7 @@ struct ScanArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    cpu: CpuArgs,
+    backend: BackendArgs,
 }
 
 #[derive(Args, Debug)]
@@ -108,10 +172,16 @@ struct BenchArgs {
     /// Seconds per measurement (each kernel is measured on 1 thread and on T threads).
     #[arg(long, short = 's', value_name = "S", default_value_t = 2.0, value_parser = parse_seconds, allow_negative_numbers = true)]
     seconds: f64,
-    /// Threads for the all-threads column [default: one per logical CPU].
-    #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
     /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+#[derive(Args, Debug)]
+struct DevicesArgs {
+    /// Print a JSON array.
     #[arg(long)]
     json: bool,
 }
@@ -169,6 +239,7 @@ pub fn run() -> Result<()> {
         Command::Mine(args) => mine(args),
         Command::Scan(args) => scan(args),
         Command::Bench(args) => bench(args),
+        Command::Devices(args) => devices(args),
     }
 }
 
@@ -188,7 +259,7 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
 }
 
 fn mine(args: MineArgs) -> Result<()> {
-    let backend = args.cpu.backend()?;
+    let backend = args.backend.build()?;
     let target = args.difficulty.to_target();
     let bits = target.to_compact_lossy();
     let effective = Target::from_compact(bits).context("--difficulty: nBits for this D")?;
@@ -212,7 +283,13 @@ fn mine(args: MineArgs) -> Result<()> {
     let mut mined: Vec<MinedBlock> = Vec::new();
     let mut spare_hashes = 0u64;
     while args.blocks.is_none_or(|n| (mined.len() as u64) < n) {
-        match mine_next(&mut chain, &backend, &args.payout, &cancel, &progress)? {
+        match mine_next(
+            &mut chain,
+            backend.as_ref(),
+            &args.payout,
+            &cancel,
+            &progress,
+        )? {
             MineOutcome::Mined(block) => {
                 live.suspend(|| print_block(&block, args.json));
                 mined.push(*block);
@@ -235,6 +312,7 @@ fn mine(args: MineArgs) -> Result<()> {
         interrupted,
         args.json,
     );
+    print_parts(backend.as_ref(), args.json);
     Ok(())
 }
 
@@ -344,7 +422,7 @@ fn scan(args: ScanArgs) -> Result<()> {
             format!("the header's nBits {header_bits} give no usable target; pass --difficulty or --bits")
         })?,
     };
-    let backend = args.cpu.backend()?;
+    let backend = args.backend.build()?;
     let job = Job::new(&args.header, &target);
     if !args.json {
         eprintln!(
@@ -358,7 +436,7 @@ fn scan(args: ScanArgs) -> Result<()> {
     let progress = Arc::new(AtomicU64::new(0));
     let live = LiveRate::start("scanning".into(), progress.clone());
     let started = Instant::now();
-    let report = backend.scan(&job, start..end, StopAt::End, &cancel, &progress);
+    let report = backend.scan(&job, start..end, StopAt::End, &cancel, &progress)?;
     let seconds = started.elapsed().as_secs_f64();
     drop(live);
     let mut header = args.header;
@@ -394,23 +472,81 @@ fn scan(args: ScanArgs) -> Result<()> {
             }
         );
     }
+    print_parts(backend.as_ref(), args.json);
     Ok(())
 }
 
+/// Each part's share and rate, for `--backend all`.
+fn print_parts(backend: &dyn Backend, json: bool) {
+    for p in backend.parts() {
+        let rate = HashRate::from_count(p.hashes, p.seconds);
+        if json {
+            println!(
+                "{}",
+                json!({"type": "part", "backend": p.name, "hashes": p.hashes,
+                       "seconds": p.seconds, "hashrate_hs": rate.0})
+            );
+        } else {
+            println!("  {}: {} hashes, {rate}", p.name, count(p.hashes as f64));
+        }
+    }
+}
+
 fn bench(args: BenchArgs) -> Result<()> {
-    let threads = args.threads.map_or_else(
+    let threads = args.backend.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    let report = bench::run(args.seconds, threads, |what| {
+    let mut tell = |what: &str| {
         if !args.json {
             eprintln!("measuring {what} for {} s", args.seconds);
         }
-    })?;
+    };
+    let kernels = match args.backend.backend {
+        BackendChoice::Gpu => Vec::new(),
+        _ => bench::run_cpu(args.seconds, threads, &mut tell)?,
+    };
+    let gpu = match args.backend.backend {
+        BackendChoice::Cpu => None,
+        choice => match args.backend.gpu.open() {
+            Ok(gpu) => {
+                tell(&gpu.name());
+                Some(bench::run_gpu(&gpu, args.seconds, &kernels)?)
+            }
+            Err(e) if choice == BackendChoice::All => {
+                eprintln!("warning: --backend all measures the CPU only: {e}");
+                None
+            }
+            Err(e) => return Err(e).context("--backend gpu"),
+        },
+    };
+    let report = bench::BenchReport {
+        seconds_per_measurement: args.seconds,
+        kernels,
+        gpu,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn devices(args: DevicesArgs) -> Result<()> {
+    let adapters = list_adapters();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        println!("no GPU adapters found (install a Vulkan driver, e.g. apt-get install mesa-vulkan-drivers)");
+    }
+    for a in adapters {
+        println!(
+            "{}: {} ({}, {}, driver {})",
+            a.index, a.name, a.backend, a.device_type, a.driver
+        );
     }
     Ok(())
 }

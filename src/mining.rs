@@ -3,7 +3,7 @@
 //! no header is hashed twice. (DESIGN.md's module table has no row for this loop; it lives here
 //! rather than in `cli` so library users and the node can share it.)
 
-use crate::backend::{Backend, StopAt, NONCE_END};
+use crate::backend::{Backend, BackendError, StopAt, NONCE_END};
 use crate::block::{header_bytes, header_hash, Template};
 use crate::chain::{Chain, Reject};
 use crate::pow::{CompactTarget, TargetError};
@@ -45,6 +45,8 @@ pub enum MineError {
     Bits(#[from] TargetError),
     #[error("backend {backend} reported nonce {nonce}, whose hash does not meet the target")]
     FalseHit { backend: String, nonce: u32 },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("the chain refused our own block: {0}")]
     Rejected(#[from] Reject),
 }
@@ -80,7 +82,7 @@ pub fn mine_next(
     let mut hashes = 0u64;
     for extranonce in 0u64.. {
         let job = template.job(extranonce);
-        let report = backend.scan(&job.job, 0..NONCE_END, StopAt::FirstHit, cancel, progress);
+        let report = backend.scan(&job.job, 0..NONCE_END, StopAt::FirstHit, cancel, progress)?;
         hashes += report.hashes;
         if let Some(&nonce) = report.hits.first() {
             let block = template.assemble(extranonce, nonce);

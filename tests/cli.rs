@@ -343,3 +343,127 @@ fn ctrl_c_stops_mining_cleanly_with_a_summary() {
     assert_eq!(summary["blocks"], 0);
     assert!(summary["hashes"].as_u64().unwrap() > 100_000, "{summary}");
 }
+
+const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000";
+
+/// The miner binary with wgpu limited to a backend this build lacks: no adapter at all.
+fn miner_without_gpu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(args)
+        .env("WGPU_BACKEND", "metal")
+        .output()
+        .expect("run the miner binary")
+}
+
+#[test]
+fn devices_lists_the_adapter_the_gpu_tests_use() {
+    let out = miner(&["devices", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        !list.is_empty(),
+        "no adapter: install mesa-vulkan-drivers (.ci/run does)"
+    );
+    for (i, a) in list.iter().enumerate() {
+        assert_eq!(a["index"], i as u64);
+        assert!(!a["name"].as_str().unwrap().is_empty());
+        assert!(!a["backend"].as_str().unwrap().is_empty());
+    }
+    let text = stdout(&miner(&["devices"]));
+    assert!(text.starts_with("0: "), "{text}");
+}
+
+#[test]
+fn scan_and_mine_on_the_gpu() {
+    let out = miner(&[
+        "scan",
+        "--backend",
+        "gpu",
+        "--adapter",
+        "0",
+        "--header",
+        GENESIS,
+        "--start",
+        "2082000000",
+        "--count",
+        "2000000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(
+        "nonce 2083236893  hash 000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+    ));
+    let out = miner(&["mine", "--backend", "gpu", "-d", "2e5", "-n", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let blocks: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "block")
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    for b in blocks {
+        let header = hex::decode(b["header"].as_str().unwrap()).unwrap();
+        let mut hash: [u8; 32] = Sha256::digest(Sha256::digest(&header)).into();
+        hash.reverse();
+        let bits = u32::from_le_bytes(header[72..76].try_into().unwrap());
+        assert!(hash <= independent_target(bits));
+    }
+}
+
+#[test]
+fn all_backends_report_each_part() {
+    let out = miner(&["mine", "--backend", "all", "-d", "1e6", "-n", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let parts: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["type"] == "part")
+        .collect();
+    assert_eq!(parts.len(), 2, "{}", stdout(&out));
+    assert!(parts[0]["backend"].as_str().unwrap().starts_with("cpu"));
+    assert!(parts[1]["backend"].as_str().unwrap().starts_with("gpu"));
+    let total: u64 = parts.iter().map(|p| p["hashes"].as_u64().unwrap()).sum();
+    assert!(total > 0);
+}
+
+#[test]
+fn bench_all_puts_gpu_beside_cpu() {
+    let out = miner(&["bench", "--backend", "all", "--seconds", "0.3", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(!v["kernels"].as_array().unwrap().is_empty());
+    let gpu = &v["gpu"];
+    assert!(gpu["mhs"].as_f64().unwrap() > 0.0, "{gpu}");
+    assert!(gpu["ratio_to_best_cpu"].as_f64().unwrap() > 0.0);
+    assert!(gpu["dispatch_nonces"].as_u64().unwrap() > 0);
+    let text = stdout(&miner(&["bench", "--backend", "gpu", "--seconds", "0.3"]));
+    assert!(text.starts_with("gpu "), "{text}");
+}
+
+#[test]
+fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
+    let out = miner_without_gpu(&[
+        "scan",
+        "--backend",
+        "gpu",
+        "--header",
+        GENESIS,
+        "--count",
+        "10",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: --backend gpu: no GPU adapter found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mesa-vulkan-drivers") && err.contains("--backend cpu"),
+        "{err}"
+    );
+    let out = miner_without_gpu(&["mine", "--backend", "all", "-d", "1e4", "-n", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: --backend all runs on the CPU only"));
+    assert!(stdout(&out).contains("1 blocks in"));
+    let out = miner_without_gpu(&["devices"]);
+    assert!(stdout(&out).contains("no GPU adapters found"));
+}

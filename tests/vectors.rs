@@ -113,13 +113,15 @@ fn cpu_backend_finds_the_real_nonces_from_millions_below() {
         let job = Job::new(&bytes, &target);
         let start = u64::from(v.nonce) - 3_000_000;
         let progress = AtomicU64::new(0);
-        let report = backend.scan(
-            &job,
-            start..start + 4_000_000,
-            StopAt::End,
-            &AtomicBool::new(false),
-            &progress,
-        );
+        let report = backend
+            .scan(
+                &job,
+                start..start + 4_000_000,
+                StopAt::End,
+                &AtomicBool::new(false),
+                &progress,
+            )
+            .unwrap();
         assert_eq!(report.hits, vec![v.nonce], "block {}", v.height);
         assert_eq!(report.hashes, 4_000_000);
         assert_eq!(progress.into_inner(), 4_000_000);
@@ -132,7 +134,9 @@ fn cpu_backend_stops_on_cancel_and_says_so() {
     let backend = CpuBackend::best().unwrap();
     let job = Job::new(&[0u8; 80], &Target::from_words([0; 8]));
     let cancel = AtomicBool::new(true);
-    let report = backend.scan(&job, 0..1 << 32, StopAt::End, &cancel, &AtomicU64::new(0));
+    let report = backend
+        .scan(&job, 0..1 << 32, StopAt::End, &cancel, &AtomicU64::new(0))
+        .unwrap();
     assert!(report.cancelled);
     assert!(report.hashes < 1 << 32);
 }

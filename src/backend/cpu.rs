@@ -1,6 +1,6 @@
 //! The CPU backend: rayon splits the nonce range into batches, each worker runs one kernel.
 
-use super::{Backend, ScanReport, StopAt, NONCE_END};
+use super::{Backend, BackendError, ScanReport, StopAt, NONCE_END};
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
 use rayon::prelude::*;
@@ -88,7 +88,7 @@ impl Backend for CpuBackend {
         stop: StopAt,
         cancel: &AtomicBool,
         progress: &AtomicU64,
-    ) -> ScanReport {
+    ) -> Result<ScanReport, BackendError> {
         let start = nonces.start.min(NONCE_END);
         let end = nonces.end.clamp(start, NONCE_END);
         let batch = batch_size(job, self.threads());
@@ -125,10 +125,10 @@ impl Backend for CpuBackend {
         });
         let mut hits = hits.into_inner().unwrap_or_else(|e| e.into_inner());
         hits.sort_unstable();
-        ScanReport {
+        Ok(ScanReport {
             hits,
             hashes: hashes.into_inner(),
             cancelled: skipped.into_inner() && cancel.load(Ordering::Relaxed),
-        }
+        })
     }
 }

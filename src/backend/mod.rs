@@ -1,7 +1,11 @@
 //! Hashing backends behind one interface: given a [`Job`] and a nonce range, report the nonces
 //! that meet the target. Backends never see the chain, the clock or the terminal.
 
+mod combined;
 mod cpu;
+pub mod gpu;
+
+pub use combined::CombinedBackend;
 
 pub use cpu::{CpuBackend, CpuBackendError};
 
@@ -32,6 +36,15 @@ pub struct ScanReport {
     pub cancelled: bool,
 }
 
+/// A backend failure (the GPU device was lost, a kernel reported a false hit, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Cpu(#[from] CpuBackendError),
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
+}
+
 /// A nonce-search backend.
 pub trait Backend: Send + Sync {
     /// Human-readable name, e.g. `cpu (sha-ni, 2 threads)`.
@@ -46,5 +59,18 @@ pub trait Backend: Send + Sync {
         stop: StopAt,
         cancel: &AtomicBool,
         progress: &AtomicU64,
-    ) -> ScanReport;
+    ) -> Result<ScanReport, BackendError>;
+
+    /// Hashes and busy seconds per part, for backends made of several (`--backend all`).
+    fn parts(&self) -> Vec<PartStats> {
+        Vec::new()
+    }
+}
+
+/// One part of a combined backend: its name, hashes done and seconds spent so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartStats {
+    pub name: String,
+    pub hashes: u64,
+    pub seconds: f64,
 }

@@ -1,7 +1,9 @@
 //! `miner bench`: the hash rate of every CPU kernel on one thread and on all threads, with the
-//! plain `sha2` loop measured in the same run as the baseline every ratio is taken against.
+//! plain `sha2` loop measured in the same run as the baseline every CPU ratio is taken against;
+//! and the GPU backend's rate, with its ratio to the best CPU figure of the same run.
 
-use crate::backend::{Backend, CpuBackend, CpuBackendError, StopAt, NONCE_END};
+use crate::backend::gpu::GpuBackend;
+use crate::backend::{Backend, BackendError, CpuBackend, StopAt, NONCE_END};
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
 use serde::Serialize;
@@ -28,12 +30,36 @@ pub struct KernelFigures {
     pub thread_scaling: f64,
 }
 
+/// The GPU backend's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuFigures {
+    pub adapter: String,
+    /// wgpu backend (Vulkan, ...).
+    pub backend: String,
+    /// DiscreteGpu, Cpu (a software device such as lavapipe), ...
+    pub device_type: String,
+    pub driver: String,
+    /// Million hashes per second, whole scans including read-back.
+    pub mhs: f64,
+    pub workgroup_size: u32,
+    pub nonces_per_invocation: u32,
+    /// Nonces per dispatch after adaptation.
+    pub dispatch_nonces: u64,
+    /// `mhs` over the best CPU kernel's all-threads figure of the same run, if measured.
+    pub ratio_to_best_cpu: Option<f64>,
+    /// The CPU kernel that ratio is taken against.
+    pub best_cpu_kernel: Option<String>,
+}
+
 /// A whole bench run.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     /// Seconds each measurement ran.
     pub seconds_per_measurement: f64,
+    /// Empty with `--backend gpu`.
     pub kernels: Vec<KernelFigures>,
+    /// Absent with `--backend cpu`.
+    pub gpu: Option<GpuFigures>,
 }
 
 /// A job whose target no hash meets (target 0), so every nonce runs the whole kernel path.
@@ -46,7 +72,7 @@ fn bench_job() -> Job {
 }
 
 /// Hashes per second of `backend` over about `seconds`.
-pub fn measure(backend: &dyn Backend, seconds: f64) -> f64 {
+pub fn measure(backend: &dyn Backend, seconds: f64) -> Result<f64, BackendError> {
     let job = bench_job();
     let cancel = Arc::new(AtomicBool::new(false));
     let progress = AtomicU64::new(0);
@@ -62,27 +88,27 @@ pub fn measure(backend: &dyn Backend, seconds: f64) -> f64 {
     // A 2^32 range outlasts any sensible measurement; loop in case it does not.
     while !cancel.load(Ordering::Relaxed) {
         hashes += backend
-            .scan(&job, 0..NONCE_END, StopAt::End, &cancel, &progress)
+            .scan(&job, 0..NONCE_END, StopAt::End, &cancel, &progress)?
             .hashes;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let _ = timer.join();
-    hashes as f64 / elapsed
+    Ok(hashes as f64 / elapsed)
 }
 
-/// Measures every available kernel, baseline first. `on_progress` is told what runs next.
-pub fn run(
+/// Measures every available CPU kernel, baseline first. `on_progress` is told what runs next.
+pub fn run_cpu(
     seconds: f64,
     threads: usize,
-    mut on_progress: impl FnMut(&str),
-) -> Result<BenchReport, CpuBackendError> {
+    on_progress: &mut impl FnMut(&str),
+) -> Result<Vec<KernelFigures>, BackendError> {
     let mut kernels = Vec::new();
     let mut baseline = (f64::NAN, f64::NAN);
     for kernel in Kernel::available() {
         on_progress(&format!("{kernel} on 1 thread"));
-        let one = measure(&CpuBackend::new(kernel, Some(1))?, seconds) / 1e6;
+        let one = measure(&CpuBackend::new(kernel, Some(1))?, seconds)? / 1e6;
         on_progress(&format!("{kernel} on {threads} threads"));
-        let all = measure(&CpuBackend::new(kernel, Some(threads))?, seconds) / 1e6;
+        let all = measure(&CpuBackend::new(kernel, Some(threads))?, seconds)? / 1e6;
         if kernel == Kernel::Sha2 {
             baseline = (one, all);
         }
@@ -96,35 +122,71 @@ pub fn run(
             thread_scaling: all / one,
         });
     }
-    Ok(BenchReport {
-        seconds_per_measurement: seconds,
-        kernels,
+    Ok(kernels)
+}
+
+/// Measures the GPU backend (after a short warm-up that settles the dispatch size).
+pub fn run_gpu(
+    gpu: &GpuBackend,
+    seconds: f64,
+    cpu: &[KernelFigures],
+) -> Result<GpuFigures, BackendError> {
+    measure(gpu, seconds.min(1.0))?;
+    let mhs = measure(gpu, seconds)? / 1e6;
+    let best = cpu
+        .iter()
+        .max_by(|a, b| a.mhs_all_threads.total_cmp(&b.mhs_all_threads));
+    let info = gpu.adapter();
+    let options = gpu.options();
+    Ok(GpuFigures {
+        adapter: info.name.clone(),
+        backend: info.backend.clone(),
+        device_type: info.device_type.clone(),
+        driver: info.driver.clone(),
+        mhs,
+        workgroup_size: options.workgroup_size,
+        nonces_per_invocation: options.nonces_per_invocation,
+        dispatch_nonces: gpu.dispatch_size(),
+        ratio_to_best_cpu: best.map(|b| mhs / b.mhs_all_threads),
+        best_cpu_kernel: best.map(|b| format!("{} on {} threads", b.kernel, b.threads)),
     })
 }
 
 impl BenchReport {
     /// The table `miner bench` prints.
     pub fn table(&self) -> String {
-        let threads = self.kernels.first().map_or(0, |k| k.threads);
-        let mut out = format!(
-            "{:<8} {:>12} {:>9} {:>14} {:>9} {:>8}\n",
-            "kernel",
-            "1 thread",
-            "vs sha2",
-            format!("{threads} threads"),
-            "vs sha2",
-            "scaling"
-        );
-        for k in &self.kernels {
+        let mut out = String::new();
+        if let Some(first) = self.kernels.first() {
             out += &format!(
-                "{:<8} {:>7.2} MH/s {:>8.2}x {:>9.2} MH/s {:>8.2}x {:>7.2}x\n",
-                k.kernel,
-                k.mhs_one_thread,
-                k.ratio_to_sha2_one_thread,
-                k.mhs_all_threads,
-                k.ratio_to_sha2_all_threads,
-                k.thread_scaling
+                "{:<8} {:>12} {:>9} {:>14} {:>9} {:>8}\n",
+                "kernel",
+                "1 thread",
+                "vs sha2",
+                format!("{} threads", first.threads),
+                "vs sha2",
+                "scaling"
             );
+            for k in &self.kernels {
+                out += &format!(
+                    "{:<8} {:>7.2} MH/s {:>8.2}x {:>9.2} MH/s {:>8.2}x {:>7.2}x\n",
+                    k.kernel,
+                    k.mhs_one_thread,
+                    k.ratio_to_sha2_one_thread,
+                    k.mhs_all_threads,
+                    k.ratio_to_sha2_all_threads,
+                    k.thread_scaling
+                );
+            }
+        }
+        if let Some(g) = &self.gpu {
+            out += &format!(
+                "gpu      {:.2} MH/s on {} ({}, {}, driver {}); workgroup {}, {} nonces/invocation, {} nonces/dispatch\n",
+                g.mhs, g.adapter, g.backend, g.device_type, g.driver, g.workgroup_size,
+                g.nonces_per_invocation, g.dispatch_nonces
+            );
+            if let (Some(r), Some(k)) = (g.ratio_to_best_cpu, &g.best_cpu_kernel) {
+                out += &format!("gpu/cpu  {r:.2}x (against {k})\n");
+            }
         }
         out
     }

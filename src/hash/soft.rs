@@ -76,16 +76,17 @@ pub fn double_hash(job: &Job, nonce: u32) -> [u32; 8] {
     second
 }
 
-/// Per-job precomputation.
-struct Precomputed {
+/// Per-job precomputation, shared with the GPU backend's host side.
+pub(crate) struct Precomputed {
     /// Working state after rounds 0..3 of the second block (they use only W0..W2).
-    state3: [u32; 8],
-    /// The second block's schedule with every nonce-free word filled in (W3 is the nonce).
-    w: [u32; 64],
+    pub(crate) state3: [u32; 8],
+    /// The second block's schedule with every nonce-free word filled in (W3 is the nonce):
+    /// W0..W2, the padding W4..W15, and W16, W17.
+    pub(crate) w: [u32; 64],
 }
 
 impl Precomputed {
-    fn new(job: &Job) -> Precomputed {
+    pub(crate) fn new(job: &Job) -> Precomputed {
         let mut w = [0u32; 64];
         w[..3].copy_from_slice(&job.tail);
         w[4] = 0x8000_0000;

@@ -1,0 +1,137 @@
+//! `--backend all`: several backends share one nonce range. Each part pulls the next chunk from a
+//! shared counter, so a fast GPU and a slower CPU both stay busy until the range is done, and a
+//! hit in one part stops the others.
+
+use super::{Backend, BackendError, PartStats, ScanReport, StopAt, NONCE_END};
+use crate::hash::Job;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Part {
+    backend: Box<dyn Backend>,
+    /// Largest chunk this part takes at once.
+    max_chunk: u64,
+    hashes: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// Backends working one range together.
+pub struct CombinedBackend {
+    parts: Vec<Part>,
+}
+
+impl CombinedBackend {
+    /// Combines `(backend, largest chunk it should take)` pairs.
+    pub fn new(parts: Vec<(Box<dyn Backend>, u64)>) -> CombinedBackend {
+        CombinedBackend {
+            parts: parts
+                .into_iter()
+                .map(|(backend, max_chunk)| Part {
+                    backend,
+                    max_chunk: max_chunk.max(1),
+                    hashes: AtomicU64::new(0),
+                    nanos: AtomicU64::new(0),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Backend for CombinedBackend {
+    fn name(&self) -> String {
+        let names: Vec<String> = self.parts.iter().map(|p| p.backend.name()).collect();
+        names.join(" + ")
+    }
+
+    fn scan(
+        &self,
+        job: &Job,
+        nonces: Range<u64>,
+        stop: StopAt,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<ScanReport, BackendError> {
+        let start = nonces.start.min(NONCE_END);
+        let end = nonces.end.clamp(start, NONCE_END);
+        let next = AtomicU64::new(start);
+        let halt = AtomicBool::new(false);
+        let running = AtomicUsize::new(self.parts.len());
+        let hits = Mutex::new(Vec::new());
+        let hashes = AtomicU64::new(0);
+        let failure: Mutex<Option<BackendError>> = Mutex::new(None);
+        // Chunks small enough that both parts get a share of short ranges.
+        let share = ((end - start) / 16).max(1 << 16);
+        std::thread::scope(|s| {
+            for part in &self.parts {
+                let (next, halt, running, hits, hashes, failure) =
+                    (&next, &halt, &running, &hits, &hashes, &failure);
+                s.spawn(move || {
+                    let chunk = share.min(part.max_chunk);
+                    while !halt.load(Ordering::Relaxed) {
+                        let first = next.fetch_add(chunk, Ordering::Relaxed);
+                        if first >= end {
+                            break;
+                        }
+                        let last = (first + chunk).min(end);
+                        let started = Instant::now();
+                        match part.backend.scan(job, first..last, stop, halt, progress) {
+                            Ok(r) => {
+                                part.hashes.fetch_add(r.hashes, Ordering::Relaxed);
+                                part.nanos.fetch_add(
+                                    started.elapsed().as_nanos() as u64,
+                                    Ordering::Relaxed,
+                                );
+                                hashes.fetch_add(r.hashes, Ordering::Relaxed);
+                                if !r.hits.is_empty() {
+                                    hits.lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .extend(r.hits);
+                                    if stop == StopAt::FirstHit {
+                                        halt.store(true, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                                halt.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    running.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+            // Pass the caller's cancel on to the parts.
+            while running.load(Ordering::Relaxed) > 0 {
+                if cancel.load(Ordering::Relaxed) {
+                    halt.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let mut hits = hits.into_inner().unwrap_or_else(|e| e.into_inner());
+        hits.sort_unstable();
+        hits.dedup();
+        let hashes = hashes.into_inner();
+        Ok(ScanReport {
+            cancelled: cancel.load(Ordering::Relaxed) && hashes < end - start,
+            hits,
+            hashes,
+        })
+    }
+
+    fn parts(&self) -> Vec<PartStats> {
+        self.parts
+            .iter()
+            .map(|p| PartStats {
+                name: p.backend.name(),
+                hashes: p.hashes.load(Ordering::Relaxed),
+                seconds: p.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            })
+            .collect()
+    }
+}
