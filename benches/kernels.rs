@@ -30,6 +30,36 @@ fn kernels(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // How many interleaved SHA-NI streams pay off.
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::ShaNi.is_available() {
+        let mut group = c.benchmark_group("sha_ni_streams");
+        group.throughput(Throughput::Elements(u64::from(NONCES)));
+        macro_rules! streams {
+            ($n:literal) => {
+                group.bench_function(concat!($n, " streams"), |b| {
+                    let mut hits = Vec::new();
+                    // SAFETY: `Kernel::ShaNi.is_available()` checked the CPU features above.
+                    b.iter(|| unsafe {
+                        miner::hash::x86_shani::scan_streams::<$n>(
+                            black_box(&job),
+                            0,
+                            NONCES,
+                            &mut hits,
+                        )
+                    });
+                });
+            };
+        }
+        streams!(1);
+        streams!(2);
+        streams!(3);
+        streams!(4);
+        streams!(6);
+        streams!(8);
+        group.finish();
+    }
 }
 
 criterion_group!(benches, kernels);

@@ -64,7 +64,7 @@ struct BackendArgs {
     /// CPU worker threads [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
-    /// CPU kernel: sha-ni, soft or sha2 [default: the fastest this CPU supports].
+    /// CPU kernel: avx512, sha-ni, avx2, soft or sha2 [default: the fastest this CPU supports].
     #[arg(long, value_name = "NAME")]
     kernel: Option<Kernel>,
     #[command(flatten)]

@@ -467,3 +467,74 @@ fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
     let out = miner_without_gpu(&["devices"]);
     assert!(stdout(&out).contains("no GPU adapters found"));
 }
+
+#[test]
+fn every_available_kernel_can_be_forced_and_finds_the_genesis_nonce() {
+    for kernel in miner::hash::Kernel::available() {
+        let out = miner(&[
+            "scan",
+            "--kernel",
+            kernel.name(),
+            "--threads",
+            "1",
+            "--header",
+            GENESIS,
+            "--start",
+            "2083200000",
+            "--count",
+            "100000",
+        ]);
+        assert!(out.status.success(), "{kernel}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("nonce 2083236893"),
+            "{kernel}: {}",
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("cpu ({kernel}, 1 threads)")),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
+    let run = |disabled: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args(args)
+            .env("MINER_DISABLE_KERNELS", disabled)
+            .output()
+            .unwrap()
+    };
+    let available = miner::hash::Kernel::available();
+    let mut hidden: Vec<&str> = Vec::new();
+    // Hide the best kernel, then the next, ...: mining always works, on the next one in order.
+    for kernel in miner::hash::Kernel::PREFERENCE {
+        if !available.contains(&kernel) {
+            continue;
+        }
+        let out = run(
+            &hidden.join(","),
+            &["mine", "-d", "1e4", "-n", "1", "--threads", "1"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("cpu ({kernel}, 1 threads)")),
+            "with {hidden:?} hidden expected {kernel}: {}",
+            stderr(&out)
+        );
+        hidden.push(kernel.name());
+    }
+    let out = run(
+        "avx512,sha-ni,avx2",
+        &["mine", "--kernel", "avx512", "-n", "1"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("the avx512 kernel is not supported by this CPU; available: sha2, soft"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -47,7 +47,7 @@ fn all_available_kernels_are_listed_and_portable_is_always_there() {
 fn kernels_agree_on_random_jobs_at_easy_targets() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0001);
     let mut total_hits = 0;
-    for round in 0..2000 {
+    for round in 0..20_000 {
         let header = random_header(&mut rng);
         // Top words from "every hash" down to "one in 2^16", so hit lists are rarely empty.
         let top = match round % 4 {
@@ -82,7 +82,7 @@ fn kernels_agree_on_random_jobs_at_easy_targets() {
 fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0002);
     let (mut met, mut missed) = (0, 0);
-    for round in 0..4000 {
+    for round in 0..10_000 {
         let mut header = random_header(&mut rng);
         let nonce: u32 = rng.gen();
         header[76..80].copy_from_slice(&nonce.to_le_bytes());
@@ -127,7 +127,7 @@ fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
 fn kernels_handle_the_last_nonce_and_odd_ranges() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0003);
     let target = Target::from_words([u32::MAX; 8]); // every hash meets it
-    for count in 1..=17u32 {
+    for count in 1..=40u32 {
         let header = random_header(&mut rng);
         let job = Job::new(&header, &target);
         let first = u32::MAX - (count - 1);
@@ -154,4 +154,29 @@ fn impossible_target_finds_nothing() {
     for kernel in Kernel::available() {
         assert!(scan(kernel, &job, 0, 5000).is_empty(), "{kernel}");
     }
+}
+
+#[test]
+fn fallback_order_prefers_the_fastest_kernel_present() {
+    use Kernel::*;
+    // CPUs with every feature, without AVX-512, without SHA-NI, with neither, with nothing.
+    assert_eq!(
+        Kernel::fastest_of(&[Sha2, Soft, Avx2, ShaNi, Avx512]),
+        Avx512
+    );
+    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2, ShaNi]), ShaNi);
+    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2, Avx512]), Avx512);
+    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2]), Avx2);
+    assert_eq!(Kernel::fastest_of(&[Sha2, Soft]), Soft);
+    assert_eq!(Kernel::fastest_of(&[]), Soft);
+    // The baseline is never picked to mine with.
+    assert!(!Kernel::PREFERENCE.contains(&Sha2));
+}
+
+#[test]
+fn every_kernel_name_parses_back() {
+    for k in Kernel::ALL {
+        assert_eq!(k.name().parse::<Kernel>().unwrap(), k);
+    }
+    assert!("avx1024".parse::<Kernel>().is_err());
 }

@@ -5,8 +5,14 @@
 //! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
 //! every kernel and falls back to the portable one.
 
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod sha2_loop;
 pub mod soft;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_shani;
 
@@ -125,13 +131,23 @@ pub enum Kernel {
     Sha2,
     /// Portable Rust with midstate, precomputed rounds and early reject.
     Soft,
-    /// x86 SHA extensions, two nonces interleaved.
+    /// x86 SHA extensions, eight nonces interleaved.
     ShaNi,
+    /// AVX2, 8 nonces in 8 lanes.
+    Avx2,
+    /// AVX-512, 16 nonces in 16 lanes.
+    Avx512,
 }
 
 impl Kernel {
     /// Every kernel, baseline first.
-    pub const ALL: [Kernel; 3] = [Kernel::Sha2, Kernel::Soft, Kernel::ShaNi];
+    pub const ALL: [Kernel; 5] = [
+        Kernel::Sha2,
+        Kernel::Soft,
+        Kernel::Avx2,
+        Kernel::ShaNi,
+        Kernel::Avx512,
+    ];
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -139,14 +155,22 @@ impl Kernel {
             Kernel::Sha2 => "sha2",
             Kernel::Soft => "soft",
             Kernel::ShaNi => "sha-ni",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
         }
     }
 
-    /// Whether this CPU can run the kernel.
+    /// Whether this CPU can run the kernel. `MINER_DISABLE_KERNELS=avx512,sha-ni` (a comma list
+    /// of names) hides kernels, to see how `miner` behaves on a CPU without them.
     pub fn is_available(self) -> bool {
+        if disabled_by_env(self) {
+            return false;
+        }
         match self {
             Kernel::Sha2 | Kernel::Soft => true,
             Kernel::ShaNi => shani_available(),
+            Kernel::Avx2 => avx2_available(),
+            Kernel::Avx512 => avx512_available(),
         }
     }
 
@@ -158,13 +182,21 @@ impl Kernel {
             .collect()
     }
 
+    /// Kernels from fastest to slowest, as measured on x86-64 CPUs that have them all
+    /// (BENCHMARKS.md): AVX-512 lanes, SHA-NI streams, AVX2 lanes, portable.
+    pub const PREFERENCE: [Kernel; 4] = [Kernel::Avx512, Kernel::ShaNi, Kernel::Avx2, Kernel::Soft];
+
+    /// The first kernel of [`Kernel::PREFERENCE`] in `available`; the portable one if none.
+    pub fn fastest_of(available: &[Kernel]) -> Kernel {
+        Kernel::PREFERENCE
+            .into_iter()
+            .find(|k| available.contains(k))
+            .unwrap_or(Kernel::Soft)
+    }
+
     /// The fastest kernel this CPU supports.
     pub fn best() -> Kernel {
-        if Kernel::ShaNi.is_available() {
-            Kernel::ShaNi
-        } else {
-            Kernel::Soft
-        }
+        Kernel::fastest_of(&Kernel::available())
     }
 
     /// Hashes nonces `first .. first + count` of `job` and pushes every nonce that meets the
@@ -181,20 +213,50 @@ impl Kernel {
         match self {
             Kernel::Sha2 => sha2_loop::scan(job, first, count, hits),
             Kernel::Soft => soft::scan(job, first, count, hits),
+            #[cfg(target_arch = "x86_64")]
             Kernel::ShaNi => {
-                assert!(
-                    shani_available(),
-                    "the sha-ni kernel needs a CPU with SHA extensions"
-                );
-                #[cfg(target_arch = "x86_64")]
+                assert!(shani_available(), "the sha-ni kernel needs SHA extensions");
                 // SAFETY: `shani_available()` just confirmed at run time that the CPU has the
                 // SHA, SSE2, SSSE3 and SSE4.1 extensions that `x86_shani::scan` is compiled for.
-                unsafe {
-                    x86_shani::scan(job, first, count, hits)
-                }
+                unsafe { x86_shani::scan(job, first, count, hits) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                assert!(avx2_available(), "the avx2 kernel needs AVX2");
+                // SAFETY: `avx2_available()` just confirmed AVX2, which `x86_avx2::scan` is
+                // compiled for.
+                unsafe { x86_avx2::scan(job, first, count, hits) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                assert!(
+                    avx512_available(),
+                    "the avx512 kernel needs AVX-512 F and BW"
+                );
+                // SAFETY: `avx512_available()` just confirmed AVX-512 F and BW, which
+                // `x86_avx512::scan` is compiled for.
+                unsafe { x86_avx512::scan(job, first, count, hits) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::ShaNi | Kernel::Avx2 | Kernel::Avx512 => {
+                unreachable!("x86 kernels are never available off x86-64")
             }
         }
     }
+}
+
+/// Whether `MINER_DISABLE_KERNELS` names this kernel (the portable one cannot be disabled).
+fn disabled_by_env(kernel: Kernel) -> bool {
+    static DISABLED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let disabled = DISABLED.get_or_init(|| {
+        std::env::var("MINER_DISABLE_KERNELS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    kernel != Kernel::Soft && disabled.iter().any(|d| d == kernel.name())
 }
 
 fn shani_available() -> bool {
@@ -211,6 +273,29 @@ fn shani_available() -> bool {
     }
 }
 
+fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -219,7 +304,7 @@ impl fmt::Display for Kernel {
 
 /// Error for [`Kernel::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kernel '{0}'; known kernels: sha2, soft, sha-ni")]
+#[error("unknown kernel '{0}'; known kernels: sha2, soft, avx2, sha-ni, avx512")]
 pub struct UnknownKernel(String);
 
 impl FromStr for Kernel {

@@ -9,8 +9,8 @@
 use super::{is_candidate, Job, IV, K};
 use core::arch::x86_64::*;
 
-/// Nonces hashed together.
-const LANES: usize = 2;
+/// Nonces hashed together (independent streams in flight).
+const STREAMS: usize = 8;
 
 #[inline]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -111,7 +111,7 @@ impl Precomputed {
     #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    fn h7(&self, nonces: [u32; LANES]) -> [u32; LANES] {
+    fn h7<const LANES: usize>(&self, nonces: [u32; LANES]) -> [u32; LANES] {
         let zero = _mm_setzero_si128();
         // First hash, second block: W = tail0 tail1 tail2 nonce | 0x80000000 0 0 0 | 0.. | .. 640.
         let pad1 = set([0x8000_0000, 0, 0, 0]);
@@ -189,21 +189,28 @@ impl Precomputed {
 /// The CPU must support the SHA, SSE2, SSSE3 and SSE4.1 extensions.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+    scan_streams::<STREAMS>(job, first, count, hits)
+}
+
+/// [`scan`] with `N` interleaved streams (for measuring the best `N`).
+///
+/// # Safety
+/// As [`scan`].
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+pub unsafe fn scan_streams<const N: usize>(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
     let pre = Precomputed::new(job);
     let top = job.target[7];
     let end = u64::from(first) + u64::from(count);
     let mut n = u64::from(first);
     while n < end {
-        let a = n as u32;
-        let has_b = n + 1 < end;
-        let b = if has_b { a.wrapping_add(1) } else { a };
-        let h = pre.h7([a, b]);
-        if is_candidate(h[0], top) && job.meets(a) {
-            hits.push(a);
+        // Lanes past the end repeat the last nonce and are ignored.
+        let nonces: [u32; N] = std::array::from_fn(|i| (n + i as u64).min(end - 1) as u32);
+        let h = pre.h7(nonces);
+        for i in 0..N {
+            if n + (i as u64) < end && is_candidate(h[i], top) && job.meets(nonces[i]) {
+                hits.push(nonces[i]);
+            }
         }
-        if has_b && is_candidate(h[1], top) && job.meets(b) {
-            hits.push(b);
-        }
-        n += 2;
+        n += N as u64;
     }
 }
