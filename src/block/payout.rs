@@ -20,7 +20,7 @@ pub fn parse_payout(text: &str) -> Result<ScriptBuf, PayoutError> {
         return Ok(address.assume_checked().script_pubkey());
     }
     let hex = t.strip_prefix("0x").unwrap_or(t);
-    if !hex.is_empty() && hex.len() % 2 == 0 && hex.len() <= 20_000 {
+    if !hex.is_empty() && hex.len().is_multiple_of(2) && hex.len() <= 20_000 {
         if let Ok(bytes) = ::hex::decode(hex) {
             return Ok(ScriptBuf::from_bytes(bytes));
         }
