@@ -7,6 +7,7 @@
 
 mod compact;
 mod difficulty;
+pub mod retarget;
 
 pub use compact::{CompactTarget, DecodedCompact};
 pub use difficulty::{Difficulty, ParseDifficultyError};
