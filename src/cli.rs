@@ -8,7 +8,12 @@ use crate::chain::{Chain, ChainParams};
 use crate::hash::{display_hash, sha256d, Job, Kernel};
 use crate::mining::{mine_next, MineOutcome, MinedBlock};
 use crate::output::{count, HashRate, LiveRate};
+use crate::pow::retarget::{
+    Algorithm, AlgorithmName, RetargetParams, DEFAULT_ASERT_HALF_LIFE_BLOCKS,
+    DEFAULT_BITCOIN_WINDOW, DEFAULT_LWMA_WINDOW,
+};
 use crate::pow::{CompactTarget, Difficulty, Target};
+use crate::sim;
 use anyhow::{bail, Context, Result};
 use bitcoin::ScriptBuf;
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +48,9 @@ enum Command {
     Bench(BenchArgs),
     /// List the GPU adapters wgpu finds (the index and name `--adapter` takes).
     Devices(DevicesArgs),
+    /// Simulate difficulty controllers under a hash-rate profile, without hashing: a table of
+    /// interval statistics and recovery after each step, the series as CSV, and an SVG chart.
+    RetargetSim(SimArgs),
 }
 
 /// Which hardware searches nonces.
@@ -140,7 +148,112 @@ struct MineArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    retarget: RetargetArgs,
+    #[command(flatten)]
     backend: BackendArgs,
+}
+
+/// Difficulty-controller flags shared by `mine` and `retarget-sim`.
+#[derive(Args, Debug)]
+struct RetargetArgs {
+    /// Target block interval for the difficulty controller: 600, 10s, 2m, 1h [default: 10s].
+    /// Giving it without --retarget selects asert.
+    #[arg(long, value_name = "T", value_parser = parse_duration_secs, allow_negative_numbers = true)]
+    block_time: Option<i64>,
+    /// Difficulty controller: fixed (every block at --difficulty), asert (aserti3-2d), bitcoin
+    /// (retarget every --window blocks), lwma (LWMA-1 over --window blocks)
+    /// [default: fixed, or asert when --block-time is given].
+    #[arg(long, value_name = "ALGO")]
+    retarget: Option<AlgorithmName>,
+    /// Blocks per window: bitcoin's retarget period [default: 2016] or lwma's N [default: 45].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    window: Option<u32>,
+    /// asert's half-life: 3600, 8m, 2h [default: 48 block times].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs, allow_negative_numbers = true)]
+    half_life: Option<i64>,
+}
+
+/// Default target interval for local mining with a controller.
+const DEFAULT_BLOCK_TIME_S: i64 = 10;
+
+impl RetargetArgs {
+    fn spacing(&self) -> i64 {
+        self.block_time.unwrap_or(DEFAULT_BLOCK_TIME_S)
+    }
+
+    fn algorithm(&self, name: AlgorithmName) -> Algorithm {
+        let spacing = self.spacing();
+        match name {
+            AlgorithmName::Fixed => Algorithm::Fixed,
+            AlgorithmName::Bitcoin => Algorithm::Bitcoin {
+                window: self.window.unwrap_or(DEFAULT_BITCOIN_WINDOW),
+            },
+            AlgorithmName::Asert => Algorithm::Asert {
+                half_life: self
+                    .half_life
+                    .unwrap_or(DEFAULT_ASERT_HALF_LIFE_BLOCKS * spacing),
+            },
+            AlgorithmName::Lwma => Algorithm::Lwma {
+                window: self.window.unwrap_or(DEFAULT_LWMA_WINDOW),
+            },
+        }
+    }
+
+    /// The controller `mine` runs, starting at `initial`.
+    fn params(&self, initial: Target, pow_limit: Target) -> RetargetParams {
+        let name = self.retarget.unwrap_or(if self.block_time.is_some() {
+            AlgorithmName::Asert
+        } else {
+            AlgorithmName::Fixed
+        });
+        let algorithm = self.algorithm(name);
+        // A controller never goes easier than the limit, so it starts no easier either.
+        let initial = if algorithm == Algorithm::Fixed {
+            initial
+        } else {
+            initial.min(pow_limit)
+        };
+        RetargetParams {
+            algorithm,
+            spacing: self.spacing(),
+            pow_limit,
+            initial: initial.to_compact_lossy(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Controllers to compare, comma-separated: asert,bitcoin,lwma,fixed.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "asert,bitcoin,lwma"
+    )]
+    algo: Vec<AlgorithmName>,
+    /// Blocks to simulate.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    blocks: u64,
+    /// Hash rate over the run: 'steps' (1 MH/s; 10x from N/4; 1x from N/2; an on/off miner
+    /// from 3N/4), or segments like '1M,10M@2500,1M@5000,onoff(1M/10M/50)@7500' (H/s with
+    /// k/M/G/T; '@' gives the block a segment starts at).
+    #[arg(long, value_name = "PROFILE", default_value = "steps")]
+    hashrate: String,
+    /// Random seed (same seed, same run).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the per-block series here as CSV.
+    #[arg(long, value_name = "FILE", default_value = "retarget-sim.csv")]
+    csv: std::path::PathBuf,
+    /// Draw difficulty and interval over height here as SVG.
+    #[arg(long, value_name = "FILE", default_value = "retarget-sim.svg")]
+    svg: std::path::PathBuf,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    retarget: RetargetArgs,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +336,52 @@ fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Whole seconds from `600`, `10s`, `2m`, `1h`, `1d`; at least 1.
+fn parse_duration_secs(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    if num.trim().is_empty() {
+        return Err(format!(
+            "'{s}' is not a duration; use e.g. 600, 10s, 2m or 1h"
+        ));
+    }
+    let mult = match unit {
+        "s" | "sec" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}'; use s, m, h or d, e.g. 10s or 2m"
+            ))
+        }
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v)
+            if v.is_finite()
+                && v * mult >= 1.0
+                && v * mult <= 1e12
+                && (v * mult).fract() == 0.0 =>
+        {
+            Ok((v * mult) as i64)
+        }
+        Ok(v)
+            if v.is_finite() && v * mult > 0.0 && (v * mult).fract() != 0.0 && v * mult >= 1.0 =>
+        {
+            Err(format!(
+                "'{s}' is not a whole number of seconds (block times are whole seconds)"
+            ))
+        }
+        Ok(_) => Err(format!("'{s}' must be at least 1 second, e.g. 10s or 2m")),
+        Err(_) => Err(format!(
+            "'{s}' is not a duration; use e.g. 600, 10s, 2m or 1h"
+        )),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
@@ -240,6 +399,7 @@ pub fn run() -> Result<()> {
         Command::Scan(args) => scan(args),
         Command::Bench(args) => bench(args),
         Command::Devices(args) => devices(args),
+        Command::RetargetSim(args) => retarget_sim(args),
     }
 }
 
@@ -260,20 +420,27 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
 
 fn mine(args: MineArgs) -> Result<()> {
     let backend = args.backend.build()?;
-    let target = args.difficulty.to_target();
-    let bits = target.to_compact_lossy();
-    let effective = Target::from_compact(bits).context("--difficulty: nBits for this D")?;
-    let mut chain = Chain::new(ChainParams::regtest(), bits);
+    let params = ChainParams::regtest();
+    let retarget = args
+        .retarget
+        .params(args.difficulty.to_target(), params.pow_limit);
+    let first = Target::from_compact(retarget.initial).context("--difficulty: nBits for this D")?;
+    let mut chain = Chain::new(params, retarget);
     eprintln!(
         "mining on a new {} chain from genesis {}",
         chain.params().name,
         display_hash(&chain.tip().hash)
     );
+    let controller = match chain.retarget().algorithm {
+        Algorithm::Fixed => "fixed".to_string(),
+        a => format!("{a}, block time {} s", chain.retarget().spacing),
+    };
     eprintln!(
-        "D = {} (nBits {bits}, effective D {}, bdiff {:.6e}); backend {}",
+        "D = {} (nBits {}, effective D {}, bdiff {:.6e}); difficulty {controller}; backend {}",
         args.difficulty,
-        effective.difficulty(),
-        effective.bdiff(),
+        chain.retarget().initial,
+        first.difficulty(),
+        first.bdiff(),
         backend.name()
     );
     let cancel = ctrl_c_flag();
@@ -308,7 +475,6 @@ fn mine(args: MineArgs) -> Result<()> {
         spare_hashes,
         seconds,
         &args.difficulty,
-        &effective,
         interrupted,
         args.json,
     );
@@ -329,6 +495,7 @@ fn print_block(b: &MinedBlock, json: bool) {
                 "nonce": b.nonce,
                 "extranonce": b.extranonce,
                 "bits": format!("{:08x}", b.bits.to_consensus()),
+                "difficulty": block_difficulty(b),
                 "hashes": b.hashes,
                 "seconds": b.seconds,
                 "hashrate_hs": rate.0,
@@ -336,9 +503,10 @@ fn print_block(b: &MinedBlock, json: bool) {
         );
     } else {
         println!(
-            "block {:>5}  {}  nonce {:>10}  {:>9} hashes  {:>7.2} s  {}",
+            "block {:>5}  {}  D {:>9}  nonce {:>10}  {:>9} hashes  {:>7.2} s  {}",
             b.height,
             display_hash(&b.hash),
+            count(block_difficulty(b)),
             b.nonce,
             count(b.hashes as f64),
             b.seconds,
@@ -347,28 +515,54 @@ fn print_block(b: &MinedBlock, json: bool) {
     }
 }
 
+/// Expected hashes for a block at its own nBits: the work of its target.
+fn block_difficulty(b: &MinedBlock) -> f64 {
+    Target::from_compact(b.bits).map_or(0.0, |t| t.work().to_f64())
+}
+
 fn print_mine_summary(
     mined: &[MinedBlock],
     spare_hashes: u64,
     seconds: f64,
     d: &Difficulty,
-    effective: &Target,
     interrupted: bool,
     json: bool,
 ) {
     let n = mined.len();
-    let block_hashes: u64 = mined.iter().map(|b| b.hashes).sum();
+    let hashes: Vec<f64> = mined.iter().map(|b| b.hashes as f64).collect();
     let block_seconds: f64 = mined.iter().map(|b| b.seconds).sum();
-    let total_hashes = block_hashes + spare_hashes;
-    let mean_hashes = if n > 0 {
-        block_hashes as f64 / n as f64
-    } else {
-        0.0
+    let total_hashes = mined.iter().map(|b| b.hashes).sum::<u64>() + spare_hashes;
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     };
+    let mean_hashes = mean(&hashes);
+    // 95% interval of the mean: mean ± 1.96 s / sqrt(n), s the sample standard deviation.
+    let half_width = if n > 1 {
+        let var = hashes
+            .iter()
+            .map(|h| (h - mean_hashes).powi(2))
+            .sum::<f64>()
+            / (n - 1) as f64;
+        1.96 * (var / n as f64).sqrt()
+    } else {
+        f64::NAN
+    };
+    let expected = mean(&mined.iter().map(block_difficulty).collect::<Vec<_>>());
     let mean_seconds = if n > 0 { block_seconds / n as f64 } else { 0.0 };
     let rate = HashRate::from_count(total_hashes, seconds);
-    let effective_d = effective.work().to_f64();
     if json {
+        let ci = if half_width.is_finite() {
+            json!([
+                (mean_hashes - half_width).max(0.0),
+                mean_hashes + half_width
+            ])
+        } else {
+            json!(null)
+        };
         println!(
             "{}",
             json!({
@@ -378,8 +572,9 @@ fn print_mine_summary(
                 "hashes": total_hashes,
                 "mean_seconds_per_block": mean_seconds,
                 "mean_hashes_per_block": mean_hashes,
+                "mean_hashes_per_block_ci95": ci,
                 "difficulty": d.as_f64(),
-                "expected_hashes_per_block": effective_d,
+                "expected_hashes_per_block": expected,
                 "mean_hashrate_hs": rate.0,
                 "interrupted": interrupted,
             })
@@ -388,13 +583,64 @@ fn print_mine_summary(
         if interrupted {
             println!("interrupted");
         }
+        let ci = if half_width.is_finite() {
+            format!(
+                " (95% interval {} .. {})",
+                count((mean_hashes - half_width).max(0.0)),
+                count(mean_hashes + half_width)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{n} blocks in {seconds:.2} s: {mean_seconds:.3} s per block, {} hashes per block \
-             (expected D = {d}; {} after nBits rounding), {rate}",
+            "{n} blocks in {seconds:.2} s: {mean_seconds:.3} s per block, {rate}; \
+             hashes per block: mean {}{ci}, expected {} (the blocks' mean D after nBits \
+             rounding; you asked for D = {d})",
             count(mean_hashes),
-            count(effective_d),
+            count(expected),
         );
     }
+}
+
+fn retarget_sim(args: SimArgs) -> Result<()> {
+    let profile = sim::Profile::parse(&args.hashrate, args.blocks).context("--hashrate")?;
+    let mut seen = Vec::new();
+    let algorithms: Vec<Algorithm> = args
+        .algo
+        .iter()
+        .filter(|a| {
+            let new = !seen.contains(*a);
+            seen.push(**a);
+            new
+        })
+        .map(|&a| args.retarget.algorithm(a))
+        .collect();
+    let cfg = sim::SimConfig {
+        algorithms,
+        spacing: args.retarget.spacing(),
+        blocks: args.blocks,
+        profile,
+        seed: args.seed,
+        pow_limit: ChainParams::regtest().pow_limit,
+    };
+    let runs = sim::simulate(&cfg);
+    let stats: Vec<sim::SimStats> = runs.iter().map(|r| sim::stats(r, &cfg)).collect();
+    sim::write_csv(&runs, &args.csv).with_context(|| format!("--csv {}", args.csv.display()))?;
+    sim::write_svg(&runs, cfg.spacing, &args.svg)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("--svg {}", args.svg.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", sim::table(&stats, cfg.spacing));
+        println!(
+            "recover@H: blocks after the hash-rate step at block H until the {}-block mean interval is within {:.0}% of T",
+            sim::RECOVERY_WINDOW,
+            sim::RECOVERY_TOLERANCE * 100.0
+        );
+        println!("wrote {} and {}", args.csv.display(), args.svg.display());
+    }
+    Ok(())
 }
 
 fn scan(args: ScanArgs) -> Result<()> {

@@ -13,3 +13,4 @@ pub mod hash;
 pub mod mining;
 pub mod output;
 pub mod pow;
+pub mod sim;

@@ -96,7 +96,7 @@ fn mine_prints_block_lines_and_a_summary() {
         "{text}"
     );
     assert!(text.contains("2 blocks in"), "{text}");
-    assert!(text.contains("expected D = 10000"), "{text}");
+    assert!(text.contains("you asked for D = 10000"), "{text}");
     assert!(stderr(&out).contains("cpu (soft, 1 threads)"));
 }
 
@@ -537,4 +537,166 @@ fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn mine_with_a_controller_moves_the_difficulty() {
+    // Blocks at D = 1e5 arrive in milliseconds against a 1 s target, so asert raises D.
+    let out = miner(&[
+        "mine",
+        "-d",
+        "1e5",
+        "--block-time",
+        "1",
+        "-n",
+        "12",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("difficulty asert (half-life 48 s), block time 1 s"),
+        "{}",
+        stderr(&out)
+    );
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let d: Vec<f64> = lines
+        .iter()
+        .filter(|v| v["type"] == "block")
+        .map(|v| v["difficulty"].as_f64().unwrap())
+        .collect();
+    assert_eq!(d.len(), 12);
+    assert!((d[0] / 1e5 - 1.0).abs() < 1e-3, "{d:?}");
+    assert!(d[11] > d[0], "difficulty did not rise: {d:?}");
+    let summary = lines.last().unwrap();
+    let ci = summary["mean_hashes_per_block_ci95"].as_array().unwrap();
+    let mean = summary["mean_hashes_per_block"].as_f64().unwrap();
+    assert!(ci[0].as_f64().unwrap() < mean && mean < ci[1].as_f64().unwrap());
+    // Each block's header carries the nBits the controller asked for: they differ.
+    let bits: std::collections::HashSet<String> = lines
+        .iter()
+        .filter(|v| v["type"] == "block")
+        .map(|v| v["bits"].as_str().unwrap().to_string())
+        .collect();
+    assert!(bits.len() > 1);
+}
+
+#[test]
+fn mine_summary_states_the_mean_with_a_95_percent_interval() {
+    let out = miner(&["mine", "-d", "2e4", "-n", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("hashes per block: mean "), "{text}");
+    assert!(text.contains("(95% interval "), "{text}");
+    assert!(text.contains("you asked for D = 20000"), "{text}");
+}
+
+#[test]
+fn retarget_sim_prints_a_table_and_writes_csv_and_svg() {
+    let dir = std::env::temp_dir().join(format!("miner-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("series.csv");
+    let svg = dir.join("chart.svg");
+    let out = miner(&[
+        "retarget-sim",
+        "--algo",
+        "asert,bitcoin,lwma",
+        "--block-time",
+        "600",
+        "--blocks",
+        "2000",
+        "--hashrate",
+        "1M,10M@500,1M@1000,onoff(1M/10M/50)@1500",
+        "--seed",
+        "3",
+        "--window",
+        "100",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "asert (half-life 28800 s)",
+        "bitcoin (window 100)",
+        "lwma (N = 100)",
+        "recover@500",
+        "recover@1000",
+        "recover@1500",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let series = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(series.lines().count(), 1 + 3 * 2000);
+    assert!(series.starts_with("algorithm,height,time_s,interval_s,hashrate_hs,difficulty,bits\n"));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("polyline") || chart.contains("<path"),
+        "not an SVG chart"
+    );
+    assert!(chart.contains("asert (half-life 28800 s)"));
+    // --json gives the same figures as data.
+    let out = miner(&[
+        "retarget-sim",
+        "--algo",
+        "asert",
+        "--blocks",
+        "1000",
+        "--hashrate",
+        "1M",
+        "--json",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v[0]["algorithm"], "asert (half-life 480 s)");
+    assert!(v[0]["mean_interval_s"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_controller_parameters_name_the_flag() {
+    assert_refused(
+        &["mine", "--block-time", "0"],
+        &["--block-time", "at least 1 second"],
+    );
+    assert_refused(&["mine", "--block-time", "-5"], &["--block-time"]);
+    assert_refused(
+        &["mine", "--block-time", "soon"],
+        &["--block-time", "not a duration"],
+    );
+    assert_refused(
+        &["mine", "--block-time", "1.5s"],
+        &["--block-time", "whole number of seconds"],
+    );
+    assert_refused(
+        &["mine", "--half-life", "0"],
+        &["--half-life", "at least 1 second"],
+    );
+    assert_refused(&["mine", "--window", "0"], &["--window"]);
+    assert_refused(&["mine", "--window", "1"], &["--window"]);
+    assert_refused(
+        &["mine", "--retarget", "dgw"],
+        &["--retarget", "unknown difficulty algorithm", "asert"],
+    );
+    assert_refused(
+        &["retarget-sim", "--algo", "asert,magic"],
+        &["--algo", "unknown difficulty algorithm"],
+    );
+    assert_refused(
+        &["retarget-sim", "--hashrate", "1M,10M@"],
+        &["--hashrate", "bad hash-rate profile"],
+    );
+    assert_refused(
+        &["retarget-sim", "--hashrate", "fast"],
+        &["--hashrate", "'fast' is not a hash rate"],
+    );
+    assert_refused(&["retarget-sim", "--block-time", "0s"], &["--block-time"]);
+    assert_refused(&["retarget-sim", "--blocks", "5"], &["--blocks"]);
 }

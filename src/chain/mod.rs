@@ -7,6 +7,7 @@ mod params;
 pub use params::ChainParams;
 
 use crate::block::{header_bits, header_hash};
+use crate::pow::retarget::{BlockInfo, RetargetParams};
 use crate::pow::{CompactTarget, Target, Work};
 use bitcoin::hashes::Hash;
 use bitcoin::script::Builder;
@@ -65,14 +66,16 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct Chain {
     params: ChainParams,
-    /// nBits every block after genesis must carry (the fixed difficulty controller).
-    bits: CompactTarget,
+    /// The difficulty controller every block after genesis must follow.
+    retarget: RetargetParams,
     entries: Vec<Entry>,
+    /// What the controller reads of blocks 1.. (genesis excluded).
+    history: Vec<BlockInfo>,
 }
 
 impl Chain {
-    /// A new chain holding only the genesis block; later blocks must carry `bits`.
-    pub fn new(params: ChainParams, bits: CompactTarget) -> Chain {
+    /// A new chain holding only the genesis block; later blocks follow `retarget`.
+    pub fn new(params: ChainParams, retarget: RetargetParams) -> Chain {
         let genesis = params.genesis.clone();
         let hash = header_hash(&genesis.header);
         let work = Target::from_compact(header_bits(&genesis.header))
@@ -80,12 +83,13 @@ impl Chain {
             .unwrap_or_default();
         Chain {
             params,
-            bits,
+            retarget,
             entries: vec![Entry {
                 block: genesis,
                 hash,
                 chain_work: work,
             }],
+            history: Vec::new(),
         }
     }
 
@@ -113,7 +117,12 @@ impl Chain {
 
     /// nBits the next block must carry.
     pub fn next_bits(&self) -> CompactTarget {
-        self.bits
+        self.retarget.next_bits(&self.history)
+    }
+
+    /// The difficulty controller.
+    pub fn retarget(&self) -> &RetargetParams {
+        &self.retarget
     }
 
     /// Median time of the last 11 blocks (fewer near genesis), as Core's `GetMedianTimePast`.
@@ -199,6 +208,11 @@ impl Chain {
             _ => return Err(Reject::CoinbaseAmount),
         }
         let chain_work = self.tip().chain_work.clone() + target.work();
+        self.history.push(BlockInfo {
+            height: u64::from(height),
+            time: i64::from(block.header.time),
+            bits,
+        });
         self.entries.push(Entry {
             block,
             hash,
@@ -241,11 +255,15 @@ mod tests {
         }
     }
 
-    fn regtest() -> Chain {
-        Chain::new(
-            ChainParams::regtest(),
-            CompactTarget::from_consensus(0x2000ffff),
+    fn fixed(bits: u32) -> RetargetParams {
+        RetargetParams::fixed(
+            CompactTarget::from_consensus(bits),
+            ChainParams::regtest().pow_limit,
         )
+    }
+
+    fn regtest() -> Chain {
+        Chain::new(ChainParams::regtest(), fixed(0x2000ffff))
     }
 
     #[test]
@@ -308,10 +326,7 @@ mod tests {
         old.header.time = c.median_time_past();
         remine(&mut old);
         assert_eq!(c.clone().submit(old, now).err(), Some(Reject::TimeTooOld));
-        let mut wrong_bits = Chain::new(
-            ChainParams::regtest(),
-            CompactTarget::from_consensus(0x1f00ffff),
-        );
+        let mut wrong_bits = Chain::new(ChainParams::regtest(), fixed(0x1f00ffff));
         assert_eq!(
             wrong_bits.submit(good.clone(), now).err(),
             Some(Reject::BadDiffBits)

@@ -1,5 +1,6 @@
 //! Chain parameters: genesis, subsidy schedule. One preset for now, regtest-like.
 
+use crate::pow::{CompactTarget, Target};
 use bitcoin::{Amount, Block, Network};
 
 /// The rules a local chain is created with.
@@ -12,17 +13,22 @@ pub struct ChainParams {
     pub initial_subsidy: Amount,
     /// Blocks between halvings.
     pub halving_interval: u32,
+    /// The easiest target a difficulty controller may set.
+    pub pow_limit: Target,
 }
 
 impl ChainParams {
     /// Regtest-like, the default for local mining: Bitcoin's regtest genesis block
-    /// (`0f9188f1…`, nBits `0x207fffff`), 50 coins per block halving every 150 blocks.
+    /// (`0f9188f1…`, nBits `0x207fffff`), 50 coins per block halving every 150 blocks, and
+    /// regtest's pow limit (`0x207fffff`) for the difficulty controllers.
     pub fn regtest() -> ChainParams {
         ChainParams {
             name: "regtest",
             genesis: bitcoin::constants::genesis_block(Network::Regtest),
             initial_subsidy: Amount::from_sat(50 * 100_000_000),
             halving_interval: 150,
+            pow_limit: Target::from_compact(CompactTarget::from_consensus(0x207f_ffff))
+                .unwrap_or(Target::MAX),
         }
     }
 

@@ -107,6 +107,16 @@ pub struct RetargetParams {
 }
 
 impl RetargetParams {
+    /// Every block at `bits`.
+    pub fn fixed(bits: CompactTarget, pow_limit: Target) -> RetargetParams {
+        RetargetParams {
+            algorithm: Algorithm::Fixed,
+            spacing: 600,
+            pow_limit,
+            initial: bits,
+        }
+    }
+
     /// nBits for the block after `chain`, the blocks from height 1 to the tip in order.
     pub fn next_bits(&self, chain: &[BlockInfo]) -> CompactTarget {
         let Some(last) = chain.last() else {
@@ -118,7 +128,7 @@ impl RetargetParams {
             Algorithm::Bitcoin { window } => {
                 let window = window.max(2) as usize;
                 // Retarget when the new block starts a window (heights 1, 1+w, 1+2w, ...).
-                if chain.len() % window != 0 {
+                if !chain.len().is_multiple_of(window) {
                     return last.bits;
                 }
                 let first = &chain[chain.len() - window];
