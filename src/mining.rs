@@ -5,7 +5,7 @@
 
 use crate::backend::{Backend, BackendError, StopAt, NONCE_END};
 use crate::block::{header_bytes, header_hash, Template};
-use crate::chain::{Chain, Reject};
+use crate::chain::{Chain, SubmitError};
 use crate::pow::{CompactTarget, TargetError};
 use bitcoin::{Block, ScriptBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -47,8 +47,8 @@ pub enum MineError {
     FalseHit { backend: String, nonce: u32 },
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("the chain refused our own block: {0}")]
-    Rejected(#[from] Reject),
+    #[error("the chain did not take our own block: {0}")]
+    Submit(#[from] SubmitError),
 }
 
 /// Seconds since 1970, saturated to the header's 32-bit field.

@@ -117,9 +117,30 @@ impl RetargetParams {
         }
     }
 
-    /// nBits for the block after `chain`, the blocks from height 1 to the tip in order.
+    /// How many of the latest blocks [`RetargetParams::next_bits`] reads (besides the anchor).
+    pub fn history_needed(&self) -> usize {
+        match self.algorithm {
+            Algorithm::Fixed | Algorithm::Asert { .. } => 1,
+            Algorithm::Bitcoin { window } => window.max(2) as usize,
+            Algorithm::Lwma { window } => window.max(2) as usize + 1,
+        }
+    }
+
+    /// nBits for the block after `chain`: the blocks from height 1 to the tip in order (the whole
+    /// chain, or at least its last [`RetargetParams::history_needed`] blocks).
     pub fn next_bits(&self, chain: &[BlockInfo]) -> CompactTarget {
-        let Some(last) = chain.last() else {
+        self.next_bits_with_anchor(chain, chain.first())
+    }
+
+    /// [`RetargetParams::next_bits`] for a caller that holds only the latest blocks of a branch
+    /// (`recent`, ascending and contiguous, ending at the parent) and that branch's block 1
+    /// (`anchor`, which asert measures from).
+    pub fn next_bits_with_anchor(
+        &self,
+        recent: &[BlockInfo],
+        anchor: Option<&BlockInfo>,
+    ) -> CompactTarget {
+        let Some(last) = recent.last() else {
             return self.initial;
         };
         let limit = self.pow_limit.to_biguint();
@@ -128,10 +149,10 @@ impl RetargetParams {
             Algorithm::Bitcoin { window } => {
                 let window = window.max(2) as usize;
                 // Retarget when the new block starts a window (heights 1, 1+w, 1+2w, ...).
-                if !chain.len().is_multiple_of(window) {
+                if !last.height.is_multiple_of(window as u64) || recent.len() < window {
                     return last.bits;
                 }
-                let first = &chain[chain.len() - window];
+                let first = &recent[recent.len() - window];
                 bitcoin::retarget(
                     last.bits,
                     first.time,
@@ -141,7 +162,7 @@ impl RetargetParams {
                 )
             }
             Algorithm::Asert { half_life } => {
-                let anchor = &chain[0];
+                let anchor = anchor.unwrap_or(&recent[0]);
                 let reference = decode(anchor.bits).min(limit.clone());
                 let target = asert::next_target(
                     &reference,
@@ -155,10 +176,10 @@ impl RetargetParams {
             }
             Algorithm::Lwma { window } => {
                 let n = window.max(2) as usize;
-                if chain.len() < n + 1 {
+                if last.height < n as u64 + 1 || recent.len() < n + 1 {
                     return self.initial;
                 }
-                lwma::next_bits(&chain[chain.len() - n - 1..], self.spacing, &limit)
+                lwma::next_bits(&recent[recent.len() - n - 1..], self.spacing, &limit)
             }
         }
     }
