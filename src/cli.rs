@@ -147,6 +147,10 @@ struct MineArgs {
     /// Print one JSON object per line: one per block, then a summary.
     #[arg(long)]
     json: bool,
+    /// Keep the chain in a crash-safe store in this directory (chain.redb) and continue it on
+    /// the next run [default: a fresh in-memory chain each run].
+    #[arg(long, value_name = "DIR")]
+    datadir: Option<std::path::PathBuf>,
     #[command(flatten)]
     retarget: RetargetArgs,
     #[command(flatten)]
@@ -425,12 +429,24 @@ fn mine(args: MineArgs) -> Result<()> {
         .retarget
         .params(args.difficulty.to_target(), params.pow_limit);
     let first = Target::from_compact(retarget.initial).context("--difficulty: nBits for this D")?;
-    let mut chain = Chain::new(params, retarget);
-    eprintln!(
-        "mining on a new {} chain from genesis {}",
-        chain.params().name,
-        display_hash(&chain.tip().hash)
-    );
+    let mut chain = match &args.datadir {
+        Some(dir) => Chain::open(&dir.join("chain.redb"), params, retarget).context("--datadir")?,
+        None => Chain::new(params, retarget),
+    };
+    match &args.datadir {
+        Some(dir) => eprintln!(
+            "mining on the {} chain in {} at height {} ({})",
+            chain.params().name,
+            dir.display(),
+            chain.height(),
+            display_hash(&chain.tip().hash)
+        ),
+        None => eprintln!(
+            "mining on a new {} chain from genesis {}",
+            chain.params().name,
+            display_hash(&chain.tip().hash)
+        ),
+    }
     let controller = match chain.retarget().algorithm {
         Algorithm::Fixed => "fixed".to_string(),
         a => format!("{a}, block time {} s", chain.retarget().spacing),
