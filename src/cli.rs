@@ -51,6 +51,39 @@ enum Command {
     /// Simulate difficulty controllers under a hash-rate profile, without hashing: a table of
     /// interval statistics and recovery after each step, the series as CSV, and an SVG chart.
     RetargetSim(SimArgs),
+    /// Serve the local chain over Bitcoin Core's JSON-RPC (getblocktemplate, submitblock, ...)
+    /// on 127.0.0.1, so other miners and processes can mine against it.
+    Node(NodeArgs),
+}
+
+#[derive(Args, Debug)]
+struct NodeArgs {
+    /// Where the chain store (chain.redb) and the cookie file (.cookie) live
+    /// [default: the user's data directory, e.g. ~/.local/share/miner].
+    #[arg(long, value_name = "DIR")]
+    datadir: Option<std::path::PathBuf>,
+    /// Address to listen on. Anything but loopback exposes the node to the network.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    rpcbind: std::net::IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, value_name = "PORT", default_value_t = 18443)]
+    rpcport: u16,
+    /// RPC user name (with --rpcpassword) instead of a cookie file.
+    #[arg(long, value_name = "USER", requires = "rpcpassword")]
+    rpcuser: Option<String>,
+    /// RPC password (with --rpcuser).
+    #[arg(long, value_name = "PASSWORD", requires = "rpcuser")]
+    rpcpassword: Option<String>,
+    /// Starting difficulty D of the chain (as for `mine`).
+    #[arg(long, short = 'd', value_name = "D", default_value = "1e7", value_parser = parse_difficulty, allow_negative_numbers = true)]
+    difficulty: Difficulty,
+    /// Seconds a longpoll waits for a new tip before answering anyway.
+    #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    longpoll_timeout: u64,
+    #[command(flatten)]
+    retarget: RetargetArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// Which hardware searches nonces.
@@ -404,6 +437,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => bench(args),
         Command::Devices(args) => devices(args),
         Command::RetargetSim(args) => retarget_sim(args),
+        Command::Node(args) => node(args),
     }
 }
 
@@ -792,6 +826,49 @@ fn bench(args: BenchArgs) -> Result<()> {
     } else {
         print!("{}", report.table());
     }
+    Ok(())
+}
+
+fn node(args: NodeArgs) -> Result<()> {
+    use crate::node::{Credentials, NodeState, Server};
+    let datadir = match args.datadir.clone().or_else(|| dirs::data_dir().map(|d| d.join("miner"))) {
+        Some(d) => d,
+        None => bail!("--datadir: no user data directory is known here; pass --datadir DIR"),
+    };
+    let params = ChainParams::regtest();
+    let retarget = args.retarget.params(args.difficulty.to_target(), params.pow_limit);
+    let chain = Chain::open(&datadir.join("chain.redb"), params, retarget).context("--datadir")?;
+    let backend = args.backend.build()?;
+    let (credentials, cookie) = match (&args.rpcuser, &args.rpcpassword) {
+        (Some(user), Some(password)) => (
+            Credentials {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            None,
+        ),
+        _ => (Credentials::cookie(), Some(datadir.join(".cookie"))),
+    };
+    let mut state = NodeState::new(chain, backend);
+    state.longpoll_timeout = std::time::Duration::from_secs(args.longpoll_timeout);
+    let state = Arc::new(state);
+    let server = Server::bind(
+        std::net::SocketAddr::new(args.rpcbind, args.rpcport),
+        state.clone(),
+        credentials,
+        cookie.clone(),
+    )?;
+    let (height, tip) = state.tip();
+    let addr = server.local_addr().map_or_else(|| "?".into(), |a| a.to_string());
+    eprintln!("miner node: chain in {} at height {height} ({tip})", datadir.display());
+    match &cookie {
+        Some(path) => eprintln!("listening on http://{addr} (auth: cookie file {})", path.display()),
+        None => eprintln!("listening on http://{addr} (auth: --rpcuser/--rpcpassword)"),
+    }
+    let stop = ctrl_c_flag();
+    server.run(stop);
+    let (height, tip) = state.tip();
+    eprintln!("miner node stopped at height {height} ({tip})");
     Ok(())
 }
 

@@ -14,3 +14,4 @@ pub mod mining;
 pub mod output;
 pub mod pow;
 pub mod sim;
+pub mod node;
