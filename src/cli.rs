@@ -831,12 +831,18 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 fn node(args: NodeArgs) -> Result<()> {
     use crate::node::{Credentials, NodeState, Server};
-    let datadir = match args.datadir.clone().or_else(|| dirs::data_dir().map(|d| d.join("miner"))) {
+    let datadir = match args
+        .datadir
+        .clone()
+        .or_else(|| dirs::data_dir().map(|d| d.join("miner")))
+    {
         Some(d) => d,
         None => bail!("--datadir: no user data directory is known here; pass --datadir DIR"),
     };
     let params = ChainParams::regtest();
-    let retarget = args.retarget.params(args.difficulty.to_target(), params.pow_limit);
+    let retarget = args
+        .retarget
+        .params(args.difficulty.to_target(), params.pow_limit);
     let chain = Chain::open(&datadir.join("chain.redb"), params, retarget).context("--datadir")?;
     let backend = args.backend.build()?;
     let (credentials, cookie) = match (&args.rpcuser, &args.rpcpassword) {
@@ -859,10 +865,18 @@ fn node(args: NodeArgs) -> Result<()> {
         cookie.clone(),
     )?;
     let (height, tip) = state.tip();
-    let addr = server.local_addr().map_or_else(|| "?".into(), |a| a.to_string());
-    eprintln!("miner node: chain in {} at height {height} ({tip})", datadir.display());
+    let addr = server
+        .local_addr()
+        .map_or_else(|| "?".into(), |a| a.to_string());
+    eprintln!(
+        "miner node: chain in {} at height {height} ({tip})",
+        datadir.display()
+    );
     match &cookie {
-        Some(path) => eprintln!("listening on http://{addr} (auth: cookie file {})", path.display()),
+        Some(path) => eprintln!(
+            "listening on http://{addr} (auth: cookie file {})",
+            path.display()
+        ),
         None => eprintln!("listening on http://{addr} (auth: --rpcuser/--rpcpassword)"),
     }
     let stop = ctrl_c_flag();

@@ -11,7 +11,7 @@ pub mod chain;
 pub mod cli;
 pub mod hash;
 pub mod mining;
+pub mod node;
 pub mod output;
 pub mod pow;
 pub mod sim;
-pub mod node;

@@ -45,7 +45,10 @@ impl Credentials {
     pub fn from_cookie_file(path: &Path) -> std::io::Result<Credentials> {
         let text = std::fs::read_to_string(path)?;
         let (user, password) = text.trim().split_once(':').ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "cookie file is not user:password")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "cookie file is not user:password",
+            )
         })?;
         Ok(Credentials {
             user: user.into(),
@@ -62,7 +65,12 @@ impl Credentials {
         };
         // Compare the whole credential without an early exit on the first differing byte.
         let want = self.line().into_bytes();
-        decoded.len() == want.len() && decoded.iter().zip(&want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        decoded.len() == want.len()
+            && decoded
+                .iter()
+                .zip(&want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
@@ -91,9 +99,11 @@ impl Server {
         credentials: Credentials,
         cookie_file: Option<PathBuf>,
     ) -> Result<Server, ServeError> {
-        let http = tiny_http::Server::http(addr).map_err(|e| ServeError::Bind(addr, e.to_string()))?;
+        let http =
+            tiny_http::Server::http(addr).map_err(|e| ServeError::Bind(addr, e.to_string()))?;
         if let Some(path) = &cookie_file {
-            write_private(path, &credentials.line()).map_err(|e| ServeError::Cookie(path.clone(), e))?;
+            write_private(path, &credentials.line())
+                .map_err(|e| ServeError::Cookie(path.clone(), e))?;
         }
         Ok(Server {
             http: Arc::new(http),
@@ -123,8 +133,11 @@ impl Server {
                 continue;
             }
             in_flight.fetch_add(1, Ordering::SeqCst);
-            let (state, credentials, in_flight) =
-                (self.state.clone(), self.credentials.clone(), in_flight.clone());
+            let (state, credentials, in_flight) = (
+                self.state.clone(),
+                self.credentials.clone(),
+                in_flight.clone(),
+            );
             workers.push(std::thread::spawn(move || {
                 handle(request, &state, &credentials);
                 in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -171,13 +184,19 @@ fn handle(mut request: tiny_http::Request, state: &NodeState, credentials: &Cred
         .find(|h| h.field.equiv("Authorization"))
         .is_some_and(|h| credentials.matches(h.value.as_str()));
     if !authorized {
-        let header = tiny_http::Header::from_bytes(&b"WWW-Authenticate"[..], &b"Basic realm=\"jsonrpc\""[..])
-            .expect("static header is valid");
+        let header = tiny_http::Header::from_bytes(
+            &b"WWW-Authenticate"[..],
+            &b"Basic realm=\"jsonrpc\""[..],
+        )
+        .expect("static header is valid");
         let _ = request.respond(tiny_http::Response::empty(401).with_header(header));
         return;
     }
     if request.method() != &tiny_http::Method::Post {
-        let _ = request.respond(json_response(405, r#"{"error":"JSON-RPC uses POST"}"#.into()));
+        let _ = request.respond(json_response(
+            405,
+            r#"{"error":"JSON-RPC uses POST"}"#.into(),
+        ));
         return;
     }
     if request.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {

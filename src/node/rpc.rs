@@ -111,7 +111,10 @@ fn one(state: &NodeState, request: &Value) -> (u16, Value) {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let v2 = request.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
     let result = match request.get("method").and_then(Value::as_str) {
-        None => Err(RpcError::new(INVALID_REQUEST, "Invalid Request: no method string")),
+        None => Err(RpcError::new(
+            INVALID_REQUEST,
+            "Invalid Request: no method string",
+        )),
         Some(method) => {
             let params = match request.get("params") {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -138,24 +141,30 @@ fn one(state: &NodeState, request: &Value) -> (u16, Value) {
 
 fn arg_u64(params: &[Value], i: usize, name: &str, default: Option<u64>) -> Result<u64, RpcError> {
     match params.get(i) {
-        None | Some(Value::Null) => default.ok_or_else(|| RpcError::params(format!("missing {name}"))),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| RpcError::params(format!("{name} must be a non-negative integer, got {v}"))),
+        None | Some(Value::Null) => {
+            default.ok_or_else(|| RpcError::params(format!("missing {name}")))
+        }
+        Some(v) => v.as_u64().ok_or_else(|| {
+            RpcError::params(format!("{name} must be a non-negative integer, got {v}"))
+        }),
     }
 }
 
 fn arg_str<'a>(params: &'a [Value], i: usize, name: &str) -> Result<&'a str, RpcError> {
     match params.get(i) {
         Some(Value::String(s)) => Ok(s),
-        Some(v) => Err(RpcError::params(format!("{name} must be a string, got {v}"))),
+        Some(v) => Err(RpcError::params(format!(
+            "{name} must be a string, got {v}"
+        ))),
         None => Err(RpcError::params(format!("missing {name}"))),
     }
 }
 
 fn no_more(params: &[Value], n: usize, usage: &str) -> Result<(), RpcError> {
     if params.len() > n {
-        return Err(RpcError::params(format!("too many arguments; usage: {usage}")));
+        return Err(RpcError::params(format!(
+            "too many arguments; usage: {usage}"
+        )));
     }
     Ok(())
 }
@@ -166,7 +175,15 @@ fn arg_hash(params: &[Value], i: usize) -> Result<[u8; 32], RpcError> {
     let bytes = hex::decode(s)
         .ok()
         .filter(|b| b.len() == 32)
-        .ok_or_else(|| RpcError::new(INVALID_PARAMETER, format!("blockhash must be of length 64 hex digits (not {}, for '{s}')", s.len())))?;
+        .ok_or_else(|| {
+            RpcError::new(
+                INVALID_PARAMETER,
+                format!(
+                    "blockhash must be of length 64 hex digits (not {}, for '{s}')",
+                    s.len()
+                ),
+            )
+        })?;
     let mut raw: [u8; 32] = bytes.try_into().unwrap_or([0; 32]);
     raw.reverse();
     Ok(raw)
@@ -197,7 +214,9 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
             let hash = arg_hash(params, 0)?;
             let verbose = params.get(1).and_then(Value::as_bool).unwrap_or(true);
             let chain = state.chain();
-            let e = chain.by_hash(&hash).ok_or_else(|| RpcError::new(INVALID_ADDRESS, "Block not found"))?;
+            let e = chain
+                .by_hash(&hash)
+                .ok_or_else(|| RpcError::new(INVALID_ADDRESS, "Block not found"))?;
             if !verbose {
                 return Ok(json!(hex::encode(serialize(&e.block.header))));
             }
@@ -209,10 +228,14 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
             let verbosity = match params.get(1) {
                 None | Some(Value::Null) => 1,
                 Some(Value::Bool(b)) => u64::from(*b),
-                Some(v) => v.as_u64().ok_or_else(|| RpcError::params("verbosity must be 0 or 1"))?,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| RpcError::params("verbosity must be 0 or 1"))?,
             };
             let chain = state.chain();
-            let e = chain.by_hash(&hash).ok_or_else(|| RpcError::new(INVALID_ADDRESS, "Block not found"))?;
+            let e = chain
+                .by_hash(&hash)
+                .ok_or_else(|| RpcError::new(INVALID_ADDRESS, "Block not found"))?;
             match verbosity {
                 0 => Ok(json!(hex::encode(serialize(&e.block)))),
                 1 => {
@@ -221,7 +244,12 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
                     v["size"] = json!(size);
                     v["strippedsize"] = json!(size);
                     v["weight"] = json!(size * 4);
-                    v["tx"] = json!(e.block.txdata.iter().map(|t| t.compute_txid().to_string()).collect::<Vec<_>>());
+                    v["tx"] = json!(e
+                        .block
+                        .txdata
+                        .iter()
+                        .map(|t| t.compute_txid().to_string())
+                        .collect::<Vec<_>>());
                     Ok(v)
                 }
                 _ => Err(RpcError::new(INVALID_PARAMETER, "verbosity must be 0 or 1")),
@@ -250,7 +278,11 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
             Ok(json!(network_hashps(&state.chain(), n)))
         }
         "getblocktemplate" => {
-            no_more(params, 1, "getblocktemplate ({\"rules\": [...], \"longpollid\": ...})")?;
+            no_more(
+                params,
+                1,
+                "getblocktemplate ({\"rules\": [...], \"longpollid\": ...})",
+            )?;
             let request = params.first().cloned().unwrap_or(Value::Null);
             if !(request.is_null() || request.is_object()) {
                 return Err(RpcError::params("template_request must be an object"));
@@ -275,21 +307,33 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
                 }
                 Ok(Accepted::SideBranch) => Ok(json!("inconclusive")),
                 Err(SubmitError::Rejected(r)) => Ok(json!(r.to_string())),
-                Err(SubmitError::Store(e)) => Err(RpcError::new(MISC_ERROR, format!("block not stored: {e}"))),
+                Err(SubmitError::Store(e)) => {
+                    Err(RpcError::new(MISC_ERROR, format!("block not stored: {e}")))
+                }
             }
         }
         "generatetoaddress" => {
             no_more(params, 3, "generatetoaddress nblocks address (maxtries)")?;
             let n = arg_u64(params, 0, "nblocks", None)?;
             let address = arg_str(params, 1, "address")?;
-            let payout: ScriptBuf = parse_payout(address)
-                .map_err(|_| RpcError::new(INVALID_ADDRESS, format!("Error: Invalid address '{address}'")))?;
+            let payout: ScriptBuf = parse_payout(address).map_err(|_| {
+                RpcError::new(
+                    INVALID_ADDRESS,
+                    format!("Error: Invalid address '{address}'"),
+                )
+            })?;
             let mut hashes = Vec::new();
             let progress = AtomicU64::new(0);
             for _ in 0..n {
                 // The chain is locked while this block is mined: other calls wait for it.
                 let mut chain = state.chain();
-                match mine_next(&mut chain, state.backend.as_ref(), &payout, &state.stop, &progress) {
+                match mine_next(
+                    &mut chain,
+                    state.backend.as_ref(),
+                    &payout,
+                    &state.stop,
+                    &progress,
+                ) {
                     Ok(MineOutcome::Mined(b)) => hashes.push(json!(display_hash(&b.hash))),
                     Ok(MineOutcome::Cancelled { .. }) => break,
                     Err(e) => return Err(RpcError::new(MISC_ERROR, e.to_string())),
@@ -387,7 +431,9 @@ fn template(chain: &Chain) -> Value {
     let tip = chain.tip();
     let height = tip.height + 1;
     let bits = chain.next_bits();
-    let target = Target::from_compact(bits).map(|t| t.to_string()).unwrap_or_default();
+    let target = Target::from_compact(bits)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let mintime = chain.median_time_past().saturating_add(1);
     json!({
         "capabilities": ["proposal"],

@@ -1,0 +1,432 @@
+//! `miner node` over real HTTP on 127.0.0.1, driven by a plain HTTP client written here (raw
+//! TCP, the requests a classic CPU miner sends), with blocks built by this test's own code from
+//! the template — not by `miner`'s template builder.
+
+use base64::Engine;
+use bitcoin::absolute::LockTime;
+use bitcoin::block::{Header, Version};
+use bitcoin::consensus::encode::serialize;
+use bitcoin::hashes::Hash;
+use bitcoin::script::Builder;
+use bitcoin::{
+    Amount, Block, BlockHash, CompactTarget, OutPoint, ScriptBuf, Sequence, Transaction, TxIn,
+    TxMerkleNode, TxOut, Witness,
+};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    child: Child,
+    addr: String,
+    auth: String,
+    dir: std::path::PathBuf,
+}
+
+impl Node {
+    fn start(name: &str, extra: &[&str]) -> Node {
+        let dir = std::env::temp_dir().join(format!("miner-node-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args([
+                "node",
+                "--rpcport",
+                "0",
+                "-d",
+                "1e4",
+                "--threads",
+                "1",
+                "--datadir",
+            ])
+            .arg(&dir)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start miner node");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut addr = String::new();
+        let started = Instant::now();
+        while addr.is_empty() && started.elapsed() < Duration::from_secs(20) {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                addr = rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        assert!(!addr.is_empty(), "the node did not say where it listens");
+        // Keep draining stderr so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        let cookie = std::fs::read_to_string(dir.join(".cookie")).unwrap_or_default();
+        let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
+        Node {
+            child,
+            addr,
+            auth,
+            dir,
+        }
+    }
+
+    fn post(&self, auth: Option<&str>, body: &str) -> (u16, String) {
+        post(&self.addr, auth, body)
+    }
+
+    /// A JSON-RPC 1.0 call (no "jsonrpc" field, as classic miners send).
+    fn rpc(&self, method: &str, params: Value) -> Value {
+        let (_, body) = self.post(
+            Some(&self.auth),
+            &json!({"id": 1, "method": method, "params": params}).to_string(),
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+}
+
+/// One HTTP POST over a fresh connection; returns the status and the body.
+fn post(addr: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        let auth_line = auth
+            .map(|a| format!("Authorization: Basic {a}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {}\r\n{auth_line}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            addr,
+            body.len()
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        let status: u16 = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What cpuminer sends: JSON-RPC 1.0, capabilities, rules ["segwit"].
+const CLASSIC_GBT: &str = r#"{"id": 0, "method": "getblocktemplate", "params": [{"capabilities": ["coinbasetxn", "coinbasevalue", "longpoll", "workid"], "rules": ["segwit"]}]}"#;
+
+fn display_to_raw(hex_str: &str) -> [u8; 32] {
+    let mut b: [u8; 32] = hex::decode(hex_str).unwrap().try_into().unwrap();
+    b.reverse();
+    b
+}
+
+/// Builds and grinds a block from a BIP 22 template, by hand.
+fn block_from_template(t: &Value, tag: u8) -> Block {
+    let height = t["height"].as_i64().unwrap();
+    let coinbase = Transaction {
+        version: bitcoin::transaction::Version::ONE,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: Builder::new()
+                .push_int(height)
+                .push_slice([tag; 4])
+                .into_script(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(t["coinbasevalue"].as_u64().unwrap()),
+            script_pubkey: ScriptBuf::from_bytes(vec![0x51]),
+        }],
+    };
+    let merkle = TxMerkleNode::from_byte_array(coinbase.compute_txid().to_byte_array());
+    let target = display_to_raw(t["target"].as_str().unwrap());
+    let mut header = Header {
+        version: Version::from_consensus(t["version"].as_i64().unwrap() as i32),
+        prev_blockhash: BlockHash::from_byte_array(display_to_raw(
+            t["previousblockhash"].as_str().unwrap(),
+        )),
+        merkle_root: merkle,
+        time: t["curtime"].as_u64().unwrap() as u32,
+        bits: CompactTarget::from_consensus(
+            u32::from_str_radix(t["bits"].as_str().unwrap(), 16).unwrap(),
+        ),
+        nonce: 0,
+    };
+    loop {
+        let h: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&header))).into();
+        // Compare as little-endian 256-bit numbers, most significant byte first.
+        if h.iter().rev().le(target.iter().rev()) {
+            break;
+        }
+        header.nonce += 1;
+    }
+    Block {
+        header,
+        txdata: vec![coinbase],
+    }
+}
+
+fn regrind(block: &mut Block, target_hex: &str) {
+    let target = display_to_raw(target_hex);
+    loop {
+        let h: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&block.header))).into();
+        if h.iter().rev().le(target.iter().rev()) {
+            return;
+        }
+        block.header.nonce += 1;
+    }
+}
+
+#[test]
+fn classic_miner_template_block_is_accepted_then_duplicate_and_bad_root_rejected() {
+    let node = Node::start("gbt", &[]);
+    let (status, body) = node.post(Some(&node.auth), CLASSIC_GBT);
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert!(reply["error"].is_null(), "{reply}");
+    let t = &reply["result"];
+    for field in [
+        "version",
+        "previousblockhash",
+        "transactions",
+        "coinbasevalue",
+        "target",
+        "mintime",
+        "curtime",
+        "bits",
+        "height",
+        "longpollid",
+        "mutable",
+        "noncerange",
+        "rules",
+    ] {
+        assert!(!t[field].is_null(), "template lacks {field}: {t}");
+    }
+    assert_eq!(t["coinbaseaux"]["flags"], "");
+    assert_eq!(t["height"], 1);
+    let block = block_from_template(t, 1);
+    let hex_block = hex::encode(serialize(&block));
+    let reply = node.rpc("submitblock", json!([hex_block]));
+    assert!(
+        reply["result"].is_null() && reply["error"].is_null(),
+        "accepted is null: {reply}"
+    );
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
+    let hash = block.block_hash().to_string();
+    assert_eq!(node.rpc("getbestblockhash", json!([]))["result"], hash);
+    assert_eq!(
+        node.rpc("submitblock", json!([hex_block]))["result"],
+        "duplicate"
+    );
+    // A wrong merkle root, re-ground so only the root is wrong.
+    let t2 = node.rpc("getblocktemplate", json!([{"rules": ["segwit"]}]))["result"].clone();
+    let mut bad = block_from_template(&t2, 2);
+    bad.header.merkle_root = TxMerkleNode::from_byte_array([9; 32]);
+    regrind(&mut bad, t2["target"].as_str().unwrap());
+    assert_eq!(
+        node.rpc("submitblock", json!([hex::encode(serialize(&bad))]))["result"],
+        "bad-txnmrklroot"
+    );
+    // Undecodable hex: error -22.
+    assert_eq!(node.rpc("submitblock", json!(["zz"]))["error"]["code"], -22);
+    // The block is served back byte for byte, and described.
+    assert_eq!(node.rpc("getblock", json!([hash, 0]))["result"], hex_block);
+    let info = node.rpc("getblock", json!([hash, 1]))["result"].clone();
+    assert_eq!(info["height"], 1);
+    assert_eq!(info["tx"][0], block.txdata[0].compute_txid().to_string());
+    assert_eq!(node.rpc("getblockhash", json!([1]))["result"], hash);
+    let header = node.rpc("getblockheader", json!([hash]))["result"].clone();
+    assert_eq!(header["confirmations"], 1);
+    assert_eq!(header["bits"], t["bits"]);
+}
+
+#[test]
+fn longpoll_returns_when_another_clients_block_lands() {
+    let node = Node::start("longpoll", &[]);
+    let t = node.rpc("getblocktemplate", json!([{"rules": ["segwit"]}]))["result"].clone();
+    let longpollid = t["longpollid"].as_str().unwrap().to_string();
+    let (addr, auth) = (node.addr.clone(), node.auth.clone());
+    let waiter = std::thread::spawn(move || {
+        let started = Instant::now();
+        let body = json!({"id": 7, "method": "getblocktemplate", "params": [{"rules": ["segwit"], "longpollid": longpollid}]}).to_string();
+        let (_, reply) = post(&addr, Some(&auth), &body);
+        (
+            started.elapsed(),
+            serde_json::from_str::<Value>(&reply).unwrap(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let block = block_from_template(&t, 3);
+    assert!(node.rpc("submitblock", json!([hex::encode(serialize(&block))]))["result"].is_null());
+    let (waited, reply) = waiter.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "longpoll returned before the block: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "longpoll did not wake: {waited:?}"
+    );
+    assert_eq!(
+        reply["result"]["previousblockhash"],
+        block.block_hash().to_string()
+    );
+    assert_eq!(reply["result"]["height"], 2);
+}
+
+#[test]
+fn auth_errors_and_limits() {
+    let node = Node::start("errors", &[]);
+    // No auth, wrong password: 401 and nothing else.
+    let (status, body) = node.post(None, CLASSIC_GBT);
+    assert_eq!((status, body.as_str()), (401, ""));
+    let wrong = base64::engine::general_purpose::STANDARD.encode("__cookie__:wrong");
+    let (status, body) = node.post(Some(&wrong), CLASSIC_GBT);
+    assert_eq!((status, body.as_str()), (401, ""));
+    // Malformed JSON, unknown method, wrong params.
+    let (status, body) = node.post(Some(&node.auth), "{not json");
+    assert_eq!(status, 500);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -32700
+    );
+    let (status, body) = node.post(
+        Some(&node.auth),
+        r#"{"id":1,"method":"getwork","params":[]}"#,
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+        -32601
+    );
+    let r = node.rpc("getblockhash", json!(["one"]));
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("height"));
+    assert_eq!(node.rpc("getblockhash", json!([99]))["error"]["code"], -8);
+    assert_eq!(
+        node.rpc("getblockheader", json!(["abc"]))["error"]["code"],
+        -8
+    );
+    assert_eq!(
+        node.rpc("getblockcount", json!([1]))["error"]["code"],
+        -32602
+    );
+    // JSON-RPC 2.0 works too, errors with HTTP 200.
+    let (status, body) = node.post(
+        Some(&node.auth),
+        r#"{"jsonrpc":"2.0","id":"x","method":"getblockcount"}"#,
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["jsonrpc"].clone(), v["result"].clone(), v["id"].clone()),
+        (json!("2.0"), json!(0), json!("x"))
+    );
+    // Oversized bodies are refused before they are read.
+    let big = format!(
+        r#"{{"id":1,"method":"submitblock","params":["{}"]}}"#,
+        "00".repeat(2_200_000)
+    );
+    let (status, _) = node.post(Some(&node.auth), &big);
+    assert_eq!(status, 413);
+    // A flood of bad blocks leaves the chain unchanged.
+    let t = node.rpc("getblocktemplate", json!([]))["result"].clone();
+    let good = block_from_template(&t, 4);
+    for i in 0..50u32 {
+        let mut b = good.clone();
+        match i % 3 {
+            0 => b.header.nonce = b.header.nonce.wrapping_add(1 + i), // likely high-hash
+            1 => b.txdata[0].output[0].value = Amount::from_sat(u64::MAX / 2), // bad amount / root
+            _ => b.header.prev_blockhash = BlockHash::from_byte_array([i as u8; 32]),
+        }
+        let r = node.rpc("submitblock", json!([hex::encode(serialize(&b))]));
+        assert!(r["result"].is_string(), "bad block {i} answered {r}");
+    }
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    assert!(node.rpc("submitblock", json!([hex::encode(serialize(&good))]))["result"].is_null());
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
+}
+
+#[test]
+fn generatetoaddress_mines_and_stop_shuts_down() {
+    let mut node = Node::start("generate", &[]);
+    let r = node.rpc(
+        "generatetoaddress",
+        json!([3, "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"]),
+    );
+    assert_eq!(r["result"].as_array().map(Vec::len), Some(3), "{r}");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 3);
+    let info = node.rpc("getmininginfo", json!([]))["result"].clone();
+    assert_eq!(info["blocks"], 3);
+    assert!(info["difficulty"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        node.rpc("generatetoaddress", json!([1, "nonsense"]))["error"]["code"],
+        -5
+    );
+    assert_eq!(node.rpc("stop", json!([]))["result"], "miner node stopping");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !node.dir.join(".cookie").exists(),
+        "cookie file left behind"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_blocks_persist() {
+    let node = Node::start("sigterm", &[]);
+    node.rpc("generatetoaddress", json!([2, "51"]));
+    let dir = node.dir.clone();
+    let pid = node.child.id();
+    let mut node = node;
+    Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Restart on the same data directory: height 2.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["node", "--rpcport", "0", "-d", "1e4", "--datadir"])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("at height 2"), "{first}");
+}
