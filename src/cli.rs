@@ -182,8 +182,21 @@ struct MineArgs {
     json: bool,
     /// Keep the chain in a crash-safe store in this directory (chain.redb) and continue it on
     /// the next run [default: a fresh in-memory chain each run].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "node")]
     datadir: Option<std::path::PathBuf>,
+    /// Mine for a node instead of a local chain: its JSON-RPC URL (getblocktemplate and
+    /// submitblock), e.g. http://127.0.0.1:18443 for `miner node` or a regtest bitcoind.
+    #[arg(long, value_name = "URL")]
+    node: Option<String>,
+    /// RPC user for --node (with --rpcpassword).
+    #[arg(long, value_name = "USER", requires = "rpcpassword", requires = "node")]
+    rpcuser: Option<String>,
+    /// RPC password for --node (with --rpcuser).
+    #[arg(long, value_name = "PASSWORD", requires = "rpcuser")]
+    rpcpassword: Option<String>,
+    /// Cookie file with the node's credentials (`miner node` and bitcoind write `.cookie`).
+    #[arg(long, value_name = "FILE", requires = "node", conflicts_with = "rpcuser")]
+    rpccookiefile: Option<std::path::PathBuf>,
     #[command(flatten)]
     retarget: RetargetArgs,
     #[command(flatten)]
@@ -457,6 +470,9 @@ fn ctrl_c_flag() -> Arc<AtomicBool> {
 }
 
 fn mine(args: MineArgs) -> Result<()> {
+    if let Some(url) = args.node.clone() {
+        return mine_for_node(&url, args);
+    }
     let backend = args.backend.build()?;
     let params = ChainParams::regtest();
     let retarget = args
@@ -563,6 +579,76 @@ fn print_block(b: &MinedBlock, json: bool) {
             rate
         );
     }
+}
+
+fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
+    use crate::client::{run, ClientOptions, RpcClient};
+    use crate::node::Credentials;
+    let credentials = match (&args.rpcuser, &args.rpcpassword, &args.rpccookiefile) {
+        (Some(u), Some(p), _) => Credentials { user: u.clone(), password: p.clone() },
+        (_, _, Some(file)) => Credentials::from_cookie_file(file)
+            .with_context(|| format!("--rpccookiefile {}", file.display()))?,
+        _ => bail!("--node needs credentials: --rpcuser and --rpcpassword, or --rpccookiefile FILE"),
+    };
+    let client = RpcClient::new(url, &credentials.user, &credentials.password);
+    let backend = args.backend.build()?;
+    eprintln!("mining for the node at {url} with {}", backend.name());
+    let cancel = ctrl_c_flag();
+    let progress = Arc::new(AtomicU64::new(0));
+    let live = LiveRate::start("mining".into(), progress.clone());
+    let started = Instant::now();
+    let options = ClientOptions {
+        payout: args.payout.clone(),
+        blocks: args.blocks,
+        max_backoff: std::time::Duration::from_secs(30),
+    };
+    let json_out = args.json;
+    let accepted = run(
+        &client,
+        backend.as_ref(),
+        &options,
+        &cancel,
+        &progress,
+        |b| {
+            live.suspend(|| {
+                let rate = HashRate::from_count(b.hashes, b.seconds);
+                let verdict = b.rejected.clone().unwrap_or_else(|| "accepted".into());
+                if json_out {
+                    println!(
+                        "{}",
+                        json!({"type": "block", "height": b.height, "hash": display_hash(&b.hash),
+                               "header": hex::encode(b.header), "nonce": b.nonce, "hashes": b.hashes,
+                               "seconds": b.seconds, "hashrate_hs": rate.0, "accepted": b.rejected.is_none(),
+                               "node_answer": b.rejected})
+                    );
+                } else {
+                    println!(
+                        "block {:>5}  {}  nonce {:>10}  {:>9} hashes  {:>7.2} s  {}  {verdict}",
+                        b.height,
+                        display_hash(&b.hash),
+                        b.nonce,
+                        count(b.hashes as f64),
+                        b.seconds,
+                        rate
+                    );
+                }
+            })
+        },
+        |event| live.suspend(|| eprintln!("{event}")),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(live);
+    let rate = HashRate::from_count(progress.load(Ordering::SeqCst), seconds);
+    if args.json {
+        println!(
+            "{}",
+            json!({"type": "summary", "accepted": accepted, "seconds": seconds, "mean_hashrate_hs": rate.0,
+                   "interrupted": cancel.load(Ordering::SeqCst)})
+        );
+    } else {
+        println!("{accepted} blocks accepted by {url} in {seconds:.2} s, {rate}");
+    }
+    Ok(())
 }
 
 /// Expected hashes for a block at its own nBits: the work of its target.

@@ -15,3 +15,4 @@ pub mod node;
 pub mod output;
 pub mod pow;
 pub mod sim;
+pub mod client;

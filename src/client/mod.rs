@@ -1,0 +1,279 @@
+//! The getblocktemplate client behind `miner mine --node URL`: fetches templates from any node
+//! that speaks BIP 22 (`miner node`, bitcoind), builds its own coinbase to the payout, mines with
+//! any backend, longpolls for new tips, submits, and reconnects with backoff.
+
+use crate::backend::{Backend, StopAt, NONCE_END};
+use crate::block::{header_bytes, header_hash, Template};
+use crate::pow::CompactTarget;
+use base64::Engine;
+use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::hashes::Hash;
+use bitcoin::{Amount, BlockHash, ScriptBuf, Transaction};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the node refused the credentials (HTTP 401): check --rpcuser/--rpcpassword or --rpccookiefile")]
+    Unauthorized,
+    #[error("the node answered error {code}: {message}")]
+    Rpc { code: i64, message: String },
+    #[error("the node's answer is not JSON-RPC: {0}")]
+    BadReply(String),
+}
+
+/// A JSON-RPC 1.0 client with Basic auth.
+#[derive(Clone)]
+pub struct RpcClient {
+    url: String,
+    auth: String,
+    agent: ureq::Agent,
+}
+
+impl RpcClient {
+    pub fn new(url: &str, user: &str, password: &str) -> RpcClient {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        RpcClient {
+            url: url.to_string(),
+            auth: format!("Basic {auth}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .build(),
+        }
+    }
+
+    /// Calls `method`; `timeout` bounds the whole call (longpolls need minutes).
+    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, ClientError> {
+        let body = json!({"id": 1, "method": method, "params": params}).to_string();
+        let response = self
+            .agent
+            .post(&self.url)
+            .timeout(timeout)
+            .set("Authorization", &self.auth)
+            .set("Content-Type", "application/json")
+            .send_string(&body);
+        let text = match response {
+            Ok(r) => r.into_string().map_err(|e| ClientError::BadReply(e.to_string()))?,
+            Err(ureq::Error::Status(401, _)) => return Err(ClientError::Unauthorized),
+            // Core answers JSON-RPC errors with HTTP 500/404 and a JSON body.
+            Err(ureq::Error::Status(_, r)) => r.into_string().map_err(|e| ClientError::BadReply(e.to_string()))?,
+            Err(e) => return Err(ClientError::Unreachable(self.url.clone(), e.to_string())),
+        };
+        let reply: Value = serde_json::from_str(&text).map_err(|_| ClientError::BadReply(text.chars().take(200).collect()))?;
+        if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
+            return Err(ClientError::Rpc {
+                code: err["code"].as_i64().unwrap_or(0),
+                message: err["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        Ok(reply.get("result").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// A template as the node sent it, decoded.
+#[derive(Clone, Debug)]
+pub struct NodeTemplate {
+    pub template: Template,
+    pub longpollid: Option<String>,
+}
+
+fn field<'a>(t: &'a Value, name: &str) -> Result<&'a Value, ClientError> {
+    t.get(name)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ClientError::BadReply(format!("template has no '{name}'")))
+}
+
+/// Decodes a BIP 22 template into our [`Template`], with our coinbase paying `payout`.
+pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, ClientError> {
+    let bad = |what: &str| ClientError::BadReply(format!("template field {what} is malformed"));
+    let prev_hex = field(t, "previousblockhash")?.as_str().ok_or_else(|| bad("previousblockhash"))?;
+    let mut prev: [u8; 32] = hex::decode(prev_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("previousblockhash"))?;
+    prev.reverse();
+    let height = field(t, "height")?.as_u64().and_then(|h| u32::try_from(h).ok()).ok_or_else(|| bad("height"))?;
+    let bits = field(t, "bits")?
+        .as_str()
+        .and_then(|b| u32::from_str_radix(b, 16).ok())
+        .ok_or_else(|| bad("bits"))?;
+    let curtime = field(t, "curtime")?.as_u64().ok_or_else(|| bad("curtime"))? as u32;
+    let mintime = t.get("mintime").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let value = field(t, "coinbasevalue")?.as_u64().ok_or_else(|| bad("coinbasevalue"))?;
+    let version = field(t, "version")?.as_i64().ok_or_else(|| bad("version"))? as i32;
+    let mut transactions = Vec::new();
+    for tx in t.get("transactions").and_then(Value::as_array).into_iter().flatten() {
+        let data = tx.get("data").and_then(Value::as_str).ok_or_else(|| bad("transactions[].data"))?;
+        let tx: Transaction = hex::decode(data)
+            .ok()
+            .and_then(|b| deserialize(&b).ok())
+            .ok_or_else(|| bad("transactions[].data"))?;
+        transactions.push(tx);
+    }
+    let mut template = Template::new(
+        BlockHash::from_byte_array(prev),
+        height,
+        mintime.saturating_sub(1),
+        curtime,
+        CompactTarget::from_consensus(bits),
+        Amount::from_sat(value),
+        payout.clone(),
+        transactions,
+    )
+    .map_err(|e| ClientError::BadReply(format!("template bits {bits:08x}: {e}")))?;
+    template.version = version;
+    Ok(NodeTemplate {
+        template,
+        longpollid: t.get("longpollid").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+/// One block this client mined and the node's answer to it.
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub height: u32,
+    pub hash: [u8; 32],
+    pub header: [u8; 80],
+    pub nonce: u32,
+    pub hashes: u64,
+    pub seconds: f64,
+    /// `None` when accepted (`submitblock` answered null); else the node's reason.
+    pub rejected: Option<String>,
+}
+
+/// How a client run ends.
+pub struct ClientOptions {
+    pub payout: ScriptBuf,
+    /// Stop after this many accepted blocks.
+    pub blocks: Option<u64>,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+/// Mines against the node until `options.blocks` are accepted or `cancel` is raised. Calls
+/// `on_block` for every submitted block and `on_event` for connection news (lost, retrying,
+/// back, node still syncing).
+pub fn run(
+    client: &RpcClient,
+    backend: &dyn Backend,
+    options: &ClientOptions,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+    mut on_block: impl FnMut(&Submitted),
+    mut on_event: impl FnMut(&str),
+) -> Result<u64, ClientError> {
+    let mut accepted = 0u64;
+    let mut backoff = Duration::from_secs(1);
+    let mut was_down = false;
+    while !cancel.load(Ordering::SeqCst) && options.blocks.is_none_or(|n| accepted < n) {
+        let gbt = client.call("getblocktemplate", json!([{"rules": ["segwit"]}]), Duration::from_secs(30));
+        let t = match gbt {
+            Ok(t) => {
+                if was_down {
+                    on_event("node is back");
+                    was_down = false;
+                }
+                backoff = Duration::from_secs(1);
+                t
+            }
+            Err(ClientError::Rpc { code: -10, message }) => {
+                on_event(&format!("node is not ready ({message}); waiting {} s", backoff.as_secs()));
+                sleep_unless(cancel, backoff);
+                backoff = (backoff * 2).min(options.max_backoff);
+                continue;
+            }
+            Err(e @ ClientError::Unreachable(..)) | Err(e @ ClientError::BadReply(..)) => {
+                on_event(&format!("{e}; retrying in {} s", backoff.as_secs()));
+                was_down = true;
+                sleep_unless(cancel, backoff);
+                backoff = (backoff * 2).min(options.max_backoff);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let nt = decode_template(&t, &options.payout)?;
+        // Stop this template's search when the user cancels or a longpoll reports a new tip.
+        let stale = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = nt.longpollid.clone().map(|id| {
+            let (client, stale, done) = (client.clone(), stale.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    match client.call("getblocktemplate", json!([{"rules": ["segwit"], "longpollid": id}]), Duration::from_secs(120)) {
+                        Ok(next) if next.get("longpollid").and_then(Value::as_str) != Some(id.as_str()) => {
+                            stale.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                    }
+                }
+            })
+        });
+        let started = Instant::now();
+        let mut hashes = 0u64;
+        let mut found = None;
+        'jobs: for extranonce in 0u64.. {
+            let job = nt.template.job(extranonce);
+            // Scan in slices so a stale template or a cancel is noticed promptly.
+            let mut next = 0u64;
+            while next < NONCE_END {
+                if cancel.load(Ordering::SeqCst) || stale.load(Ordering::SeqCst) {
+                    break 'jobs;
+                }
+                let end = (next + (1 << 26)).min(NONCE_END);
+                let report = backend
+                    .scan(&job.job, next..end, StopAt::FirstHit, cancel, progress)
+                    .map_err(|e| ClientError::BadReply(format!("backend failed: {e}")))?;
+                hashes += report.hashes;
+                if let Some(&nonce) = report.hits.first() {
+                    found = Some((extranonce, nonce));
+                    break 'jobs;
+                }
+                next = end;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        drop(watcher); // a longpoll in flight finishes on its own
+        let Some((extranonce, nonce)) = found else {
+            if stale.load(Ordering::SeqCst) {
+                on_event("new tip from the node; fetching a new template");
+            }
+            continue;
+        };
+        let block = nt.template.assemble(extranonce, nonce);
+        let hash = header_hash(&block.header);
+        let reply = client.call("submitblock", json!([hex::encode(serialize(&block))]), Duration::from_secs(30));
+        let rejected = match reply {
+            Ok(Value::Null) => None,
+            Ok(Value::String(reason)) => Some(reason),
+            Ok(other) => Some(other.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if rejected.is_none() {
+            accepted += 1;
+        }
+        on_block(&Submitted {
+            height: nt.template.height,
+            hash,
+            header: header_bytes(&block.header),
+            nonce,
+            hashes,
+            seconds: started.elapsed().as_secs_f64(),
+            rejected,
+        });
+    }
+    Ok(accepted)
+}
+
+fn sleep_unless(cancel: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !cancel.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
