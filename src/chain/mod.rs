@@ -141,11 +141,7 @@ impl Chain {
         params: ChainParams,
         retarget: RetargetParams,
     ) -> Result<Chain, StoreError> {
-        let rules = format!(
-            "preset {}; controller {}; spacing {} s; initial nBits {}; pow limit {}",
-            params.name, retarget.algorithm, retarget.spacing, retarget.initial, retarget.pow_limit
-        );
-        let (store, blocks) = Store::open(path, &rules)?;
+        let (store, blocks) = Store::open(path, &Chain::rules(&params, &retarget))?;
         let mut chain = Chain::new(params, retarget);
         for (_, block) in blocks {
             // Validated before it was stored; `insert` recomputes its place in the tree.
@@ -164,6 +160,14 @@ impl Chain {
         }
         chain.store = Some(store);
         Ok(chain)
+    }
+
+    /// The description of the rules a store is bound to (refused on reopen if different).
+    pub fn rules(params: &ChainParams, retarget: &RetargetParams) -> String {
+        format!(
+            "preset {}; controller {}; spacing {} s; initial nBits {}; pow limit {}",
+            params.name, retarget.algorithm, retarget.spacing, retarget.initial, retarget.pow_limit
+        )
     }
 
     pub fn params(&self) -> &ChainParams {

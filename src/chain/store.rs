@@ -96,6 +96,22 @@ impl Store {
         Ok((Store { db, next_sequence }, blocks))
     }
 
+    /// Writes blocks already validated elsewhere in one transaction (bulk import, benchmarks).
+    pub fn put_many(&mut self, blocks: &[(u32, Block)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut table = txn.open_table(BLOCKS).map_err(io)?;
+            for (height, block) in blocks {
+                let mut key = [0u8; 12];
+                key[..4].copy_from_slice(&height.to_be_bytes());
+                key[4..].copy_from_slice(&self.next_sequence.to_be_bytes());
+                table.insert(&key[..], &serialize(block)[..]).map_err(io)?;
+                self.next_sequence += 1;
+            }
+        }
+        txn.commit().map_err(io)
+    }
+
     /// Writes one block and commits it durably.
     pub fn put(&mut self, height: u32, block: &Block) -> Result<(), StoreError> {
         let mut key = [0u8; 12];

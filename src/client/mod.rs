@@ -48,7 +48,12 @@ impl RpcClient {
     }
 
     /// Calls `method`; `timeout` bounds the whole call (longpolls need minutes).
-    pub fn call(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, ClientError> {
+    pub fn call(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
         let body = json!({"id": 1, "method": method, "params": params}).to_string();
         let response = self
             .agent
@@ -58,13 +63,18 @@ impl RpcClient {
             .set("Content-Type", "application/json")
             .send_string(&body);
         let text = match response {
-            Ok(r) => r.into_string().map_err(|e| ClientError::BadReply(e.to_string()))?,
+            Ok(r) => r
+                .into_string()
+                .map_err(|e| ClientError::BadReply(e.to_string()))?,
             Err(ureq::Error::Status(401, _)) => return Err(ClientError::Unauthorized),
             // Core answers JSON-RPC errors with HTTP 500/404 and a JSON body.
-            Err(ureq::Error::Status(_, r)) => r.into_string().map_err(|e| ClientError::BadReply(e.to_string()))?,
+            Err(ureq::Error::Status(_, r)) => r
+                .into_string()
+                .map_err(|e| ClientError::BadReply(e.to_string()))?,
             Err(e) => return Err(ClientError::Unreachable(self.url.clone(), e.to_string())),
         };
-        let reply: Value = serde_json::from_str(&text).map_err(|_| ClientError::BadReply(text.chars().take(200).collect()))?;
+        let reply: Value = serde_json::from_str(&text)
+            .map_err(|_| ClientError::BadReply(text.chars().take(200).collect()))?;
         if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
             return Err(ClientError::Rpc {
                 code: err["code"].as_i64().unwrap_or(0),
@@ -91,24 +101,43 @@ fn field<'a>(t: &'a Value, name: &str) -> Result<&'a Value, ClientError> {
 /// Decodes a BIP 22 template into our [`Template`], with our coinbase paying `payout`.
 pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, ClientError> {
     let bad = |what: &str| ClientError::BadReply(format!("template field {what} is malformed"));
-    let prev_hex = field(t, "previousblockhash")?.as_str().ok_or_else(|| bad("previousblockhash"))?;
+    let prev_hex = field(t, "previousblockhash")?
+        .as_str()
+        .ok_or_else(|| bad("previousblockhash"))?;
     let mut prev: [u8; 32] = hex::decode(prev_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| bad("previousblockhash"))?;
     prev.reverse();
-    let height = field(t, "height")?.as_u64().and_then(|h| u32::try_from(h).ok()).ok_or_else(|| bad("height"))?;
+    let height = field(t, "height")?
+        .as_u64()
+        .and_then(|h| u32::try_from(h).ok())
+        .ok_or_else(|| bad("height"))?;
     let bits = field(t, "bits")?
         .as_str()
         .and_then(|b| u32::from_str_radix(b, 16).ok())
         .ok_or_else(|| bad("bits"))?;
-    let curtime = field(t, "curtime")?.as_u64().ok_or_else(|| bad("curtime"))? as u32;
+    let curtime = field(t, "curtime")?
+        .as_u64()
+        .ok_or_else(|| bad("curtime"))? as u32;
     let mintime = t.get("mintime").and_then(Value::as_u64).unwrap_or(0) as u32;
-    let value = field(t, "coinbasevalue")?.as_u64().ok_or_else(|| bad("coinbasevalue"))?;
-    let version = field(t, "version")?.as_i64().ok_or_else(|| bad("version"))? as i32;
+    let value = field(t, "coinbasevalue")?
+        .as_u64()
+        .ok_or_else(|| bad("coinbasevalue"))?;
+    let version = field(t, "version")?
+        .as_i64()
+        .ok_or_else(|| bad("version"))? as i32;
     let mut transactions = Vec::new();
-    for tx in t.get("transactions").and_then(Value::as_array).into_iter().flatten() {
-        let data = tx.get("data").and_then(Value::as_str).ok_or_else(|| bad("transactions[].data"))?;
+    for tx in t
+        .get("transactions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let data = tx
+            .get("data")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("transactions[].data"))?;
         let tx: Transaction = hex::decode(data)
             .ok()
             .and_then(|b| deserialize(&b).ok())
@@ -129,7 +158,10 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
     template.version = version;
     Ok(NodeTemplate {
         template,
-        longpollid: t.get("longpollid").and_then(Value::as_str).map(str::to_string),
+        longpollid: t
+            .get("longpollid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -171,7 +203,11 @@ pub fn run(
     let mut backoff = Duration::from_secs(1);
     let mut was_down = false;
     while !cancel.load(Ordering::SeqCst) && options.blocks.is_none_or(|n| accepted < n) {
-        let gbt = client.call("getblocktemplate", json!([{"rules": ["segwit"]}]), Duration::from_secs(30));
+        let gbt = client.call(
+            "getblocktemplate",
+            json!([{"rules": ["segwit"]}]),
+            Duration::from_secs(30),
+        );
         let t = match gbt {
             Ok(t) => {
                 if was_down {
@@ -182,7 +218,10 @@ pub fn run(
                 t
             }
             Err(ClientError::Rpc { code: -10, message }) => {
-                on_event(&format!("node is not ready ({message}); waiting {} s", backoff.as_secs()));
+                on_event(&format!(
+                    "node is not ready ({message}); waiting {} s",
+                    backoff.as_secs()
+                ));
                 sleep_unless(cancel, backoff);
                 backoff = (backoff * 2).min(options.max_backoff);
                 continue;
@@ -204,8 +243,15 @@ pub fn run(
             let (client, stale, done) = (client.clone(), stale.clone(), done.clone());
             std::thread::spawn(move || {
                 while !done.load(Ordering::SeqCst) {
-                    match client.call("getblocktemplate", json!([{"rules": ["segwit"], "longpollid": id}]), Duration::from_secs(120)) {
-                        Ok(next) if next.get("longpollid").and_then(Value::as_str) != Some(id.as_str()) => {
+                    match client.call(
+                        "getblocktemplate",
+                        json!([{"rules": ["segwit"], "longpollid": id}]),
+                        Duration::from_secs(120),
+                    ) {
+                        Ok(next)
+                            if next.get("longpollid").and_then(Value::as_str)
+                                != Some(id.as_str()) =>
+                        {
                             stale.store(true, Ordering::SeqCst);
                             return;
                         }
@@ -248,7 +294,11 @@ pub fn run(
         };
         let block = nt.template.assemble(extranonce, nonce);
         let hash = header_hash(&block.header);
-        let reply = client.call("submitblock", json!([hex::encode(serialize(&block))]), Duration::from_secs(30));
+        let reply = client.call(
+            "submitblock",
+            json!([hex::encode(serialize(&block))]),
+            Duration::from_secs(30),
+        );
         let rejected = match reply {
             Ok(Value::Null) => None,
             Ok(Value::String(reason)) => Some(reason),
