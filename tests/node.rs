@@ -430,3 +430,87 @@ fn sigterm_shuts_down_gracefully_and_blocks_persist() {
     let _ = child.wait();
     assert!(first.contains("at height 2"), "{first}");
 }
+
+#[test]
+fn every_block_acknowledged_with_null_survives_kill_9_of_the_node() {
+    let dir = std::env::temp_dir().join(format!("miner-node-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..6u32 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args([
+                "node",
+                "--rpcport",
+                "0",
+                "-d",
+                "1e3",
+                "--rpcuser",
+                "u",
+                "--rpcpassword",
+                "p",
+                "--datadir",
+            ])
+            .arg(&dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start node");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut addr = String::new();
+        while addr.is_empty() {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "node exited early"
+            );
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                addr = rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        let auth = base64::engine::general_purpose::STANDARD.encode("u:p");
+        let call = |method: &str, params: Value| -> Option<Value> {
+            let mut s = TcpStream::connect(&addr).ok()?;
+            let body = json!({"id": 1, "method": method, "params": params}).to_string();
+            write!(s, "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).ok()?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).ok()?;
+            serde_json::from_str(reply.split_once("\r\n\r\n")?.1).ok()
+        };
+        // Everything acknowledged before is still there after the restart.
+        for hash in &acknowledged {
+            let r = call("getblockheader", json!([hash])).expect("node answers");
+            assert!(r["error"].is_null(), "round {round}: lost {hash}: {r}");
+        }
+        // Submit blocks continuously; another thread sends SIGKILL at a different moment each
+        // round, whatever the node is doing then.
+        let pid = child.id();
+        let delay = Duration::from_millis(30 + u64::from(round) * 37 % 150);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            Command::new("sh")
+                .args(["-c", &format!("kill -KILL {pid}")])
+                .status()
+                .unwrap();
+        });
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let Some(t) = call("getblocktemplate", json!([])) else {
+                break;
+            };
+            if t["result"].is_null() {
+                break;
+            }
+            let block = block_from_template(&t["result"], round as u8);
+            let Some(r) = call("submitblock", json!([hex::encode(serialize(&block))])) else {
+                break;
+            };
+            if r["result"].is_null() && r["error"].is_null() {
+                acknowledged.push(block.block_hash().to_string());
+            }
+        }
+        killer.join().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(acknowledged.len() >= 20, "{}", acknowledged.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
