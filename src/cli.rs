@@ -58,6 +58,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct NodeArgs {
+    /// Chain parameters: the preset `regtest`, or a JSON chain file (genesis, subsidy, halving
+    /// interval, pow limit, controller; see the README).
+    #[arg(long, value_name = "PRESET|FILE", default_value = "regtest")]
+    chain: String,
     /// Where the chain store (chain.redb) and the cookie file (.cookie) live
     /// [default: the user's data directory, e.g. ~/.local/share/miner].
     #[arg(long, value_name = "DIR")]
@@ -180,6 +184,10 @@ struct MineArgs {
     /// Print one JSON object per line: one per block, then a summary.
     #[arg(long)]
     json: bool,
+    /// Chain parameters: the preset `regtest`, or a JSON chain file (genesis, subsidy, halving
+    /// interval, pow limit, controller; see the README).
+    #[arg(long, value_name = "PRESET|FILE", default_value = "regtest")]
+    chain: String,
     /// Keep the chain in a crash-safe store in this directory (chain.redb) and continue it on
     /// the next run [default: a fresh in-memory chain each run].
     #[arg(long, value_name = "DIR", conflicts_with = "node")]
@@ -209,7 +217,7 @@ struct MineArgs {
 }
 
 /// Difficulty-controller flags shared by `mine` and `retarget-sim`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct RetargetArgs {
     /// Target block interval for the difficulty controller: 600, 10s, 2m, 1h [default: 10s].
     /// Giving it without --retarget selects asert.
@@ -232,6 +240,21 @@ struct RetargetArgs {
 const DEFAULT_BLOCK_TIME_S: i64 = 10;
 
 impl RetargetArgs {
+    /// These flags, with a chain file's controller settings filling what they leave out.
+    fn merged(&self, defaults: &crate::chain::ControllerDefaults) -> Result<RetargetArgs> {
+        let retarget = match (&self.retarget, &defaults.retarget) {
+            (Some(r), _) => Some(*r),
+            (None, Some(name)) => Some(name.parse().context("chain file: controller.retarget")?),
+            (None, None) => None,
+        };
+        Ok(RetargetArgs {
+            block_time: self.block_time.or(defaults.block_time),
+            retarget,
+            window: self.window.or(defaults.window),
+            half_life: self.half_life.or(defaults.half_life),
+        })
+    }
+
     fn spacing(&self) -> i64 {
         self.block_time.unwrap_or(DEFAULT_BLOCK_TIME_S)
     }
@@ -479,9 +502,10 @@ fn mine(args: MineArgs) -> Result<()> {
         return mine_for_node(&url, args);
     }
     let backend = args.backend.build()?;
-    let params = ChainParams::regtest();
+    let params = ChainParams::load(&args.chain).context("--chain")?;
     let retarget = args
         .retarget
+        .merged(&params.controller)?
         .params(args.difficulty.to_target(), params.pow_limit);
     let first = Target::from_compact(retarget.initial).context("--difficulty: nBits for this D")?;
     let mut chain = match &args.datadir {
@@ -935,9 +959,10 @@ fn node(args: NodeArgs) -> Result<()> {
         Some(d) => d,
         None => bail!("--datadir: no user data directory is known here; pass --datadir DIR"),
     };
-    let params = ChainParams::regtest();
+    let params = ChainParams::load(&args.chain).context("--chain")?;
     let retarget = args
         .retarget
+        .merged(&params.controller)?
         .params(args.difficulty.to_target(), params.pow_limit);
     let chain = Chain::open(&datadir.join("chain.redb"), params, retarget).context("--datadir")?;
     let backend = args.backend.build()?;

@@ -701,3 +701,55 @@ fn bad_controller_parameters_name_the_flag() {
     assert_refused(&["retarget-sim", "--block-time", "0s"], &["--block-time"]);
     assert_refused(&["retarget-sim", "--blocks", "5"], &["--blocks"]);
 }
+
+#[test]
+fn chain_files_set_the_rules_and_bad_ones_are_refused() {
+    let chain = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.json");
+    let out = miner(&["mine", "--chain", chain, "-d", "1e4", "-n", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mining on a new ten-second-asert chain"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("asert (half-life 600 s), block time 10 s"),
+        "{}",
+        stderr(&out)
+    );
+    // Flags override the file's controller.
+    let out = miner(&[
+        "mine",
+        "--chain",
+        chain,
+        "-d",
+        "1e4",
+        "-n",
+        "1",
+        "--retarget",
+        "fixed",
+    ]);
+    assert!(
+        stderr(&out).contains("difficulty fixed"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = std::env::temp_dir().join(format!("miner-chainfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"halving_interval": 0}"#).unwrap();
+    assert_refused(
+        &["mine", "--chain", bad.to_str().unwrap()],
+        &["--chain", "halving_interval must be at least 1"],
+    );
+    std::fs::write(&bad, r#"{"subsidy": 1}"#).unwrap();
+    assert_refused(
+        &["mine", "--chain", bad.to_str().unwrap()],
+        &["--chain", "unknown field"],
+    );
+    assert_refused(
+        &["mine", "--chain", "mainnet"],
+        &["--chain", "unknown chain preset"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

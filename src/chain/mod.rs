@@ -5,7 +5,7 @@
 mod params;
 pub mod store;
 
-pub use params::ChainParams;
+pub use params::{ChainParams, ControllerDefaults, ParamsError};
 pub use store::StoreError;
 
 use crate::block::{header_bits, header_hash};

@@ -1,13 +1,31 @@
-//! Chain parameters: genesis, subsidy schedule. One preset for now, regtest-like.
+//! Chain parameters: genesis, subsidy schedule, pow limit, and the controller's defaults. A named
+//! preset (`regtest`, the default) or a JSON file.
 
 use crate::pow::{CompactTarget, Target};
+use bitcoin::consensus::encode::deserialize;
 use bitcoin::{Amount, Block, Network};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The difficulty controller a chain file asks for (command-line flags override it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerDefaults {
+    /// asert, bitcoin, lwma or fixed.
+    pub retarget: Option<String>,
+    /// Target interval in whole seconds.
+    pub block_time: Option<i64>,
+    /// Blocks per window (bitcoin, lwma).
+    pub window: Option<u32>,
+    /// asert's half-life in seconds.
+    pub half_life: Option<i64>,
+}
 
 /// The rules a local chain is created with.
 #[derive(Clone, Debug)]
 pub struct ChainParams {
-    /// Preset name.
-    pub name: &'static str,
+    /// Preset or file name.
+    pub name: String,
     pub genesis: Block,
     /// Subsidy of the first block.
     pub initial_subsidy: Amount,
@@ -15,6 +33,34 @@ pub struct ChainParams {
     pub halving_interval: u32,
     /// The easiest target a difficulty controller may set.
     pub pow_limit: Target,
+    /// The controller this chain asks for, if any.
+    pub controller: ControllerDefaults,
+}
+
+/// Why chain parameters were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamsError {
+    #[error("unknown chain preset '{0}'; presets: regtest (or give a JSON file path)")]
+    UnknownPreset(String),
+    #[error("cannot read the chain file {0}: {1}")]
+    Read(String, String),
+    #[error("chain file {0}: {1}")]
+    Invalid(String, String),
+}
+
+/// The JSON form of a chain file; every field is optional and defaults to regtest's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChainFile {
+    name: Option<String>,
+    /// `regtest`, `mainnet`, `testnet`, `signet`, or a whole block in hex.
+    genesis: Option<String>,
+    subsidy_sats: Option<u64>,
+    halving_interval: Option<u32>,
+    /// nBits of the easiest target, e.g. `207fffff`.
+    pow_limit_bits: Option<String>,
+    #[serde(default)]
+    controller: ControllerDefaults,
 }
 
 impl ChainParams {
@@ -23,13 +69,84 @@ impl ChainParams {
     /// regtest's pow limit (`0x207fffff`) for the difficulty controllers.
     pub fn regtest() -> ChainParams {
         ChainParams {
-            name: "regtest",
+            name: "regtest".into(),
             genesis: bitcoin::constants::genesis_block(Network::Regtest),
             initial_subsidy: Amount::from_sat(50 * 100_000_000),
             halving_interval: 150,
             pow_limit: Target::from_compact(CompactTarget::from_consensus(0x207f_ffff))
                 .unwrap_or(Target::MAX),
+            controller: ControllerDefaults::default(),
         }
+    }
+
+    /// A preset by name, or else a JSON chain file at that path.
+    pub fn load(name_or_path: &str) -> Result<ChainParams, ParamsError> {
+        if name_or_path == "regtest" {
+            return Ok(ChainParams::regtest());
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() && !name_or_path.ends_with(".json") {
+            return Err(ParamsError::UnknownPreset(name_or_path.into()));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ParamsError::Read(name_or_path.into(), e.to_string()))?;
+        ChainParams::from_json(name_or_path, &text)
+    }
+
+    /// Parses a chain file's JSON; `origin` names it in errors.
+    pub fn from_json(origin: &str, text: &str) -> Result<ChainParams, ParamsError> {
+        let invalid = |why: String| ParamsError::Invalid(origin.into(), why);
+        let file: ChainFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut p = ChainParams::regtest();
+        p.name = file.name.unwrap_or_else(|| origin.to_string());
+        if let Some(g) = file.genesis {
+            p.genesis = match g.as_str() {
+                "regtest" => bitcoin::constants::genesis_block(Network::Regtest),
+                "mainnet" => bitcoin::constants::genesis_block(Network::Bitcoin),
+                "testnet" => bitcoin::constants::genesis_block(Network::Testnet),
+                "signet" => bitcoin::constants::genesis_block(Network::Signet),
+                hex_block => hex::decode(hex_block)
+                    .ok()
+                    .and_then(|b| deserialize::<Block>(&b).ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "genesis is neither regtest/mainnet/testnet/signet nor a block in hex"
+                                .into(),
+                        )
+                    })?,
+            };
+        }
+        if let Some(s) = file.subsidy_sats {
+            p.initial_subsidy = Amount::from_sat(s);
+        }
+        if let Some(h) = file.halving_interval {
+            if h == 0 {
+                return Err(invalid("halving_interval must be at least 1".into()));
+            }
+            p.halving_interval = h;
+        }
+        if let Some(bits) = file.pow_limit_bits {
+            let bits: CompactTarget = bits
+                .parse()
+                .map_err(|e| invalid(format!("pow_limit_bits: {e}")))?;
+            p.pow_limit =
+                Target::from_compact(bits).map_err(|e| invalid(format!("pow_limit_bits: {e}")))?;
+        }
+        if file.controller.block_time.is_some_and(|t| t < 1) {
+            return Err(invalid(
+                "controller.block_time must be at least 1 second".into(),
+            ));
+        }
+        if file.controller.half_life.is_some_and(|t| t < 1) {
+            return Err(invalid(
+                "controller.half_life must be at least 1 second".into(),
+            ));
+        }
+        if file.controller.window.is_some_and(|w| w < 2) {
+            return Err(invalid("controller.window must be at least 2".into()));
+        }
+        p.controller = file.controller;
+        Ok(p)
     }
 
     /// The block subsidy at `height` (Core's `GetBlockSubsidy`: zero after 64 halvings).
@@ -53,5 +170,38 @@ mod tests {
         assert_eq!(p.subsidy(149), Amount::from_sat(5_000_000_000));
         assert_eq!(p.subsidy(150), Amount::from_sat(2_500_000_000));
         assert_eq!(p.subsidy(150 * 64), Amount::ZERO);
+    }
+
+    #[test]
+    fn chain_files_parse_and_refuse_mistakes() {
+        let p = ChainParams::from_json(
+            "t.json",
+            r#"{"name": "slow", "genesis": "mainnet", "subsidy_sats": 1000, "halving_interval": 10,
+                "pow_limit_bits": "1d00ffff", "controller": {"retarget": "lwma", "block_time": 60, "window": 30}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.name, "slow");
+        assert_eq!(p.subsidy(10), Amount::from_sat(500));
+        assert_eq!(p.pow_limit, Target::DIFF1);
+        assert_eq!(p.controller.window, Some(30));
+        assert_eq!(
+            crate::hash::display_hash(&crate::block::header_hash(&p.genesis.header)),
+            "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
+        );
+        for bad in [
+            r#"{"subsidy": 5}"#,
+            r#"{"genesis": "moon"}"#,
+            r#"{"halving_interval": 0}"#,
+            r#"{"pow_limit_bits": "1d80ffff"}"#,
+            r#"{"controller": {"block_time": 0}}"#,
+            r#"{"controller": {"window": 1}}"#,
+            "not json",
+        ] {
+            assert!(ChainParams::from_json("t.json", bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            ChainParams::load("mainnet"),
+            Err(ParamsError::UnknownPreset(_))
+        ));
     }
 }
