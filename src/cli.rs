@@ -188,10 +188,15 @@ struct MineArgs {
     /// interval, pow limit, controller; see the README).
     #[arg(long, value_name = "PRESET|FILE", default_value = "regtest")]
     chain: String,
-    /// Keep the chain in a crash-safe store in this directory (chain.redb) and continue it on
-    /// the next run [default: a fresh in-memory chain each run].
+    /// Data directory of the crash-safe chain store; each set of chain rules (preset or file,
+    /// controller, starting difficulty) keeps its own chain in a subdirectory, continued on the
+    /// next run with the same rules, and `miner node` with the same flags serves it
+    /// [default: the user's data directory, e.g. ~/.local/share/miner].
     #[arg(long, value_name = "DIR", conflicts_with = "node")]
     datadir: Option<std::path::PathBuf>,
+    /// Mine a throwaway chain in memory instead (nothing is stored).
+    #[arg(long, conflicts_with_all = ["datadir", "node"])]
+    memory: bool,
     /// Mine for a node instead of a local chain: its JSON-RPC URL (getblocktemplate and
     /// submitblock), e.g. http://127.0.0.1:18443 for `miner node` or a regtest bitcoind.
     #[arg(long, value_name = "URL")]
@@ -508,20 +513,26 @@ fn mine(args: MineArgs) -> Result<()> {
         .merged(&params.controller)?
         .params(args.difficulty.to_target(), params.pow_limit);
     let first = Target::from_compact(retarget.initial).context("--difficulty: nBits for this D")?;
-    let mut chain = match &args.datadir {
-        Some(dir) => Chain::open(&dir.join("chain.redb"), params, retarget).context("--datadir")?,
+    let store = if args.memory {
+        None
+    } else {
+        let root = data_dir(args.datadir.as_deref())?;
+        Some(Chain::store_path(&root, &params, &retarget))
+    };
+    let mut chain = match &store {
+        Some(path) => Chain::open(path, params, retarget).context("--datadir")?,
         None => Chain::new(params, retarget),
     };
-    match &args.datadir {
-        Some(dir) => eprintln!(
+    match &store {
+        Some(path) => eprintln!(
             "mining on the {} chain in {} at height {} ({})",
             chain.params().name,
-            dir.display(),
+            path.display(),
             chain.height(),
             display_hash(&chain.tip().hash)
         ),
         None => eprintln!(
-            "mining on a new {} chain from genesis {}",
+            "mining on a new in-memory {} chain from genesis {}",
             chain.params().name,
             display_hash(&chain.tip().hash)
         ),
@@ -949,6 +960,19 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--datadir`, or the user's data directory.
+fn data_dir(flag: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+    match flag
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| dirs::data_dir().map(|d| d.join("miner")))
+    {
+        Some(d) => Ok(d),
+        None => {
+            bail!("--datadir: no user data directory is known here; pass --datadir DIR or --memory")
+        }
+    }
+}
+
 fn node(args: NodeArgs) -> Result<()> {
     use crate::node::{Credentials, NodeState, Server};
     let datadir = match args
@@ -964,7 +988,8 @@ fn node(args: NodeArgs) -> Result<()> {
         .retarget
         .merged(&params.controller)?
         .params(args.difficulty.to_target(), params.pow_limit);
-    let chain = Chain::open(&datadir.join("chain.redb"), params, retarget).context("--datadir")?;
+    let store = Chain::store_path(&datadir, &params, &retarget);
+    let chain = Chain::open(&store, params, retarget).context("--datadir")?;
     let backend = args.backend.build()?;
     let (credentials, cookie) = match (&args.rpcuser, &args.rpcpassword) {
         (Some(user), Some(password)) => (

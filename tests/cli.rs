@@ -28,7 +28,15 @@ fn independent_target(bits: u32) -> [u8; 32] {
 
 #[test]
 fn mine_json_gives_blocks_that_rehash_below_target_and_chain() {
-    let out = miner(&["mine", "--difficulty", "5e4", "--blocks", "3", "--json"]);
+    let out = miner(&[
+        "mine",
+        "--memory",
+        "--difficulty",
+        "5e4",
+        "--blocks",
+        "3",
+        "--json",
+    ]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     let lines: Vec<Value> = stdout(&out)
         .lines()
@@ -79,6 +87,7 @@ fn mine_json_gives_blocks_that_rehash_below_target_and_chain() {
 fn mine_prints_block_lines_and_a_summary() {
     let out = miner(&[
         "mine",
+        "--memory",
         "-d",
         "1e4",
         "-n",
@@ -195,30 +204,30 @@ fn assert_refused(args: &[&str], needles: &[&str]) {
 fn bad_input_gets_a_clear_error() {
     let genesis = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000";
     assert_refused(
-        &["mine", "--difficulty", "0"],
+        &["mine", "--memory", "--difficulty", "0"],
         &["--difficulty", "positive"],
     );
     assert_refused(
-        &["mine", "--difficulty", "-5"],
+        &["mine", "--memory", "--difficulty", "-5"],
         &["--difficulty", "positive"],
     );
     assert_refused(
-        &["mine", "--difficulty", "NaN"],
+        &["mine", "--memory", "--difficulty", "NaN"],
         &["--difficulty", "not a number"],
     );
     assert_refused(
-        &["mine", "--difficulty", "lots"],
+        &["mine", "--memory", "--difficulty", "lots"],
         &["--difficulty", "not a number", "1e6"],
     );
     assert_refused(
-        &["mine", "--difficulty", "inf"],
+        &["mine", "--memory", "--difficulty", "inf"],
         &["--difficulty", "finite"],
     );
     assert_refused(
-        &["mine", "--payout", "bc1qnotanaddress"],
+        &["mine", "--memory", "--payout", "bc1qnotanaddress"],
         &["--payout", "neither a known address"],
     );
-    assert_refused(&["mine", "--threads", "0"], &["--threads"]);
+    assert_refused(&["mine", "--memory", "--threads", "0"], &["--threads"]);
     assert_refused(
         &["scan", "--header", "00ff"],
         &["--header", "160 hex digits", "got 4"],
@@ -257,7 +266,7 @@ fn bad_input_gets_a_clear_error() {
     );
     assert_refused(&["bench", "--seconds", "0"], &["--seconds"]);
     assert_refused(
-        &["mine", "--kernel", "avx9000"],
+        &["mine", "--memory", "--kernel", "avx9000"],
         &["--kernel", "known kernels"],
     );
     // The header's own nBits can be unusable; the error says what to do.
@@ -272,13 +281,13 @@ fn bad_input_gets_a_clear_error() {
 fn help_explains_every_command() {
     let out = miner(&["--help"]);
     assert!(out.status.success());
-    for cmd in ["mine", "scan", "bench"] {
+    for cmd in ["mine", "scan", "bench", "devices", "retarget-sim", "node"] {
         assert!(stdout(&out).contains(cmd));
         let sub = miner(&[cmd, "--help"]);
         assert!(sub.status.success());
         assert!(stdout(&sub).contains("Usage: miner"), "{cmd} --help");
     }
-    let mine_help = stdout(&miner(&["mine", "--help"]));
+    let mine_help = stdout(&miner(&["mine", "--memory", "--help"]));
     for flag in [
         "--difficulty",
         "--blocks",
@@ -312,7 +321,7 @@ fn bench_json_reports_every_kernel_against_sha2() {
 fn ctrl_c_stops_mining_cleanly_with_a_summary() {
     use std::time::{Duration, Instant};
     let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
-        .args(["mine", "--difficulty", "1e15", "--json"])
+        .args(["mine", "--memory", "--difficulty", "1e15", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -393,7 +402,17 @@ fn scan_and_mine_on_the_gpu() {
     assert!(stdout(&out).contains(
         "nonce 2083236893  hash 000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
     ));
-    let out = miner(&["mine", "--backend", "gpu", "-d", "2e5", "-n", "2", "--json"]);
+    let out = miner(&[
+        "mine",
+        "--memory",
+        "--backend",
+        "gpu",
+        "-d",
+        "2e5",
+        "-n",
+        "2",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let blocks: Vec<Value> = stdout(&out)
         .lines()
@@ -412,7 +431,17 @@ fn scan_and_mine_on_the_gpu() {
 
 #[test]
 fn all_backends_report_each_part() {
-    let out = miner(&["mine", "--backend", "all", "-d", "1e6", "-n", "2", "--json"]);
+    let out = miner(&[
+        "mine",
+        "--memory",
+        "--backend",
+        "all",
+        "-d",
+        "1e6",
+        "-n",
+        "2",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let parts: Vec<Value> = stdout(&out)
         .lines()
@@ -461,7 +490,16 @@ fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
         err.contains("mesa-vulkan-drivers") && err.contains("--backend cpu"),
         "{err}"
     );
-    let out = miner_without_gpu(&["mine", "--backend", "all", "-d", "1e4", "-n", "1"]);
+    let out = miner_without_gpu(&[
+        "mine",
+        "--memory",
+        "--backend",
+        "all",
+        "-d",
+        "1e4",
+        "-n",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning: --backend all runs on the CPU only"));
     assert!(stdout(&out).contains("1 blocks in"));
@@ -517,7 +555,7 @@ fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
         }
         let out = run(
             &hidden.join(","),
-            &["mine", "-d", "1e4", "-n", "1", "--threads", "1"],
+            &["mine", "--memory", "-d", "1e4", "-n", "1", "--threads", "1"],
         );
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
@@ -529,7 +567,7 @@ fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
     }
     let out = run(
         "avx512,sha-ni,avx2",
-        &["mine", "--kernel", "avx512", "-n", "1"],
+        &["mine", "--memory", "--kernel", "avx512", "-n", "1"],
     );
     assert!(!out.status.success());
     assert!(
@@ -545,6 +583,7 @@ fn mine_with_a_controller_moves_the_difficulty() {
     // Blocks at D = 1e5 arrive in milliseconds against a 1 s target, so asert raises D.
     let out = miner(&[
         "mine",
+        "--memory",
         "-d",
         "1e5",
         "--block-time",
@@ -586,7 +625,7 @@ fn mine_with_a_controller_moves_the_difficulty() {
 
 #[test]
 fn mine_summary_states_the_mean_with_a_95_percent_interval() {
-    let out = miner(&["mine", "-d", "2e4", "-n", "30"]);
+    let out = miner(&["mine", "--memory", "-d", "2e4", "-n", "30"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("hashes per block: mean "), "{text}");
@@ -664,26 +703,29 @@ fn retarget_sim_prints_a_table_and_writes_csv_and_svg() {
 #[test]
 fn bad_controller_parameters_name_the_flag() {
     assert_refused(
-        &["mine", "--block-time", "0"],
+        &["mine", "--memory", "--block-time", "0"],
         &["--block-time", "at least 1 second"],
     );
-    assert_refused(&["mine", "--block-time", "-5"], &["--block-time"]);
     assert_refused(
-        &["mine", "--block-time", "soon"],
+        &["mine", "--memory", "--block-time", "-5"],
+        &["--block-time"],
+    );
+    assert_refused(
+        &["mine", "--memory", "--block-time", "soon"],
         &["--block-time", "not a duration"],
     );
     assert_refused(
-        &["mine", "--block-time", "1.5s"],
+        &["mine", "--memory", "--block-time", "1.5s"],
         &["--block-time", "whole number of seconds"],
     );
     assert_refused(
-        &["mine", "--half-life", "0"],
+        &["mine", "--memory", "--half-life", "0"],
         &["--half-life", "at least 1 second"],
     );
-    assert_refused(&["mine", "--window", "0"], &["--window"]);
-    assert_refused(&["mine", "--window", "1"], &["--window"]);
+    assert_refused(&["mine", "--memory", "--window", "0"], &["--window"]);
+    assert_refused(&["mine", "--memory", "--window", "1"], &["--window"]);
     assert_refused(
-        &["mine", "--retarget", "dgw"],
+        &["mine", "--memory", "--retarget", "dgw"],
         &["--retarget", "unknown difficulty algorithm", "asert"],
     );
     assert_refused(
@@ -705,10 +747,12 @@ fn bad_controller_parameters_name_the_flag() {
 #[test]
 fn chain_files_set_the_rules_and_bad_ones_are_refused() {
     let chain = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.json");
-    let out = miner(&["mine", "--chain", chain, "-d", "1e4", "-n", "2", "--json"]);
+    let out = miner(&[
+        "mine", "--memory", "--chain", chain, "-d", "1e4", "-n", "2", "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("mining on a new ten-second-asert chain"),
+        stderr(&out).contains("mining on a new in-memory ten-second-asert chain"),
         "{}",
         stderr(&out)
     );
@@ -720,6 +764,7 @@ fn chain_files_set_the_rules_and_bad_ones_are_refused() {
     // Flags override the file's controller.
     let out = miner(&[
         "mine",
+        "--memory",
         "--chain",
         chain,
         "-d",
@@ -739,17 +784,51 @@ fn chain_files_set_the_rules_and_bad_ones_are_refused() {
     let bad = dir.join("bad.json");
     std::fs::write(&bad, r#"{"halving_interval": 0}"#).unwrap();
     assert_refused(
-        &["mine", "--chain", bad.to_str().unwrap()],
+        &["mine", "--memory", "--chain", bad.to_str().unwrap()],
         &["--chain", "halving_interval must be at least 1"],
     );
     std::fs::write(&bad, r#"{"subsidy": 1}"#).unwrap();
     assert_refused(
-        &["mine", "--chain", bad.to_str().unwrap()],
+        &["mine", "--memory", "--chain", bad.to_str().unwrap()],
         &["--chain", "unknown field"],
     );
     assert_refused(
-        &["mine", "--chain", "mainnet"],
+        &["mine", "--memory", "--chain", "mainnet"],
         &["--chain", "unknown chain preset"],
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mine_continues_the_stored_chain_per_set_of_rules() {
+    let dir = std::env::temp_dir().join(format!("miner-datadir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let heights = |args: &[&str]| -> Vec<u64> {
+        let out = miner(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "block")
+            .map(|v| v["height"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        heights(&["mine", "--datadir", d, "-d", "1e4", "-n", "2", "--json"]),
+        vec![1, 2]
+    );
+    // Same rules: the chain continues.
+    assert_eq!(
+        heights(&["mine", "--datadir", d, "-d", "1e4", "-n", "2", "--json"]),
+        vec![3, 4]
+    );
+    // Other rules: a chain of their own, from genesis.
+    assert_eq!(
+        heights(&["mine", "--datadir", d, "-d", "2e4", "-n", "1", "--json"]),
+        vec![1]
+    );
+    let stores = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(stores, 2, "one store per set of rules");
     std::fs::remove_dir_all(&dir).unwrap();
 }

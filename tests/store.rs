@@ -74,12 +74,9 @@ fn blocks_printed_before_a_kill_9_are_in_the_store() {
                 acknowledged.push(v["hash"].as_str().unwrap().to_string());
             }
         }
-        let chain = Chain::open(
-            &dir.join("chain.redb"),
-            ChainParams::regtest(),
-            rules.clone(),
-        )
-        .unwrap_or_else(|e| panic!("round {round}: store did not reopen: {e}"));
+        let path = Chain::store_path(&dir, &ChainParams::regtest(), &rules);
+        let chain = Chain::open(&path, ChainParams::regtest(), rules.clone())
+            .unwrap_or_else(|e| panic!("round {round}: store did not reopen: {e}"));
         for hash in &acknowledged {
             assert!(
                 chain.by_hash(&display_to_raw(hash)).is_some(),

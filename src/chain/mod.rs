@@ -162,6 +162,32 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Where the store of a chain with these rules lives under a data directory: one
+    /// subdirectory per set of rules (`regtest-1a2b3c4d/chain.redb`), so runs with other rules
+    /// keep separate chains and runs with the same rules continue the same one.
+    pub fn store_path(
+        root: &Path,
+        params: &ChainParams,
+        retarget: &RetargetParams,
+    ) -> std::path::PathBuf {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(Chain::rules(params, retarget).as_bytes());
+        let name: String = params
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        root.join(format!("{name}-{}", &hex::encode(digest)[..8]))
+            .join("chain.redb")
+    }
+
     /// The description of the rules a store is bound to (refused on reopen if different).
     pub fn rules(params: &ChainParams, retarget: &RetargetParams) -> String {
         format!(
