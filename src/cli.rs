@@ -1016,7 +1016,7 @@ fn node(args: NodeArgs) -> Result<()> {
         .map_or_else(|| "?".into(), |a| a.to_string());
     eprintln!(
         "miner node: chain in {} at height {height} ({tip})",
-        datadir.display()
+        store.display()
     );
     match &cookie {
         Some(path) => eprintln!(
