@@ -1,7 +1,7 @@
 //! The x86 SHA-extensions kernel: `sha256rnds2` does two rounds, `sha256msg1/2` the schedule.
 //!
-//! Two nonces run interleaved so the two dependency chains fill the SHA unit's pipeline (one
-//! stream alone is bound by `sha256rnds2` latency). Per job: the midstate and the first two
+//! Eight nonces run interleaved so independent dependency chains fill the SHA unit's pipeline
+//! (one stream alone is bound by `sha256rnds2` latency; BENCHMARKS.md has 1 to 8 streams). Per job: the midstate and the first two
 //! rounds of the second block (they use only W0 and W1). Per nonce: the remaining 62 rounds of
 //! the first hash and 62 of the 64 rounds of the second; after round 62 the F lane holds what
 //! H7 will be, which decides the early reject. Candidates are confirmed with [`Job::meets`].
