@@ -59,17 +59,10 @@ pub fn unix_now() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Mines one block on the tip of `chain`, paying `payout`, and appends it.
-pub fn mine_next(
-    chain: &mut Chain,
-    backend: &dyn Backend,
-    payout: &ScriptBuf,
-    cancel: &AtomicBool,
-    progress: &AtomicU64,
-) -> Result<MineOutcome, MineError> {
-    let started = Instant::now();
+/// The template for the next block on `chain`'s tip, paying `payout`.
+pub fn next_template(chain: &Chain, payout: &ScriptBuf) -> Result<Template, MineError> {
     let height = chain.height() + 1;
-    let template = Template::new(
+    Ok(Template::new(
         chain.tip_hash(),
         height,
         chain.median_time_past(),
@@ -78,7 +71,27 @@ pub fn mine_next(
         chain.params().subsidy(height),
         payout.clone(),
         Vec::new(),
-    )?;
+    )?)
+}
+
+/// A block found for a template, not yet submitted.
+pub struct Found {
+    pub block: Block,
+    pub hash: [u8; 32],
+    pub nonce: u32,
+    pub extranonce: u64,
+    pub hashes: u64,
+}
+
+/// Searches `template`'s jobs (extranonce 0, 1, ...) until a block is found (`Some`) or
+/// `cancel` is raised (`None`, with the hashes done). Needs no chain: callers that share one can
+/// release it while this runs.
+pub fn search(
+    template: &Template,
+    backend: &dyn Backend,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+) -> Result<Result<Found, u64>, MineError> {
     let mut hashes = 0u64;
     for extranonce in 0u64.. {
         let job = template.job(extranonce);
@@ -93,26 +106,50 @@ pub fn mine_next(
                     nonce,
                 });
             }
-            let header = header_bytes(&block.header);
-            chain.submit(block.clone(), unix_now())?;
-            return Ok(MineOutcome::Mined(Box::new(MinedBlock {
-                height,
+            return Ok(Ok(Found {
+                block,
                 hash,
-                header,
                 nonce,
                 extranonce,
-                bits: template.bits,
                 hashes,
-                seconds: started.elapsed().as_secs_f64(),
-                block,
-            })));
+            }));
         }
         if report.cancelled {
             break;
         }
     }
-    Ok(MineOutcome::Cancelled {
-        hashes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(Err(hashes))
+}
+
+/// Mines one block on the tip of `chain`, paying `payout`, and appends it.
+pub fn mine_next(
+    chain: &mut Chain,
+    backend: &dyn Backend,
+    payout: &ScriptBuf,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+) -> Result<MineOutcome, MineError> {
+    let started = Instant::now();
+    let template = next_template(chain, payout)?;
+    match search(&template, backend, cancel, progress)? {
+        Ok(found) => {
+            let header = header_bytes(&found.block.header);
+            chain.submit(found.block.clone(), unix_now())?;
+            Ok(MineOutcome::Mined(Box::new(MinedBlock {
+                height: template.height,
+                hash: found.hash,
+                header,
+                nonce: found.nonce,
+                extranonce: found.extranonce,
+                bits: template.bits,
+                hashes: found.hashes,
+                seconds: started.elapsed().as_secs_f64(),
+                block: found.block,
+            })))
+        }
+        Err(hashes) => Ok(MineOutcome::Cancelled {
+            hashes,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+    }
 }

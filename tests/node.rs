@@ -31,17 +31,14 @@ impl Node {
         let dir = std::env::temp_dir().join(format!("miner-node-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
-            .args([
-                "node",
-                "--rpcport",
-                "0",
-                "-d",
-                "1e4",
-                "--threads",
-                "1",
-                "--datadir",
-            ])
+            .args(["node", "--rpcport", "0", "--threads", "1", "--datadir"])
             .arg(&dir)
+            // Difficulty 1e4 unless the caller sets one.
+            .args(if extra.contains(&"-d") {
+                &[][..]
+            } else {
+                &["-d", "1e4"][..]
+            })
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -513,4 +510,41 @@ fn every_block_acknowledged_with_null_survives_kill_9_of_the_node() {
     }
     assert!(acknowledged.len() >= 20, "{}", acknowledged.len());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn other_calls_are_answered_while_generatetoaddress_mines() {
+    // D = 1e12 would take hours: generatetoaddress is still searching while we call.
+    let mut node = Node::start("busy", &["-d", "1e12"]);
+    let (addr, auth) = (node.addr.clone(), node.auth.clone());
+    let generate = std::thread::spawn(move || {
+        post(
+            &addr,
+            Some(&auth),
+            r#"{"id":1,"method":"generatetoaddress","params":[1,"51"]}"#,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    let t = node.rpc("getblocktemplate", json!([]))["result"].clone();
+    assert_eq!(t["height"], 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "calls waited for the miner: {:?}",
+        started.elapsed()
+    );
+    // stop interrupts the search; generatetoaddress answers with what it mined (nothing).
+    assert_eq!(node.rpc("stop", json!([]))["result"], "miner node stopping");
+    let (_, reply) = generate.join().unwrap();
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["result"], json!([]));
+    let started = Instant::now();
+    while node.child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

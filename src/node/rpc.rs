@@ -4,7 +4,7 @@ use crate::backend::Backend;
 use crate::block::{header_bits, parse_payout};
 use crate::chain::{Accepted, Chain, SubmitError};
 use crate::hash::display_hash;
-use crate::mining::{mine_next, unix_now, MineOutcome};
+use crate::mining::{next_template, search, unix_now};
 use crate::pow::Target;
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::{Block, ScriptBuf};
@@ -324,22 +324,24 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
             })?;
             let mut hashes = Vec::new();
             let progress = AtomicU64::new(0);
-            for _ in 0..n {
-                // The chain is locked while this block is mined: other calls wait for it.
-                let mut chain = state.chain();
-                match mine_next(
-                    &mut chain,
-                    state.backend.as_ref(),
-                    &payout,
-                    &state.stop,
-                    &progress,
-                ) {
-                    Ok(MineOutcome::Mined(b)) => hashes.push(json!(display_hash(&b.hash))),
-                    Ok(MineOutcome::Cancelled { .. }) => break,
+            // The chain is locked only to build each template and to submit: other calls go on
+            // while the backend searches. A block made stale meanwhile is mined again.
+            let mut attempts = 0;
+            while (hashes.len() as u64) < n && attempts < n + 100 {
+                attempts += 1;
+                let template = next_template(&state.chain(), &payout)
+                    .map_err(|e| RpcError::new(MISC_ERROR, e.to_string()))?;
+                let found = match search(&template, state.backend.as_ref(), &state.stop, &progress)
+                {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(_)) => break, // the node is stopping
                     Err(e) => return Err(RpcError::new(MISC_ERROR, e.to_string())),
+                };
+                let outcome = state.chain().submit(found.block, unix_now());
+                if let Ok(Accepted::Tip) = outcome {
+                    hashes.push(json!(display_hash(&found.hash)));
+                    state.tip_changed.notify_all();
                 }
-                drop(chain);
-                state.tip_changed.notify_all();
             }
             Ok(Value::Array(hashes))
         }
