@@ -146,8 +146,7 @@ fn block_from_template(t: &Value, tag: u8) -> Block {
         }],
     };
     let merkle = TxMerkleNode::from_byte_array(coinbase.compute_txid().to_byte_array());
-    let target = display_to_raw(t["target"].as_str().unwrap());
-    let mut header = Header {
+    let header = Header {
         version: Version::from_consensus(t["version"].as_i64().unwrap() as i32),
         prev_blockhash: BlockHash::from_byte_array(display_to_raw(
             t["previousblockhash"].as_str().unwrap(),
@@ -159,24 +158,20 @@ fn block_from_template(t: &Value, tag: u8) -> Block {
         ),
         nonce: 0,
     };
-    loop {
-        let h: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&header))).into();
-        // Compare as little-endian 256-bit numbers, most significant byte first.
-        if h.iter().rev().le(target.iter().rev()) {
-            break;
-        }
-        header.nonce += 1;
-    }
-    Block {
+    let mut block = Block {
         header,
         txdata: vec![coinbase],
-    }
+    };
+    regrind(&mut block, t["target"].as_str().unwrap());
+    block
 }
 
+/// Advances the nonce until the header's SHA-256d meets the target (display-order hex).
 fn regrind(block: &mut Block, target_hex: &str) {
     let target = display_to_raw(target_hex);
     loop {
         let h: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&block.header))).into();
+        // Compare as little-endian 256-bit numbers, most significant byte first.
         if h.iter().rev().le(target.iter().rev()) {
             return;
         }

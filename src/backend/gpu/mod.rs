@@ -149,6 +149,8 @@ pub struct GpuBackend {
     max_workgroups_y: u32,
     /// Nonces per dispatch, adapted across scans.
     dispatch: AtomicU64,
+    /// What each dispatch's hit buffer is reset to: count 0, then poison.
+    hits_reset: Vec<u32>,
 }
 
 /// Bytes of the hit buffer: the count, then the nonces.
@@ -310,6 +312,12 @@ impl GpuBackend {
             max_workgroups_x: options.max_workgroups_x.unwrap_or(max_x).clamp(1, max_x),
             max_workgroups_y: max_x,
             dispatch: AtomicU64::new(options.initial_dispatch.unwrap_or(1 << 20)),
+            hits_reset: std::iter::once(0)
+                .chain(std::iter::repeat_n(
+                    0xdead_beef_u32,
+                    options.hit_capacity as usize,
+                ))
+                .collect(),
         })
     }
 
@@ -375,10 +383,8 @@ impl GpuBackend {
         self.queue
             .write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
         // Count 0, and poison in the nonce array so an unwritten entry cannot pass for a hit.
-        let mut reset = vec![0xdead_beef_u32; 1 + self.options.hit_capacity as usize];
-        reset[0] = 0;
         self.queue
-            .write_buffer(&slot.hits, 0, bytemuck::cast_slice(&reset));
+            .write_buffer(&slot.hits, 0, bytemuck::cast_slice(&self.hits_reset));
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
