@@ -180,3 +180,40 @@ fn gpu_stops_promptly_on_cancel_and_first_hit() {
         r.hashes
     );
 }
+
+#[test]
+fn first_hit_search_keeps_its_dispatches_small_next_to_the_expected_work() {
+    // The adapted dispatch is 2^22 nonces, but the target is met about once per 2^16: a search
+    // that stops at its first hit must not run 2^22-nonce dispatches past the hit. The floor is
+    // 1/32 of the adapted size, so at most 3 dispatches of 2^17 run after the hit's start.
+    let adapted = 1u64 << 22;
+    let floor = adapted / 32;
+    let g = gpu(GpuOptions {
+        initial_dispatch: Some(adapted),
+        fixed_dispatch: true,
+        ..GpuOptions::default()
+    });
+    let c = cpu();
+    for seed in 0..4u8 {
+        let mut words = [u32::MAX; 8];
+        words[7] = 0x0000_ffff;
+        let job = Job::new(&[seed; 80], &Target::from_words(words));
+        let r = g
+            .scan(
+                &job,
+                0..1 << 32,
+                StopAt::FirstHit,
+                &AtomicBool::new(false),
+                &AtomicU64::new(0),
+            )
+            .unwrap();
+        let first = *r.hits.first().expect("a hit");
+        // The lowest hit reported is the first hit of the range: the CPU finds none below it.
+        assert_eq!(scan(&c, &job, 0..u64::from(first) + 1), vec![first]);
+        assert!(
+            r.hashes <= u64::from(first) + 1 + 3 * floor && r.hashes < adapted,
+            "seed {seed}: hashed {} for a first hit at {first}",
+            r.hashes
+        );
+    }
+}

@@ -8,6 +8,7 @@
 use super::{Backend, BackendError, ScanReport, StopAt, NONCE_END};
 use crate::hash::soft::Precomputed;
 use crate::hash::{Job, Kernel};
+use crate::pow::Target;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +23,10 @@ pub const SHADER: &str = include_str!("../../../shaders/sha256d.wgsl");
 pub const SLOTS: usize = 3;
 /// What each dispatch should take; far below desktop watchdog limits (about 2 s).
 pub const TARGET_DISPATCH_MS: f64 = 30.0;
+/// A search that stops at its first hit keeps each dispatch to at most this fraction of the
+/// expected hashes per hit: the dispatches still in flight when a hit lands run to their end, and
+/// this keeps that overshoot to a few percent of a block's work.
+pub const FIRST_HIT_SHARE: u64 = 64;
 
 /// Why the GPU backend is unavailable or failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +156,18 @@ pub struct GpuBackend {
     dispatch: AtomicU64,
     /// What each dispatch's hit buffer is reset to: count 0, then poison.
     hits_reset: Vec<u32>,
+}
+
+/// For a search that stops at its first hit: 1/[`FIRST_HIT_SHARE`] of the hashes a hit is
+/// expected to take at `job`'s target.
+fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
+    match stop {
+        StopAt::End => None,
+        StopAt::FirstHit => {
+            let expected = Target::from_words(job.target).work().to_f64();
+            Some((expected / FIRST_HIT_SHARE as f64) as u64)
+        }
+    }
 }
 
 /// Bytes of the hit buffer: the count, then the nonces.
@@ -340,6 +357,18 @@ impl GpuBackend {
         u64::from(self.options.workgroup_size) * u64::from(self.options.nonces_per_invocation)
     }
 
+    /// Nonces per dispatch: the adapted size, or for a first-hit search on an easy target
+    /// (`share`, from [`first_hit_share`]) that share of the expected hashes per hit, though never
+    /// below 1/32 of the adapted size (about 1 ms of work), under which the cost of a dispatch
+    /// itself would eat the rate.
+    fn dispatch_for(&self, share: Option<u64>) -> u64 {
+        let adapted = self.dispatch_size();
+        match share {
+            None => adapted,
+            Some(share) => adapted.min(share.max(adapted / 32).max(self.per_group())),
+        }
+    }
+
     /// Largest dispatch the grid limits allow.
     fn max_dispatch(&self) -> u64 {
         (self.per_group() * u64::from(self.max_workgroups_x) * u64::from(self.max_workgroups_y))
@@ -472,6 +501,7 @@ impl GpuBackend {
         let start = nonces.start.min(NONCE_END);
         let end = nonces.end.clamp(start, NONCE_END);
         let pre = Precomputed::new(job);
+        let share = first_hit_share(job, stop);
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut free: Vec<usize> = (0..SLOTS).rev().collect();
@@ -482,7 +512,7 @@ impl GpuBackend {
         loop {
             while !stopping && next < end {
                 let Some(index) = free.pop() else { break };
-                let count = self.dispatch_size().min(end - next);
+                let count = self.dispatch_for(share).min(end - next);
                 in_flight.push_back(self.submit(&slots[index], index, job, &pre, next, count));
                 next += count;
             }
