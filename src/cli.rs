@@ -371,6 +371,20 @@ struct BenchArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Measure the GPU at every workgroup size and nonces-per-invocation pair (see
+    /// --sweep-workgroup-sizes, --sweep-nonces) and report the fastest; needs --backend gpu or all.
+    #[arg(long)]
+    gpu_sweep: bool,
+    /// Workgroup sizes --gpu-sweep tries.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "gpu_sweep",
+          default_value = "64,128,256,512",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    sweep_workgroup_sizes: Vec<u32>,
+    /// Nonces per invocation --gpu-sweep tries.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "gpu_sweep",
+          default_value = "1,2,4,8,16,32,64",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    sweep_nonces: Vec<u32>,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -929,12 +943,30 @@ fn bench(args: BenchArgs) -> Result<()> {
             eprintln!("measuring {what} for {} s", args.seconds);
         }
     };
+    if args.gpu_sweep && args.backend.backend == BackendChoice::Cpu {
+        bail!("--gpu-sweep measures the GPU: add --backend gpu (or all, to compare with the CPU)");
+    }
     let kernels = match args.backend.backend {
         BackendChoice::Gpu => Vec::new(),
         _ => bench::run_cpu(args.seconds, threads, &mut tell)?,
     };
+    let mut gpu_sweep = None;
     let gpu = match args.backend.backend {
         BackendChoice::Cpu => None,
+        _ if args.gpu_sweep => {
+            let sweep = bench::run_gpu_sweep(
+                args.backend.gpu.adapter.as_deref(),
+                &args.sweep_workgroup_sizes,
+                &args.sweep_nonces,
+                args.seconds,
+                &kernels,
+                &mut tell,
+            )
+            .context("--gpu-sweep")?;
+            let best = sweep.best().cloned();
+            gpu_sweep = Some(sweep);
+            best
+        }
         choice => match args.backend.gpu.open() {
             Ok(gpu) => {
                 tell(&gpu.name());
@@ -951,6 +983,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         seconds_per_measurement: args.seconds,
         kernels,
         gpu,
+        gpu_sweep,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -470,6 +470,71 @@ fn bench_all_puts_gpu_beside_cpu() {
 }
 
 #[test]
+fn bench_gpu_sweep_measures_every_setting_and_reports_the_fastest() {
+    let out = miner(&[
+        "bench",
+        "--backend",
+        "gpu",
+        "--gpu-sweep",
+        "--sweep-workgroup-sizes",
+        "64,256",
+        "--sweep-nonces",
+        "8,16",
+        "--seconds",
+        "0.2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let sweep = &v["gpu_sweep"];
+    let results = sweep["results"].as_array().unwrap();
+    let mut settings: Vec<(u64, u64)> = results
+        .iter()
+        .map(|r| {
+            assert!(r["mhs"].as_f64().unwrap() > 0.0, "{r}");
+            (
+                r["workgroup_size"].as_u64().unwrap(),
+                r["nonces_per_invocation"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    settings.sort_unstable();
+    assert_eq!(settings, vec![(64, 8), (64, 16), (256, 8), (256, 16)]);
+    assert!(sweep["refused"].as_array().unwrap().is_empty());
+    // The report's GPU figure is the fastest setting; the default (256, 8) was measured.
+    let fastest = results
+        .iter()
+        .map(|r| r["mhs"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(v["gpu"]["mhs"].as_f64().unwrap(), fastest);
+    let default = results
+        .iter()
+        .find(|r| r["workgroup_size"] == 256 && r["nonces_per_invocation"] == 8)
+        .unwrap();
+    assert_eq!(sweep["default_mhs"], default["mhs"]);
+    // Text: the grid, then the best setting as flags to pass.
+    let out = miner(&[
+        "bench",
+        "--backend",
+        "gpu",
+        "--gpu-sweep",
+        "--sweep-workgroup-sizes",
+        "128",
+        "--sweep-nonces",
+        "4",
+        "--seconds",
+        "0.2",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("gpu sweep, MH/s"), "{text}");
+    assert!(
+        text.contains("--gpu-workgroup-size 128 --gpu-nonces-per-invocation 4"),
+        "{text}"
+    );
+    assert_refused(&["bench", "--gpu-sweep"], &["--gpu-sweep", "--backend gpu"]);
+}
+
+#[test]
 fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
     let out = miner_without_gpu(&[
         "scan",

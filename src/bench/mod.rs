@@ -2,7 +2,7 @@
 //! plain `sha2` loop measured in the same run as the baseline every CPU ratio is taken against;
 //! and the GPU backend's rate, with its ratio to the best CPU figure of the same run.
 
-use crate::backend::gpu::GpuBackend;
+use crate::backend::gpu::{GpuBackend, GpuError, GpuOptions};
 use crate::backend::{Backend, BackendError, CpuBackend, StopAt, NONCE_END};
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
@@ -58,8 +58,26 @@ pub struct BenchReport {
     pub seconds_per_measurement: f64,
     /// Empty with `--backend gpu`.
     pub kernels: Vec<KernelFigures>,
-    /// Absent with `--backend cpu`.
+    /// Absent with `--backend cpu`; with `--gpu-sweep`, the fastest setting.
     pub gpu: Option<GpuFigures>,
+    /// With `--gpu-sweep`: every setting measured, in the order tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_sweep: Option<GpuSweep>,
+}
+
+/// `miner bench --gpu-sweep`: the GPU at every workgroup size and nonces-per-invocation pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuSweep {
+    /// Workgroup sizes tried (the table's columns).
+    pub workgroup_sizes: Vec<u32>,
+    /// Nonces per invocation tried (the table's rows).
+    pub nonces_per_invocation: Vec<u32>,
+    /// One entry per setting the adapter accepted.
+    pub results: Vec<GpuFigures>,
+    /// Settings the adapter refused, with why.
+    pub refused: Vec<String>,
+    /// The default setting's rate in this run, if it was in the grid.
+    pub default_mhs: Option<f64>,
 }
 
 /// A job whose target no hash meets (target 0), so every nonce runs the whole kernel path.
@@ -152,6 +170,109 @@ pub fn run_gpu(
     })
 }
 
+/// Measures the GPU (`adapter` as `--adapter` takes it) at every pair of `workgroup_sizes` and
+/// `nonces_per_invocation`, each for `seconds` after its warm-up. Settings the adapter refuses are
+/// listed, not fatal; no adapter at all is an error.
+pub fn run_gpu_sweep(
+    adapter: Option<&str>,
+    workgroup_sizes: &[u32],
+    nonces_per_invocation: &[u32],
+    seconds: f64,
+    cpu: &[KernelFigures],
+    on_progress: &mut impl FnMut(&str),
+) -> Result<GpuSweep, GpuError> {
+    let defaults = GpuOptions::default();
+    let mut sweep = GpuSweep {
+        workgroup_sizes: workgroup_sizes.to_vec(),
+        nonces_per_invocation: nonces_per_invocation.to_vec(),
+        results: Vec::new(),
+        refused: Vec::new(),
+        default_mhs: None,
+    };
+    for &n in nonces_per_invocation {
+        for &w in workgroup_sizes {
+            let options = GpuOptions {
+                workgroup_size: w,
+                nonces_per_invocation: n,
+                ..defaults
+            };
+            let gpu = match GpuBackend::new(adapter, options) {
+                Ok(gpu) => gpu,
+                Err(e @ (GpuError::Options(_) | GpuError::Device(..))) => {
+                    sweep
+                        .refused
+                        .push(format!("workgroup {w}, {n} nonces/invocation: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            on_progress(&format!(
+                "{} at workgroup {w}, {n} nonces/invocation",
+                gpu.name()
+            ));
+            let figures =
+                run_gpu(&gpu, seconds, cpu).map_err(|e| GpuError::Failed(e.to_string()))?;
+            if w == defaults.workgroup_size && n == defaults.nonces_per_invocation {
+                sweep.default_mhs = Some(figures.mhs);
+            }
+            sweep.results.push(figures);
+        }
+    }
+    Ok(sweep)
+}
+
+impl GpuSweep {
+    /// The fastest setting measured.
+    pub fn best(&self) -> Option<&GpuFigures> {
+        self.results.iter().max_by(|a, b| a.mhs.total_cmp(&b.mhs))
+    }
+
+    /// The grid as text: MH/s, one row per nonces-per-invocation, one column per workgroup size.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "gpu sweep, MH/s (rows: nonces per invocation; columns: workgroup size)\n",
+        );
+        out += &format!("{:>8}", "");
+        for w in &self.workgroup_sizes {
+            out += &format!(" {w:>9}");
+        }
+        out += "\n";
+        for &n in &self.nonces_per_invocation {
+            out += &format!("{n:>8}");
+            for &w in &self.workgroup_sizes {
+                match self
+                    .results
+                    .iter()
+                    .find(|r| r.workgroup_size == w && r.nonces_per_invocation == n)
+                {
+                    Some(r) => out += &format!(" {:>9.2}", r.mhs),
+                    None => out += &format!(" {:>9}", "-"),
+                }
+            }
+            out += "\n";
+        }
+        for r in &self.refused {
+            out += &format!("refused: {r}\n");
+        }
+        if let Some(best) = self.best() {
+            let versus = match self.default_mhs {
+                Some(d) => format!(" ({:.2}x the default setting in this run)", best.mhs / d),
+                None => String::new(),
+            };
+            out += &format!(
+                "best     {:.2} MH/s at workgroup {}, {} nonces/invocation{versus}: \
+                 --gpu-workgroup-size {} --gpu-nonces-per-invocation {}\n",
+                best.mhs,
+                best.workgroup_size,
+                best.nonces_per_invocation,
+                best.workgroup_size,
+                best.nonces_per_invocation
+            );
+        }
+        out
+    }
+}
+
 impl BenchReport {
     /// The table `miner bench` prints.
     pub fn table(&self) -> String {
@@ -177,6 +298,9 @@ impl BenchReport {
                     k.thread_scaling
                 );
             }
+        }
+        if let Some(sweep) = &self.gpu_sweep {
+            out += &sweep.table();
         }
         if let Some(g) = &self.gpu {
             out += &format!(

@@ -37,6 +37,8 @@ pub enum GpuError {
     NoSuchAdapter(String, String),
     #[error("could not open the GPU device {0}: {1}")]
     Device(String, String),
+    #[error("{0}")]
+    Options(String),
     #[error("the GPU failed during a scan: {0}")]
     Failed(String),
 }
@@ -170,6 +172,29 @@ fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
     }
 }
 
+/// Whether `options` fit the adapter's limits; the error names the flag and the limit.
+pub fn check_options(
+    options: &GpuOptions,
+    limits: &wgpu::Limits,
+    adapter: &str,
+) -> Result<(), GpuError> {
+    let most = limits
+        .max_compute_invocations_per_workgroup
+        .min(limits.max_compute_workgroup_size_x);
+    if options.workgroup_size == 0 || options.workgroup_size > most {
+        return Err(GpuError::Options(format!(
+            "--gpu-workgroup-size {}: {adapter} takes 1 to {most} invocations per workgroup; pass a size in that range (256 suits most GPUs)",
+            options.workgroup_size
+        )));
+    }
+    if options.nonces_per_invocation == 0 {
+        return Err(GpuError::Options(
+            "--gpu-nonces-per-invocation must be at least 1".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Bytes of the hit buffer: the count, then the nonces.
 fn hits_bytes(capacity: u32) -> u64 {
     4 * (1 + u64::from(capacity))
@@ -221,6 +246,9 @@ impl GpuBackend {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::Device(info.name.clone(), e.to_string()))?;
+        check_options(&options, &limits, &info.name)?;
+        // Shader and pipeline errors come back as errors, not as wgpu's default panic.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("sha256d.wgsl"),
             source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -273,6 +301,9 @@ impl GpuBackend {
             },
             cache: None,
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Device(info.name.clone(), e.to_string()));
+        }
         let slots = (0..SLOTS)
             .map(|i| {
                 let params = device.create_buffer(&wgpu::BufferDescriptor {
@@ -572,5 +603,63 @@ impl Backend for GpuBackend {
         progress: &AtomicU64,
     ) -> Result<ScanReport, BackendError> {
         Ok(self.try_scan(job, nonces, stop, cancel, progress)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_beyond_the_adapter_limits_are_refused_with_the_flag_and_the_limit() {
+        // WebGPU's default limits: 256 invocations per workgroup.
+        let limits = wgpu::Limits::default();
+        let ok = GpuOptions::default();
+        assert!(check_options(&ok, &limits, "test adapter").is_ok());
+        let big = GpuOptions {
+            workgroup_size: 512,
+            ..ok
+        };
+        let e = check_options(&big, &limits, "test adapter")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--gpu-workgroup-size 512") && e.contains("1 to 256"),
+            "{e}"
+        );
+        let none = GpuOptions {
+            nonces_per_invocation: 0,
+            ..ok
+        };
+        let e = check_options(&none, &limits, "test adapter")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--gpu-nonces-per-invocation"), "{e}");
+    }
+
+    #[test]
+    fn first_hit_share_follows_the_expected_work() {
+        let job = |top: u32| Job {
+            midstate: [0; 8],
+            tail: [0; 3],
+            target: [
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                u32::MAX,
+                top,
+            ],
+        };
+        assert_eq!(first_hit_share(&job(u32::MAX), StopAt::End), None);
+        // A hit per 2^16 nonces: a share of 2^16 / 64 = 1024.
+        assert_eq!(
+            first_hit_share(&job(0x0000_ffff), StopAt::FirstHit),
+            Some(1024)
+        );
+        // Every hash meets the easiest target: the share is 0, and the floor rules.
+        assert_eq!(first_hit_share(&job(u32::MAX), StopAt::FirstHit), Some(0));
     }
 }
