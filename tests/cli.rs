@@ -469,21 +469,27 @@ fn bench_all_puts_gpu_beside_cpu() {
     assert!(text.starts_with("gpu "), "{text}");
 }
 
-#[test]
-fn bench_gpu_sweep_measures_every_setting_and_reports_the_fastest() {
-    let out = miner(&[
+/// `miner bench --backend gpu --gpu-sweep` over the given lists, 0.2 s a setting.
+fn gpu_sweep(workgroup_sizes: &str, nonces: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "bench",
         "--backend",
         "gpu",
         "--gpu-sweep",
         "--sweep-workgroup-sizes",
-        "64,256",
+        workgroup_sizes,
         "--sweep-nonces",
-        "8,16",
+        nonces,
         "--seconds",
         "0.2",
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    miner(&args)
+}
+
+#[test]
+fn bench_gpu_sweep_measures_every_setting_and_reports_the_fastest() {
+    let out = gpu_sweep("64,256", "8,16", &["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let sweep = &v["gpu_sweep"];
@@ -513,19 +519,7 @@ fn bench_gpu_sweep_measures_every_setting_and_reports_the_fastest() {
         .unwrap();
     assert_eq!(sweep["default_mhs"], default["mhs"]);
     // Text: the grid, then the best setting as flags to pass.
-    let out = miner(&[
-        "bench",
-        "--backend",
-        "gpu",
-        "--gpu-sweep",
-        "--sweep-workgroup-sizes",
-        "128",
-        "--sweep-nonces",
-        "4",
-        "--seconds",
-        "0.2",
-    ]);
-    let text = stdout(&out);
+    let text = stdout(&gpu_sweep("128", "4", &[]));
     assert!(text.contains("gpu sweep, MH/s"), "{text}");
     assert!(
         text.contains("--gpu-workgroup-size 128 --gpu-nonces-per-invocation 4"),
