@@ -530,7 +530,7 @@ fn mine(args: MineArgs) -> Result<()> {
     let store = if args.memory {
         None
     } else {
-        let root = data_dir(args.datadir.as_deref())?;
+        let root = data_dir(args.datadir.as_deref(), " or --memory")?;
         Some(Chain::store_path(&root, &params, &retarget))
     };
     let mut chain = match &store {
@@ -993,29 +993,22 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--datadir`, or the user's data directory.
-fn data_dir(flag: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+/// `--datadir`, or the user's data directory; `or_else` completes the error's advice.
+fn data_dir(flag: Option<&std::path::Path>, or_else: &str) -> Result<std::path::PathBuf> {
     match flag
         .map(std::path::Path::to_path_buf)
         .or_else(|| dirs::data_dir().map(|d| d.join("miner")))
     {
         Some(d) => Ok(d),
         None => {
-            bail!("--datadir: no user data directory is known here; pass --datadir DIR or --memory")
+            bail!("--datadir: no user data directory is known here; pass --datadir DIR{or_else}")
         }
     }
 }
 
 fn node(args: NodeArgs) -> Result<()> {
     use crate::node::{Credentials, NodeState, Server};
-    let datadir = match args
-        .datadir
-        .clone()
-        .or_else(|| dirs::data_dir().map(|d| d.join("miner")))
-    {
-        Some(d) => d,
-        None => bail!("--datadir: no user data directory is known here; pass --datadir DIR"),
-    };
+    let datadir = data_dir(args.datadir.as_deref(), "")?;
     let params = ChainParams::load(&args.chain).context("--chain")?;
     let retarget = args
         .retarget
