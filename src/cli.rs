@@ -953,20 +953,25 @@ fn bench(args: BenchArgs) -> Result<()> {
     let mut gpu_sweep = None;
     let gpu = match args.backend.backend {
         BackendChoice::Cpu => None,
-        _ if args.gpu_sweep => {
-            let sweep = bench::run_gpu_sweep(
-                args.backend.gpu.adapter.as_deref(),
-                &args.sweep_workgroup_sizes,
-                &args.sweep_nonces,
-                args.seconds,
-                &kernels,
-                &mut tell,
-            )
-            .context("--gpu-sweep")?;
-            let best = sweep.best().cloned();
-            gpu_sweep = Some(sweep);
-            best
-        }
+        choice if args.gpu_sweep => match bench::run_gpu_sweep(
+            args.backend.gpu.adapter.as_deref(),
+            &args.sweep_workgroup_sizes,
+            &args.sweep_nonces,
+            args.seconds,
+            &kernels,
+            &mut tell,
+        ) {
+            Ok(sweep) => {
+                let best = sweep.best().cloned();
+                gpu_sweep = Some(sweep);
+                best
+            }
+            Err(e @ GpuError::NoAdapter) if choice == BackendChoice::All => {
+                eprintln!("warning: --backend all measures the CPU only: {e}");
+                None
+            }
+            Err(e) => return Err(e).context("--gpu-sweep"),
+        },
         choice => match args.backend.gpu.open() {
             Ok(gpu) => {
                 tell(&gpu.name());

@@ -564,6 +564,29 @@ fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
     assert!(stdout(&out).contains("1 blocks in"));
     let out = miner_without_gpu(&["devices"]);
     assert!(stdout(&out).contains("no GPU adapters found"));
+    // The sweep: an error with --backend gpu, the CPU figures with a warning with all.
+    let out = miner_without_gpu(&["bench", "--backend", "gpu", "--gpu-sweep"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("error: --gpu-sweep: no GPU adapter found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = miner_without_gpu(&[
+        "bench",
+        "--backend",
+        "all",
+        "--gpu-sweep",
+        "--seconds",
+        "0.1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: --backend all measures the CPU only"));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(v["gpu"].is_null() && !v["kernels"].as_array().unwrap().is_empty());
 }
 
 #[test]
