@@ -4,31 +4,36 @@
 #   2. the settings sweep (workgroup size x nonces per invocation) -> the best setting;
 #   3. `bench --backend all` at that setting: the GPU beside every CPU kernel, same run;
 #   4. `scan` and `mine` on the GPU at that setting, end to end (job changes, read-back,
-#      validation), each sized to about 10 s at the bench rate, and their ratio to the bench rate.
+#      validation), each sized to about E2E_SECONDS at the bench rate, and their ratio to it.
 # Usage: scripts/measure-gpu.sh [OUTDIR]       (default OUTDIR: gpu-measure)
 # Environment: MINER (default target/release/miner), SECONDS_PER (seconds per bench figure,
-# default 2). Needs python3 to read the JSON.
+# default 2), E2E_SECONDS (default 10), SWEEP_WG and SWEEP_NPI (comma lists; default: the
+# sweep's own). Needs python3 to read the JSON.
 set -euo pipefail
 miner=${MINER:-target/release/miner}
 out=${1:-gpu-measure}
 s=${SECONDS_PER:-2}
+e2e=${E2E_SECONDS:-10}
+sweep=()
+[ -n "${SWEEP_WG:-}" ] && sweep+=(--sweep-workgroup-sizes "$SWEEP_WG")
+[ -n "${SWEEP_NPI:-}" ] && sweep+=(--sweep-nonces "$SWEEP_NPI")
 mkdir -p "$out"
 genesis=0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000
 json() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 "$miner" devices | tee "$out/devices.txt"
-"$miner" bench --backend gpu --gpu-sweep --seconds "$s" --json >"$out/sweep.json"
+"$miner" bench --backend gpu --gpu-sweep ${sweep[@]+"${sweep[@]}"} --seconds "$s" --json >"$out/sweep.json"
 wg=$(json "$out/sweep.json" "v['gpu']['workgroup_size']")
 npi=$(json "$out/sweep.json" "v['gpu']['nonces_per_invocation']")
 flags=(--gpu-workgroup-size "$wg" --gpu-nonces-per-invocation "$npi")
 "$miner" bench --backend all --seconds "$s" "${flags[@]}" --json >"$out/bench-all.json"
 rate=$(json "$out/bench-all.json" "v['gpu']['mhs'] * 1e6")
-# About 10 s of scanning, within the 2^32 nonces of one header.
-count=$(python3 -c "print(min(int($rate * 10), 2**32))")
+# About E2E_SECONDS of scanning, within the 2^32 nonces of one header.
+count=$(python3 -c "print(min(int($rate * $e2e), 2**32))")
 "$miner" scan --backend gpu "${flags[@]}" --header "$genesis" --start 0 --count "$count" \
     --json >"$out/scan.json"
-# Blocks of about 1 s each, 10 of them: D = the bench rate (at least 1e6).
-d=$(python3 -c "print(max(int($rate), 10**6))")
+# Ten blocks of about E2E_SECONDS / 10 each (D at least 1e6).
+d=$(python3 -c "print(max(int($rate * $e2e / 10), 10**6))")
 "$miner" mine --backend gpu "${flags[@]}" --memory -d "$d" -n 10 --json >"$out/mine.json"
 
 python3 - "$out" <<'PY'

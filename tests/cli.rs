@@ -529,6 +529,49 @@ fn bench_gpu_sweep_measures_every_setting_and_reports_the_fastest() {
 }
 
 #[test]
+fn measure_gpu_script_reports_the_sweep_bench_and_end_to_end_ratios() {
+    let dir = std::env::temp_dir().join(format!("miner-measure-gpu-{}", std::process::id()));
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/measure-gpu.sh"
+        ))
+        .arg(&dir)
+        .env("MINER", env!("CARGO_BIN_EXE_miner"))
+        .env("SECONDS_PER", "0.2")
+        .env("E2E_SECONDS", "1")
+        .env("SWEEP_WG", "256")
+        .env("SWEEP_NPI", "8,16")
+        .output()
+        .expect("run bash");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    for line in [
+        "adapter  ",
+        "sweep    256x8: ",
+        "best     workgroup 256",
+        "bench    gpu ",
+    ] {
+        assert!(text.contains(line), "no {line:?} in {text}");
+    }
+    // The end-to-end lines carry a positive ratio to the bench rate.
+    for what in ["scan ", "mine "] {
+        let line = text.lines().find(|l| l.starts_with(what)).unwrap();
+        let ratio: f64 = line
+            .split(" = ")
+            .nth(1)
+            .unwrap()
+            .split('x')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ratio > 0.0, "{line}");
+    }
+}
+
+#[test]
 fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
     let out = miner_without_gpu(&[
         "scan",
