@@ -217,3 +217,24 @@ fn first_hit_search_keeps_its_dispatches_small_next_to_the_expected_work() {
         );
     }
 }
+
+#[test]
+fn the_committed_wgsl_is_what_the_generator_writes() {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/gen_sha256d.py"
+        ))
+        .output()
+        .expect("python3 runs shaders/gen_sha256d.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == SHADER,
+        "shaders/sha256d.wgsl differs from the generator's output: edit shaders/gen_sha256d.py, \
+         then python3 shaders/gen_sha256d.py > shaders/sha256d.wgsl"
+    );
+}

@@ -76,13 +76,21 @@ pub fn double_hash(job: &Job, nonce: u32) -> [u32; 8] {
     second
 }
 
-/// Per-job precomputation, shared with the GPU backend's host side.
+/// Per-job precomputation, shared with the lane kernels and the GPU backend's host side.
 pub(crate) struct Precomputed {
     /// Working state after rounds 0..3 of the second block (they use only W0..W2).
     pub(crate) state3: [u32; 8],
+    /// The state after round 3 too, run with a zero nonce word: the real state after round 3
+    /// is this with the nonce word added to `a` (word 0) and `e` (word 4).
+    pub(crate) state4_zero_nonce: [u32; 8],
     /// The second block's schedule with every nonce-free word filled in (W3 is the nonce):
     /// W0..W2, the padding W4..W15, and W16, W17.
     pub(crate) w: [u32; 64],
+    /// The nonce-free parts of W18, W19, W31 and W32 (the other words' nonce-free terms are
+    /// single words or constants):
+    /// W18 = s0(W3) + [s1(W16) + W2], W19 = W3 + [s1(W17) + s0(W4)],
+    /// W31 = s1(W29) + W24 + [s0(W16) + W15], W32 = s1(W30) + W25 + [s0(W17) + W16].
+    pub(crate) folds: [u32; 4],
 }
 
 impl Precomputed {
@@ -102,7 +110,20 @@ impl Precomputed {
         for t in 0..3 {
             round(&mut s, K[t].wrapping_add(w[t]));
         }
-        Precomputed { state3: s, w }
+        let mut s4 = s;
+        round(&mut s4, K[3]);
+        let folds = [
+            small_sigma1(w[16]).wrapping_add(w[2]),
+            small_sigma1(w[17]).wrapping_add(small_sigma0(w[4])),
+            small_sigma0(w[16]).wrapping_add(w[15]),
+            small_sigma0(w[17]).wrapping_add(w[16]),
+        ];
+        Precomputed {
+            state3: s,
+            state4_zero_nonce: s4,
+            w,
+            folds,
+        }
     }
 
     /// H7 of the double hash at `nonce`, computed only as far as needed (round 61 of 64).

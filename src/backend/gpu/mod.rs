@@ -19,6 +19,9 @@ use std::time::Instant;
 /// The WGSL kernel.
 pub const SHADER: &str = include_str!("../../../shaders/sha256d.wgsl");
 
+/// 32-bit words in the shader's `Params` (nine `vec4<u32>`).
+const PARAMS_WORDS: usize = 36;
+
 /// Dispatches in flight.
 pub const SLOTS: usize = 3;
 /// What each dispatch should take; far below desktop watchdog limits (about 2 s).
@@ -308,7 +311,7 @@ impl GpuBackend {
             .map(|i| {
                 let params = device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("params {i}")),
-                    size: 128,
+                    size: 4 * PARAMS_WORDS as u64,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
@@ -406,17 +409,25 @@ impl GpuBackend {
             .min(NONCE_END)
     }
 
-    fn params(job: &Job, pre: &Precomputed, first: u64, count: u64, grid_x: u32) -> [u32; 32] {
-        let mut p = [0u32; 32];
-        p[0..8].copy_from_slice(&pre.state3);
+    /// The shader's `Params`, word for word.
+    fn params(
+        job: &Job,
+        pre: &Precomputed,
+        first: u64,
+        count: u64,
+        grid_x: u32,
+    ) -> [u32; PARAMS_WORDS] {
+        let mut p = [0u32; PARAMS_WORDS];
+        p[0..8].copy_from_slice(&pre.state4_zero_nonce);
         p[8..16].copy_from_slice(&job.midstate);
-        p[16..19].copy_from_slice(&job.tail);
-        p[19] = pre.w[16];
-        p[20] = pre.w[17];
-        p[21] = first as u32;
-        p[22] = count as u32;
-        p[23] = grid_x;
-        p[24..32].copy_from_slice(&job.target);
+        p[16] = pre.w[16];
+        p[17] = pre.w[17];
+        p[18..20].copy_from_slice(&pre.folds[0..2]);
+        p[20..22].copy_from_slice(&pre.folds[2..4]);
+        p[24] = first as u32;
+        p[25] = count as u32;
+        p[26] = grid_x;
+        p[28..36].copy_from_slice(&job.target);
         p
     }
 
