@@ -238,3 +238,35 @@ fn the_committed_wgsl_is_what_the_generator_writes() {
          then python3 shaders/gen_sha256d.py > shaders/sha256d.wgsl"
     );
 }
+
+#[test]
+fn capped_first_hit_dispatches_still_learn_the_device_speed() {
+    // Start from a tiny adapted size. A target met once per ~2^16 nonces caps each first-hit
+    // dispatch at the floor (one workgroup, 2048 nonces), far below the ~30 ms the device could
+    // take; the size must still grow, or mining at a low difficulty would stay overhead-bound.
+    let initial = 4096;
+    let g = gpu(GpuOptions {
+        initial_dispatch: Some(initial),
+        ..GpuOptions::default()
+    });
+    let mut words = [u32::MAX; 8];
+    words[7] = 0x0000_ffff;
+    for seed in 0..8u8 {
+        let job = Job::new(&[seed; 80], &Target::from_words(words));
+        let r = g
+            .scan(
+                &job,
+                0..1 << 32,
+                StopAt::FirstHit,
+                &AtomicBool::new(false),
+                &AtomicU64::new(0),
+            )
+            .unwrap();
+        assert!(!r.hits.is_empty());
+    }
+    assert!(
+        g.dispatch_size() >= 4 * initial,
+        "dispatch size stayed at {} nonces",
+        g.dispatch_size()
+    );
+}

@@ -514,16 +514,28 @@ impl GpuBackend {
         Ok((count, nonces))
     }
 
-    /// Adapts the dispatch size toward the target duration.
-    fn adapt(&self, count: u64, millis: f64) {
-        if self.options.fixed_dispatch || count < self.dispatch_size() {
+    /// Adapts the dispatch size toward the target duration. A full-size dispatch doubles or
+    /// halves it by `busy_ms`, the time since the previous completion. A smaller one (a range's
+    /// tail, or a first-hit search's capped dispatch) can only double it, and only when its rate
+    /// over `latency_ms`, from its submission to its read-back (never less than the dispatch
+    /// itself took, so never too fast), says the size is far too small: mining at a low
+    /// difficulty thus still learns a fast device's speed, and with it the floor of
+    /// [`Self::dispatch_for`].
+    fn adapt(&self, count: u64, busy_ms: f64, latency_ms: f64) {
+        if self.options.fixed_dispatch {
             return;
         }
         let current = self.dispatch_size();
-        let next = if millis < TARGET_DISPATCH_MS / 2.0 {
+        let next = if count >= current {
+            if busy_ms < TARGET_DISPATCH_MS / 2.0 {
+                current * 2
+            } else if busy_ms > TARGET_DISPATCH_MS * 2.0 {
+                current / 2
+            } else {
+                current
+            }
+        } else if count as f64 * TARGET_DISPATCH_MS / latency_ms.max(1e-3) > 2.0 * current as f64 {
             current * 2
-        } else if millis > TARGET_DISPATCH_MS * 2.0 {
-            current / 2
         } else {
             current
         };
@@ -567,7 +579,12 @@ impl GpuBackend {
             // With the pipeline full, completions are one dispatch apart.
             let busy = now.duration_since(last_done.max(f.submitted));
             last_done = now;
-            self.adapt(f.count, busy.as_secs_f64() * 1e3);
+            let latency = now.duration_since(f.submitted);
+            self.adapt(
+                f.count,
+                busy.as_secs_f64() * 1e3,
+                latency.as_secs_f64() * 1e3,
+            );
             report.hashes += f.count;
             progress.fetch_add(f.count, Ordering::Relaxed);
             if count as usize > found.len() {
