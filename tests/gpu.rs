@@ -269,4 +269,12 @@ fn capped_first_hit_dispatches_still_learn_the_device_speed() {
         "dispatch size stayed at {} nonces",
         g.dispatch_size()
     );
+    // ... but does not run away: pipelined completions come close together, and a size judged
+    // by them doubles on every dispatch, to the 2^32 cap within the first scan. 2^28 nonces is
+    // ~45 ms even at 6 GH/s, above what an honest estimate reaches on any device.
+    assert!(
+        g.dispatch_size() <= 1 << 28,
+        "dispatch size ran away to {} nonces",
+        g.dispatch_size()
+    );
 }
