@@ -39,6 +39,18 @@ fn scan(b: &dyn Backend, job: &Job, range: std::ops::Range<u64>) -> Vec<u32> {
     r.hits
 }
 
+/// A mining search over a whole nonce range: it stops at the first hit.
+fn first_hit(g: &GpuBackend, job: &Job) -> miner::backend::ScanReport {
+    g.scan(
+        job,
+        0..1 << 32,
+        StopAt::FirstHit,
+        &AtomicBool::new(false),
+        &AtomicU64::new(0),
+    )
+    .expect("scan")
+}
+
 fn cpu() -> CpuBackend {
     CpuBackend::new(Kernel::best(), None).unwrap()
 }
@@ -163,15 +175,7 @@ fn gpu_stops_promptly_on_cancel_and_first_hit() {
         &[3u8; 80],
         &Target::from_words([0, 0, 0, 0, 0, 0, 0, 0x0fff_ffff]),
     );
-    let r = g
-        .scan(
-            &easy,
-            0..1 << 32,
-            StopAt::FirstHit,
-            &AtomicBool::new(false),
-            &AtomicU64::new(0),
-        )
-        .unwrap();
+    let r = first_hit(&g, &easy);
     assert!(!r.hits.is_empty());
     assert!(!r.cancelled);
     assert!(
@@ -198,15 +202,7 @@ fn first_hit_search_keeps_its_dispatches_small_next_to_the_expected_work() {
         let mut words = [u32::MAX; 8];
         words[7] = 0x0000_ffff;
         let job = Job::new(&[seed; 80], &Target::from_words(words));
-        let r = g
-            .scan(
-                &job,
-                0..1 << 32,
-                StopAt::FirstHit,
-                &AtomicBool::new(false),
-                &AtomicU64::new(0),
-            )
-            .unwrap();
+        let r = first_hit(&g, &job);
         let first = *r.hits.first().expect("a hit");
         // The lowest hit reported is the first hit of the range: the CPU finds none below it.
         assert_eq!(scan(&c, &job, 0..u64::from(first) + 1), vec![first]);
@@ -253,15 +249,7 @@ fn capped_first_hit_dispatches_still_learn_the_device_speed() {
     words[7] = 0x0000_ffff;
     for seed in 0..8u8 {
         let job = Job::new(&[seed; 80], &Target::from_words(words));
-        let r = g
-            .scan(
-                &job,
-                0..1 << 32,
-                StopAt::FirstHit,
-                &AtomicBool::new(false),
-                &AtomicU64::new(0),
-            )
-            .unwrap();
+        let r = first_hit(&g, &job);
         assert!(!r.hits.is_empty());
     }
     assert!(
