@@ -56,27 +56,54 @@ impl Backend for CombinedBackend {
         let start = nonces.start.min(NONCE_END);
         let end = nonces.end.clamp(start, NONCE_END);
         let next = AtomicU64::new(start);
+        // The lowest hit found so far (`NONCE_END`: none). Chunks are handed out in nonce order;
+        // with `FirstHit`, a part working a chunk below the lowest hit runs it to its end (or to
+        // its own first hit) while parts above it are stopped, so the reported first hit is the
+        // first in nonce order and the trials before it are exact.
+        let lowest_hit = AtomicU64::new(NONCE_END);
         let halt = AtomicBool::new(false);
         let running = AtomicUsize::new(self.parts.len());
         let hits = Mutex::new(Vec::new());
         let hashes = AtomicU64::new(0);
         let failure: Mutex<Option<BackendError>> = Mutex::new(None);
+        // Per part: the first nonce of the chunk it works on, and its own stop flag.
+        let current: Vec<AtomicU64> = self.parts.iter().map(|_| AtomicU64::new(0)).collect();
+        let part_stop: Vec<AtomicBool> =
+            self.parts.iter().map(|_| AtomicBool::new(false)).collect();
         // Chunks small enough that both parts get a share of short ranges.
         let share = ((end - start) / 16).max(1 << 16);
         std::thread::scope(|s| {
-            for part in &self.parts {
-                let (next, halt, running, hits, hashes, failure) =
-                    (&next, &halt, &running, &hits, &hashes, &failure);
+            for (i, part) in self.parts.iter().enumerate() {
+                let (next, halt, running, hits, hashes, failure, lowest_hit) = (
+                    &next,
+                    &halt,
+                    &running,
+                    &hits,
+                    &hashes,
+                    &failure,
+                    &lowest_hit,
+                );
+                let (current, part_stop) = (&current[i], &part_stop[i]);
                 s.spawn(move || {
                     let chunk = share.min(part.max_chunk);
                     while !halt.load(Ordering::Relaxed) {
                         let first = next.fetch_add(chunk, Ordering::Relaxed);
-                        if first >= end {
+                        if first >= end
+                            || (stop == StopAt::FirstHit
+                                && first > lowest_hit.load(Ordering::Relaxed))
+                        {
                             break;
                         }
+                        // Chunks come in increasing order, so once a part's chunk lies above a
+                        // hit every later one does too: a stop raised for an old chunk can
+                        // never land on a chunk below the hit.
+                        current.store(first, Ordering::Relaxed);
                         let last = (first + chunk).min(end);
                         let started = Instant::now();
-                        match part.backend.scan(job, first..last, stop, halt, progress) {
+                        match part
+                            .backend
+                            .scan(job, first..last, stop, part_stop, progress)
+                        {
                             Ok(r) => {
                                 part.hashes.fetch_add(r.hashes, Ordering::Relaxed);
                                 part.nanos.fetch_add(
@@ -84,13 +111,13 @@ impl Backend for CombinedBackend {
                                     Ordering::Relaxed,
                                 );
                                 hashes.fetch_add(r.hashes, Ordering::Relaxed);
-                                if !r.hits.is_empty() {
+                                if let Some(&lowest) = r.hits.first() {
+                                    if stop == StopAt::FirstHit {
+                                        lowest_hit.fetch_min(lowest as u64, Ordering::Relaxed);
+                                    }
                                     hits.lock()
                                         .unwrap_or_else(|e| e.into_inner())
                                         .extend(r.hits);
-                                    if stop == StopAt::FirstHit {
-                                        halt.store(true, Ordering::Relaxed);
-                                    }
                                 }
                             }
                             Err(e) => {
@@ -102,10 +129,20 @@ impl Backend for CombinedBackend {
                     running.fetch_sub(1, Ordering::Relaxed);
                 });
             }
-            // Pass the caller's cancel on to the parts.
+            // Pass the caller's cancel on to the parts, and stop the parts whose chunk lies
+            // wholly above the first hit.
             while running.load(Ordering::Relaxed) > 0 {
-                if cancel.load(Ordering::Relaxed) {
+                let cancelled = cancel.load(Ordering::Relaxed);
+                if cancelled {
                     halt.store(true, Ordering::Relaxed);
+                }
+                let lowest = lowest_hit.load(Ordering::Relaxed);
+                for (current, part_stop) in current.iter().zip(&part_stop) {
+                    if cancelled
+                        || (stop == StopAt::FirstHit && current.load(Ordering::Relaxed) > lowest)
+                    {
+                        part_stop.store(true, Ordering::Relaxed);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }

@@ -3,7 +3,6 @@
 use super::{Backend, BackendError, ScanReport, StopAt, NONCE_END};
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
-use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -93,35 +92,47 @@ impl Backend for CpuBackend {
         let end = nonces.end.clamp(start, NONCE_END);
         let batch = batch_size(job, self.threads());
         let batches = (end - start).div_ceil(batch);
-        let found = AtomicBool::new(false);
+        // Batches are handed out one at a time in nonce order from a shared counter, so every
+        // batch below a hit has been started when the hit lands. With `FirstHit`, no batch above
+        // the lowest hit found so far is started, and those below it run to their end: the lowest
+        // hit reported is the first hit in nonce order, and the nonces before it are exactly the
+        // trials a sequential search would have made.
+        let next = AtomicU64::new(0);
+        let lowest_hit_batch = AtomicU64::new(u64::MAX);
         let skipped = AtomicBool::new(false);
         let hashes = AtomicU64::new(0);
         let hits = Mutex::new(Vec::new());
-        // `try_for_each` short-circuits: once a batch returns `Err`, rayon stops handing out the
-        // rest, so a hit or a cancel does not walk millions of remaining batch indices.
-        let _ = self.pool.install(|| {
-            (0..batches).into_par_iter().try_for_each(|i| {
-                if cancel.load(Ordering::Relaxed) {
-                    skipped.store(true, Ordering::Relaxed);
-                    return Err(());
-                }
-                if stop == StopAt::FirstHit && found.load(Ordering::Relaxed) {
-                    return Err(());
-                }
-                let first = start + i * batch;
-                let count = batch.min(end - first);
-                let mut local = Vec::new();
-                // `first < 2^32` and `first + count <= 2^32`: both fit the kernel's u32 range.
-                self.kernel
-                    .scan(job, first as u32, count as u32, &mut local);
-                hashes.fetch_add(count, Ordering::Relaxed);
-                progress.fetch_add(count, Ordering::Relaxed);
-                if !local.is_empty() {
-                    found.store(true, Ordering::Relaxed);
-                    hits.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
-                }
-                Ok(())
-            })
+        self.pool.broadcast(|_| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= batches {
+                break;
+            }
+            let below_hit = i < lowest_hit_batch.load(Ordering::Relaxed);
+            if stop == StopAt::FirstHit && !below_hit {
+                break;
+            }
+            // A cancel stops the search, except that batches below a hit already found still
+            // run (a few milliseconds), so the hit that is reported is still the first one.
+            if cancel.load(Ordering::Relaxed)
+                && !(stop == StopAt::FirstHit
+                    && below_hit
+                    && lowest_hit_batch.load(Ordering::Relaxed) != u64::MAX)
+            {
+                skipped.store(true, Ordering::Relaxed);
+                break;
+            }
+            let first = start + i * batch;
+            let count = batch.min(end - first);
+            let mut local = Vec::new();
+            // `first < 2^32` and `first + count <= 2^32`: both fit the kernel's u32 range.
+            self.kernel
+                .scan(job, first as u32, count as u32, &mut local);
+            hashes.fetch_add(count, Ordering::Relaxed);
+            progress.fetch_add(count, Ordering::Relaxed);
+            if !local.is_empty() {
+                lowest_hit_batch.fetch_min(i, Ordering::Relaxed);
+                hits.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
+            }
         });
         let mut hits = hits.into_inner().unwrap_or_else(|e| e.into_inner());
         hits.sort_unstable();

@@ -28,12 +28,26 @@ pub enum StopAt {
 /// What a scan found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {
-    /// Nonces whose hash meets the target, ascending.
+    /// Nonces whose hash meets the target, ascending. With [`StopAt::FirstHit`] the first is the
+    /// first hit in nonce order: every nonce of the range below it was hashed.
     pub hits: Vec<u32>,
-    /// Nonces hashed (whole batches, including any hashed after a hit).
+    /// Nonces hashed: all work done, including batches or dispatches that were in flight when
+    /// the hit landed and so ran past it.
     pub hashes: u64,
     /// Whether the cancel flag stopped the scan before its range was done.
     pub cancelled: bool,
+}
+
+impl ScanReport {
+    /// The trials to the first hit of a scan that began at nonce `start`: the number of nonces a
+    /// sequential search from `start` hashes up to and including the hit (`None` without a hit).
+    /// Unlike [`ScanReport::hashes`], it does not depend on how the search was split in parallel,
+    /// so over many blocks it is exactly geometric with the target's success probability.
+    pub fn trials_to_first_hit(&self, start: u64) -> Option<u64> {
+        self.hits
+            .first()
+            .map(|&hit| (hit as u64).saturating_sub(start) + 1)
+    }
 }
 
 /// A backend failure (the GPU device was lost, a kernel reported a false hit, ...).
@@ -52,6 +66,10 @@ pub trait Backend: Send + Sync {
 
     /// Searches `nonces` (within `0 .. 2^32`) of `job`. Checks `cancel` between batches and adds
     /// each finished batch's size to `progress`, so a caller can show a live rate.
+    ///
+    /// Parallel backends work in a global nonce order: with [`StopAt::FirstHit`], when a hit
+    /// lands, the work below it still finishes, so the lowest hit reported is the first hit in
+    /// nonce order ([`ScanReport::trials_to_first_hit`] is exact) whatever the split.
     fn scan(
         &self,
         job: &Job,
