@@ -3,11 +3,12 @@
 use crate::backend::gpu::{list_adapters, GpuBackend, GpuError, GpuOptions};
 use crate::backend::{Backend, CombinedBackend, CpuBackend, StopAt, NONCE_END};
 use crate::bench;
-use crate::block::{parse_payout, DEFAULT_PAYOUT_HEX};
+use crate::block::{Payout, DEFAULT_PAYOUT_HEX};
 use crate::chain::{Chain, ChainParams};
+use crate::hash::calibrate::KernelChoice;
 use crate::hash::{display_hash, sha256d, Job, Kernel};
-use crate::mining::{mine_next, MineOutcome, MinedBlock};
-use crate::output::{count, HashRate, LiveRate};
+use crate::mining::{mine_next_with_clock, MineOutcome, MinedBlock, SystemClock};
+use crate::output::{count, BlockStatus, HashRate, LiveRate};
 use crate::pow::retarget::{
     Algorithm, AlgorithmName, RetargetParams, DEFAULT_ASERT_HALF_LIFE_BLOCKS,
     DEFAULT_BITCOIN_WINDOW, DEFAULT_LWMA_WINDOW,
@@ -15,7 +16,6 @@ use crate::pow::retarget::{
 use crate::pow::{CompactTarget, Difficulty, Target};
 use crate::sim;
 use anyhow::{bail, Context, Result};
-use bitcoin::ScriptBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +27,14 @@ use std::time::Instant;
 /// Difficulty D is the expected number of hashes per block: a block is valid when
 /// SHA256d(header), read as a little-endian 256-bit number, is at most floor((2^256-1)/D).
 #[derive(Parser, Debug)]
-#[command(name = "miner", version, propagate_version = true)]
+#[command(
+    name = "miner",
+    version,
+    propagate_version = true,
+    override_usage = "miner [MINE OPTIONS]\n       miner <COMMAND> [OPTIONS]",
+    after_help = "With no command, miner runs `mine`: `miner --difficulty 1e6 --blocks 5` is \
+                  `miner mine --difficulty 1e6 --blocks 5`. `miner mine --help` lists its flags."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,17 +116,29 @@ struct BackendArgs {
     /// CPU worker threads [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
-    /// CPU kernel: avx512, sha-ni, avx2, soft or sha2 [default: the fastest this CPU supports].
+    /// CPU kernel: avx512, sha-ni, avx2, soft or sha2 [default: the fastest on this CPU, measured
+    /// at start-up (tens of ms) and cached per CPU model in the data directory's
+    /// kernel-calibration.json].
     #[arg(long, value_name = "NAME")]
     kernel: Option<Kernel>,
+    /// Measure the CPU kernels again instead of using the cached choice (and update the cache).
+    #[arg(long, conflicts_with = "kernel")]
+    recalibrate: bool,
     #[command(flatten)]
     gpu: GpuArgs,
+    /// Where the kernel choice is cached (set by the command from its data directory; the
+    /// user's data directory when unset).
+    #[arg(skip)]
+    kernel_cache_dir: std::cell::OnceCell<Option<std::path::PathBuf>>,
+    /// The CPU kernel choice, made once when the first CPU backend is built.
+    #[arg(skip)]
+    kernel_choice: std::cell::OnceCell<KernelChoice>,
 }
 
 #[derive(Args, Debug)]
 struct GpuArgs {
-    /// GPU adapter: its index or part of its name, as `miner devices` lists them
-    /// [default: the most capable, discrete first].
+    /// GPU adapter: its index (a number is always an index) or part of its name, as
+    /// `miner devices` lists them [default: the most capable, discrete first].
     #[arg(long, value_name = "NAME|INDEX")]
     adapter: Option<String>,
     /// GPU nonces per shader invocation.
@@ -143,13 +162,129 @@ impl GpuArgs {
     }
 }
 
+/// Most `--threads` per logical CPU: more only adds switching, and thousands of threads make the
+/// start-up look like a hang.
+pub const MAX_THREADS_PER_CPU: usize = 64;
+
+/// Refuses a `--threads` far above the logical CPUs, naming the limit and the CPU count.
+fn check_threads(threads: Option<u16>) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = cpus * MAX_THREADS_PER_CPU;
+    match threads {
+        Some(t) if usize::from(t) > most => bail!(
+            "--threads {t}: at most {most} ({MAX_THREADS_PER_CPU} per logical CPU; this machine has {cpus}); \
+             more threads only slow the search. Leave --threads out for one per CPU ({cpus})"
+        ),
+        _ => Ok(()),
+    }
+}
+
 impl BackendArgs {
     fn cpu(&self) -> Result<CpuBackend> {
-        let kernel = self.kernel.unwrap_or_else(Kernel::best);
+        check_threads(self.threads)?;
+        let kernel = self.choose_kernel().kernel;
         CpuBackend::new(kernel, self.threads.map(usize::from)).context("--kernel")
     }
 
+    /// Caches the kernel choice under `datadir` (the command's `--datadir`; `None`: the user's
+    /// data directory). Call before [`BackendArgs::build`].
+    fn with_datadir(&self, datadir: Option<&std::path::Path>) -> &Self {
+        let _ = self.kernel_cache_dir.set(data_dir(datadir, "").ok());
+        self
+    }
+
+    /// The CPU kernel and why: `--kernel`, else the cached calibration for this CPU, else a fresh
+    /// one (tens of ms). Made once; cache problems are warnings.
+    fn choose_kernel(&self) -> &KernelChoice {
+        self.kernel_choice.get_or_init(|| {
+            let dir = self
+                .kernel_cache_dir
+                .get_or_init(|| data_dir(None, "").ok())
+                .as_deref();
+            let choice = KernelChoice::resolve(self.kernel, dir, self.recalibrate);
+            if let Some(w) = &choice.warning {
+                eprintln!("warning: {w}");
+            }
+            choice
+        })
+    }
+
+    /// The kernel choice, if a CPU backend was built: for the header line.
+    fn kernel_line(&self) -> String {
+        self.kernel_choice
+            .get()
+            .map_or_else(String::new, |c| format!("; kernel {}", c.summary()))
+    }
+
+    /// `kernel`, `kernel_choice` and `kernel_rates_mhs` for `--json` summaries (null without a
+    /// CPU backend).
+    fn kernel_json(&self) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+        match self.kernel_choice.get() {
+            Some(c) => (
+                json!(c.kernel.name()),
+                json!(c.reason.name()),
+                c.rates_json(),
+            ),
+            None => (json!(null), json!(null), json!(null)),
+        }
+    }
+
+    /// One line per flag given that the chosen backend does not read.
+    fn ignored_flags(&self) -> Vec<String> {
+        let defaults = GpuOptions::default();
+        let mut out = Vec::new();
+        if self.backend == BackendChoice::Cpu {
+            let given: Vec<&str> = [
+                (self.gpu.adapter.is_some(), "--adapter"),
+                (
+                    self.gpu.gpu_nonces_per_invocation != defaults.nonces_per_invocation,
+                    "--gpu-nonces-per-invocation",
+                ),
+                (
+                    self.gpu.gpu_workgroup_size != defaults.workgroup_size,
+                    "--gpu-workgroup-size",
+                ),
+            ]
+            .iter()
+            .filter(|(g, _)| *g)
+            .map(|(_, f)| *f)
+            .collect();
+            if !given.is_empty() {
+                out.push(format!(
+                    "{} ignored: the backend is the CPU; add --backend gpu (or all) to use the GPU",
+                    given.join(", ")
+                ));
+            }
+        }
+        if self.backend == BackendChoice::Gpu {
+            let given: Vec<&str> = [
+                (self.threads.is_some(), "--threads"),
+                (self.kernel.is_some(), "--kernel"),
+            ]
+            .iter()
+            .filter(|(g, _)| *g)
+            .map(|(_, f)| *f)
+            .collect();
+            if !given.is_empty() {
+                out.push(format!(
+                    "{} ignored: {} the CPU search and the backend is the GPU; \
+                     use --backend all for both",
+                    given.join(", "),
+                    if given.len() == 1 {
+                        "it sets"
+                    } else {
+                        "they set"
+                    }
+                ));
+            }
+        }
+        out
+    }
+
     fn build(&self) -> Result<Box<dyn Backend>> {
+        for warning in self.ignored_flags() {
+            eprintln!("warning: {warning}");
+        }
         Ok(match self.backend {
             BackendChoice::Cpu => Box::new(self.cpu()?),
             BackendChoice::Gpu => Box::new(self.gpu.open().context("--backend gpu")?),
@@ -178,9 +313,10 @@ struct MineArgs {
     /// Stop after N blocks [default: mine until Ctrl-C].
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     blocks: Option<u64>,
-    /// Coinbase payout: an address (bc1…, 1…, 3…, tb1…, bcrt1…) or an output script in hex.
+    /// Coinbase payout: an address of the chain's network (regtest: bcrt1…, m…, n…, 2…; a
+    /// mainnet chain file: bc1…, 1…, 3…) or an output script in hex.
     #[arg(long, value_name = "ADDR|SCRIPT", default_value = DEFAULT_PAYOUT_HEX, value_parser = parse_payout_arg)]
-    payout: ScriptBuf,
+    payout: Payout,
     /// Print one JSON object per line: one per block, then a summary.
     #[arg(long)]
     json: bool,
@@ -252,12 +388,97 @@ impl RetargetArgs {
             (None, Some(name)) => Some(name.parse().context("chain file: controller.retarget")?),
             (None, None) => None,
         };
-        Ok(RetargetArgs {
+        let merged = RetargetArgs {
             block_time: self.block_time.or(defaults.block_time),
             retarget,
             window: self.window.or(defaults.window),
             half_life: self.half_life.or(defaults.half_life),
+        };
+        for warning in self.ignored_flags(merged.name()) {
+            eprintln!("warning: {warning}");
+        }
+        merged.check_visible_spacing(self.block_time.is_some())?;
+        Ok(merged)
+    }
+
+    /// The controller these flags select: --retarget, else asert when --block-time is given,
+    /// else fixed.
+    fn name(&self) -> AlgorithmName {
+        self.retarget.unwrap_or(if self.block_time.is_some() {
+            AlgorithmName::Asert
+        } else {
+            AlgorithmName::Fixed
         })
+    }
+
+    /// One line per flag given on the command line that the controller `name` does not read.
+    fn ignored_flags(&self, name: AlgorithmName) -> Vec<String> {
+        let mut out = Vec::new();
+        match name {
+            AlgorithmName::Fixed => {
+                let given: Vec<&str> = [
+                    (self.block_time.is_some(), "--block-time"),
+                    (self.window.is_some(), "--window"),
+                    (self.half_life.is_some(), "--half-life"),
+                ]
+                .iter()
+                .filter(|(g, _)| *g)
+                .map(|(_, f)| *f)
+                .collect();
+                if !given.is_empty() {
+                    out.push(format!(
+                        "{} ignored: --retarget fixed keeps every block at --difficulty; \
+                         use --retarget asert, bitcoin or lwma for a controller that reads {}",
+                        given.join(", "),
+                        if given.len() == 1 { "it" } else { "them" }
+                    ));
+                }
+            }
+            AlgorithmName::Asert => {
+                if self.window.is_some() {
+                    out.push(
+                        "--window ignored: asert has no window (it reads --half-life); \
+                         --window is for --retarget bitcoin or lwma"
+                            .into(),
+                    );
+                }
+            }
+            AlgorithmName::Bitcoin | AlgorithmName::Lwma => {
+                if self.half_life.is_some() {
+                    let which = if name == AlgorithmName::Lwma {
+                        "lwma"
+                    } else {
+                        "bitcoin"
+                    };
+                    out.push(format!(
+                        "--half-life ignored: {which} has no half-life (it reads --window); \
+                         --half-life is for --retarget asert"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Refuses a block time the controller cannot see. Header times are whole seconds and a
+    /// solve time counts as at least 1 s in LWMA, so at a 1 s target every fast block looks on
+    /// time and the difficulty can never rise.
+    fn check_visible_spacing(&self, from_flag: bool) -> Result<()> {
+        let spacing = self.spacing();
+        if self.name() == AlgorithmName::Lwma && spacing < 2 {
+            let source = if from_flag {
+                format!("--block-time {spacing}")
+            } else {
+                format!("the chain file's controller.block_time {spacing}")
+            };
+            bail!(
+                "{source}: lwma cannot work at a {spacing} s block time: header times are whole \
+                 seconds and lwma counts every solve time as at least 1 s, so blocks faster than \
+                 the target look on time and the difficulty never rises. Use --block-time 2 or \
+                 more, or --retarget asert (which reads the total time since its anchor)"
+            );
+        }
+        Ok(())
     }
 
     fn spacing(&self) -> i64 {
@@ -284,12 +505,7 @@ impl RetargetArgs {
 
     /// The controller `mine` runs, starting at `initial`.
     fn params(&self, initial: Target, pow_limit: Target) -> RetargetParams {
-        let name = self.retarget.unwrap_or(if self.block_time.is_some() {
-            AlgorithmName::Asert
-        } else {
-            AlgorithmName::Fixed
-        });
-        let algorithm = self.algorithm(name);
+        let algorithm = self.algorithm(self.name());
         // A controller never goes easier than the limit, so it starts no easier either.
         let initial = if algorithm == Algorithm::Fixed {
             initial
@@ -326,12 +542,17 @@ struct SimArgs {
     /// Random seed (same seed, same run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Write the per-block series here as CSV.
-    #[arg(long, value_name = "FILE", default_value = "retarget-sim.csv")]
-    csv: std::path::PathBuf,
-    /// Draw difficulty and interval over height here as SVG.
-    #[arg(long, value_name = "FILE", default_value = "retarget-sim.svg")]
-    svg: std::path::PathBuf,
+    /// Write the per-block series here as CSV (nothing is written unless asked).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<std::path::PathBuf>,
+    /// Draw difficulty, hash rate and interval over height here as SVG (nothing is written
+    /// unless asked).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
+    /// Write both into this directory (created if missing), as retarget-sim.csv and
+    /// retarget-sim.svg; --csv and --svg still name their own files.
+    #[arg(long, value_name = "DIR")]
+    out: Option<std::path::PathBuf>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -400,8 +621,8 @@ fn parse_difficulty(s: &str) -> Result<Difficulty, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
-fn parse_payout_arg(s: &str) -> Result<ScriptBuf, String> {
-    parse_payout(s).map_err(|e| e.to_string())
+fn parse_payout_arg(s: &str) -> Result<Payout, String> {
+    Payout::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_header(s: &str) -> Result<[u8; 80], String> {
@@ -490,7 +711,8 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 
 /// Entry point for `main`.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    quiet_mesa_runtime_dir();
+    let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
     match cli.command {
         Command::Mine(args) => mine(args),
         Command::Scan(args) => scan(args),
@@ -499,6 +721,58 @@ pub fn run() -> Result<()> {
         Command::RetargetSim(args) => retarget_sim(args),
         Command::Node(args) => node(args),
     }
+}
+
+/// `argv` with `mine` inserted when no command is named: no arguments at all, or a first
+/// argument that is a flag other than help/version (`miner --difficulty 1e6`). A first argument
+/// that is not a flag is left to clap, so a mistyped command is still reported as one.
+pub fn with_default_command(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = argv.get(1).and_then(|a| a.to_str());
+    let mines = match first {
+        None => argv.len() <= 1,
+        Some(a) => a.starts_with('-') && !matches!(a, "-h" | "--help" | "-V" | "--version"),
+    };
+    if mines {
+        argv.insert(1.min(argv.len()), "mine".into());
+    }
+    argv
+}
+
+/// Mesa's software Vulkan (lavapipe) prints "error: XDG_RUNTIME_DIR is invalid or not set in
+/// the environment." whenever wgpu opens it without that variable, which reads like our own
+/// failure. When it is unset, point it at a private directory of ours before any thread starts.
+#[cfg(unix)]
+fn quiet_mesa_runtime_dir() {
+    let set =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if set {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("miner-runtime-{}", current_uid_tag()));
+    let made = std::fs::create_dir_all(&dir).is_ok() && {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_ok()
+    };
+    if made {
+        // Edition 2021: set_var is safe; this runs first in `run`, before any thread exists.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_mesa_runtime_dir() {}
+
+/// The user's name (or "user"), so each user gets their own runtime directory.
+#[cfg(unix)]
+fn current_uid_tag() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .unwrap_or_else(|| "user".into())
 }
 
 /// A cancel flag raised by Ctrl-C (a second Ctrl-C exits at once).
@@ -520,8 +794,16 @@ fn mine(args: MineArgs) -> Result<()> {
     if let Some(url) = args.node.clone() {
         return mine_for_node(&url, args);
     }
-    let backend = args.backend.build()?;
+    let backend = args
+        .backend
+        .with_datadir(args.datadir.as_deref())
+        .build()?;
     let params = ChainParams::load(&args.chain).context("--chain")?;
+    // As Core's generatetoaddress: an address of another network is refused (a hex script is
+    // taken as it is).
+    args.payout
+        .check_network(params.network)
+        .with_context(|| format!("--payout (for --chain {})", args.chain))?;
     let retarget = args
         .retarget
         .merged(&params.controller)?
@@ -537,6 +819,10 @@ fn mine(args: MineArgs) -> Result<()> {
         Some(path) => Chain::open(path, params, retarget).context("--datadir")?,
         None => Chain::new(params, retarget),
     };
+    if let Some(path) = &store {
+        let flags = chain_flags(&args.chain, &args.difficulty, chain.retarget());
+        note_other_chains(path, &flags, chain.height());
+    }
     match &store {
         Some(path) => eprintln!(
             "mining on the {} chain in {} at height {} ({})",
@@ -556,12 +842,13 @@ fn mine(args: MineArgs) -> Result<()> {
         a => format!("{a}, block time {} s", chain.retarget().spacing),
     };
     eprintln!(
-        "D = {} (nBits {}, effective D {}, bdiff {:.6e}); difficulty {controller}; backend {}",
+        "D = {} (nBits {}, effective D {}, bdiff {:.6e}); difficulty {controller}; backend {}{}",
         args.difficulty,
         chain.retarget().initial,
         first.difficulty(),
-        first.bdiff(),
-        backend.name()
+        chain.retarget().initial.bdiff(),
+        backend.name(),
+        args.backend.kernel_line()
     );
     let cancel = ctrl_c_flag();
     let progress = Arc::new(AtomicU64::new(0));
@@ -569,13 +856,26 @@ fn mine(args: MineArgs) -> Result<()> {
     let started = Instant::now();
     let mut mined: Vec<MinedBlock> = Vec::new();
     let mut spare_hashes = 0u64;
+    let told_clock = AtomicBool::new(false);
     while args.blocks.is_none_or(|n| (mined.len() as u64) < n) {
-        match mine_next(
+        live.set_block(BlockStatus {
+            number: mined.len() as u64 + 1,
+            of: args.blocks,
+            difficulty: Target::from_compact(chain.next_bits()).map_or(0.0, |t| t.work().to_f64()),
+        });
+        match mine_next_with_clock(
             &mut chain,
             backend.as_ref(),
-            &args.payout,
+            &args.payout.script,
             &cancel,
             &progress,
+            &SystemClock,
+            &mut |wait| {
+                // Once per run: the reason holds for every later wait too.
+                if !told_clock.swap(true, Ordering::Relaxed) {
+                    live.suspend(|| eprintln!("{}", clock_wait_line(wait)));
+                }
+            },
         )? {
             MineOutcome::Mined(block) => {
                 live.suspend(|| print_block(&block, args.json));
@@ -597,9 +897,21 @@ fn mine(args: MineArgs) -> Result<()> {
         &args.difficulty,
         interrupted,
         args.json,
+        &args.backend,
     );
     print_parts(backend.as_ref(), args.json);
+    exit_130_if(interrupted);
     Ok(())
+}
+
+/// Why mining pauses when blocks come faster than one per second (printed once per run).
+fn clock_wait_line(wait: u32) -> String {
+    format!(
+        "waiting {wait} s for the clock: the chain's median time is more than {} s ahead of it \
+         (blocks faster than 1 per s push header times ahead, and a block may be at most 2 h \
+         ahead of the clock); mining goes on as the clock catches up, at about 6 blocks per s",
+        crate::chain::MAX_FUTURE_BLOCK_TIME
+    )
 }
 
 fn print_block(b: &MinedBlock, json: bool) {
@@ -616,6 +928,7 @@ fn print_block(b: &MinedBlock, json: bool) {
                 "extranonce": b.extranonce,
                 "bits": format!("{:08x}", b.bits.to_consensus()),
                 "difficulty": block_difficulty(b),
+                "trials": b.trials,
                 "hashes": b.hashes,
                 "seconds": b.seconds,
                 "hashrate_hs": rate.0,
@@ -623,11 +936,12 @@ fn print_block(b: &MinedBlock, json: bool) {
         );
     } else {
         println!(
-            "block {:>5}  {}  D {:>9}  nonce {:>10}  {:>9} hashes  {:>7.2} s  {}",
+            "block {:>5}  {}  D {:>9}  nonce {:>10}  {:>9} trials  {:>9} hashes  {:>7.2} s  {}",
             b.height,
             display_hash(&b.hash),
             count(block_difficulty(b)),
             b.nonce,
+            count(b.trials as f64),
             count(b.hashes as f64),
             b.seconds,
             rate
@@ -638,6 +952,7 @@ fn print_block(b: &MinedBlock, json: bool) {
 fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
     use crate::client::{run, ClientOptions, RpcClient};
     use crate::node::Credentials;
+    let url = &crate::client::parse_node_url(url).context("--node")?;
     let credentials = match (&args.rpcuser, &args.rpcpassword, &args.rpccookiefile) {
         (Some(u), Some(p), _) => Credentials {
             user: u.clone(),
@@ -651,13 +966,17 @@ fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
     };
     let client = RpcClient::new(url, &credentials.user, &credentials.password);
     let backend = args.backend.build()?;
-    eprintln!("mining for the node at {url} with {}", backend.name());
+    eprintln!(
+        "mining for the node at {url} with {}{}",
+        backend.name(),
+        args.backend.kernel_line()
+    );
     let cancel = ctrl_c_flag();
     let progress = Arc::new(AtomicU64::new(0));
     let live = LiveRate::start("mining".into(), progress.clone());
     let started = Instant::now();
     let options = ClientOptions {
-        payout: args.payout.clone(),
+        payout: args.payout.script.clone(),
         blocks: args.blocks,
         max_backoff: std::time::Duration::from_secs(30),
     };
@@ -676,16 +995,17 @@ fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
                     println!(
                         "{}",
                         json!({"type": "block", "height": b.height, "hash": display_hash(&b.hash),
-                               "header": hex::encode(b.header), "nonce": b.nonce, "hashes": b.hashes,
+                               "header": hex::encode(b.header), "nonce": b.nonce, "trials": b.trials, "hashes": b.hashes,
                                "seconds": b.seconds, "hashrate_hs": rate.0, "accepted": b.rejected.is_none(),
                                "node_answer": b.rejected})
                     );
                 } else {
                     println!(
-                        "block {:>5}  {}  nonce {:>10}  {:>9} hashes  {:>7.2} s  {}  {verdict}",
+                        "block {:>5}  {}  nonce {:>10}  {:>9} trials  {:>9} hashes  {:>7.2} s  {}  {verdict}",
                         b.height,
                         display_hash(&b.hash),
                         b.nonce,
+                        count(b.trials as f64),
                         count(b.hashes as f64),
                         b.seconds,
                         rate
@@ -698,21 +1018,49 @@ fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     drop(live);
     let rate = HashRate::from_count(progress.load(Ordering::SeqCst), seconds);
+    let (kernel, kernel_choice, kernel_rates) = args.backend.kernel_json();
     if args.json {
         println!(
             "{}",
             json!({"type": "summary", "accepted": accepted, "seconds": seconds, "mean_hashrate_hs": rate.0,
-                   "interrupted": cancel.load(Ordering::SeqCst)})
+                   "interrupted": cancel.load(Ordering::SeqCst), "kernel": kernel,
+                   "kernel_choice": kernel_choice, "kernel_rates_mhs": kernel_rates})
         );
     } else {
         println!("{accepted} blocks accepted by {url} in {seconds:.2} s, {rate}");
     }
+    exit_130_if(cancel.load(Ordering::SeqCst));
     Ok(())
+}
+
+/// Exits with status 130, as shells expect of a program stopped by SIGINT, once the summary
+/// is out.
+fn exit_130_if(interrupted: bool) {
+    if interrupted {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(130);
+    }
 }
 
 /// Expected hashes for a block at its own nBits: the work of its target.
 fn block_difficulty(b: &MinedBlock) -> f64 {
     Target::from_compact(b.bits).map_or(0.0, |t| t.work().to_f64())
+}
+
+/// The mean of `v` and the half-width of its 95% interval (mean ± 1.96 s / sqrt(n), s the
+/// sample standard deviation; `NaN` below two values).
+fn mean_ci95(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, 1.96 * (var / n).sqrt())
 }
 
 fn print_mine_summary(
@@ -722,42 +1070,41 @@ fn print_mine_summary(
     d: &Difficulty,
     interrupted: bool,
     json: bool,
+    backend_args: &BackendArgs,
 ) {
     let n = mined.len();
+    let trials: Vec<f64> = mined.iter().map(|b| b.trials as f64).collect();
     let hashes: Vec<f64> = mined.iter().map(|b| b.hashes as f64).collect();
     let block_seconds: f64 = mined.iter().map(|b| b.seconds).sum();
     let total_hashes = mined.iter().map(|b| b.hashes).sum::<u64>() + spare_hashes;
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
-    let mean_hashes = mean(&hashes);
-    // 95% interval of the mean: mean ± 1.96 s / sqrt(n), s the sample standard deviation.
-    let half_width = if n > 1 {
-        let var = hashes
-            .iter()
-            .map(|h| (h - mean_hashes).powi(2))
-            .sum::<f64>()
-            / (n - 1) as f64;
-        1.96 * (var / n as f64).sqrt()
+    let total_trials = mined.iter().map(|b| b.trials).sum::<u64>();
+    let (mean_trials, trials_half) = mean_ci95(&trials);
+    let (mean_hashes, hashes_half) = mean_ci95(&hashes);
+    let (expected, _) = mean_ci95(&mined.iter().map(block_difficulty).collect::<Vec<_>>());
+    // Work done past each block's winning nonce (in flight when the hit landed), as a share of
+    // the trials.
+    let overshoot = if total_trials > 0 {
+        let mined_hashes = total_hashes - spare_hashes;
+        (mined_hashes as f64 - total_trials as f64) / total_trials as f64
     } else {
         f64::NAN
     };
-    let expected = mean(&mined.iter().map(block_difficulty).collect::<Vec<_>>());
-    let mean_seconds = if n > 0 { block_seconds / n as f64 } else { 0.0 };
+    let mean_seconds = if n > 0 {
+        block_seconds / n as f64
+    } else {
+        f64::NAN
+    };
     let rate = HashRate::from_count(total_hashes, seconds);
-    if json {
-        let ci = if half_width.is_finite() {
-            json!([
-                (mean_hashes - half_width).max(0.0),
-                mean_hashes + half_width
-            ])
+    let finite = |x: f64| if x.is_finite() { json!(x) } else { json!(null) };
+    let interval = |mean: f64, half: f64| {
+        if half.is_finite() {
+            json!([(mean - half).max(0.0), mean + half])
         } else {
             json!(null)
-        };
+        }
+    };
+    let (kernel, kernel_choice, kernel_rates) = backend_args.kernel_json();
+    if json {
         println!(
             "{}",
             json!({
@@ -765,36 +1112,52 @@ fn print_mine_summary(
                 "blocks": n,
                 "seconds": seconds,
                 "hashes": total_hashes,
-                "mean_seconds_per_block": mean_seconds,
-                "mean_hashes_per_block": mean_hashes,
-                "mean_hashes_per_block_ci95": ci,
+                "trials": total_trials,
+                "mean_seconds_per_block": finite(mean_seconds),
+                "mean_trials_per_block": finite(mean_trials),
+                "mean_trials_per_block_ci95": interval(mean_trials, trials_half),
+                "mean_hashes_per_block": finite(mean_hashes),
+                "mean_hashes_per_block_ci95": interval(mean_hashes, hashes_half),
+                "overshoot": finite(overshoot),
                 "difficulty": d.as_f64(),
-                "expected_hashes_per_block": expected,
+                "expected_hashes_per_block": finite(expected),
                 "mean_hashrate_hs": rate.0,
                 "interrupted": interrupted,
+                "kernel": kernel,
+                "kernel_choice": kernel_choice,
+                "kernel_rates_mhs": kernel_rates,
             })
         );
-    } else {
-        if interrupted {
-            println!("interrupted");
-        }
-        let ci = if half_width.is_finite() {
-            format!(
-                " (95% interval {} .. {})",
-                count((mean_hashes - half_width).max(0.0)),
-                count(mean_hashes + half_width)
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "{n} blocks in {seconds:.2} s: {mean_seconds:.3} s per block, {rate}; \
-             hashes per block: mean {}{ci}, expected {} (the blocks' mean D after nBits \
-             rounding; you asked for D = {d})",
-            count(mean_hashes),
-            count(expected),
-        );
+        return;
     }
+    if interrupted {
+        println!("interrupted");
+    }
+    if n == 0 {
+        println!(
+            "no block found: {} hashes in {seconds:.2} s, {rate} (you asked for D = {d})",
+            count(total_hashes as f64)
+        );
+        return;
+    }
+    let ci = if trials_half.is_finite() {
+        format!(
+            " (95% interval {} .. {})",
+            count((mean_trials - trials_half).max(0.0)),
+            count(mean_trials + trials_half)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{n} blocks in {seconds:.2} s: {mean_seconds:.3} s per block, {rate}; \
+         trials per block: mean {}{ci}, expected {} (the blocks' mean D after nBits rounding; \
+         you asked for D = {d}); hashes done per block: mean {} ({:+.2}% past the winning nonces)",
+        count(mean_trials),
+        count(expected),
+        count(mean_hashes),
+        overshoot * 100.0,
+    );
 }
 
 fn retarget_sim(args: SimArgs) -> Result<()> {
@@ -820,10 +1183,28 @@ fn retarget_sim(args: SimArgs) -> Result<()> {
     };
     let runs = sim::simulate(&cfg);
     let stats: Vec<sim::SimStats> = runs.iter().map(|r| sim::stats(r, &cfg)).collect();
-    sim::write_csv(&runs, &args.csv).with_context(|| format!("--csv {}", args.csv.display()))?;
-    sim::write_svg(&runs, cfg.spacing, &args.svg)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("--svg {}", args.svg.display()))?;
+    // Files only when asked: --csv/--svg name them, --out DIR gives both a default name there.
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!("--out {}: cannot create that directory", dir.display())
+        })?;
+    }
+    let in_out = |name: &str| args.out.as_ref().map(|d| d.join(name));
+    let csv = args.csv.clone().or_else(|| in_out("retarget-sim.csv"));
+    let svg = args.svg.clone().or_else(|| in_out("retarget-sim.svg"));
+    if let Some(path) = &csv {
+        sim::write_csv(&runs, path).with_context(|| format!("--csv {}", path.display()))?;
+    }
+    if let Some(path) = &svg {
+        sim::write_svg(&runs, cfg.spacing, path)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("--svg {}", path.display()))?;
+    }
+    let written: Vec<String> = [&csv, &svg]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
@@ -833,7 +1214,11 @@ fn retarget_sim(args: SimArgs) -> Result<()> {
             sim::RECOVERY_WINDOW,
             sim::RECOVERY_TOLERANCE * 100.0
         );
-        println!("wrote {} and {}", args.csv.display(), args.svg.display());
+        if written.is_empty() {
+            println!("no files written: --csv FILE, --svg FILE or --out DIR save the series and the chart");
+        } else {
+            println!("wrote {}", written.join(" and "));
+        }
     }
     Ok(())
 }
@@ -867,10 +1252,11 @@ fn scan(args: ScanArgs) -> Result<()> {
     let job = Job::new(&args.header, &target);
     if !args.json {
         eprintln!(
-            "scanning nonces {}..={} against target {target} with {}",
+            "scanning nonces {}..={} against target {target} with {}{}",
             start,
             end - 1,
-            backend.name()
+            backend.name(),
+            args.backend.kernel_line()
         );
     }
     let cancel = ctrl_c_flag();
@@ -894,12 +1280,14 @@ fn scan(args: ScanArgs) -> Result<()> {
         }
     }
     let rate = HashRate::from_count(report.hashes, seconds);
+    let (kernel, kernel_choice, kernel_rates) = args.backend.kernel_json();
     if args.json {
         println!(
             "{}",
             json!({"type": "summary", "hits": report.hits.len(), "hashes": report.hashes,
                    "seconds": seconds, "hashrate_hs": rate.0, "interrupted": report.cancelled,
-                   "target": target.to_string()})
+                   "target": target.to_string(), "kernel": kernel, "kernel_choice": kernel_choice,
+                   "kernel_rates_mhs": kernel_rates})
         );
     } else {
         println!(
@@ -934,6 +1322,7 @@ fn print_parts(backend: &dyn Backend, json: bool) {
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
+    check_threads(args.backend.threads)?;
     let threads = args.backend.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
@@ -946,6 +1335,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     if args.gpu_sweep && args.backend.backend == BackendChoice::Cpu {
         bail!("--gpu-sweep measures the GPU: add --backend gpu (or all, to compare with the CPU)");
     }
+    // The kernel `mine` would run, chosen before the long measurements load the CPU.
+    let default_kernel = (args.backend.backend != BackendChoice::Gpu)
+        .then(|| bench::DefaultKernel::new(args.backend.choose_kernel()));
     let kernels = match args.backend.backend {
         BackendChoice::Gpu => Vec::new(),
         _ => bench::run_cpu(args.seconds, threads, &mut tell)?,
@@ -989,9 +1381,14 @@ fn bench(args: BenchArgs) -> Result<()> {
         kernels,
         gpu,
         gpu_sweep,
+        default_kernel,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+        // The table carries the warning; JSON carries the shares, and stderr the warning.
+        if let Some(warning) = bench::load_warning(&report.kernels) {
+            eprintln!("{warning}");
+        }
     } else {
         print!("{}", report.table());
     }
@@ -999,6 +1396,80 @@ fn bench(args: BenchArgs) -> Result<()> {
 }
 
 /// `--datadir`, or the user's data directory; `or_else` completes the error's advice.
+/// The flags (besides --datadir) that select the chain with these rules, for `mine` and `node`
+/// alike: `--chain` unless regtest, `--difficulty`, and the controller's settings in full.
+fn chain_flags(chain: &str, difficulty: &Difficulty, retarget: &RetargetParams) -> String {
+    let mut flags = Vec::new();
+    if chain != "regtest" {
+        flags.push(format!("--chain {chain}"));
+    }
+    flags.push(format!("--difficulty {difficulty}"));
+    let spacing = retarget.spacing;
+    match retarget.algorithm {
+        Algorithm::Fixed => {}
+        Algorithm::Asert { half_life } => flags.push(format!(
+            "--retarget asert --block-time {spacing} --half-life {half_life}"
+        )),
+        Algorithm::Bitcoin { window } => flags.push(format!(
+            "--retarget bitcoin --block-time {spacing} --window {window}"
+        )),
+        Algorithm::Lwma { window } => flags.push(format!(
+            "--retarget lwma --block-time {spacing} --window {window}"
+        )),
+    }
+    flags.join(" ")
+}
+
+/// Records the flags beside the store at `store`, and when its chain is new (height 0) lists
+/// the other chains of the data directory with the flags that select them, so a user who
+/// mined with other flags sees where those blocks are instead of an empty chain.
+fn note_other_chains(store: &std::path::Path, flags: &str, height: u32) {
+    if let Err(e) = crate::chain::store::record_flags(store, flags) {
+        eprintln!(
+            "warning: could not record the chain's flags beside {}: {e}",
+            store.display()
+        );
+    }
+    if height != 0 {
+        return;
+    }
+    let Some(root) = store.parent().and_then(std::path::Path::parent) else {
+        return;
+    };
+    let others: Vec<_> = crate::chain::store::list_stores(root)
+        .into_iter()
+        .filter(|s| s.path != store)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: this chain ({flags}) is new; {} holds {} other chain{}, each continued by its own flags:",
+        root.display(),
+        others.len(),
+        if others.len() == 1 { "" } else { "s" }
+    );
+    for s in others {
+        let name = s
+            .path
+            .strip_prefix(root)
+            .unwrap_or(&s.path)
+            .display()
+            .to_string();
+        let height = match (s.height, s.in_use) {
+            (_, true) => "in use by another miner process".to_string(),
+            (Some(h), _) => format!("height {h}"),
+            (None, _) => "unreadable".to_string(),
+        };
+        let how = match (&s.flags, &s.rules) {
+            (Some(f), _) => format!("flags: {f}"),
+            (None, Some(r)) => format!("rules: {r}"),
+            (None, None) => "flags not recorded".to_string(),
+        };
+        eprintln!("  {name}: {height}; {how}");
+    }
+}
+
 fn data_dir(flag: Option<&std::path::Path>, or_else: &str) -> Result<std::path::PathBuf> {
     match flag
         .map(std::path::Path::to_path_buf)
@@ -1013,6 +1484,7 @@ fn data_dir(flag: Option<&std::path::Path>, or_else: &str) -> Result<std::path::
 
 fn node(args: NodeArgs) -> Result<()> {
     use crate::node::{Credentials, NodeState, Server};
+    check_threads(args.backend.threads)?;
     let datadir = data_dir(args.datadir.as_deref(), "")?;
     let params = ChainParams::load(&args.chain).context("--chain")?;
     let retarget = args
@@ -1021,7 +1493,15 @@ fn node(args: NodeArgs) -> Result<()> {
         .params(args.difficulty.to_target(), params.pow_limit);
     let store = Chain::store_path(&datadir, &params, &retarget);
     let chain = Chain::open(&store, params, retarget).context("--datadir")?;
-    let backend = args.backend.build()?;
+    note_other_chains(
+        &store,
+        &chain_flags(&args.chain, &args.difficulty, chain.retarget()),
+        chain.height(),
+    );
+    let backend = args
+        .backend
+        .with_datadir(args.datadir.as_deref())
+        .build()?;
     let (credentials, cookie) = match (&args.rpcuser, &args.rpcpassword) {
         (Some(user), Some(password)) => (
             Credentials {

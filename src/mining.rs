@@ -5,11 +5,11 @@
 
 use crate::backend::{Backend, BackendError, StopAt, NONCE_END};
 use crate::block::{header_bytes, header_hash, Template};
-use crate::chain::{Chain, SubmitError};
+use crate::chain::{Chain, SubmitError, MAX_FUTURE_BLOCK_TIME};
 use crate::pow::{CompactTarget, TargetError};
 use bitcoin::{Block, ScriptBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A block this process mined and the chain accepted.
 #[derive(Clone, Debug)]
@@ -21,7 +21,12 @@ pub struct MinedBlock {
     pub nonce: u32,
     pub extranonce: u64,
     pub bits: CompactTarget,
-    /// Nonces hashed for this block, over all its jobs.
+    /// Trials: the position of the winning nonce in the search order (jobs by extranonce, nonces
+    /// ascending), i.e. what a sequential searcher would have hashed. Geometric with mean
+    /// `2^256 / (target + 1)`, whatever the backend's parallel split.
+    pub trials: u64,
+    /// Nonces hashed for this block, over all its jobs: `trials` plus the work that was in
+    /// flight when the hit landed.
     pub hashes: u64,
     pub seconds: f64,
     pub block: Block,
@@ -59,14 +64,77 @@ pub fn unix_now() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
+/// The wall clock the miner reads and waits on; tests inject one that needs no real waiting.
+pub trait Clock {
+    /// Seconds since 1970.
+    fn now(&self) -> u32;
+    /// Lets `d` pass.
+    fn sleep(&self, d: Duration);
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u32 {
+        unix_now()
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Seconds until a block on `chain`'s tip can carry a time the chain accepts, at clock time
+/// `now`: the time must exceed the median time past (MTP), and may be at most
+/// [`MAX_FUTURE_BLOCK_TIME`] ahead of the clock. Blocks found faster than one per second push
+/// the MTP ahead of the clock (about one second per six blocks), so a fast enough miner reaches
+/// that limit and must let the clock catch up; 0 when no wait is needed.
+pub fn clock_wait(chain: &Chain, now: u32) -> u32 {
+    chain
+        .median_time_past()
+        .saturating_add(1)
+        .saturating_sub(now.saturating_add(MAX_FUTURE_BLOCK_TIME))
+}
+
+/// Waits on `clock` until [`clock_wait`] is 0, calling `on_wait(seconds)` once first when a wait
+/// is needed. Returns `false` if `cancel` was raised during the wait.
+pub fn wait_for_clock(
+    chain: &Chain,
+    clock: &dyn Clock,
+    cancel: &AtomicBool,
+    on_wait: &mut dyn FnMut(u32),
+) -> bool {
+    let wait = clock_wait(chain, clock.now());
+    if wait == 0 {
+        return true;
+    }
+    on_wait(wait);
+    while clock_wait(chain, clock.now()) > 0 {
+        if cancel.load(Ordering::SeqCst) {
+            return false;
+        }
+        clock.sleep(Duration::from_millis(100));
+    }
+    true
+}
+
 /// The template for the next block on `chain`'s tip, paying `payout`.
 pub fn next_template(chain: &Chain, payout: &ScriptBuf) -> Result<Template, MineError> {
+    next_template_at(chain, payout, unix_now())
+}
+
+/// [`next_template`] at clock time `now`.
+pub fn next_template_at(
+    chain: &Chain,
+    payout: &ScriptBuf,
+    now: u32,
+) -> Result<Template, MineError> {
     let height = chain.height() + 1;
     Ok(Template::new(
         chain.tip_hash(),
         height,
         chain.median_time_past(),
-        unix_now(),
+        now,
         chain.next_bits(),
         chain.params().subsidy(height),
         payout.clone(),
@@ -80,6 +148,9 @@ pub struct Found {
     pub hash: [u8; 32],
     pub nonce: u32,
     pub extranonce: u64,
+    /// The winning nonce's position in the search order (see [`MinedBlock::trials`]).
+    pub trials: u64,
+    /// All nonces hashed, including work in flight past the hit.
     pub hashes: u64,
 }
 
@@ -93,11 +164,13 @@ pub fn search(
     progress: &AtomicU64,
 ) -> Result<Result<Found, u64>, MineError> {
     let mut hashes = 0u64;
+    // Trials of the jobs before this one: each was searched to its end without a hit.
+    let mut trials_before = 0u64;
     for extranonce in 0u64.. {
         let job = template.job(extranonce);
         let report = backend.scan(&job.job, 0..NONCE_END, StopAt::FirstHit, cancel, progress)?;
         hashes += report.hashes;
-        if let Some(&nonce) = report.hits.first() {
+        if let (Some(&nonce), Some(trials)) = (report.hits.first(), report.trials_to_first_hit(0)) {
             let block = template.assemble(extranonce, nonce);
             let hash = header_hash(&block.header);
             if !template.target.is_met_by(&hash) {
@@ -111,17 +184,20 @@ pub fn search(
                 hash,
                 nonce,
                 extranonce,
+                trials: trials_before + trials,
                 hashes,
             }));
         }
         if report.cancelled {
             break;
         }
+        trials_before += NONCE_END;
     }
     Ok(Err(hashes))
 }
 
-/// Mines one block on the tip of `chain`, paying `payout`, and appends it.
+/// Mines one block on the tip of `chain`, paying `payout`, and appends it. Waits silently for
+/// the clock when the chain's times are too far ahead of it (see [`mine_next_with_clock`]).
 pub fn mine_next(
     chain: &mut Chain,
     backend: &dyn Backend,
@@ -129,12 +205,41 @@ pub fn mine_next(
     cancel: &AtomicBool,
     progress: &AtomicU64,
 ) -> Result<MineOutcome, MineError> {
+    mine_next_with_clock(
+        chain,
+        backend,
+        payout,
+        cancel,
+        progress,
+        &SystemClock,
+        &mut |_| {},
+    )
+}
+
+/// [`mine_next`] on `clock`. When the chain's median time past has run so far ahead of the clock
+/// that our own block would be refused as `time-too-new`, it first waits for the clock
+/// ([`wait_for_clock`]), calling `on_wait(seconds)` before each wait.
+pub fn mine_next_with_clock(
+    chain: &mut Chain,
+    backend: &dyn Backend,
+    payout: &ScriptBuf,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+    clock: &dyn Clock,
+    on_wait: &mut dyn FnMut(u32),
+) -> Result<MineOutcome, MineError> {
     let started = Instant::now();
-    let template = next_template(chain, payout)?;
+    if !wait_for_clock(chain, clock, cancel, on_wait) {
+        return Ok(MineOutcome::Cancelled {
+            hashes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let template = next_template_at(chain, payout, clock.now())?;
     match search(&template, backend, cancel, progress)? {
         Ok(found) => {
             let header = header_bytes(&found.block.header);
-            chain.submit(found.block.clone(), unix_now())?;
+            chain.submit(found.block.clone(), clock.now())?;
             Ok(MineOutcome::Mined(Box::new(MinedBlock {
                 height: template.height,
                 hash: found.hash,
@@ -142,6 +247,7 @@ pub fn mine_next(
                 nonce: found.nonce,
                 extranonce: found.extranonce,
                 bits: template.bits,
+                trials: found.trials,
                 hashes: found.hashes,
                 seconds: started.elapsed().as_secs_f64(),
                 block: found.block,

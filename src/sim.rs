@@ -347,55 +347,260 @@ pub fn write_csv(runs: &[SimRun], path: &Path) -> std::io::Result<()> {
     std::fs::write(path, out)
 }
 
-/// Draws difficulty (log scale) and the 20-block mean interval over height, one line per
-/// controller, as an SVG.
+/// Formats `v` with an SI prefix and at most three significant digits: `600 M`, `6 G`, `1.5 k`.
+pub fn si(v: f64) -> String {
+    let prefixes = [
+        (1e12, " T"),
+        (1e9, " G"),
+        (1e6, " M"),
+        (1e3, " k"),
+        (1.0, " "),
+    ];
+    let (scale, prefix) = prefixes
+        .iter()
+        .copied()
+        .find(|&(p, _)| v.abs() >= p * 0.9995)
+        .unwrap_or((1.0, " "));
+    let x = v / scale;
+    let digits = if x >= 99.95 {
+        0
+    } else if x >= 9.995 {
+        1
+    } else {
+        2
+    };
+    let mut text = format!("{x:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{prefix}").trim_end().to_string()
+}
+
+/// Tick values for a log axis over `lo..hi`: every `levels` value in range (where the run sits,
+/// so those are always labelled), then 1, 2 and 5 times the powers of ten that are not within a
+/// factor 1.5 of a tick already chosen (so no two labels collide or repeat).
+pub fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
+    let mut ticks: Vec<f64> = Vec::new();
+    let far = |ticks: &[f64], v: f64| ticks.iter().all(|t| (v / t).log10().abs() >= 0.176);
+    for &v in levels {
+        if v >= lo && v <= hi && far(&ticks, v) {
+            ticks.push(v);
+        }
+    }
+    if lo > 0.0 && hi > lo {
+        let mut k = lo.log10().floor() as i32;
+        while 10f64.powi(k) <= hi {
+            for m in [1.0, 2.0, 5.0] {
+                let v = m * 10f64.powi(k);
+                if v >= lo && v <= hi && far(&ticks, v) {
+                    ticks.push(v);
+                }
+            }
+            k += 1;
+        }
+    }
+    ticks.sort_by(f64::total_cmp);
+    ticks
+}
+
+/// Line colours, one per controller (colour-blind-safe where it matters: red, blue, green).
+const PALETTE: [plotters::style::RGBColor; 6] = [
+    plotters::style::RGBColor(214, 39, 40),
+    plotters::style::RGBColor(31, 119, 180),
+    plotters::style::RGBColor(44, 160, 44),
+    plotters::style::RGBColor(148, 103, 189),
+    plotters::style::RGBColor(255, 127, 14),
+    plotters::style::RGBColor(23, 190, 207),
+];
+
+/// Draws the chart of a run as an SVG: on top, each controller's difficulty D (log scale) with
+/// the ideal D (hash rate × T, the D that gives blocks every T seconds at the hash rate of the
+/// moment; the right axis reads the same line as the hash rate); below, each controller's
+/// 20-block mean interval against T. The y axes are labelled at the levels the run sits at (the
+/// ideal D of each hash rate in the profile), the legend sits above the plots, outside the data.
 pub fn write_svg(
     runs: &[SimRun],
     spacing: i64,
     path: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let (width, height) = (1200u32, 960u32);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(400);
+    let t = spacing as f64;
     let n = runs.iter().map(|r| r.blocks.len()).max().unwrap_or(1) as u64;
-    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-    let d_min = runs
+    let x_range = 1..n.max(2);
+    let color = |i: usize| PALETTE[i % PALETTE.len()];
+    let grid = BLACK.mix(0.12);
+    let left = 100u32;
+    let right = 110u32;
+    let font = |size: u32| ("sans-serif", size).into_font();
+
+    // Title and legend strip.
+    let (head, body) = root.split_vertically(78);
+    head.draw(&Text::new(
+        format!("retarget-sim: difficulty controllers under a hash-rate profile (T = {spacing} s, {n} blocks)"),
+        (width as i32 / 2, 18),
+        font(20).into_text_style(&head).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    let mut entries: Vec<(String, RGBColor, u32)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.algorithm.to_string(), color(i), 2))
+        .collect();
+    entries.push((
+        "ideal D = hash rate × T (right axis: the hash rate)".to_string(),
+        BLACK,
+        2,
+    ));
+    let label_style = font(14).into_text_style(&head);
+    let mut x = left as i32;
+    let mut y = 46;
+    for (label, c, w) in &entries {
+        let (tw, _) = head.estimate_text_size(label, &label_style)?;
+        if x + 36 + tw as i32 > (width - right) as i32 && x > left as i32 {
+            x = left as i32;
+            y += 20;
+        }
+        head.draw(&PathElement::new(
+            vec![(x, y), (x + 28, y)],
+            c.stroke_width(*w),
+        ))?;
+        head.draw(&Text::new(
+            label.clone(),
+            (x + 34, y),
+            label_style.pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        x += 34 + tw as i32 + 28;
+    }
+
+    let (top, bottom) = body.split_vertically(500);
+
+    // Difficulty, log scale, with the ideal D.
+    let ideal: Vec<(u64, f64)> = runs
+        .first()
+        .map(|r| {
+            r.blocks
+                .iter()
+                .map(|b| (b.height, b.hashrate_hs * t))
+                .collect()
+        })
+        .unwrap_or_default();
+    let all_d = runs
         .iter()
         .flat_map(|r| r.blocks.iter().map(|b| b.difficulty))
-        .fold(f64::INFINITY, f64::min)
-        .max(1.0);
-    let d_max = runs
-        .iter()
-        .flat_map(|r| r.blocks.iter().map(|b| b.difficulty))
-        .fold(1.0, f64::max);
+        .chain(ideal.iter().map(|p| p.1));
+    let (d_min, d_max) = all_d.fold((f64::INFINITY, 0.0f64), |(lo, hi), d| {
+        (lo.min(d), hi.max(d))
+    });
+    let (d_min, d_max) = if d_min.is_finite() && d_max > 0.0 {
+        (d_min.max(1.0), d_max.max(d_min.max(1.0) * 2.0))
+    } else {
+        (1.0, 10.0)
+    };
+    let (lo, hi) = (d_min / 1.4, d_max * 1.4);
     let mut chart = ChartBuilder::on(&top)
-        .caption("difficulty D over height", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(80)
-        .build_cartesian_2d(1..n.max(2), (d_min / 1.5..d_max * 1.5).log_scale())?;
+        .caption("difficulty D over height", font(17))
+        .margin_top(4)
+        .margin_bottom(4)
+        .x_label_area_size(44)
+        .y_label_area_size(left)
+        .right_y_label_area_size(right)
+        .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("height")
-        .y_desc("D (hashes per block)")
-        .y_label_formatter(&|v| format!("{v:.1e}"))
+        .disable_y_mesh()
+        .y_labels(1)
+        .y_label_formatter(&|_| String::new())
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(grid)
+        .x_desc("height (blocks)")
+        .label_style(font(13))
+        .axis_desc_style(font(14))
         .draw()?;
-    for (i, run) in runs.iter().enumerate() {
-        let color = colors[i % colors.len()];
-        chart
-            .draw_series(LineSeries::new(
-                run.blocks.iter().map(|b| (b.height, b.difficulty)),
-                color,
-            ))?
-            .label(run.algorithm.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    let mut levels: Vec<f64> = Vec::new();
+    for &(_, d) in &ideal {
+        if !levels.iter().any(|&l| (l / d - 1.0).abs() < 1e-9) {
+            levels.push(d);
+        }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()?;
+    let ticks = log_ticks(lo, hi, &levels);
+    let (x0, x1) = (1u64, n.max(2));
+    for &v in &ticks {
+        chart.draw_series(LineSeries::new([(x0, v), (x1, v)], grid.stroke_width(1)))?;
+        let (px_left, py) = chart.backend_coord(&(x0, v));
+        let (px_right, _) = chart.backend_coord(&(x1, v));
+        let strong = levels.iter().any(|&l| (l / v - 1.0).abs() < 1e-9);
+        let style = if strong {
+            font(13).style(FontStyle::Bold)
+        } else {
+            font(13)
+        };
+        root.draw(&Text::new(
+            si(v),
+            (px_left - 6, py),
+            style
+                .clone()
+                .into_text_style(&root)
+                .pos(Pos::new(HPos::Right, VPos::Center)),
+        ))?;
+        root.draw(&Text::new(
+            {
+                let rate = si(v / t);
+                if rate.ends_with(char::is_alphabetic) {
+                    format!("{rate}H/s")
+                } else {
+                    format!("{rate} H/s")
+                }
+            },
+            (px_right + 6, py),
+            style
+                .into_text_style(&root)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+        root.draw(&PathElement::new(
+            vec![(px_left - 4, py), (px_left, py)],
+            BLACK,
+        ))?;
+        root.draw(&PathElement::new(
+            vec![(px_right, py), (px_right + 4, py)],
+            BLACK,
+        ))?;
+    }
+    let mid_y = (chart.backend_coord(&(x0, lo)).1 + chart.backend_coord(&(x0, hi)).1) / 2;
+    let (px_l, _) = chart.backend_coord(&(x0, lo));
+    let (px_r, _) = chart.backend_coord(&(x1, lo));
+    root.draw(&Text::new(
+        "D (expected hashes per block)",
+        (px_l - 78, mid_y),
+        font(14)
+            .transform(FontTransform::Rotate270)
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    root.draw(&Text::new(
+        "hash rate (ideal D / T)",
+        (px_r + 92, mid_y),
+        font(14)
+            .transform(FontTransform::Rotate90)
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Center, VPos::Center)),
+    ))?;
+    // The ideal first, so the controllers' lines stay readable where the on/off miner makes it
+    // a comb.
+    chart.draw_series(LineSeries::new(
+        ideal.iter().copied(),
+        BLACK.mix(0.8).stroke_width(2),
+    ))?;
+    for (i, run) in runs.iter().enumerate() {
+        chart.draw_series(LineSeries::new(
+            run.blocks.iter().map(|b| (b.height, b.difficulty)),
+            color(i).mix(0.9).stroke_width(1),
+        ))?;
+    }
+
+    // The 20-block mean interval against T.
     let w = RECOVERY_WINDOW as usize;
     let smoothed: Vec<Vec<(u64, f64)>> = runs
         .iter()
@@ -415,38 +620,99 @@ pub fn write_svg(
         .iter()
         .flatten()
         .map(|p| p.1)
-        .fold(spacing as f64 * 2.0, f64::max);
+        .fold(t * 2.0, f64::max);
     let mut chart = ChartBuilder::on(&bottom)
         .caption(
-            format!("interval over height ({w}-block mean; target {spacing} s)"),
-            ("sans-serif", 20),
+            format!(
+                "block interval over height ({w}-block mean; the black line is T = {spacing} s)"
+            ),
+            font(17),
         )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(80)
-        .build_cartesian_2d(1..n.max(2), 0.0..i_max * 1.05)?;
+        .margin_top(4)
+        .margin_bottom(8)
+        .x_label_area_size(44)
+        .y_label_area_size(left)
+        .right_y_label_area_size(right)
+        .build_cartesian_2d(x_range, 0.0..i_max * 1.05)?;
     chart
         .configure_mesh()
-        .x_desc("height")
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(grid)
+        .y_labels(8)
+        .x_desc("height (blocks)")
         .y_desc("seconds")
+        .label_style(font(13))
+        .axis_desc_style(font(14))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
     chart.draw_series(LineSeries::new(
-        [(1, spacing as f64), (n.max(2), spacing as f64)],
-        BLACK.stroke_width(1),
+        [(x0, t), (x1, t)],
+        BLACK.mix(0.8).stroke_width(2),
     ))?;
-    for (i, (run, points)) in runs.iter().zip(&smoothed).enumerate() {
-        let color = colors[i % colors.len()];
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), color))?
-            .label(run.algorithm.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    for (i, points) in smoothed.iter().enumerate() {
+        chart.draw_series(LineSeries::new(
+            points.iter().copied(),
+            color(i).mix(0.9).stroke_width(1),
+        ))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE)
-        .border_style(BLACK)
-        .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn si_keeps_three_digits_and_the_prefix() {
+        assert_eq!(si(6e8), "600 M");
+        assert_eq!(si(6e9), "6 G");
+        assert_eq!(si(1.6667e6), "1.67 M");
+        assert_eq!(si(1e10), "10 G");
+        assert_eq!(si(2.5e3), "2.5 k");
+        assert_eq!(si(500.0), "500");
+    }
+
+    #[test]
+    fn log_ticks_label_the_levels_and_never_repeat() {
+        // The README's run: 1 MH/s and 10 MH/s at T = 600 s sit at 600 M and 6 G.
+        let ticks = log_ticks(4.3e8, 8.4e9, &[6e8, 6e9]);
+        assert!(ticks.contains(&6e8) && ticks.contains(&6e9), "{ticks:?}");
+        // 5 G is too close to the 6 G level to get its own label; 1 G and 2 G are not.
+        assert!(!ticks.contains(&5e9), "{ticks:?}");
+        assert!(ticks.contains(&1e9) && ticks.contains(&2e9), "{ticks:?}");
+        let labels: Vec<String> = ticks.iter().map(|&t| si(t)).collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(labels, unique, "a label printed twice");
+        assert!(ticks.windows(2).all(|w| w[1] / w[0] >= 1.5), "{ticks:?}");
+    }
+
+    #[test]
+    fn the_chart_labels_the_levels_and_draws_the_ideal() {
+        let blocks = 400;
+        let cfg = SimConfig {
+            algorithms: vec![Algorithm::Lwma { window: 45 }],
+            spacing: 600,
+            blocks,
+            profile: Profile::parse("1M,10M@200", blocks).expect("a valid profile"),
+            seed: 1,
+            pow_limit: crate::chain::ChainParams::regtest().pow_limit,
+        };
+        let runs = simulate(&cfg);
+        let path = std::env::temp_dir().join(format!("miner-sim-chart-{}.svg", std::process::id()));
+        write_svg(&runs, cfg.spacing, &path).expect("the chart is drawn");
+        let svg = std::fs::read_to_string(&path).expect("the chart was written");
+        std::fs::remove_file(&path).expect("remove the chart");
+        for label in [
+            "600 M",
+            "6 G",
+            "1 MH/s",
+            "10 MH/s",
+            "ideal D = hash rate",
+            "lwma (N = 45)",
+        ] {
+            assert!(svg.contains(label), "no '{label}' in the chart");
+        }
+    }
 }

@@ -319,9 +319,42 @@ fn bench_json_reports_every_kernel_against_sha2() {
 
 #[test]
 fn ctrl_c_stops_mining_cleanly_with_a_summary() {
+    let (status, out) = interrupted_mine(&["--json"]);
+    assert_eq!(status.code(), Some(130), "exit {status:?}: {}", stderr(&out));
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("a summary line"))
+        .expect("summary is JSON");
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["blocks"], 0);
+    assert!(summary["hashes"].as_u64().unwrap() > 100_000, "{summary}");
+    // No block, so no mean: null, not a meaningless 0.
+    for field in [
+        "mean_trials_per_block",
+        "mean_hashes_per_block",
+        "mean_seconds_per_block",
+        "expected_hashes_per_block",
+    ] {
+        assert!(summary[field].is_null(), "{field}: {summary}");
+    }
+}
+
+#[test]
+fn a_run_stopped_before_its_first_block_says_what_was_done_without_a_mean() {
+    let (status, out) = interrupted_mine(&[]);
+    assert_eq!(status.code(), Some(130), "exit {status:?}: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(text.contains("no block found: "), "{text}");
+    assert!(text.contains(" hashes in ") && text.contains("H/s"), "{text}");
+    assert!(!text.contains("mean"), "{text}");
+}
+
+/// `miner mine` at a difficulty it cannot meet in time, stopped by SIGINT after 1.5 s.
+fn interrupted_mine(extra: &[&str]) -> (std::process::ExitStatus, Output) {
     use std::time::{Duration, Instant};
     let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
-        .args(["mine", "--memory", "--difficulty", "1e15", "--json"])
+        .args(["mine", "--memory", "--difficulty", "1e15"])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -345,13 +378,7 @@ fn ctrl_c_stops_mining_cleanly_with_a_summary() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = child.wait_with_output().expect("collect output");
-    assert!(status.success(), "exit {status:?}: {}", stderr(&out));
-    let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("a summary line"))
-        .expect("summary is JSON");
-    assert_eq!(summary["type"], "summary");
-    assert_eq!(summary["interrupted"], true);
-    assert_eq!(summary["blocks"], 0);
-    assert!(summary["hashes"].as_u64().unwrap() > 100_000, "{summary}");
+    (status, out)
 }
 
 const GENESIS: &str = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000";
@@ -467,6 +494,37 @@ fn bench_all_puts_gpu_beside_cpu() {
     assert!(gpu["dispatch_nonces"].as_u64().unwrap() > 0);
     let text = stdout(&miner(&["bench", "--backend", "gpu", "--seconds", "0.3"]));
     assert!(text.starts_with("gpu "), "{text}");
+}
+
+#[test]
+fn bench_says_when_the_gpu_adapter_is_a_cpu_and_reports_cpu_shares() {
+    let out = miner(&["bench", "--backend", "all", "--seconds", "0.3", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for k in v["kernels"].as_array().unwrap() {
+        // Linux reports CPU time, so every measurement has its share; a 0.3 s measurement on one
+        // thread (0.3 CPU seconds asked) is too short to judge, the all-threads one may not be.
+        assert!(k["under_load"].is_boolean(), "{k}");
+        assert!(k["cpu_share_one_thread"].is_null(), "{k}");
+        if let Some(share) = k["cpu_share_all_threads"].as_f64() {
+            assert!(share > 0.0 && share < 1.5, "{k}");
+        }
+    }
+    let gpu = &v["gpu"];
+    let software = gpu["device_type"] == "Cpu";
+    assert_eq!(gpu["software_adapter"], software, "{gpu}");
+    let note = "the GPU adapter is a software rasterizer on the CPU: this ratio is not a GPU's";
+    if software {
+        assert_eq!(gpu["note"], note, "{gpu}");
+    } else {
+        assert!(gpu["note"].is_null(), "{gpu}");
+    }
+    let text = stdout(&miner(&["bench", "--backend", "all", "--seconds", "0.3"]));
+    let ratio_line = text
+        .lines()
+        .find(|l| l.starts_with("gpu/cpu"))
+        .unwrap_or_else(|| panic!("no gpu/cpu line: {text}"));
+    assert_eq!(ratio_line.contains(note), software, "{text}");
 }
 
 /// `miner bench --backend gpu --gpu-sweep` over the given lists, 0.2 s a setting.
@@ -663,32 +721,53 @@ fn every_available_kernel_can_be_forced_and_finds_the_genesis_nonce() {
 }
 
 #[test]
-fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
+fn hidden_kernels_are_never_chosen_and_cannot_be_forced() {
+    // A private data directory, so the kernel cache starts empty and the user's is untouched.
+    let data = std::env::temp_dir().join(format!("miner-hidden-kernels-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
     let run = |disabled: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_miner"))
             .args(args)
             .env("MINER_DISABLE_KERNELS", disabled)
+            .env("XDG_DATA_HOME", &data)
             .output()
             .unwrap()
     };
     let available = miner::hash::Kernel::available();
     let mut hidden: Vec<&str> = Vec::new();
-    // Hide the best kernel, then the next, ...: mining always works, on the next one in order.
+    // Hide the x86 kernels one by one: mining always works, on a kernel that is not hidden.
     for kernel in miner::hash::Kernel::PREFERENCE {
-        if !available.contains(&kernel) {
+        if !available.contains(&kernel) || kernel == miner::hash::Kernel::Soft {
             continue;
         }
+        hidden.push(kernel.name());
         let out = run(
             &hidden.join(","),
-            &["mine", "--memory", "-d", "1e4", "-n", "1", "--threads", "1"],
+            &[
+                "mine",
+                "--memory",
+                "-d",
+                "1e4",
+                "-n",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+            ],
         );
         assert!(out.status.success(), "{}", stderr(&out));
+        let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        let chosen = summary["kernel"].as_str().unwrap();
         assert!(
-            stderr(&out).contains(&format!("cpu ({kernel}, 1 threads)")),
-            "with {hidden:?} hidden expected {kernel}: {}",
-            stderr(&out)
+            !hidden.contains(&chosen) && chosen.parse::<miner::hash::Kernel>().is_ok(),
+            "with {hidden:?} hidden chose {chosen}"
         );
-        hidden.push(kernel.name());
+        let rates = summary["kernel_rates_mhs"].as_object().unwrap();
+        assert!(hidden.iter().all(|h| !rates.contains_key(*h)), "{rates:?}");
+        assert!(
+            rates.contains_key("sha2") && rates.contains_key("soft"),
+            "{rates:?}"
+        );
     }
     let out = run(
         "avx512,sha-ni,avx2",
@@ -701,6 +780,94 @@ fn hidden_kernels_fall_back_in_order_and_cannot_be_forced() {
         "{}",
         stderr(&out)
     );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
+    let dir = std::env::temp_dir().join(format!("miner-kernel-choice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let available: Vec<&str> = miner::hash::Kernel::available()
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    let mine = |extra: &[&str]| {
+        let mut args = vec![
+            "mine",
+            "--datadir",
+            d,
+            "-d",
+            "1e4",
+            "-n",
+            "1",
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let out = miner(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        (summary, stderr(&out))
+    };
+    // First run: measured, every available kernel's rate reported, the cache written.
+    let (first, header) = mine(&["--json"]);
+    assert_eq!(first["kernel_choice"], "calibrated");
+    let kernel = first["kernel"].as_str().unwrap().to_string();
+    assert!(available.contains(&kernel.as_str()), "{kernel}");
+    let rates = first["kernel_rates_mhs"].as_object().unwrap();
+    for k in &available {
+        assert!(rates[*k].as_f64().unwrap() > 0.0, "{k}: {rates:?}");
+    }
+    assert!(
+        header.contains(&format!(
+            "backend cpu ({kernel}, 1 threads); kernel {kernel} (calibrated: "
+        )),
+        "{header}"
+    );
+    let cache = dir.join("kernel-calibration.json");
+    let text = std::fs::read_to_string(&cache).expect("the cache file is written");
+    assert!(
+        text.contains(&format!("\"kernel\": \"{kernel}\"")),
+        "{text}"
+    );
+    // Second run: read from the cache, same kernel, said so.
+    let (second, header) = mine(&["--json"]);
+    assert_eq!(second["kernel_choice"], "cached");
+    assert_eq!(second["kernel"], kernel.as_str());
+    assert!(
+        header.contains(&format!("kernel {kernel} (cached: ")),
+        "{header}"
+    );
+    // --recalibrate measures again; --kernel overrides and reports no rates.
+    let (again, _) = mine(&["--json", "--recalibrate"]);
+    assert_eq!(again["kernel_choice"], "calibrated");
+    let (forced, header) = mine(&["--json", "--kernel", "sha2"]);
+    assert_eq!(forced["kernel_choice"], "--kernel");
+    assert_eq!(forced["kernel"], "sha2");
+    assert!(header.contains("kernel sha2 (--kernel)"), "{header}");
+    // Deleting the file forces a new calibration.
+    std::fs::remove_file(&cache).unwrap();
+    let (fresh, _) = mine(&["--json"]);
+    assert_eq!(fresh["kernel_choice"], "calibrated");
+    // bench says which kernel mine runs and why, with the cache file.
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["bench", "--seconds", "0.05", "--threads", "1", "--json"])
+        .env("XDG_DATA_HOME", &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bench: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        available.contains(&bench["kernel"].as_str().unwrap()),
+        "{bench}"
+    );
+    assert_eq!(bench["kernel_choice"], "calibrated");
+    assert!(bench["kernel_cache_file"]
+        .as_str()
+        .unwrap()
+        .ends_with("kernel-calibration.json"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -753,7 +920,9 @@ fn mine_summary_states_the_mean_with_a_95_percent_interval() {
     let out = miner(&["mine", "--memory", "-d", "2e4", "-n", "30"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("hashes per block: mean "), "{text}");
+    assert!(text.contains("trials per block: mean "), "{text}");
+    assert!(text.contains("hashes done per block: mean "), "{text}");
+    assert!(text.contains("past the winning nonces"), "{text}");
     assert!(text.contains("(95% interval "), "{text}");
     assert!(text.contains("you asked for D = 20000"), "{text}");
 }
@@ -822,6 +991,51 @@ fn retarget_sim_prints_a_table_and_writes_csv_and_svg() {
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v[0]["algorithm"], "asert (half-life 480 s)");
     assert!(v[0]["mean_interval_s"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn retarget_sim_writes_files_only_when_asked() {
+    let dir = std::env::temp_dir().join(format!("miner-sim-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .arg("retarget-sim")
+            .args(["--algo", "asert", "--blocks", "300", "--hashrate", "1M"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run the miner binary");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // No flags: the table, and nothing on disk.
+    let text = run(&[]);
+    assert!(text.contains("asert (half-life 480 s)"), "{text}");
+    assert!(text.contains("no files written"), "{text}");
+    assert_eq!(listing(), Vec::<String>::new(), "retarget-sim wrote files unasked");
+    // --csv alone writes the CSV only.
+    run(&["--csv", "series.csv"]);
+    assert_eq!(listing(), ["series.csv"]);
+    // --out DIR writes both there, creating DIR.
+    let text = run(&["--out", "charts"]);
+    assert!(text.contains("wrote charts/retarget-sim.csv and charts/retarget-sim.svg"), "{text}");
+    let csv = std::fs::read_to_string(dir.join("charts/retarget-sim.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 300);
+    let svg = std::fs::read_to_string(dir.join("charts/retarget-sim.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "not an SVG");
+    // --svg beside --out names its own file.
+    run(&["--out", "charts", "--svg", "mine.svg"]);
+    assert_eq!(listing(), ["charts", "mine.svg", "series.csv"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -956,4 +1170,598 @@ fn mine_continues_the_stored_chain_per_set_of_rules() {
     let stores = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(stores, 2, "one store per set of rules");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn payout_of_another_network_than_the_chain_is_refused() {
+    let mainnet = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+    // The default chain is regtest: a mainnet address is refused before anything is mined,
+    // with a line naming the address, both networks and the fix.
+    let out = miner(&[
+        "mine", "--memory", "-n", "1", "-d", "1e3", "--payout", mainnet, "--json",
+    ]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "mined anyway: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error:"), "{err}");
+    for needle in [
+        "--payout",
+        mainnet,
+        "a mainnet address",
+        "the chain is regtest",
+        "bcrt1",
+        "hex",
+    ] {
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+    }
+    assert_refused(
+        &[
+            "mine",
+            "--memory",
+            "-n",
+            "1",
+            "--payout",
+            "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+        ],
+        &["1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "mainnet", "regtest"],
+    );
+    // A regtest address, and a hex script (any network), mine.
+    for payout in [
+        "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+        "0014751e76e8199196d454941c45d1b3a323f1433bd6",
+    ] {
+        let out = miner(&[
+            "mine", "--memory", "-n", "1", "-d", "1e3", "--payout", payout, "--json",
+        ]);
+        assert!(out.status.success(), "{payout}: {}", stderr(&out));
+    }
+    // A chain file with mainnet's genesis is a mainnet chain: the other way round.
+    let dir = std::env::temp_dir().join(format!("miner-payout-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("main.json");
+    std::fs::write(&file, r#"{"name": "main-like", "genesis": "mainnet"}"#).unwrap();
+    let chain = file.to_str().unwrap();
+    let out = miner(&[
+        "mine", "--memory", "--chain", chain, "-n", "1", "-d", "1e3", "--payout", mainnet,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_refused(
+        &[
+            "mine",
+            "--memory",
+            "--chain",
+            chain,
+            "-n",
+            "1",
+            "--payout",
+            "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+        ],
+        &["a regtest address", "the chain is mainnet", "bc1…"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A scratch directory for one test, empty at the start.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("miner-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts `miner` with `args`, reads its stderr until a line contains `until` (or 30 s pass),
+/// and returns the child (stderr still draining in a thread) and the lines read.
+fn spawn_until(
+    args: &[&str],
+    envs: &[(&str, &std::path::Path)],
+    until: &str,
+) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_miner"));
+    cmd.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start miner");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let done = line.contains(until);
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, seen)
+}
+
+#[test]
+fn no_command_means_mine_and_help_says_so() {
+    // The usage people expect: flags without a command mine.
+    let out = miner(&["--difficulty", "1e3", "--memory", "--blocks", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[1]["height"], 2);
+    assert_eq!(lines[2]["type"], "summary");
+    let short = miner(&["-d", "1e3", "--memory", "-n", "1"]);
+    assert!(short.status.success(), "{}", stderr(&short));
+    assert!(stdout(&short).contains("block     1"), "{}", stdout(&short));
+    // Help says so; help, version and every command still work.
+    let help = miner(&["--help"]);
+    assert!(help.status.success());
+    assert!(
+        stdout(&help).contains("With no command, miner runs `mine`"),
+        "{}",
+        stdout(&help)
+    );
+    assert!(
+        stdout(&help).contains("miner [MINE OPTIONS]"),
+        "{}",
+        stdout(&help)
+    );
+    assert!(stdout(&miner(&["-h"])).contains("With no command"));
+    let version = miner(&["--version"]);
+    assert!(version.status.success());
+    assert!(
+        stdout(&version).starts_with("miner "),
+        "{}",
+        stdout(&version)
+    );
+    assert!(stdout(&miner(&["mine", "--help"])).contains("--difficulty"));
+    let devices = miner(&["devices", "--json"]);
+    assert!(devices.status.success(), "{}", stderr(&devices));
+    // A mistyped command is still reported as one, not mined.
+    assert_refused(&["mien", "-d", "1e3"], &["unrecognized subcommand 'mien'"]);
+    // A flag mine lacks is an error about mine's flags.
+    assert_refused(&["--no-such-flag"], &["--no-such-flag"]);
+    // Plain `miner` mines on the user's data directory (a scratch HOME here).
+    let home = scratch("plain-home");
+    let (mut child, seen) = spawn_until(
+        &[],
+        &[("HOME", &home), ("XDG_DATA_HOME", &home.join("data"))],
+        "mining on",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains("mining on the regtest chain in"), "{text}");
+    assert!(
+        text.contains(&home.join("data").join("miner").display().to_string()),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
+#[test]
+fn threads_far_above_the_cpu_count_are_refused_at_once() {
+    let dir = scratch("threads-node");
+    let node_dir = dir.to_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    for cmd in [
+        &["--memory", "-n", "1"][..],
+        &["scan", "--header", GENESIS, "--count", "10"][..],
+        &["bench", "--seconds", "0.1"][..],
+        &["node", "--rpcport", "0", "--datadir", &node_dir][..],
+    ] {
+        let args: Vec<&str> = cmd.iter().copied().chain(["--threads", "10000"]).collect();
+        assert_refused(
+            &args,
+            &[
+                "--threads 10000",
+                "at most",
+                "per logical CPU",
+                "this machine has",
+            ],
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // A few threads more than the CPUs still work.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let more = (cpus + 2).to_string();
+    let out = miner(&["--memory", "-d", "1e3", "-n", "1", "--threads", &more]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_chain_file_is_named_with_the_presets() {
+    for name in [
+        "nosuchfile",
+        "nosuchfile.json",
+        "/nonexistent/dir/chain.json",
+    ] {
+        assert_refused(
+            &["--memory", "--chain", name],
+            &[
+                "--chain",
+                &format!("no file '{name}' exists"),
+                "presets: regtest",
+            ],
+        );
+    }
+    assert_refused(&["--memory", "--chain", "nosuchfile"], &["relative to"]);
+}
+
+#[test]
+fn adapter_numbers_are_indices_only() {
+    let list: Vec<Value> = serde_json::from_str(&stdout(&miner(&["devices", "--json"]))).unwrap();
+    assert!(!list.is_empty(), "no adapter: install mesa-vulkan-drivers");
+    // A number that is no index but appears in an adapter's name ("15" in llvmpipe's
+    // "LLVM 15.0.6") must not select that adapter by name.
+    let names: Vec<String> = list
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    let in_a_name = names
+        .iter()
+        .flat_map(|n| {
+            n.split(|c: char| !c.is_ascii_digit())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|d| d.parse::<usize>().ok())
+        .find(|&d| d >= list.len());
+    let missing = in_a_name.unwrap_or(list.len()).to_string();
+    let scan = |adapter: &str| {
+        miner(&[
+            "scan",
+            "--header",
+            GENESIS,
+            "--count",
+            "1000",
+            "--backend",
+            "gpu",
+            "--adapter",
+            adapter,
+        ])
+    };
+    let out = scan(&missing);
+    assert!(
+        !out.status.success(),
+        "--adapter {missing} succeeded: {}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("no adapter with index {missing}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("0: {}", names[0])), "{err}");
+    // A real index and part of a name still select.
+    let out = scan("0");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part: String = names[0].chars().take(4).collect();
+    let out = scan(&part);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn flags_the_controller_or_backend_ignore_are_warned_about() {
+    let warned = |args: &[&str], needle: &str| {
+        let mut all = vec!["--memory", "-d", "1e3", "-n", "1"];
+        all.extend_from_slice(args);
+        let out = miner(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].contains(needle), "{args:?}: {err}");
+    };
+    warned(
+        &["--retarget", "fixed", "--block-time", "5"],
+        "--block-time ignored",
+    );
+    warned(
+        &["--retarget", "fixed", "--window", "5", "--half-life", "60"],
+        "--window, --half-life ignored",
+    );
+    warned(
+        &["--retarget", "asert", "--window", "5"],
+        "--window ignored: asert",
+    );
+    warned(
+        &["--retarget", "lwma", "--half-life", "60"],
+        "--half-life ignored: lwma",
+    );
+    warned(
+        &["--retarget", "bitcoin", "--half-life", "60"],
+        "--half-life ignored: bitcoin",
+    );
+    warned(
+        &["--adapter", "0"],
+        "--adapter ignored: the backend is the CPU",
+    );
+    warned(
+        &["--gpu-workgroup-size", "64"],
+        "--gpu-workgroup-size ignored",
+    );
+    // Flags the controller reads bring no warning.
+    for ok in [
+        &["--retarget", "asert", "--half-life", "60"][..],
+        &["--retarget", "lwma", "--block-time", "2", "--window", "10"][..],
+        &["--block-time", "5"][..],
+        &[][..],
+    ] {
+        let mut all = vec!["--memory", "-d", "1e3", "-n", "1"];
+        all.extend_from_slice(ok);
+        let out = miner(&all);
+        assert!(out.status.success(), "{ok:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("warning"),
+            "{ok:?}: {}",
+            stderr(&out)
+        );
+    }
+    // lwma cannot see a 1 s target (whole-second header times): refused, with the fix.
+    assert_refused(
+        &["--memory", "--retarget", "lwma", "--block-time", "1"],
+        &["--block-time 1", "lwma", "whole", "--block-time 2"],
+    );
+    let dir = scratch("lwma-file");
+    let file = dir.join("fast.json");
+    std::fs::write(
+        &file,
+        r#"{"controller": {"retarget": "lwma", "block_time": 1}}"#,
+    )
+    .unwrap();
+    assert_refused(
+        &["--memory", "--chain", file.to_str().unwrap()],
+        &["controller.block_time 1", "lwma"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mesa_runtime_dir_complaint_stays_off_the_terminal() {
+    for args in [
+        &["devices"][..],
+        &[
+            "scan",
+            "--header",
+            GENESIS,
+            "--count",
+            "1000",
+            "--backend",
+            "gpu",
+        ][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("XDG_RUNTIME_DIR"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("llvmpipe") || args[0] == "scan",
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn a_new_chain_lists_the_other_chains_of_the_data_directory() {
+    let dir = scratch("other-chains");
+    let d = dir.to_str().unwrap();
+    let out = miner(&["--datadir", d, "-d", "1e3", "-n", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("note:"),
+        "first chain, nothing to list: {}",
+        stderr(&out)
+    );
+    let out = miner(&["--datadir", d, "-d", "1e3", "--block-time", "5", "-n", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("is new;"), "{err}");
+    assert!(err.contains("1 other chain"), "{err}");
+    assert!(
+        err.contains("height 2; flags: --difficulty 1000\n"),
+        "{err}"
+    );
+    // The flags listed select that chain again: it continues at height 2.
+    let out = miner(&["--datadir", d, "--difficulty", "1000", "-n", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at height 2"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("note:"), "not new: {}", stderr(&out));
+    let asert = "--difficulty 1000 --retarget asert --block-time 5 --half-life 240";
+    let out = miner(
+        &[
+            &["--datadir", d, "-n", "1"][..],
+            &asert.split(' ').collect::<Vec<_>>(),
+        ]
+        .concat(),
+    );
+    assert!(stderr(&out).contains("at height 1"), "{}", stderr(&out));
+    // `miner node` on a new chain lists them too.
+    let (mut node, seen) = spawn_until(
+        &[
+            "node",
+            "--datadir",
+            d,
+            "--rpcport",
+            "0",
+            "-d",
+            "5e3",
+            "--threads",
+            "1",
+        ],
+        &[],
+        "listening on",
+    );
+    let _ = node.kill();
+    let _ = node.wait();
+    let text = seen.join("\n");
+    assert!(text.contains("2 other chains"), "{text}");
+    assert!(
+        text.contains("height 3; flags: --difficulty 1000"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("height 2; flags: {asert}")),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_second_process_on_the_same_store_is_told_another_miner_holds_it() {
+    let dir = scratch("locked");
+    let d = dir.to_str().unwrap();
+    let (mut node, seen) = spawn_until(
+        &[
+            "node",
+            "--datadir",
+            d,
+            "--rpcport",
+            "0",
+            "-d",
+            "1e3",
+            "--threads",
+            "1",
+        ],
+        &[],
+        "listening on",
+    );
+    assert!(seen.iter().any(|l| l.contains("listening on")), "{seen:?}");
+    let started = std::time::Instant::now();
+    let out = miner(&["mine", "--datadir", d, "-d", "1e3", "-n", "1"]);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("in use by another miner process"), "{err}");
+    assert!(err.contains("chain.redb"), "{err}");
+    assert!(err.contains(d), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A clock for the library test: starts where told, and `sleep` moves it on without waiting.
+struct FakeClock(std::sync::atomic::AtomicU64);
+
+impl miner::mining::Clock for FakeClock {
+    fn now(&self) -> u32 {
+        (self.0.load(std::sync::atomic::Ordering::SeqCst) / 1000) as u32
+    }
+    fn sleep(&self, d: std::time::Duration) {
+        self.0
+            .fetch_add(d.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn mining_waits_for_the_clock_instead_of_failing_time_too_new() {
+    use miner::backend::CpuBackend;
+    use miner::chain::{Chain, ChainParams, MAX_FUTURE_BLOCK_TIME};
+    use miner::mining::{mine_next_with_clock, next_template_at, search, Clock, MineOutcome};
+    use miner::pow::retarget::RetargetParams;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let params = ChainParams::regtest();
+    let bits = "1e3"
+        .parse::<miner::pow::Difficulty>()
+        .unwrap()
+        .to_target()
+        .to_compact_lossy();
+    let mut chain = Chain::new(
+        params.clone(),
+        RetargetParams::fixed(bits, params.pow_limit),
+    );
+    let backend = CpuBackend::new(miner::hash::Kernel::best(), Some(1)).unwrap();
+    let payout = bitcoin::ScriptBuf::from_bytes(vec![0x51]); // OP_TRUE
+    let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+    // Twelve blocks stamped 100 s past the future limit of an earlier clock: the state a fast
+    // miner reaches after ~43,000 blocks at D = 1000.
+    let now0: u32 = 1_800_000_000;
+    let ahead = FakeClock(AtomicU64::new(
+        u64::from(now0 + MAX_FUTURE_BLOCK_TIME + 100) * 1000,
+    ));
+    for _ in 0..12 {
+        let outcome = mine_next_with_clock(
+            &mut chain,
+            &backend,
+            &payout,
+            &cancel,
+            &progress,
+            &ahead,
+            &mut |w| panic!("waited {w}"),
+        )
+        .unwrap();
+        assert!(matches!(outcome, MineOutcome::Mined(_)));
+    }
+    let mtp = chain.median_time_past();
+    assert!(mtp >= now0 + MAX_FUTURE_BLOCK_TIME + 100, "{mtp}");
+    let needed = mtp + 1 - (now0 + MAX_FUTURE_BLOCK_TIME);
+    // Without waiting, the chain refuses our own block at the real clock.
+    let template = next_template_at(&chain, &payout, now0).unwrap();
+    let found = search(&template, &backend, &cancel, &progress)
+        .unwrap()
+        .ok()
+        .unwrap();
+    let refused = chain.submit(found.block, now0).unwrap_err().to_string();
+    assert!(refused.contains("time-too-new"), "{refused}");
+    // The miner waits (on the fake clock, so at once), tells why once, and mines.
+    let clock = FakeClock(AtomicU64::new(u64::from(now0) * 1000));
+    let mut waits = Vec::new();
+    let outcome = mine_next_with_clock(
+        &mut chain,
+        &backend,
+        &payout,
+        &cancel,
+        &progress,
+        &clock,
+        &mut |w| waits.push(w),
+    )
+    .unwrap();
+    let MineOutcome::Mined(block) = outcome else {
+        panic!("not mined: {outcome:?}");
+    };
+    assert_eq!(waits, vec![needed]);
+    assert_eq!(block.height, 13);
+    assert_eq!(chain.height(), 13);
+    assert!(
+        clock.now() >= now0 + needed,
+        "the clock did not move: {}",
+        clock.now()
+    );
+    assert!(block.block.header.time <= clock.now() + MAX_FUTURE_BLOCK_TIME);
+    assert!(block.block.header.time > mtp);
+    // A cancel during the wait ends it without a block.
+    let stuck = FakeClock(AtomicU64::new(u64::from(now0) * 1000));
+    let cancelled = AtomicBool::new(true);
+    let outcome = mine_next_with_clock(
+        &mut chain,
+        &backend,
+        &payout,
+        &cancelled,
+        &progress,
+        &stuck,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        matches!(outcome, MineOutcome::Cancelled { hashes: 0, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(chain.height(), 13);
 }

@@ -180,3 +180,193 @@ fn every_kernel_name_parses_back() {
     }
     assert!("avx1024".parse::<Kernel>().is_err());
 }
+
+mod calibration {
+    use miner::hash::calibrate::{
+        calibrate, CacheEntry, CacheFile, ChoiceReason, CpuIdentity, KernelChoice, KernelRate,
+        CACHE_FILE,
+    };
+    use miner::hash::Kernel;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// A fresh directory for one test's cache.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("miner-calibration-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const QUICK: Duration = Duration::from_millis(10);
+
+    fn resolve(dir: &std::path::Path, available: &[Kernel], recalibrate: bool) -> KernelChoice {
+        KernelChoice::resolve_with(None, Some(dir), recalibrate, available, QUICK)
+    }
+
+    #[test]
+    fn calibration_measures_every_available_kernel_and_ranks_them() {
+        let available = Kernel::available();
+        let rates = calibrate(&available, QUICK);
+        assert_eq!(rates.len(), available.len(), "{rates:?}");
+        for k in &available {
+            let r = rates.iter().find(|r| r.kernel == k.name());
+            assert!(
+                r.is_some_and(|r| r.mhs > 0.0),
+                "{k} not measured: {rates:?}"
+            );
+        }
+        assert!(
+            rates.windows(2).all(|w| w[0].mhs >= w[1].mhs),
+            "not fastest first: {rates:?}"
+        );
+        // Whatever wins here, the process-wide choice is one of the available kernels.
+        assert!(available.contains(&Kernel::best()));
+    }
+
+    #[test]
+    fn the_choice_is_written_read_back_and_remeasured_on_request() {
+        let dir = temp_dir("roundtrip");
+        let available = Kernel::available();
+        let first = resolve(&dir, &available, false);
+        assert_eq!(first.reason, ChoiceReason::Calibrated);
+        assert!(available.contains(&first.kernel));
+        assert_eq!(
+            first.rates[0].kernel,
+            first.kernel.name(),
+            "the fastest wins"
+        );
+        assert_eq!(first.cache_file, Some(dir.join(CACHE_FILE)));
+        assert!(first.warning.is_none(), "{:?}", first.warning);
+        let file = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
+        let entry = file.find(&CpuIdentity::current()).expect("entry written");
+        assert_eq!(entry.kernel, first.kernel.name());
+        assert_eq!(entry.identity.miner_version, env!("CARGO_PKG_VERSION"));
+
+        let second = resolve(&dir, &available, false);
+        assert_eq!(second.reason, ChoiceReason::Cached);
+        assert_eq!(second.kernel, first.kernel);
+        // The cached rates are reported (JSON keeps them to within a rounding).
+        assert_eq!(second.rates.len(), first.rates.len());
+        for (a, b) in second.rates.iter().zip(&first.rates) {
+            assert_eq!(a.kernel, b.kernel);
+            assert!((a.mhs - b.mhs).abs() <= 1e-9 * b.mhs, "{a:?} vs {b:?}");
+        }
+
+        let again = resolve(&dir, &available, true);
+        assert_eq!(again.reason, ChoiceReason::Calibrated);
+        let file = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
+        assert_eq!(file.entries.len(), 1, "a recalibration replaces its entry");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cache_is_what_decides_until_the_kernel_set_or_version_changes() {
+        let dir = temp_dir("invalidate");
+        let available = Kernel::available();
+        // An entry for this CPU that ranks the portable kernel first: only a run that reads the
+        // cache would pick it.
+        let rigged = CacheEntry {
+            identity: CpuIdentity::with_kernels(&available),
+            kernel: "soft".into(),
+            rates_mhs: vec![
+                KernelRate {
+                    kernel: "soft".into(),
+                    mhs: 1e6,
+                },
+                KernelRate {
+                    kernel: "sha2".into(),
+                    mhs: 1.0,
+                },
+            ],
+            calibration_ms: 1.0,
+            calibrated_unix: 0,
+        };
+        let mut old_version = rigged.clone();
+        old_version.identity.miner_version = "0.0.0-older".into();
+        old_version.identity.kernels = vec!["sha2".into(), "soft".into()];
+        let cache = CacheFile {
+            entries: vec![rigged, old_version],
+        };
+        cache.save(&dir.join(CACHE_FILE)).unwrap();
+        let cached = resolve(&dir, &available, false);
+        assert_eq!(cached.reason, ChoiceReason::Cached);
+        assert_eq!(cached.kernel, Kernel::Soft);
+
+        // Another kernel set (as MINER_DISABLE_KERNELS or another CPU makes): measured, and its
+        // own entry added; the older version's entry is not used.
+        let fewer = [Kernel::Sha2, Kernel::Soft];
+        let other = resolve(&dir, &fewer, false);
+        assert_eq!(other.reason, ChoiceReason::Calibrated);
+        assert!(fewer.contains(&other.kernel), "{:?}", other.kernel);
+        assert_eq!(other.rates.len(), 2);
+        let file = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
+        assert_eq!(file.entries.len(), 3);
+        assert_eq!(resolve(&dir, &fewer, false).reason, ChoiceReason::Cached);
+        // The first entry is still there and still used.
+        assert_eq!(resolve(&dir, &available, false).kernel, Kernel::Soft);
+
+        // A cached winner that this CPU no longer offers is never returned.
+        let gone = resolve(&dir, &[Kernel::Sha2], false);
+        assert_eq!(gone.kernel, Kernel::Sha2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kernel_flag_overrides_without_measuring_or_writing() {
+        let dir = temp_dir("flag");
+        let choice = KernelChoice::resolve_with(
+            Some(Kernel::Sha2),
+            Some(&dir),
+            false,
+            &Kernel::available(),
+            QUICK,
+        );
+        assert_eq!(choice.kernel, Kernel::Sha2);
+        assert_eq!(choice.reason, ChoiceReason::Flag);
+        assert!(choice.rates.is_empty());
+        assert!(!dir.join(CACHE_FILE).exists());
+        assert_eq!(choice.summary(), "sha2 (--kernel)");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_broken_cache_is_a_warning_and_is_rewritten() {
+        let dir = temp_dir("broken");
+        std::fs::write(dir.join(CACHE_FILE), "{ not json").unwrap();
+        let choice = resolve(&dir, &Kernel::available(), false);
+        assert_eq!(choice.reason, ChoiceReason::Calibrated);
+        let warning = choice.warning.expect("a warning about the bad file");
+        assert!(
+            warning.contains(CACHE_FILE) && warning.contains("not a calibration file"),
+            "{warning}"
+        );
+        assert!(CacheFile::load(&dir.join(CACHE_FILE)).is_ok(), "rewritten");
+        assert_eq!(
+            resolve(&dir, &Kernel::available(), false).reason,
+            ChoiceReason::Cached
+        );
+
+        // A data directory that cannot hold the file (it is a plain file): still a choice.
+        let blocked = dir.join("not-a-dir");
+        std::fs::write(&blocked, "x").unwrap();
+        let choice = resolve(&blocked, &Kernel::available(), false);
+        assert_eq!(choice.reason, ChoiceReason::Calibrated);
+        assert!(Kernel::available().contains(&choice.kernel));
+        let warning = choice
+            .warning
+            .expect("a warning about the unwritable cache");
+        assert!(warning.contains("cannot write"), "{warning}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cpu_model_is_named() {
+        let id = CpuIdentity::current();
+        assert!(!id.cpu.trim().is_empty());
+        assert!(id.kernels.contains(&"soft".to_string()));
+        #[cfg(target_arch = "x86_64")]
+        assert!(id.cpu.contains("family"), "{}", id.cpu);
+    }
+}

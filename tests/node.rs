@@ -543,3 +543,195 @@ fn other_calls_are_answered_while_generatetoaddress_mines() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Core's `GetDifficulty` (src/rpc/blockchain.cpp), written out here independently of `miner`:
+/// `0xffff / mantissa`, scaled by 256 per step of the size byte from 29.
+fn core_get_difficulty(bits: u32) -> f64 {
+    let mut shift = (bits >> 24) & 0xff;
+    let mut diff = 65535.0 / f64::from(bits & 0x00ff_ffff);
+    while shift < 29 {
+        diff *= 256.0;
+        shift += 1;
+    }
+    while shift > 29 {
+        diff /= 256.0;
+        shift -= 1;
+    }
+    diff
+}
+
+/// The target of well-formed nBits in display-order hex, decoded by the `bitcoin` crate.
+fn target_hex(bits: u32) -> String {
+    hex::encode(bitcoin::Target::from_compact(CompactTarget::from_consensus(bits)).to_be_bytes())
+}
+
+#[test]
+fn submitblock_says_high_hash_for_unusable_nbits_and_bad_diffbits_for_merely_wrong_ones() {
+    let node = Node::start("diffbits", &[]);
+    let t = node.rpc("getblocktemplate", json!([{"rules": ["segwit"]}]))["result"].clone();
+    let demanded = u32::from_str_radix(t["bits"].as_str().unwrap(), 16).unwrap();
+    let good = block_from_template(&t, 1);
+    let submit = |block: &Block| {
+        node.rpc("submitblock", json!([hex::encode(serialize(block))]))["result"].clone()
+    };
+    let with_bits = |bits: u32| {
+        let mut b = good.clone();
+        b.header.bits = CompactTarget::from_consensus(bits);
+        b
+    };
+    // Negative (sign bit with a non-zero mantissa), overflowing, zero: CheckProofOfWork fails,
+    // and Core's CheckBlockHeader answers high-hash.
+    for bits in [
+        0x1f80_ffff,
+        0x2080_0001,
+        0xff12_3456,
+        0x2300_0001,
+        0x1f00_0000,
+    ] {
+        assert_eq!(submit(&with_bits(bits)), "high-hash", "nBits {bits:08x}");
+    }
+    // Decodable, met by the hash, but above regtest's pow limit (0x207fffff): high-hash too.
+    for bits in [0x2100_ffff, 0x2100_8000] {
+        let mut b = with_bits(bits);
+        regrind(&mut b, &target_hex(bits));
+        assert_eq!(submit(&b), "high-hash", "nBits {bits:08x}");
+    }
+    // Within the limit and met, but not what the difficulty rule demands: bad-diffbits, for
+    // easier bits (the limit itself) and for slightly harder ones.
+    for bits in [0x207f_ffff, demanded - 1] {
+        let mut b = with_bits(bits);
+        regrind(&mut b, &target_hex(bits));
+        assert_eq!(submit(&b), "bad-diffbits", "nBits {bits:08x}");
+    }
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    assert_eq!(submit(&good), Value::Null);
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
+    // Every difficulty the node shows is Core's GetDifficulty of the tip's nBits.
+    let core = core_get_difficulty(demanded);
+    assert_eq!(node.rpc("getdifficulty", json!([]))["result"], json!(core));
+    assert_eq!(
+        node.rpc("getmininginfo", json!([]))["result"]["difficulty"],
+        json!(core)
+    );
+    let info = node.rpc("getblockchaininfo", json!([]))["result"].clone();
+    assert_eq!(info["difficulty"], json!(core));
+    assert_eq!(info["blocks"], 1);
+    let hash = good.block_hash().to_string();
+    assert_eq!(info["bestblockhash"], hash);
+    assert_eq!(
+        node.rpc("getblockheader", json!([hash]))["result"]["difficulty"],
+        json!(core)
+    );
+}
+
+#[test]
+fn difficulty_of_sign_bit_nbits_is_cores_figure_not_zero() {
+    // A chain whose genesis carries nBits 0x1d80ffff (negative to SetCompact): Core's
+    // getdifficulty still shows 0xffff / 0x80ffff.
+    let mut genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest);
+    genesis.header.bits = CompactTarget::from_consensus(0x1d80_ffff);
+    let file = std::env::temp_dir().join(format!("miner-signbits-{}.json", std::process::id()));
+    std::fs::write(
+        &file,
+        json!({"name": "signbits", "genesis": hex::encode(serialize(&genesis))}).to_string(),
+    )
+    .unwrap();
+    let node = Node::start("signbits", &["--chain", file.to_str().unwrap()]);
+    let expected = 65535.0 / 8_454_143.0;
+    assert_eq!(core_get_difficulty(0x1d80_ffff), expected);
+    assert_eq!(
+        node.rpc("getdifficulty", json!([]))["result"],
+        json!(expected)
+    );
+    assert_eq!(
+        node.rpc("getblockchaininfo", json!([]))["result"]["difficulty"],
+        json!(expected)
+    );
+    assert_eq!(
+        node.rpc("getmininginfo", json!([]))["result"]["difficulty"],
+        json!(expected)
+    );
+    let hash = genesis.block_hash().to_string();
+    let header = node.rpc("getblockheader", json!([hash]))["result"].clone();
+    assert_eq!(header["bits"], "1d80ffff");
+    assert_eq!(header["difficulty"], json!(expected));
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn generatetoaddress_refuses_another_networks_address_with_minus_5_and_mines_nothing() {
+    let node = Node::start("network", &[]);
+    for mainnet in [
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+        "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+    ] {
+        let r = node.rpc("generatetoaddress", json!([1, mainnet]));
+        assert_eq!(r["error"]["code"], -5, "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or("");
+        assert!(message.starts_with("Error: Invalid address"), "{r}");
+        assert!(
+            message.contains(mainnet) && message.contains("mainnet"),
+            "{r}"
+        );
+        assert!(message.contains("regtest"), "{r}");
+    }
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    // A testnet-style base58 address is a regtest address too (as in Core): it mines.
+    let r = node.rpc(
+        "generatetoaddress",
+        json!([1, "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"]),
+    );
+    assert_eq!(r["result"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
+}
+
+#[test]
+fn mine_for_a_bare_host_port_node_url_mines_and_hopeless_urls_fail_at_once() {
+    let node = Node::start("bareurl", &[]);
+    let cookie = node.dir.join(".cookie");
+    // `127.0.0.1:PORT`, no scheme, is taken as http://127.0.0.1:PORT.
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["mine", "--node", &node.addr, "--rpccookiefile"])
+        .arg(&cookie)
+        .args(["--blocks", "2", "--threads", "1", "--json"])
+        .output()
+        .expect("run miner");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains(&format!("mining for the node at http://{}", node.addr)),
+        "{stderr}"
+    );
+    assert_eq!(stdout.matches("\"accepted\":true").count(), 2, "{stdout}");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 2);
+    // URLs no retry can fix: one error line naming --node and the fix, within seconds.
+    let port = node.addr.rsplit(':').next().unwrap().to_string();
+    for (url, why) in [
+        (format!("ftp://127.0.0.1:{port}"), "scheme 'ftp'"),
+        (format!("https://127.0.0.1:{port}"), "plain HTTP only"),
+        ("http://:18443".to_string(), "no host"),
+        ("127.0.0.1:99999".to_string(), "port 99999"),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .args(["mine", "--node", &url, "--rpccookiefile"])
+            .arg(&cookie)
+            .args(["--blocks", "1", "--threads", "1"])
+            .output()
+            .expect("run miner");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+        assert!(stderr.starts_with("error: --node: "), "{url}: {stderr}");
+        assert!(
+            stderr.contains(why) && stderr.contains("http://HOST:PORT"),
+            "{url}: {stderr}"
+        );
+        assert!(!stderr.contains("retrying"), "{url}: {stderr}");
+    }
+}

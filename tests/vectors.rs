@@ -8,7 +8,7 @@ use bitcoin::{BlockHash, TxMerkleNode};
 use miner::backend::{Backend, CpuBackend, StopAt};
 use miner::block::{header_bits, header_bytes};
 use miner::hash::{display_hash, sha256d, Job, Kernel};
-use miner::pow::Target;
+use miner::pow::{CompactTarget, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 struct Vector {
@@ -139,4 +139,78 @@ fn cpu_backend_stops_on_cancel_and_says_so() {
         .unwrap();
     assert!(report.cancelled);
     assert!(report.hashes < 1 << 32);
+}
+
+// Bitcoin Core's unit test for `GetDifficulty` (src/test/blockchain_tests.cpp), one test per
+// case and with Core's own tolerance (|difficulty - expected| < 0.00001): bdiff from nBits alone.
+
+/// Core's `TestDifficulty(nbits, expected)`.
+fn core_difficulty(bits: u32, expected: f64) {
+    let got = CompactTarget::from_consensus(bits).bdiff();
+    assert!(
+        (got - expected).abs() < 0.00001,
+        "Difficulty of 0x{bits:08x} was {got} but was expected to be {expected}"
+    );
+}
+
+#[test]
+fn get_difficulty_for_very_low_target() {
+    core_difficulty(0x1f111111, 0.000001);
+}
+
+#[test]
+fn get_difficulty_for_low_target() {
+    core_difficulty(0x1ef88f6f, 0.000016);
+}
+
+#[test]
+fn get_difficulty_for_mid_target() {
+    core_difficulty(0x1df88f6f, 0.004023);
+}
+
+#[test]
+fn get_difficulty_for_high_target() {
+    core_difficulty(0x1cf88f6f, 1.029916);
+}
+
+#[test]
+fn get_difficulty_for_very_high_target() {
+    // With Core's absolute tolerance this is bit-for-bit equality at 5.9e24.
+    core_difficulty(0x12345678, 5913134931067755359633408.0);
+}
+
+#[test]
+fn get_difficulty_of_sign_bit_nbits_uses_the_mantissa_as_core_does() {
+    // SetCompact calls these negative (or zero), so they have no target; Core's GetDifficulty
+    // still divides 0xffff by the whole 24-bit mantissa.
+    assert_eq!(
+        CompactTarget::from_consensus(0x1d80_0000).bdiff(),
+        65535.0 / 8_388_608.0
+    );
+    assert_eq!(
+        CompactTarget::from_consensus(0x1d80_ffff).bdiff(),
+        65535.0 / 8_454_143.0
+    );
+    assert!(Target::from_compact(CompactTarget::from_consensus(0x1d80_ffff)).is_err());
+    // Regtest's 0x207fffff: 0xffff / 0x7fffff / 256^3, Core's 4.656542373906925e-10.
+    let regtest = CompactTarget::from_consensus(0x207f_ffff).bdiff();
+    assert_eq!(regtest, 65535.0 / 8_388_607.0 / 256.0 / 256.0 / 256.0);
+    assert!((regtest - 4.656_542_373_906_925e-10).abs() < 1e-24);
+}
+
+#[test]
+fn bdiff_from_nbits_agrees_with_the_exact_target_ratio_on_real_headers() {
+    for v in VECTORS {
+        let bits = CompactTarget::from_consensus(v.bits);
+        let exact = Target::from_compact(bits).unwrap().bdiff();
+        let core = bits.bdiff();
+        assert!(
+            ((core - exact) / exact).abs() < 1e-15,
+            "block {}: {core} vs {exact}",
+            v.height
+        );
+    }
+    // Block 125552 (0x1a44b9f2), as explorers show it.
+    let b = CompactTarget::from_consensus(0x1a44_b9f2).bdiff();
+    assert!((b - 244_112.487_774_77).abs() < 1e-6, "{b}");
 }

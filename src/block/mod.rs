@@ -4,7 +4,9 @@
 mod payout;
 mod template;
 
-pub use payout::{parse_payout, PayoutError, DEFAULT_PAYOUT_HEX};
+pub use payout::{
+    network_name, parse_payout, Payout, PayoutError, WrongNetwork, DEFAULT_PAYOUT_HEX,
+};
 pub use template::{MiningJob, Template};
 
 use crate::hash::sha256d;

@@ -287,6 +287,15 @@ impl Chain {
         self.median_time_after(self.tip())
     }
 
+    /// Core's `CheckProofOfWork`: `bits` decode to a positive target that is not above the
+    /// chain's pow limit, and `hash` (raw byte order) meets it.
+    pub fn proof_of_work_holds(&self, bits: CompactTarget, hash: &[u8; 32]) -> bool {
+        match Target::from_compact(bits) {
+            Ok(target) => target <= self.retarget.pow_limit && target.is_met_by(hash),
+            Err(_) => false,
+        }
+    }
+
     /// Validates `block` against its parent, stores it (durably, when the chain has a store)
     /// and moves the tip if its branch now has the most work. `now` is the wall clock (seconds
     /// since 1970) for the future-time rule.
@@ -295,10 +304,12 @@ impl Chain {
         if self.entries.contains_key(&hash) {
             return Err(Reject::Duplicate.into());
         }
-        // Context-free checks first, as Core's CheckBlock does.
+        // Context-free checks first, as Core's CheckBlock does. Core's CheckProofOfWork fails
+        // for nBits that are negative, overflow or zero, or whose target is above the pow limit,
+        // and CheckBlockHeader calls all of that "high-hash", as it does a hash above the target.
+        // "bad-diffbits" is only for well-formed nBits that differ from what the rule demands.
         let bits = header_bits(&block.header);
-        let target = Target::from_compact(bits).map_err(|_| Reject::BadDiffBits)?;
-        if !target.is_met_by(&hash) {
+        if !self.proof_of_work_holds(bits, &hash) {
             return Err(Reject::HighHash.into());
         }
         if !block.check_merkle_root() {
@@ -519,6 +530,63 @@ mod tests {
         assert_eq!(c.submit(good.clone(), now).unwrap(), Accepted::Tip);
         assert_eq!(c.height(), 1);
         assert_eq!(refused(&mut c, good, now), Reject::Duplicate);
+    }
+
+    #[test]
+    fn undecodable_or_above_limit_bits_are_high_hash_and_merely_wrong_bits_bad_diffbits() {
+        // Regtest limit 0x207fffff; the chain demands 0x2000ffff.
+        let mut c = regtest();
+        let now = 1_700_000_000;
+        let good = next_block(&c, now, c.params().subsidy(1), 1);
+        let with_bits = |bits: u32| {
+            let mut b = good.clone();
+            b.header.bits = bitcoin::CompactTarget::from_consensus(bits);
+            b
+        };
+        // nBits CheckProofOfWork cannot use: negative (sign bit, non-zero mantissa), overflow,
+        // zero (also the sign-bit twin of zero). No hash can make these valid.
+        for bits in [
+            0x2080_ffff,
+            0x1d80_ffff,
+            0xff12_3456,
+            0x2300_0001,
+            0x2000_0000,
+            0x0480_0000,
+        ] {
+            assert_eq!(
+                refused(&mut c, with_bits(bits), now),
+                Reject::HighHash,
+                "nBits 0x{bits:08x}"
+            );
+        }
+        // Decodable but easier than the pow limit (0x2100_8000 is 2^255, just above it):
+        // high-hash even though the hash meets the target.
+        for bits in [0x2100_ffff, 0x2100_8000] {
+            let mut above = with_bits(bits);
+            remine(&mut above);
+            assert!(Target::from_compact(header_bits(&above.header))
+                .unwrap()
+                .is_met_by(&header_hash(&above.header)));
+            assert!(!c.proof_of_work_holds(header_bits(&above.header), &header_hash(&above.header)));
+            assert_eq!(
+                refused(&mut c, above, now),
+                Reject::HighHash,
+                "nBits 0x{bits:08x}"
+            );
+        }
+        // Well-formed, within the limit, met by the hash, but not the demanded bits: easier
+        // (the limit itself) and harder than demanded.
+        for bits in [0x207f_ffff, 0x1f00_ffff] {
+            let mut wrong = with_bits(bits);
+            remine(&mut wrong);
+            assert!(c.proof_of_work_holds(header_bits(&wrong.header), &header_hash(&wrong.header)));
+            assert_eq!(
+                refused(&mut c, wrong, now),
+                Reject::BadDiffBits,
+                "nBits 0x{bits:08x}"
+            );
+        }
+        assert_eq!(c.submit(good, now).unwrap(), Accepted::Tip);
     }
 
     /// Mines a block on `parent` at `bits` (the chain must expect those bits).

@@ -35,17 +35,28 @@ pub struct ChainParams {
     pub pow_limit: Target,
     /// The controller this chain asks for, if any.
     pub controller: ControllerDefaults,
+    /// The network whose addresses the chain pays to (payouts of other networks are refused):
+    /// regtest unless a chain file says otherwise.
+    pub network: Network,
 }
 
 /// Why chain parameters were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    #[error("unknown chain preset '{0}'; presets: regtest (or give a JSON file path)")]
+    #[error("unknown chain preset '{0}', and no file '{0}' exists{dir}; presets: regtest, or give the path of a JSON chain file (see the README)", dir = relative_to(.0))]
     UnknownPreset(String),
     #[error("cannot read the chain file {0}: {1}")]
     Read(String, String),
     #[error("chain file {0}: {1}")]
     Invalid(String, String),
+}
+
+/// " (relative to DIR)" for a relative file name, so the error says where it was looked for.
+fn relative_to(name: &str) -> String {
+    match std::env::current_dir() {
+        Ok(dir) if Path::new(name).is_relative() => format!(" (relative to {})", dir.display()),
+        _ => String::new(),
+    }
 }
 
 /// The JSON form of a chain file; every field is optional and defaults to regtest's.
@@ -59,6 +70,9 @@ struct ChainFile {
     halving_interval: Option<u32>,
     /// nBits of the easiest target, e.g. `207fffff`.
     pow_limit_bits: Option<String>,
+    /// Whose addresses payouts must be: `regtest`, `mainnet`, `testnet`, `testnet4` or `signet`
+    /// [default: the genesis's network when genesis names one, else regtest].
+    network: Option<String>,
     #[serde(default)]
     controller: ControllerDefaults,
 }
@@ -76,6 +90,7 @@ impl ChainParams {
             pow_limit: Target::from_compact(CompactTarget::from_consensus(0x207f_ffff))
                 .unwrap_or(Target::MAX),
             controller: ControllerDefaults::default(),
+            network: Network::Regtest,
         }
     }
 
@@ -85,7 +100,7 @@ impl ChainParams {
             return Ok(ChainParams::regtest());
         }
         let path = Path::new(name_or_path);
-        if !path.exists() && !name_or_path.ends_with(".json") {
+        if !path.exists() {
             return Err(ParamsError::UnknownPreset(name_or_path.into()));
         }
         let text = std::fs::read_to_string(path)
@@ -100,6 +115,12 @@ impl ChainParams {
         let mut p = ChainParams::regtest();
         p.name = file.name.unwrap_or_else(|| origin.to_string());
         if let Some(g) = file.genesis {
+            p.network = match g.as_str() {
+                "mainnet" => Network::Bitcoin,
+                "testnet" => Network::Testnet,
+                "signet" => Network::Signet,
+                _ => Network::Regtest,
+            };
             p.genesis = match g.as_str() {
                 "regtest" => bitcoin::constants::genesis_block(Network::Regtest),
                 "mainnet" => bitcoin::constants::genesis_block(Network::Bitcoin),
@@ -114,6 +135,18 @@ impl ChainParams {
                                 .into(),
                         )
                     })?,
+            };
+        }
+        if let Some(n) = file.network {
+            p.network = match n.as_str() {
+                "regtest" => Network::Regtest,
+                "mainnet" | "main" | "bitcoin" => Network::Bitcoin,
+                "testnet" | "test" => Network::Testnet,
+                "testnet4" => Network::Testnet4,
+                "signet" => Network::Signet,
+                other => return Err(invalid(format!(
+                    "network '{other}' is not one of regtest, mainnet, testnet, testnet4, signet"
+                ))),
             };
         }
         if let Some(s) = file.subsidy_sats {
@@ -184,6 +217,12 @@ mod tests {
         assert_eq!(p.subsidy(10), Amount::from_sat(500));
         assert_eq!(p.pow_limit, Target::DIFF1);
         assert_eq!(p.controller.window, Some(30));
+        // The genesis names the network payouts must belong to, unless "network" says otherwise.
+        assert_eq!(p.network, Network::Bitcoin);
+        assert_eq!(ChainParams::regtest().network, Network::Regtest);
+        let own =
+            ChainParams::from_json("t.json", r#"{"genesis": "mainnet", "network": "signet"}"#);
+        assert_eq!(own.unwrap().network, Network::Signet);
         assert_eq!(
             crate::hash::display_hash(&crate::block::header_hash(&p.genesis.header)),
             "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"
@@ -195,6 +234,7 @@ mod tests {
             r#"{"pow_limit_bits": "1d80ffff"}"#,
             r#"{"controller": {"block_time": 0}}"#,
             r#"{"controller": {"window": 1}}"#,
+            r#"{"network": "moon"}"#,
             "not json",
         ] {
             assert!(ChainParams::from_json("t.json", bad).is_err(), "{bad}");

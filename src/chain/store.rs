@@ -18,6 +18,10 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 pub enum StoreError {
     #[error("cannot open the block store {0}: {1}")]
     Open(PathBuf, String),
+    /// Another process (another `miner mine` or `miner node` with the same rules and data
+    /// directory) holds the store's lock.
+    #[error("the block store {0} is in use by another miner process (a `miner node` or `miner mine` with the same --datadir and chain rules); stop that process, mine through it with `miner mine --node URL`, or use another --datadir or --memory")]
+    Locked(PathBuf),
     #[error("the block store {path} was made for another chain ({stored}); this run asks for {wanted}. Use the same settings, or another --datadir")]
     Mismatch {
         path: PathBuf,
@@ -28,6 +32,99 @@ pub enum StoreError {
     Io(String),
     #[error("the block store holds an undecodable block: {0}")]
     Corrupt(String),
+}
+
+/// The file beside each `chain.redb` that records the command-line flags selecting its rules,
+/// so `miner node` and `miner mine` can tell a user how to reach the other chains of a data
+/// directory.
+pub const FLAGS_FILE: &str = "flags.txt";
+
+/// One chain store found under a data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSummary {
+    /// The `chain.redb` file.
+    pub path: PathBuf,
+    /// The flags that select it (from [`FLAGS_FILE`]), if recorded.
+    pub flags: Option<String>,
+    /// The rules it was created with, as `Chain::rules` describes them; `None` if unreadable.
+    pub rules: Option<String>,
+    /// Height of the highest block stored (0: genesis only); `None` if unreadable.
+    pub height: Option<u32>,
+    /// Another process holds it open.
+    pub in_use: bool,
+}
+
+/// Every `*/chain.redb` directly under `root`, sorted by path. Each is opened briefly to read
+/// its rules and highest block; one held by another process is listed as in use.
+pub fn list_stores(root: &Path) -> Vec<StoreSummary> {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<StoreSummary> = dirs
+        .filter_map(|d| d.ok())
+        .map(|d| d.path().join("chain.redb"))
+        .filter(|p| p.is_file())
+        .map(|path| {
+            let flags = path
+                .parent()
+                .and_then(|d| std::fs::read_to_string(d.join(FLAGS_FILE)).ok())
+                .map(|f| f.trim().to_string())
+                .filter(|f| !f.is_empty());
+            let (rules, height, in_use) = match Database::open(&path) {
+                Ok(db) => {
+                    let (rules, height) = summarize(&db).unwrap_or((None, None));
+                    (rules, height, false)
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => (None, None, true),
+                Err(_) => (None, None, false),
+            };
+            StoreSummary {
+                path,
+                flags,
+                rules,
+                height,
+                in_use,
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+/// The rules and the highest stored height of an open store.
+fn summarize(db: &Database) -> Result<(Option<String>, Option<u32>), StoreError> {
+    let read = db.begin_read().map_err(io)?;
+    let rules = match read.open_table(META) {
+        Ok(meta) => meta
+            .get("rules")
+            .map_err(io)?
+            .map(|v| v.value().to_string()),
+        Err(_) => None,
+    };
+    let height = match read.open_table(BLOCKS) {
+        Ok(table) => Some(table.last().map_err(io)?.map_or(0, |(key, _)| {
+            let k = key.value();
+            if k.len() >= 4 {
+                u32::from_be_bytes([k[0], k[1], k[2], k[3]])
+            } else {
+                0
+            }
+        })),
+        Err(_) => Some(0),
+    };
+    Ok((rules, height))
+}
+
+/// Records `flags` beside the store at `path` (see [`FLAGS_FILE`]) unless already there.
+pub fn record_flags(path: &Path, flags: &str) -> Result<(), StoreError> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let file = dir.join(FLAGS_FILE);
+    if std::fs::read_to_string(&file).is_ok_and(|f| f.trim() == flags) {
+        return Ok(());
+    }
+    std::fs::write(&file, format!("{flags}\n")).map_err(io)
 }
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
@@ -48,8 +145,10 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Open(path.into(), e.to_string()))?;
         }
-        let db =
-            Database::create(path).map_err(|e| StoreError::Open(path.into(), e.to_string()))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.into()),
+            e => StoreError::Open(path.into(), e.to_string()),
+        })?;
         let txn = db.begin_write().map_err(io)?;
         {
             let mut meta = txn.open_table(META).map_err(io)?;

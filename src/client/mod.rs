@@ -25,6 +25,71 @@ pub enum ClientError {
     Rpc { code: i64, message: String },
     #[error("the node's answer is not JSON-RPC: {0}")]
     BadReply(String),
+    /// A URL no retry can make work (bad scheme, no host, bad port).
+    #[error("'{url}' cannot be a node's address: {why}; give http://HOST:PORT, e.g. http://127.0.0.1:18443")]
+    BadUrl { url: String, why: String },
+}
+
+/// The node URL to call for what a user typed: `host:port` (no scheme) is taken as
+/// `http://host:port`; a URL that can never work (a scheme other than http, https, which this
+/// build cannot speak, no host, a port that is not 1 to 65535) is an error, so the client fails
+/// at once instead of retrying forever.
+pub fn parse_node_url(input: &str) -> Result<String, ClientError> {
+    let text = input.trim();
+    let bad = |why: &str| ClientError::BadUrl {
+        url: text.to_string(),
+        why: why.to_string(),
+    };
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_string(), text),
+    };
+    match scheme.as_str() {
+        "http" => {}
+        "https" => {
+            return Err(bad(
+                "this build speaks plain HTTP only (no TLS); node RPC is plain HTTP on \
+                 127.0.0.1, so use http://",
+            ))
+        }
+        other => return Err(bad(&format!("the scheme '{other}' is not http"))),
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err(bad("text after the IPv6 address is not ':PORT'")),
+            },
+            None => return Err(bad("the IPv6 address has no closing ']'")),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("it names no host"));
+    }
+    if host.contains(char::is_whitespace) {
+        return Err(bad("the host contains a space"));
+    }
+    if let Some(p) = port {
+        match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => {}
+            Ok(n) => return Err(bad(&format!("port {n} is not between 1 and 65535"))),
+            Err(_) if p.is_empty() => return Err(bad("the port after ':' is empty")),
+            Err(_) => return Err(bad(&format!("port '{p}' is not a number"))),
+        }
+    }
+    Ok(if text.contains("://") {
+        format!("http://{rest}")
+    } else {
+        format!("http://{text}")
+    })
 }
 
 /// A JSON-RPC 1.0 client with Basic auth.
@@ -71,6 +136,17 @@ impl RpcClient {
             Err(ureq::Error::Status(_, r)) => r
                 .into_string()
                 .map_err(|e| ClientError::BadReply(e.to_string()))?,
+            Err(ureq::Error::Transport(t))
+                if matches!(
+                    t.kind(),
+                    ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+                ) =>
+            {
+                return Err(ClientError::BadUrl {
+                    url: self.url.clone(),
+                    why: t.to_string(),
+                })
+            }
             Err(e) => return Err(ClientError::Unreachable(self.url.clone(), e.to_string())),
         };
         let reply: Value = serde_json::from_str(&text)
@@ -172,6 +248,9 @@ pub struct Submitted {
     pub hash: [u8; 32],
     pub header: [u8; 80],
     pub nonce: u32,
+    /// The winning nonce's position in the search order of this template (jobs by extranonce,
+    /// nonces ascending): geometric, unlike `hashes`, which counts work in flight past the hit.
+    pub trials: u64,
     pub hashes: u64,
     pub seconds: f64,
     /// `None` when accepted (`submitblock` answered null); else the node's reason.
@@ -313,6 +392,8 @@ pub fn run(
             hash,
             header: header_bytes(&block.header),
             nonce,
+            // Every slice before the hit's was searched to its end, in order.
+            trials: extranonce * NONCE_END + u64::from(nonce) + 1,
             hashes,
             seconds: started.elapsed().as_secs_f64(),
             rejected,
@@ -325,5 +406,42 @@ fn sleep_unless(cancel: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until && !cancel.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls_without_a_scheme_are_http_and_hopeless_ones_are_refused() {
+        for (typed, used) in [
+            ("127.0.0.1:18443", "http://127.0.0.1:18443"),
+            ("localhost:8332/", "http://localhost:8332/"),
+            ("http://127.0.0.1:18443", "http://127.0.0.1:18443"),
+            ("HTTP://node.lan", "http://node.lan"),
+            ("[::1]:18443", "http://[::1]:18443"),
+            (
+                "http://u:p@127.0.0.1:1/wallet/x",
+                "http://u:p@127.0.0.1:1/wallet/x",
+            ),
+        ] {
+            assert_eq!(parse_node_url(typed).unwrap(), used, "{typed}");
+        }
+        for (typed, why) in [
+            ("ftp://127.0.0.1:18443", "scheme 'ftp'"),
+            ("https://127.0.0.1:18443", "plain HTTP only"),
+            ("http://:18443", "no host"),
+            ("", "no host"),
+            ("127.0.0.1:70000", "port 70000"),
+            ("127.0.0.1:0", "port 0"),
+            ("127.0.0.1:", "empty"),
+            ("127.0.0.1:port", "'port' is not a number"),
+            ("[::1:18443", "no closing"),
+        ] {
+            let e = parse_node_url(typed).unwrap_err().to_string();
+            assert!(e.contains(why), "{typed}: {e}");
+            assert!(e.contains("http://HOST:PORT"), "{typed}: {e}");
+        }
     }
 }

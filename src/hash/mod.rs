@@ -5,6 +5,7 @@
 //! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
 //! every kernel and falls back to the portable one.
 
+pub mod calibrate;
 #[cfg(target_arch = "x86_64")]
 mod lanes;
 pub mod sha2_loop;
@@ -182,8 +183,10 @@ impl Kernel {
             .collect()
     }
 
-    /// Kernels from fastest to slowest, as measured on x86-64 CPUs that have them all
-    /// (BENCHMARKS.md): AVX-512 lanes, SHA-NI streams, AVX2 lanes, portable.
+    /// A fixed order, fastest first on the x86-64 CPUs measured when it was written. No fixed
+    /// order is right everywhere (sha-ni leads on Zen 4, avx512 on Zen 5; without SHA-NI the
+    /// `sha2` loop may beat `soft`), so the kernel is chosen by measurement
+    /// ([`calibrate`]); this order is only the fallback when a measurement gives nothing.
     pub const PREFERENCE: [Kernel; 4] = [Kernel::Avx512, Kernel::ShaNi, Kernel::Avx2, Kernel::Soft];
 
     /// The first kernel of [`Kernel::PREFERENCE`] in `available`; the portable one if none.
@@ -194,9 +197,11 @@ impl Kernel {
             .unwrap_or(Kernel::Soft)
     }
 
-    /// The fastest kernel this CPU supports.
+    /// The fastest kernel on this CPU, measured once per process (about 80 ms, every available
+    /// kernel including the `sha2` loop; see [`calibrate::measured_best`]). The command line
+    /// uses [`calibrate::KernelChoice`] instead, which also caches the choice per CPU.
     pub fn best() -> Kernel {
-        Kernel::fastest_of(&Kernel::available())
+        calibrate::measured_best()
     }
 
     /// Hashes nonces `first .. first + count` of `job` and pushes every nonce that meets the

@@ -1,11 +1,15 @@
 //! The x86 SHA-extensions kernel: `sha256rnds2` does two rounds, `sha256msg1/2` the schedule.
 //!
 //! Eight nonces run interleaved so independent dependency chains fill the SHA unit's pipeline
-//! (one stream alone is bound by `sha256rnds2` latency; BENCHMARKS.md has 1 to 8 streams). Per job: the midstate and the first two
-//! rounds of the second block (they use only W0 and W1). Per nonce: the remaining 62 rounds of
-//! the first hash and 62 of the 64 rounds of the second; after round 62 the F lane holds what
-//! H7 will be, which decides the early reject. Candidates are confirmed with [`Job::meets`].
+//! (one stream alone is bound by `sha256rnds2` latency; BENCHMARKS.md has 1 to 8 streams). With
+//! enough streams the SHA unit's throughput is the limit, so the kernel issues as few
+//! `sha256rnds2` as it can: 60 per nonce. Per job: the midstate and rounds 0..=3 of the second
+//! block with a zero nonce word (the nonce word only adds to `a` and `e` in round 3). Per nonce:
+//! rounds 4..=63 of the first hash (30 `sha256rnds2`), rounds 0..=59 of the second (30), and
+//! round 60 on the scalar ALUs, whose new `e` is what H7 will be (early reject). Candidates are
+//! confirmed with [`Job::meets`].
 
+use super::soft::Precomputed as SoftPrecomputed;
 use super::{is_candidate, Job, IV, K};
 use core::arch::x86_64::*;
 
@@ -73,10 +77,11 @@ fn schedule(w0: __m128i, w1: __m128i, w2: __m128i, w3: __m128i) -> __m128i {
 struct Precomputed {
     mid_abef: __m128i,
     mid_cdgh: __m128i,
-    /// ABEF after rounds 0 and 1 of the second block (CDGH is then `mid_abef`).
-    abef01: __m128i,
-    /// `W2 + K2`.
-    w2k2: u32,
+    /// ABEF after rounds 0..=3 of the second block run with a zero nonce word: the nonce word
+    /// only adds to `a` and `e` in round 3, so the real ABEF is this plus `[0, nw, 0, nw]`.
+    abef4: __m128i,
+    /// CDGH after round 3 (nonce-free).
+    cdgh4: __m128i,
     tail: [u32; 3],
     iv_abef: __m128i,
     iv_cdgh: __m128i,
@@ -87,19 +92,13 @@ impl Precomputed {
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     fn new(job: &Job) -> Precomputed {
         let (mid_abef, mid_cdgh) = to_abef_cdgh(&job.midstate);
-        let kw01 = set([
-            job.tail[0].wrapping_add(K[0]),
-            job.tail[1].wrapping_add(K[1]),
-            0,
-            0,
-        ]);
-        let abef01 = _mm_sha256rnds2_epu32(mid_cdgh, mid_abef, kw01);
+        let (abef4, cdgh4) = to_abef_cdgh(&SoftPrecomputed::new(job).state4_zero_nonce);
         let (iv_abef, iv_cdgh) = to_abef_cdgh(&IV);
         Precomputed {
             mid_abef,
             mid_cdgh,
-            abef01,
-            w2k2: job.tail[2].wrapping_add(K[2]),
+            abef4,
+            cdgh4,
             tail: job.tail,
             iv_abef,
             iv_cdgh,
@@ -121,10 +120,9 @@ impl Precomputed {
         let mut w = [[zero; 4]; LANES];
         for s in 0..LANES {
             let nw = Job::nonce_word(nonces[s]);
-            // Rounds 2 and 3 (0 and 1 are per job).
-            let kw23 = set([self.w2k2, nw.wrapping_add(K[3]), 0, 0]);
-            abef[s] = _mm_sha256rnds2_epu32(self.mid_abef, self.abef01, kw23);
-            cdgh[s] = self.abef01;
+            // Rounds 0..=3 are per job; the nonce word adds to `a` and `e`.
+            abef[s] = _mm_add_epi32(self.abef4, set([0, nw, 0, nw]));
+            cdgh[s] = self.cdgh4;
             w[s] = [
                 set([self.tail[0], self.tail[1], self.tail[2], nw]),
                 pad1,
@@ -174,10 +172,22 @@ impl Precomputed {
         for s in 0..LANES {
             let ws = &w[s];
             let next = schedule(ws[15 % 4], ws[0], ws[1], ws[2]);
-            // Rounds 60 and 61 only: the new ABEF's F lane is e after 61 rounds, which is h
-            // after 64.
-            let abef62 = _mm_sha256rnds2_epu32(cdgh[s], abef[s], _mm_add_epi32(next, k4(15)));
-            out[s] = (_mm_cvtsi128_si32(abef62) as u32).wrapping_add(IV[7]);
+            // Round 60 only, on the scalar ALUs (the SHA unit is the bottleneck): it gives e
+            // after 61 rounds, which is h after 64.
+            let w60 = _mm_cvtsi128_si32(next) as u32;
+            let e = _mm_extract_epi32::<1>(abef[s]) as u32;
+            let f = _mm_cvtsi128_si32(abef[s]) as u32;
+            let d = _mm_extract_epi32::<2>(cdgh[s]) as u32;
+            let g = _mm_extract_epi32::<1>(cdgh[s]) as u32;
+            let h = _mm_cvtsi128_si32(cdgh[s]) as u32;
+            let sigma1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let e61 = d
+                .wrapping_add(h)
+                .wrapping_add(sigma1)
+                .wrapping_add(ch)
+                .wrapping_add(K[60].wrapping_add(w60));
+            out[s] = e61.wrapping_add(IV[7]);
         }
         out
     }

@@ -1,7 +1,7 @@
 //! JSON-RPC method handlers, answering as Bitcoin Core does.
 
 use crate::backend::Backend;
-use crate::block::{header_bits, parse_payout};
+use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, Chain, SubmitError};
 use crate::hash::display_hash;
 use crate::mining::{next_template, search, unix_now};
@@ -272,6 +272,25 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
                 "warnings": "",
             }))
         }
+        "getblockchaininfo" => {
+            no_more(params, 0, "getblockchaininfo")?;
+            let chain = state.chain();
+            let tip = chain.tip();
+            Ok(json!({
+                "chain": chain.params().name,
+                "blocks": chain.height(),
+                "headers": chain.height(),
+                "bestblockhash": display_hash(&tip.hash),
+                "difficulty": bdiff(header_bits(&tip.block.header)),
+                "time": tip.block.header.time,
+                "mediantime": chain.median_time_past(),
+                "verificationprogress": 1.0,
+                "initialblockdownload": false,
+                "chainwork": format!("{:064x}", tip.chain_work.as_biguint()),
+                "pruned": false,
+                "warnings": "",
+            }))
+        }
         "getnetworkhashps" => {
             no_more(params, 2, "getnetworkhashps (nblocks) (height)")?;
             let n = arg_u64(params, 0, "nblocks", Some(120))?;
@@ -316,12 +335,18 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
             no_more(params, 3, "generatetoaddress nblocks address (maxtries)")?;
             let n = arg_u64(params, 0, "nblocks", None)?;
             let address = arg_str(params, 1, "address")?;
-            let payout: ScriptBuf = parse_payout(address).map_err(|_| {
+            let payout = Payout::parse(address).map_err(|_| {
                 RpcError::new(
                     INVALID_ADDRESS,
                     format!("Error: Invalid address '{address}'"),
                 )
             })?;
+            // Core's DecodeDestination refuses another network's address with the same -5.
+            let network = state.chain().params().network;
+            payout.check_network(network).map_err(|e| {
+                RpcError::new(INVALID_ADDRESS, format!("Error: Invalid address: {e}"))
+            })?;
+            let payout: ScriptBuf = payout.script;
             let mut hashes = Vec::new();
             let progress = AtomicU64::new(0);
             // The chain is locked only to build each template and to submit: other calls go on
@@ -354,8 +379,10 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
     }
 }
 
+/// The difficulty RPCs show for a block's nBits: Core's `GetDifficulty`, from the nBits alone
+/// (so nBits with the sign bit set still give Core's non-zero figure).
 fn bdiff(bits: crate::pow::CompactTarget) -> f64 {
-    Target::from_compact(bits).map_or(0.0, |t| t.bdiff())
+    bits.bdiff()
 }
 
 /// Blocks until the tip differs from `longpollid`, the timeout passes, or the node stops.

@@ -72,6 +72,29 @@ impl CompactTarget {
         }
         CompactTarget(compact)
     }
+
+    /// Bitcoin difficulty ("bdiff") of these nBits exactly as Bitcoin Core's `GetDifficulty`
+    /// (src/rpc/blockchain.cpp) computes it for `getdifficulty`, `getmininginfo`,
+    /// `getblockchaininfo` and `getblockheader`: `0xffff / mantissa`, scaled by `256^(29 - size)`
+    /// one factor of 256 at a time, in `f64`.
+    ///
+    /// It reads only the size byte and the 24-bit mantissa, so nBits that `SetCompact` calls
+    /// negative (sign bit `0x00800000` set) still have a figure, as in Core (`0x1d80ffff` gives
+    /// `0xffff / 0x80ffff`), and a zero mantissa gives infinity (Core divides by zero too). The
+    /// same arithmetic, in the same order, makes the rounding Core's, bit for bit.
+    pub fn bdiff(self) -> f64 {
+        let mut shift = (self.0 >> 24) & 0xff;
+        let mut diff = f64::from(0x0000_ffff_u32) / f64::from(self.0 & 0x00ff_ffff);
+        while shift < 29 {
+            diff *= 256.0;
+            shift += 1;
+        }
+        while shift > 29 {
+            diff /= 256.0;
+            shift -= 1;
+        }
+        diff
+    }
 }
 
 /// `0x1d00ffff` style.

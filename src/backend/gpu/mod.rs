@@ -38,6 +38,9 @@ pub enum GpuError {
     NoAdapter,
     #[error("no adapter matches '{0}'; `miner devices` lists them: {1}")]
     NoSuchAdapter(String, String),
+    /// `--adapter N` with no adapter at index N (a number is an index, never part of a name).
+    #[error("--adapter {0}: there is no adapter with index {0} ({1} found); `miner devices` lists them: {2}")]
+    NoSuchIndex(usize, usize, String),
     #[error("could not open the GPU device {0}: {1}")]
     Device(String, String),
     #[error("{0}")]
@@ -204,8 +207,8 @@ fn hits_bytes(capacity: u32) -> u64 {
 }
 
 impl GpuBackend {
-    /// Opens the adapter `selector` names (an index from `miner devices`, or part of its name,
-    /// case-insensitive), or the most capable one.
+    /// Opens the adapter `selector` names (an index from `miner devices`, or, when it is not a
+    /// number, part of its name, case-insensitive), or the most capable one.
     pub fn new(selector: Option<&str>, options: GpuOptions) -> Result<GpuBackend, GpuError> {
         let instance = instance();
         let all = adapters(&instance);
@@ -215,23 +218,27 @@ impl GpuBackend {
         let index = match selector {
             Some(sel) => {
                 let sel = sel.trim();
-                let by_index = sel.parse::<usize>().ok().filter(|&i| i < all.len());
-                let by_name = || {
-                    all.iter().position(|a| {
-                        a.get_info()
-                            .name
-                            .to_lowercase()
-                            .contains(&sel.to_lowercase())
-                    })
-                };
-                by_index.or_else(by_name).ok_or_else(|| {
-                    let names: Vec<String> = all
-                        .iter()
+                let names = || {
+                    all.iter()
                         .enumerate()
                         .map(|(i, a)| format!("{i}: {}", a.get_info().name))
-                        .collect();
-                    GpuError::NoSuchAdapter(sel.to_string(), names.join(", "))
-                })?
+                        .collect::<Vec<String>>()
+                        .join(", ")
+                };
+                match sel.parse::<usize>() {
+                    // A number is an index only: "5" must not pick "llvmpipe (LLVM 15.0.6)".
+                    Ok(i) if i < all.len() => i,
+                    Ok(i) => return Err(GpuError::NoSuchIndex(i, all.len(), names())),
+                    Err(_) => all
+                        .iter()
+                        .position(|a| {
+                            a.get_info()
+                                .name
+                                .to_lowercase()
+                                .contains(&sel.to_lowercase())
+                        })
+                        .ok_or_else(|| GpuError::NoSuchAdapter(sel.to_string(), names()))?,
+                }
             }
             None => (0..all.len())
                 .min_by_key(|&i| preference(all[i].get_info().device_type))

@@ -1,0 +1,475 @@
+//! Choosing the CPU kernel by measurement, and remembering the choice per CPU.
+//!
+//! No fixed order of kernels is right on every CPU: on a Zen 4 EPYC (AVX-512 executed as two
+//! 256-bit halves) `sha-ni` beats `avx512`, on Zen 5 `avx512` leads, and on a CPU without SHA-NI
+//! or AVX2 the plain `sha2` loop (which uses the ARMv8 SHA instructions on aarch64) beats our
+//! portable kernel. So at start-up every available kernel runs for a few milliseconds on the real
+//! job path ([`Kernel::scan`] on a job no nonce meets), round-robin so frequency changes hit them
+//! all alike, and the fastest wins ([`calibrate`], tens of milliseconds in all).
+//!
+//! The result is cached in a JSON file in the data directory ([`CACHE_FILE`]), one entry per
+//! [`CpuIdentity`]: the CPU's model, the set of kernels available (so `MINER_DISABLE_KERNELS` or
+//! a new kernel gets its own entry) and the crate version (a new binary recalibrates). Deleting
+//! the file, or `--recalibrate`, measures again. A cache that cannot be read or written never
+//! stops mining: the choice is then measured and the problem reported as a warning.
+
+use super::{Job, Kernel};
+use crate::pow::Target;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The cache file's name inside the data directory.
+pub const CACHE_FILE: &str = "kernel-calibration.json";
+
+/// Default total time [`calibrate`] spends measuring.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(80);
+
+/// Rounds of the round-robin: each kernel is measured this many times and keeps its best.
+const ROUNDS: u32 = 4;
+
+/// Nonces per [`Kernel::scan`] call while measuring: about 0.4 ms for the slowest kernel.
+const CHUNK: u32 = 1024;
+
+/// Why a kernel runs. Serialized as `"calibrated"`, `"cached"` or `"--kernel"` (the `--json`
+/// field `kernel_choice`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChoiceReason {
+    /// Measured in this run (no usable cache entry, or `--recalibrate`).
+    #[serde(rename = "calibrated")]
+    Calibrated,
+    /// Read from the cache file, measured by an earlier run on the same CPU and binary.
+    #[serde(rename = "cached")]
+    Cached,
+    /// Named with `--kernel`.
+    #[serde(rename = "--kernel")]
+    Flag,
+}
+
+impl ChoiceReason {
+    /// The name used in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChoiceReason::Calibrated => "calibrated",
+            ChoiceReason::Cached => "cached",
+            ChoiceReason::Flag => "--kernel",
+        }
+    }
+}
+
+impl fmt::Display for ChoiceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One kernel's measured rate on one thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KernelRate {
+    /// Kernel name, as `--kernel` takes it.
+    pub kernel: String,
+    /// Million hashes per second, one thread.
+    pub mhs: f64,
+}
+
+/// What identifies a calibration: the same CPU model, the same kernels, the same binary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuIdentity {
+    /// Vendor, brand string, family and model (see [`CpuIdentity::cpu_model`]).
+    pub cpu: String,
+    /// Names of the kernels available (after `MINER_DISABLE_KERNELS`), baseline first.
+    pub kernels: Vec<String>,
+    /// This crate's version: a new binary may have new or changed kernels.
+    pub miner_version: String,
+}
+
+impl CpuIdentity {
+    /// This machine's identity with the kernels available now.
+    pub fn current() -> CpuIdentity {
+        CpuIdentity::with_kernels(&Kernel::available())
+    }
+
+    /// This machine's identity with `kernels` as the available set.
+    pub fn with_kernels(kernels: &[Kernel]) -> CpuIdentity {
+        CpuIdentity {
+            cpu: CpuIdentity::cpu_model(),
+            kernels: kernels.iter().map(|k| k.name().to_string()).collect(),
+            miner_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// The CPU model: on x86-64 the CPUID vendor, brand string, family and model (virtual
+    /// machines often shorten the brand string, e.g. "AMD EPYC", so family and model tell Zen 4
+    /// from Zen 5); elsewhere /proc/cpuinfo's model lines, or the architecture name.
+    pub fn cpu_model() -> String {
+        #[cfg(target_arch = "x86_64")]
+        {
+            x86_cpu_model()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            proc_cpuinfo_model().unwrap_or_else(|| std::env::consts::ARCH.to_string())
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_cpu_model() -> String {
+    use core::arch::x86_64::__cpuid;
+    let regs = |leaf: u32| __cpuid(leaf);
+    let v = regs(0);
+    let mut vendor = Vec::with_capacity(12);
+    for r in [v.ebx, v.edx, v.ecx] {
+        vendor.extend_from_slice(&r.to_le_bytes());
+    }
+    let mut brand = Vec::with_capacity(48);
+    if regs(0x8000_0000).eax >= 0x8000_0004 {
+        for leaf in 0x8000_0002..=0x8000_0004u32 {
+            let r = regs(leaf);
+            for w in [r.eax, r.ebx, r.ecx, r.edx] {
+                brand.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+    let sig = regs(1).eax;
+    let base_family = (sig >> 8) & 0xf;
+    let base_model = (sig >> 4) & 0xf;
+    let family = if base_family == 0xf {
+        base_family + ((sig >> 20) & 0xff)
+    } else {
+        base_family
+    };
+    let model = if base_family == 0x6 || base_family == 0xf {
+        (((sig >> 16) & 0xf) << 4) | base_model
+    } else {
+        base_model
+    };
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string()
+    };
+    format!(
+        "{} {} (family {family}, model {model}, stepping {})",
+        text(&vendor),
+        text(&brand),
+        sig & 0xf
+    )
+}
+
+/// "model name", "CPU implementer" and "CPU part" lines of /proc/cpuinfo (the first of each).
+#[cfg(not(target_arch = "x86_64"))]
+fn proc_cpuinfo_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut parts = Vec::new();
+    for key in ["model name", "CPU implementer", "CPU part", "CPU variant"] {
+        if let Some(v) = info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        }) {
+            parts.push(format!("{key} {v}"));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("{} {}", std::env::consts::ARCH, parts.join(", ")))
+}
+
+/// Measures every kernel in `kernels` on this thread for about `budget` in all and returns
+/// their rates, fastest first. Each kernel is measured [`ROUNDS`] times round-robin and keeps
+/// its best round, so a frequency ramp or a noisy neighbour hurts all of them alike.
+pub fn calibrate(kernels: &[Kernel], budget: Duration) -> Vec<KernelRate> {
+    if kernels.is_empty() {
+        return Vec::new();
+    }
+    let job = calibration_job();
+    let slice = budget / (ROUNDS * kernels.len() as u32);
+    let mut best = vec![0f64; kernels.len()];
+    let mut next_nonce = 0u32;
+    let mut hits = Vec::new();
+    for _ in 0..ROUNDS {
+        for (i, &kernel) in kernels.iter().enumerate() {
+            let started = Instant::now();
+            let mut nonces = 0u64;
+            loop {
+                // `next_nonce` is a multiple of CHUNK, so `next_nonce + CHUNK <= 2^32`.
+                kernel.scan(&job, next_nonce, CHUNK, &mut hits);
+                next_nonce = next_nonce.wrapping_add(CHUNK);
+                nonces += u64::from(CHUNK);
+                if started.elapsed() >= slice {
+                    break;
+                }
+            }
+            let rate = nonces as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            best[i] = best[i].max(rate);
+        }
+    }
+    let mut rates: Vec<KernelRate> = kernels
+        .iter()
+        .zip(best)
+        .map(|(k, r)| KernelRate {
+            kernel: k.name().to_string(),
+            mhs: r / 1e6,
+        })
+        .collect();
+    rates.sort_by(|a, b| b.mhs.total_cmp(&a.mhs));
+    rates
+}
+
+/// A real job (a header with a varied tail) whose target no nonce meets, so every nonce runs the
+/// kernel's whole path: the early reject on H7, as in mining at any real difficulty.
+fn calibration_job() -> Job {
+    let mut header = [0u8; 80];
+    for (i, b) in header.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(59).wrapping_add(3);
+    }
+    Job::new(&header, &Target::from_words([0; 8]))
+}
+
+/// The fastest kernel of `rates` (the first: they are sorted), if it parses back to a kernel in
+/// `available`.
+fn winner(rates: &[KernelRate], available: &[Kernel]) -> Option<Kernel> {
+    rates
+        .iter()
+        .filter(|r| r.mhs.is_finite() && r.mhs > 0.0)
+        .filter_map(|r| r.kernel.parse::<Kernel>().ok())
+        .find(|k| available.contains(k))
+}
+
+/// The kernel this process measures fastest among those available, measured once per process
+/// (no cache): what [`Kernel::best`] returns.
+pub fn measured_best() -> Kernel {
+    static BEST: OnceLock<Kernel> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        let available = Kernel::available();
+        winner(&calibrate(&available, DEFAULT_BUDGET), &available)
+            .unwrap_or_else(|| Kernel::fastest_of(&available))
+    })
+}
+
+/// The kernel a CPU backend runs, and why: what `mine`, `scan`, `node` and `bench` report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KernelChoice {
+    /// The kernel that runs.
+    pub kernel: Kernel,
+    /// Why it runs: measured now, cached from an earlier run, or `--kernel`.
+    pub reason: ChoiceReason,
+    /// One-thread rates of every available kernel behind the choice, fastest first (from the
+    /// cache when `reason` is `Cached`; empty for `--kernel`).
+    pub rates: Vec<KernelRate>,
+    /// The cache file read or written, if a data directory was given.
+    pub cache_file: Option<PathBuf>,
+    /// A problem with the cache file (unreadable, unwritable) that did not stop the choice.
+    pub warning: Option<String>,
+}
+
+impl Serialize for Kernel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl KernelChoice {
+    /// The kernel to run: `flag` if given (`--kernel`); else the cache entry for this CPU in
+    /// `data_dir` unless `recalibrate`; else a fresh calibration, written back to the cache.
+    /// `data_dir: None` measures without caching.
+    pub fn resolve(flag: Option<Kernel>, data_dir: Option<&Path>, recalibrate: bool) -> Self {
+        KernelChoice::resolve_with(
+            flag,
+            data_dir,
+            recalibrate,
+            &Kernel::available(),
+            DEFAULT_BUDGET,
+        )
+    }
+
+    /// [`KernelChoice::resolve`] with the available kernels and the measuring time given (tests
+    /// use it to stand for another CPU's kernel set).
+    pub fn resolve_with(
+        flag: Option<Kernel>,
+        data_dir: Option<&Path>,
+        recalibrate: bool,
+        available: &[Kernel],
+        budget: Duration,
+    ) -> Self {
+        if let Some(kernel) = flag {
+            return KernelChoice {
+                kernel,
+                reason: ChoiceReason::Flag,
+                rates: Vec::new(),
+                cache_file: None,
+                warning: None,
+            };
+        }
+        let identity = CpuIdentity::with_kernels(available);
+        let path = data_dir.map(|d| d.join(CACHE_FILE));
+        let mut warning = None;
+        let mut cache = CacheFile::default();
+        if let Some(path) = &path {
+            match CacheFile::load(path) {
+                Ok(c) => cache = c,
+                Err(e) => warning = Some(e.to_string()),
+            }
+            if !recalibrate {
+                if let Some(entry) = cache.find(&identity) {
+                    if let Some(kernel) = winner(&entry.rates_mhs, available) {
+                        return KernelChoice {
+                            kernel,
+                            reason: ChoiceReason::Cached,
+                            rates: entry.rates_mhs.clone(),
+                            cache_file: Some(path.clone()),
+                            warning,
+                        };
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let rates = calibrate(available, budget);
+        let measured_ms = started.elapsed().as_secs_f64() * 1e3;
+        let kernel = winner(&rates, available).unwrap_or_else(|| Kernel::fastest_of(available));
+        if let Some(path) = &path {
+            cache.insert(CacheEntry {
+                identity,
+                kernel: kernel.name().to_string(),
+                rates_mhs: rates.clone(),
+                calibration_ms: measured_ms,
+                calibrated_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            });
+            if let Err(e) = cache.save(path) {
+                warning = Some(e.to_string());
+            }
+        }
+        KernelChoice {
+            kernel,
+            reason: ChoiceReason::Calibrated,
+            rates,
+            cache_file: path,
+            warning,
+        }
+    }
+
+    /// One line for people: `sha-ni (calibrated: sha-ni 30.1, avx512 28.4, ... MH/s per thread)`.
+    pub fn summary(&self) -> String {
+        if self.rates.is_empty() {
+            return format!("{} ({})", self.kernel, self.reason);
+        }
+        let rates: Vec<String> = self
+            .rates
+            .iter()
+            .map(|r| format!("{} {:.1}", r.kernel, r.mhs))
+            .collect();
+        format!(
+            "{} ({}: {} MH/s on one thread)",
+            self.kernel,
+            self.reason,
+            rates.join(", ")
+        )
+    }
+
+    /// The measured rates as a JSON object `{"sha-ni": 30.1, ...}` (MH/s, one thread).
+    pub fn rates_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.rates
+                .iter()
+                .map(|r| (r.kernel.clone(), serde_json::json!(r.mhs)))
+                .collect(),
+        )
+    }
+}
+
+/// A problem with the cache file. Never fatal: the kernel is measured instead.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("kernel cache {path}: cannot read it ({source}); measuring the kernels instead (delete the file to stop this warning)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "kernel cache {path}: not a calibration file ({source}); measuring again and rewriting it"
+    )]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("kernel cache {path}: cannot write it ({source}); the choice will be measured again next run (check the data directory's permissions or pass --datadir)")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One calibration, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    #[serde(flatten)]
+    pub identity: CpuIdentity,
+    /// The kernel chosen (the fastest of `rates_mhs`).
+    pub kernel: String,
+    /// One-thread rates, fastest first.
+    pub rates_mhs: Vec<KernelRate>,
+    /// How long the calibration took, in milliseconds.
+    pub calibration_ms: f64,
+    /// When it was measured (seconds since 1970).
+    pub calibrated_unix: u64,
+}
+
+/// The cache file: one entry per [`CpuIdentity`] (a data directory on a shared home may serve
+/// several machines).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheFile {
+    pub entries: Vec<CacheEntry>,
+}
+
+impl CacheFile {
+    /// Reads the cache; a missing file is an empty cache.
+    pub fn load(path: &Path) -> Result<CacheFile, CacheError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
+            Err(source) => {
+                return Err(CacheError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text).map_err(|source| CacheError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The entry for `identity`, if any.
+    pub fn find(&self, identity: &CpuIdentity) -> Option<&CacheEntry> {
+        self.entries.iter().find(|e| &e.identity == identity)
+    }
+
+    /// Adds `entry`, replacing any entry of the same identity.
+    pub fn insert(&mut self, entry: CacheEntry) {
+        self.entries.retain(|e| e.identity != entry.identity);
+        self.entries.push(entry);
+    }
+
+    /// Writes the cache (to a temporary file renamed over the old one, so a reader never sees
+    /// half a file), creating the directory if needed.
+    pub fn save(&self, path: &Path) -> Result<(), CacheError> {
+        let write_err = |source| CacheError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|e| write_err(e.into()))?;
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text + "\n").map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            write_err(e)
+        })
+    }
+}
