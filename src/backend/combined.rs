@@ -20,6 +20,9 @@ struct Part {
 /// Backends working one range together.
 pub struct CombinedBackend {
     parts: Vec<Part>,
+    /// A part's failure during a scan in which another part found a hit: the hit is returned,
+    /// and the failure is reported by the next scan instead of being lost with it.
+    pending_failure: Mutex<Option<BackendError>>,
 }
 
 impl CombinedBackend {
@@ -35,6 +38,7 @@ impl CombinedBackend {
                     nanos: AtomicU64::new(0),
                 })
                 .collect(),
+            pending_failure: Mutex::new(None),
         }
     }
 }
@@ -53,6 +57,14 @@ impl Backend for CombinedBackend {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> Result<ScanReport, BackendError> {
+        if let Some(e) = self
+            .pending_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e);
+        }
         let start = nonces.start.min(NONCE_END);
         let end = nonces.end.clamp(start, NONCE_END);
         let next = AtomicU64::new(start);
@@ -147,10 +159,17 @@ impl Backend for CombinedBackend {
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
         let mut hits = hits.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            if hits.is_empty() {
+                return Err(e);
+            }
+            // A block another part found is worth keeping: return it, fail on the next scan.
+            *self
+                .pending_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
         hits.sort_unstable();
         hits.dedup();
         let hashes = hashes.into_inner();
@@ -170,5 +189,55 @@ impl Backend for CombinedBackend {
                 seconds: p.nanos.load(Ordering::Relaxed) as f64 / 1e9,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::gpu::GpuError;
+    use crate::backend::CpuBackend;
+    use crate::hash::Kernel;
+    use crate::pow::Target;
+
+    /// A MOCK part that fails every scan after a delay: a GPU that is lost mid-run cannot be
+    /// produced on demand, so this stands in for it.
+    struct FailingPart;
+
+    impl Backend for FailingPart {
+        fn name(&self) -> String {
+            "failing mock".into()
+        }
+        fn scan(
+            &self,
+            _: &Job,
+            _: Range<u64>,
+            _: StopAt,
+            _: &AtomicBool,
+            _: &AtomicU64,
+        ) -> Result<ScanReport, BackendError> {
+            std::thread::sleep(Duration::from_millis(50));
+            Err(GpuError::Failed("device lost (mock)".into()).into())
+        }
+    }
+
+    #[test]
+    fn a_failing_part_does_not_throw_away_the_other_parts_hit() {
+        // Every nonce is a hit: the CPU part finds one at once, long before the mock fails.
+        let job = Job::new(&[7u8; 80], &Target::from_le_bytes([0xff; 32]));
+        let cpu = CpuBackend::new(Kernel::Soft, Some(1)).expect("cpu");
+        let all = CombinedBackend::new(vec![
+            (Box::new(FailingPart) as Box<dyn Backend>, 1 << 20),
+            (Box::new(cpu), 1 << 20),
+        ]);
+        let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+        let report = all
+            .scan(&job, 0..NONCE_END, StopAt::FirstHit, &cancel, &progress)
+            .expect("the CPU part's hit is returned despite the failing part");
+        assert!(!report.hits.is_empty());
+        // The failure is not lost: the next scan reports it.
+        let next = all.scan(&job, 0..NONCE_END, StopAt::FirstHit, &cancel, &progress);
+        let e = next.expect_err("the pending failure");
+        assert!(e.to_string().contains("device lost (mock)"), "{e}");
     }
 }
