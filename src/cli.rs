@@ -56,7 +56,8 @@ enum Command {
     /// List the GPU adapters wgpu finds (the index and name `--adapter` takes).
     Devices(DevicesArgs),
     /// Simulate difficulty controllers under a hash-rate profile, without hashing: a table of
-    /// interval statistics and recovery after each step, the series as CSV, and an SVG chart.
+    /// interval statistics and recovery after each step; on request (--csv, --svg, --out) the
+    /// series as CSV and an SVG chart.
     RetargetSim(SimArgs),
     /// Serve the local chain over Bitcoin Core's JSON-RPC (getblocktemplate, submitblock, ...)
     /// on 127.0.0.1, so other miners and processes can mine against it.

@@ -46,14 +46,28 @@ pub enum MineOutcome {
 /// Failures that are bugs or bad chain settings, never a user's everyday input.
 #[derive(Debug, thiserror::Error)]
 pub enum MineError {
+    // Bits and Submit carry their reason in the message (the node answers RPC errors with
+    // `to_string()`), so they are not a `source()` too: under `{:#}` it would print twice.
     #[error("the chain's nBits cannot be mined: {0}")]
-    Bits(#[from] TargetError),
+    Bits(TargetError),
     #[error("backend {backend} reported nonce {nonce}, whose hash does not meet the target")]
     FalseHit { backend: String, nonce: u32 },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("the chain did not take our own block: {0}")]
-    Submit(#[from] SubmitError),
+    Submit(SubmitError),
+}
+
+impl From<TargetError> for MineError {
+    fn from(e: TargetError) -> Self {
+        MineError::Bits(e)
+    }
+}
+
+impl From<SubmitError> for MineError {
+    fn from(e: SubmitError) -> Self {
+        MineError::Submit(e)
+    }
 }
 
 /// Seconds since 1970, saturated to the header's 32-bit field.

@@ -399,7 +399,7 @@ fn devices_lists_the_adapter_the_gpu_tests_use() {
     let list: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(
         !list.is_empty(),
-        "no adapter: install mesa-vulkan-drivers (.ci/run does)"
+        "no adapter: install mesa-vulkan-drivers (scripts/test.sh, the README's test command, does)"
     );
     for (i, a) in list.iter().enumerate() {
         assert_eq!(a["index"], i as u64);

@@ -1,5 +1,5 @@
 //! The GPU backend on a real Vulkan device: in CI that is Mesa's lavapipe (software Vulkan, which
-//! `.ci/run` installs), elsewhere whatever adapter wgpu finds. These tests FAIL when there is no
+//! `scripts/test.sh` installs), elsewhere whatever adapter wgpu finds. These tests FAIL when there is no
 //! adapter: a missing GPU must never look like a passing GPU test.
 
 use miner::backend::gpu::{GpuBackend, GpuOptions, SHADER};
@@ -17,7 +17,7 @@ fn gpu(options: GpuOptions) -> GpuBackend {
         }
         Err(e) => panic!(
             "GPU tests need a wgpu adapter and found none ({e}). \
-             Install a Vulkan driver, e.g. `apt-get install -y mesa-vulkan-drivers` (.ci/run does)."
+             Install a Vulkan driver, e.g. `apt-get install -y mesa-vulkan-drivers` (scripts/test.sh, the README's test command, does)."
         ),
     }
 }

@@ -32,8 +32,15 @@ pub enum CpuBackendError {
     KernelUnavailable(Kernel, String),
     #[error("thread count must be at least 1")]
     NoThreads,
+    /// The reason is in the message, not a `source()`, so `{:#}` prints it once.
     #[error("could not start the worker threads: {0}")]
-    Pool(#[from] rayon::ThreadPoolBuildError),
+    Pool(rayon::ThreadPoolBuildError),
+}
+
+impl From<rayon::ThreadPoolBuildError> for CpuBackendError {
+    fn from(e: rayon::ThreadPoolBuildError) -> Self {
+        CpuBackendError::Pool(e)
+    }
 }
 
 /// A rayon pool running one [`Kernel`].

@@ -53,7 +53,7 @@ pub enum Reject {
 /// accepted).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    #[error("{0}")]
+    #[error(transparent)]
     Rejected(#[from] Reject),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -20,7 +20,7 @@ pub enum StoreError {
     Open(PathBuf, String),
     /// Another process (another `miner mine` or `miner node` with the same rules and data
     /// directory) holds the store's lock.
-    #[error("the block store {0} is in use by another miner process (a `miner node` or `miner mine` with the same --datadir and chain rules); stop that process, mine through it with `miner mine --node URL`, or use another --datadir or --memory")]
+    #[error("cannot open the block store {0}: it is in use by another miner process (a `miner node` or `miner mine` with the same --datadir and chain rules); stop that process, mine through it with `miner mine --node URL`, or use another --datadir or --memory")]
     Locked(PathBuf),
     #[error("the block store {path} was made for another chain ({stored}); this run asks for {wanted}. Use the same settings, or another --datadir")]
     Mismatch {
