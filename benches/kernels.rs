@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench kernels`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use miner::hash::{Job, Kernel};
+use miner::hash::{Job, Kernel, ShaNiBuild};
 use miner::pow::Target;
 
 const NONCES: u32 = 1 << 14;
@@ -31,18 +31,37 @@ fn kernels(c: &mut Criterion) {
     }
     group.finish();
 
-    // How many interleaved SHA-NI streams pay off.
+    // The three builds of the SHA-NI kernel (the same code, wider encodings around the SHA
+    // instructions).
+    let builds = ShaNiBuild::available();
+    if !builds.is_empty() {
+        let mut group = c.benchmark_group("sha_ni_builds");
+        group.throughput(Throughput::Elements(u64::from(NONCES)));
+        for build in builds {
+            group.bench_function(build.name(), |b| {
+                let mut hits = Vec::new();
+                let mut first = 0u32;
+                b.iter(|| {
+                    build.scan(black_box(&job), first, NONCES, &mut hits);
+                    first = first.wrapping_add(NONCES);
+                });
+            });
+        }
+        group.finish();
+    }
+
+    // How many interleaved SHA-NI streams pay off (the AVX-512VL build, where the CPU has it).
     #[cfg(target_arch = "x86_64")]
-    if Kernel::ShaNi.is_available() {
+    if ShaNiBuild::available().contains(&ShaNiBuild::Avx512Vl) {
         let mut group = c.benchmark_group("sha_ni_streams");
         group.throughput(Throughput::Elements(u64::from(NONCES)));
         macro_rules! streams {
             ($n:literal) => {
                 group.bench_function(concat!($n, " streams"), |b| {
                     let mut hits = Vec::new();
-                    // SAFETY: `Kernel::ShaNi.is_available()` checked the CPU features above.
+                    // SAFETY: `ShaNiBuild::available()` checked SHA and AVX-512 F + VL above.
                     b.iter(|| unsafe {
-                        miner::hash::x86_shani::scan_streams::<$n>(
+                        miner::hash::x86_shani::avx512vl::scan_streams::<$n>(
                             black_box(&job),
                             0,
                             NONCES,
@@ -54,10 +73,10 @@ fn kernels(c: &mut Criterion) {
         }
         streams!(1);
         streams!(2);
-        streams!(3);
         streams!(4);
         streams!(6);
         streams!(8);
+        streams!(10);
         group.finish();
     }
 }

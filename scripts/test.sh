@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need that a Rust toolchain does not bring, then runs
-# `cargo test` (any arguments are passed on to it: `scripts/test.sh --test cli`).
+# `cargo test --no-fail-fast` (any arguments are passed on to it: `scripts/test.sh --test cli`).
 #
 #  - Mesa's software Vulkan driver (lavapipe), so the GPU tests run the WGSL shader on a real
 #    Vulkan device: `apt-get install -y mesa-vulkan-drivers` (through sudo when not root), only
@@ -87,4 +87,5 @@ if [ -z "${MINER_BITCOIND_BIN:-}" ] && [ ! -x "$node_bin/bitcoind" ]; then
   chmod +x "$node_bin"/*
 fi
 
-exec cargo test "$@"
+# --no-fail-fast: every suite runs and every failure is listed, not only the first suite's.
+exec cargo test --no-fail-fast "$@"

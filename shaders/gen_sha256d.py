@@ -38,6 +38,32 @@ def lit(v):
     return f"0x{v & M32:08x}u"
 
 
+# WGSL text of the SHA-256 functions. Every rotate is a shift pair with literal amounts, which a
+# driver maps to one funnel shift (or a rotate); a helper taking the amount at run time would
+# leave that to its inliner.
+def rot(x, n):
+    return f"(({x} >> {n}u) | ({x} << {32 - n}u))"
+
+
+def big_sigma0(x):
+    return f"({rot(x, 2)} ^ {rot(x, 13)} ^ {rot(x, 22)})"
+
+
+def big_sigma1(x):
+    return f"({rot(x, 6)} ^ {rot(x, 11)} ^ {rot(x, 25)})"
+
+
+def small_sigma0(x):
+    return f"({rot(x, 7)} ^ {rot(x, 18)} ^ ({x} >> 3u))"
+
+
+def small_sigma1(x):
+    return f"({rot(x, 17)} ^ {rot(x, 19)} ^ ({x} >> 10u))"
+
+
+SIGMA = {"ss0": small_sigma0, "ss1": small_sigma1}
+
+
 class Word:
     """A schedule word: a known constant, or an expression held in a WGSL `let` or a uniform.
     `job` marks a word that is the same for every nonce of a job (it comes from Params)."""
@@ -70,7 +96,7 @@ def schedule(w, t, prefix, out):
         else:
             if word.job and (fn or word.name is None):
                 raise SystemExit(f"W{t}: job word {word.name} under {fn} is not folded on the host")
-            terms.append(f"{fn}({word.name})" if fn else word.name)
+            terms.append(SIGMA[fn](word.name) if fn else word.name)
     if fold:
         terms.append(fold)
     if not terms:
@@ -83,9 +109,14 @@ def schedule(w, t, prefix, out):
     w.append(Word(name=name))
 
 
-def rounds(w, first, last, prefix, out):
+def rounds(w, first, last, prefix, out, e_only=False):
     """Rounds first..last-1 on the vars a..h; schedule words are computed just before the round
-    that needs them, so the words after the early reject are only computed for candidates."""
+    that needs them, so the words after the early reject are only computed for candidates.
+
+    Maj(a, b, c) is written b ^ ((a ^ b) & (b ^ c)), and b ^ c is the previous round's a ^ b
+    (var `bc`), so it costs three operations, not four. With `e_only` a round computes only the
+    new e (= d + T1): what the early reject needs from rounds 57..60 of the second hash, whose
+    new a would never be read there (e after round 60 takes d, which is a from rounds 53..56)."""
     for t in range(first, last):
         while len(w) <= t:
             schedule(w, len(w), prefix, out)
@@ -94,8 +125,14 @@ def rounds(w, first, last, prefix, out):
             kw = lit(K[t] + word.const)
         else:
             kw = f"{word.name} + {lit(K[t])}"
-        out.append(f"        t1 = h + bs1(e) + ch(e, f, g) + {kw}; t2 = bs0(a) + maj(a, b, c);")
-        out.append("        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;")
+        t1 = f"t1 = h + {big_sigma1('e')} + (g ^ (e & (f ^ g))) + {kw};"
+        if e_only:
+            out.append(f"        {t1}")
+            out.append("        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a;")
+        else:
+            out.append(f"        {t1}")
+            out.append(f"        ab = a ^ b; t2 = {big_sigma0('a')} + (b ^ (ab & bc)); bc = ab;")
+            out.append("        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;")
 
 
 def body():
@@ -107,7 +144,7 @@ def body():
     w += [Word(name="p.w.x", job=True), Word(name="p.w.y", job=True)]
     # Round 3 on the host with a zero nonce word: the nonce word then only adds to a and e.
     out.append("        a = p.s4a.x + nw; b = p.s4a.y; c = p.s4a.z; d = p.s4a.w;")
-    out.append("        e = p.s4b.x + nw; f = p.s4b.y; g = p.s4b.z; h = p.s4b.w;")
+    out.append("        e = p.s4b.x + nw; f = p.s4b.y; g = p.s4b.z; h = p.s4b.w; bc = b ^ c;")
     rounds(w, 4, 64, "v", out)
     # Second hash: the first hash's words, then constant padding.
     for i, (src, comp) in enumerate(zip(["a", "b", "c", "d", "e", "f", "g", "h"], ["mida.x", "mida.y", "mida.z", "mida.w", "midb.x", "midb.y", "midb.z", "midb.w"])):
@@ -115,13 +152,17 @@ def body():
     w = [Word(name=f"u{i}") for i in range(8)] + [Word(const=0x80000000)]
     w += [Word(const=0) for _ in range(9, 15)] + [Word(const=256)]
     init = ["a", "b", "c", "d", "e", "f", "g", "h"]
-    out.append("        " + " ".join(f"{v} = {lit(IV[i])};" for i, v in enumerate(init)))
-    rounds(w, 0, 61, "y", out)
-    out.append("        // After 61 rounds e is what h will be after 64: H7 decides the early reject.")
+    out.append("        " + " ".join(f"{v} = {lit(IV[i])};" for i, v in enumerate(init)) + f" bc = {lit(IV[1] ^ IV[2])};")
+    rounds(w, 0, 57, "y", out)
+    out.append("        // The state after round 56, for candidates to finish from.")
+    out.append("        let s56 = array<u32, 9>(a, b, c, d, e, f, g, h, bc);")
+    out.append("        // Rounds 57..60 for e alone: after them e is what h will be after 64, and H7")
+    out.append("        // decides the early reject.")
+    rounds(w, 57, 61, "y", out, e_only=True)
     out.append(f"        let h7 = e + {lit(IV[7])};")
     out.append("        if (bswap(h7) <= p.tb.w) {")
-    late = []
-    rounds(w, 61, 64, "y", late)
+    late = ["        " + " ".join(f"{v} = s56[{i}];" for i, v in enumerate(init + ["bc"]))]
+    rounds(w, 57, 64, "y", late)
     out += ["    " + line for line in late]
     out.append("            let hs = array<u32, 8>(" + ", ".join(f"{v} + {lit(IV[i])}" for i, v in enumerate(init)) + ");")
     return "\n".join(out)
@@ -132,9 +173,11 @@ HEADER = """// SHA-256d nonce search. GENERATED by shaders/gen_sha256d.py: edit 
 // One invocation hashes NONCES_PER_INVOCATION consecutive nonces. Per job the host computes the
 // midstate, the first four rounds of the second block (round 3 with a zero nonce word, which
 // the nonce word then only adds to a and e), schedule words W16, W17 and the nonce-free parts
-// of W18, W19, W31 and W32 (Params); here every round is unrolled with literal rotate amounts
-// and folded constants, the second hash stops after round 61 for the early reject on H7, and
-// only candidates finish and compare all eight words. Hits go through an atomic counter into a
+// of W18, W19, W31 and W32 (Params); here every round is unrolled, every rotate is a shift pair
+// with literal amounts (one funnel shift on a GPU), constants are folded, and Maj reuses the
+// previous round's a ^ b. The second hash runs rounds 0..56 in full and 57..60 for e alone, which
+// is then what H7 will be: the early reject. Only candidates redo rounds 57..63 in full from
+// the state after round 56 and compare all eight words. Hits go through an atomic counter into a
 // small array; the count is exact even when the array overflows, so the host can re-scan
 // instead of losing hits.
 
@@ -161,13 +204,6 @@ struct Hits {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> hits: Hits;
 
-fn rotr(x: u32, n: u32) -> u32 { return (x >> n) | (x << (32u - n)); }
-fn bs0(x: u32) -> u32 { return rotr(x, 2u) ^ rotr(x, 13u) ^ rotr(x, 22u); }
-fn bs1(x: u32) -> u32 { return rotr(x, 6u) ^ rotr(x, 11u) ^ rotr(x, 25u); }
-fn ss0(x: u32) -> u32 { return rotr(x, 7u) ^ rotr(x, 18u) ^ (x >> 3u); }
-fn ss1(x: u32) -> u32 { return rotr(x, 17u) ^ rotr(x, 19u) ^ (x >> 10u); }
-fn ch(x: u32, y: u32, z: u32) -> u32 { return z ^ (x & (y ^ z)); }
-fn maj(x: u32, y: u32, z: u32) -> u32 { return (x & y) | (z & (x | y)); }
 fn bswap(x: u32) -> u32 {
     return (x << 24u) | ((x & 0xff00u) << 8u) | ((x >> 8u) & 0xff00u) | (x >> 24u);
 }
@@ -189,7 +225,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let count = p.x.y;
     var a: u32; var b: u32; var c: u32; var d: u32;
     var e: u32; var f: u32; var g: u32; var h: u32;
-    var t1: u32; var t2: u32;
+    var t1: u32; var t2: u32; var ab: u32; var bc: u32;
     for (var i = 0u; i < NONCES_PER_INVOCATION; i++) {
         let offset = invocation * NONCES_PER_INVOCATION + i;
         if (offset >= count) { return; }

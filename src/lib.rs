@@ -1,6 +1,6 @@
 //! `miner`: a proof-of-work mining engine.
 //!
-//! The flow (DESIGN.md §1): the chain tip feeds the [`block`] template builder, which issues a
+//! The flow (docs/ARCHITECTURE.md §1): the chain tip feeds the [`block`] template builder, which issues a
 //! [`hash::Job`] to a [`backend`]; a found nonce is assembled into a block and submitted to the
 //! [`chain`]. [`pow`] holds the proof-of-work quantities everything shares.
 

@@ -1,10 +1,10 @@
 //! The mining loop that wires the pieces together: chain tip → template → job → backend →
 //! found nonce → block → chain. Rolls the extranonce whenever a job's 2^32 nonces are spent, so
-//! no header is hashed twice. (DESIGN.md's module table has no row for this loop; it lives here
-//! rather than in `cli` so library users and the node can share it.)
+//! no header is hashed twice (docs/ARCHITECTURE.md §4). It lives here rather than in `cli` so
+//! library users and the node can share it.
 
-use crate::backend::{Backend, BackendError, StopAt, NONCE_END};
-use crate::block::{header_bytes, header_hash, Template};
+use crate::backend::{Backend, BackendError};
+use crate::block::{header_bytes, header_hash, JobSource, Template};
 use crate::chain::{Chain, SubmitError, MAX_FUTURE_BLOCK_TIME};
 use crate::pow::{CompactTarget, TargetError};
 use bitcoin::{Block, ScriptBuf};
@@ -177,37 +177,31 @@ pub fn search(
     cancel: &AtomicBool,
     progress: &AtomicU64,
 ) -> Result<Result<Found, u64>, MineError> {
-    let mut hashes = 0u64;
-    // Trials of the jobs before this one: each was searched to its end without a hit.
-    let mut trials_before = 0u64;
-    for extranonce in 0u64.. {
-        let job = template.job(extranonce);
-        let report = backend.scan(&job.job, 0..NONCE_END, StopAt::FirstHit, cancel, progress)?;
-        hashes += report.hashes;
-        if let (Some(&nonce), Some(trials)) = (report.hits.first(), report.trials_to_first_hit(0)) {
-            let block = template.assemble(extranonce, nonce);
-            let hash = header_hash(&block.header);
-            if !template.target.is_met_by(&hash) {
-                return Err(MineError::FalseHit {
-                    backend: backend.name(),
-                    nonce,
-                });
-            }
-            return Ok(Ok(Found {
-                block,
-                hash,
-                nonce,
-                extranonce,
-                trials: trials_before + trials,
-                hashes,
-            }));
-        }
-        if report.cancelled {
-            break;
-        }
-        trials_before += NONCE_END;
+    // One job per extranonce, the merkle branch built once; the backend may start the next
+    // job while the last one's work is in flight, and reports the first hit in search order.
+    let jobs = JobSource::new(template);
+    let report =
+        backend.search_jobs(&mut |extranonce| jobs.job(extranonce).job, cancel, progress)?;
+    let Some(hit) = report.hit else {
+        return Ok(Err(report.hashes));
+    };
+    let (extranonce, nonce) = (hit.job, hit.nonce);
+    let block = template.assemble(extranonce, nonce);
+    let hash = header_hash(&block.header);
+    if !template.target.is_met_by(&hash) {
+        return Err(MineError::FalseHit {
+            backend: backend.name(),
+            nonce,
+        });
     }
-    Ok(Err(hashes))
+    Ok(Ok(Found {
+        block,
+        hash,
+        nonce,
+        extranonce,
+        trials: hit.trials(),
+        hashes: report.hashes,
+    }))
 }
 
 /// Mines one block on the tip of `chain`, paying `payout`, and appends it. Waits silently for

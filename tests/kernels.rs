@@ -79,6 +79,34 @@ fn kernels_agree_on_random_jobs_at_easy_targets() {
 }
 
 #[test]
+fn every_build_of_the_sha_ni_kernel_agrees_with_the_oracle() {
+    use miner::hash::ShaNiBuild;
+    let builds = ShaNiBuild::available();
+    if Kernel::ShaNi.is_available() {
+        assert!(builds.contains(&ShaNiBuild::Sse));
+        assert!(builds.contains(&ShaNiBuild::current()));
+    } else {
+        assert!(builds.is_empty());
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0005);
+    for round in 0..5_000 {
+        let header = random_header(&mut rng);
+        let mut words: [u32; 8] = rng.gen();
+        words[7] = [u32::MAX, 0x0fff_ffff, 0x00ff_ffff][round % 3];
+        let target = Target::from_words(words);
+        let job = Job::new(&header, &target);
+        let first: u32 = rng.gen();
+        let count = rng.gen_range(1..40).min(u32::MAX - first + 1);
+        let expected = oracle(&header, &target, first, count);
+        for &build in &builds {
+            let mut hits = Vec::new();
+            build.scan(&job, first, count, &mut hits);
+            assert_eq!(hits, expected, "sha-ni {}, round {round}", build.name());
+        }
+    }
+}
+
+#[test]
 fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0002);
     let (mut met, mut missed) = (0, 0);
@@ -302,7 +330,12 @@ mod calibration {
         assert!(fewer.contains(&other.kernel), "{:?}", other.kernel);
         assert_eq!(other.rates.len(), 2);
         let file = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
-        assert_eq!(file.entries.len(), 3);
+        // The older version's entry for that kernel set is replaced, the first entry kept.
+        assert_eq!(file.entries.len(), 2, "{file:?}");
+        assert!(file
+            .entries
+            .iter()
+            .all(|e| e.identity.miner_version == env!("CARGO_PKG_VERSION")));
         assert_eq!(resolve(&dir, &fewer, false).reason, ChoiceReason::Cached);
         // The first entry is still there and still used.
         assert_eq!(resolve(&dir, &available, false).kernel, Kernel::Soft);
@@ -310,6 +343,43 @@ mod calibration {
         // A cached winner that this CPU no longer offers is never returned.
         let gone = resolve(&dir, &[Kernel::Sha2], false);
         assert_eq!(gone.kernel, Kernel::Sha2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rebuilt_binary_measures_again() {
+        let dir = temp_dir("rebuilt");
+        let available = Kernel::available();
+        let mut identity = CpuIdentity::with_kernels(&available);
+        assert!(
+            !identity.build.is_empty(),
+            "the test binary has a size and time"
+        );
+        identity.build = "1-1".into();
+        let stale = CacheEntry {
+            identity,
+            kernel: "soft".into(),
+            rates_mhs: vec![KernelRate {
+                kernel: "soft".into(),
+                mhs: 1e6,
+            }],
+            calibration_ms: 1.0,
+            calibrated_unix: 0,
+        };
+        CacheFile {
+            entries: vec![stale],
+        }
+        .save(&dir.join(CACHE_FILE))
+        .unwrap();
+        let choice = resolve(&dir, &available, false);
+        assert_eq!(choice.reason, ChoiceReason::Calibrated);
+        let file = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
+        assert_eq!(
+            file.entries.len(),
+            1,
+            "the stale entry is replaced: {file:?}"
+        );
+        assert_eq!(file.entries[0].identity, CpuIdentity::current());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -34,6 +34,7 @@ fn blocks_printed_before_a_kill_9_are_in_the_store() {
     };
     let mut acknowledged: Vec<String> = Vec::new();
     let mut heights_seen = 0;
+    let mut kill_points = Vec::new();
     for round in 0..8u64 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
             .args(["mine", "-d", "2e4", "--json", "--threads", "1", "--datadir"])
@@ -51,11 +52,12 @@ fn blocks_printed_before_a_kill_9_are_in_the_store() {
                 }
             }
         });
-        // Kill at a different moment each round: after 5..40 acknowledged blocks or 3 s.
-        let wanted = 5 + (round * 37 % 36) as usize;
+        // Kill at a different moment each round: after 5, 10, ..., 40 acknowledged blocks (or
+        // 10 s, on a machine too loaded to get there).
+        let wanted = 5 + 5 * round as usize;
         let started = Instant::now();
         let mut got = 0;
-        while got < wanted && started.elapsed() < Duration::from_secs(3) {
+        while got < wanted && started.elapsed() < Duration::from_secs(10) {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
                 let v: Value = serde_json::from_str(&line).unwrap();
                 if v["type"] == "block" {
@@ -66,6 +68,7 @@ fn blocks_printed_before_a_kill_9_are_in_the_store() {
         }
         child.kill().expect("SIGKILL"); // Rust's kill() sends SIGKILL on Unix
         let _ = child.wait();
+        kill_points.push(got);
         // Lines already in the pipe were printed before the kill: they count too.
         reader.join().unwrap();
         while let Ok(line) = rx.try_recv() {
@@ -93,6 +96,15 @@ fn blocks_printed_before_a_kill_9_are_in_the_store() {
         acknowledged.len() >= 40,
         "only {} blocks acknowledged",
         acknowledged.len()
+    );
+    // The kills did land at spread-out points of a run, from a few blocks in to dozens.
+    let (fewest, most) = (
+        kill_points.iter().min().copied().unwrap_or(0),
+        kill_points.iter().max().copied().unwrap_or(0),
+    );
+    assert!(
+        fewest <= 10 && most >= 30,
+        "kills after {kill_points:?} blocks: not spread over 5..40"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,4 +1,4 @@
-//! Real mainnet headers (DESIGN.md §8): they hash to their published hashes, their nBits decode
+//! Real mainnet headers (docs/ARCHITECTURE.md §6): they hash to their published hashes, their nBits decode
 //! to targets the hashes meet, and the CPU backend finds their nonces when started a few million
 //! nonces below them.
 

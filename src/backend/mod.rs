@@ -50,6 +50,35 @@ impl ScanReport {
     }
 }
 
+/// The first hit of a search over a sequence of jobs ([`Backend::search_jobs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobHit {
+    /// The job's index in the sequence (its extranonce when mining).
+    pub job: u64,
+    pub nonce: u32,
+}
+
+impl JobHit {
+    /// Trials: the hit's position in the search order (jobs by index, each job's 2^32 nonces
+    /// ascending), counted from 1, i.e. what a sequential searcher would have hashed.
+    pub fn trials(&self) -> u64 {
+        self.job
+            .saturating_mul(NONCE_END)
+            .saturating_add(u64::from(self.nonce) + 1)
+    }
+}
+
+/// What a search over a sequence of jobs found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobsReport {
+    /// The first hit in search order; `None` when the search was cancelled first.
+    pub hit: Option<JobHit>,
+    /// Nonces hashed over all jobs, including work in flight past the hit (on later jobs too).
+    pub hashes: u64,
+    /// Whether the cancel flag ended the search.
+    pub cancelled: bool,
+}
+
 /// A backend failure (the GPU device was lost, a kernel reported a false hit, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -78,6 +107,38 @@ pub trait Backend: Send + Sync {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> Result<ScanReport, BackendError>;
+
+    /// Searches the jobs `jobs` hands out (index 0, 1, 2, ...: one per extranonce when mining),
+    /// each over all 2^32 nonces, until the first hit in search order (jobs by index, nonces
+    /// ascending) or until `cancel` is raised. A hit in job k+1 counts only when job k has none,
+    /// so [`JobHit::trials`] is exact.
+    ///
+    /// The default scans one job at a time ([`StopAt::FirstHit`]). A backend that keeps work in
+    /// flight (the GPU) overrides it to start the next job while the current one's last batches
+    /// run, so the device does not idle at every job change.
+    fn search_jobs(
+        &self,
+        jobs: &mut dyn FnMut(u64) -> Job,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<JobsReport, BackendError> {
+        let mut report = JobsReport::default();
+        let mut index = 0u64;
+        loop {
+            let job = jobs(index);
+            let scan = self.scan(&job, 0..NONCE_END, StopAt::FirstHit, cancel, progress)?;
+            report.hashes += scan.hashes;
+            if let Some(&nonce) = scan.hits.first() {
+                report.hit = Some(JobHit { job: index, nonce });
+                return Ok(report);
+            }
+            if scan.cancelled {
+                report.cancelled = true;
+                return Ok(report);
+            }
+            index = index.saturating_add(1);
+        }
+    }
 
     /// Hashes and busy seconds per part, for backends made of several (`--backend all`).
     fn parts(&self) -> Vec<PartStats> {

@@ -558,13 +558,11 @@ mod tests {
 
     #[test]
     fn process_cpu_time_counts_this_process() {
-        let Some(start) = process_cpu_seconds() else {
-            assert!(
-                !cfg!(target_os = "linux"),
-                "/proc/self/stat gives no CPU time on Linux"
-            );
-            return;
-        };
+        let start = process_cpu_seconds();
+        if cfg!(not(target_os = "linux")) && start.is_none() {
+            return; // no /proc here: bench reports no shares, and warns of nothing
+        }
+        let start = start.expect("/proc/self/stat gives the CPU time on Linux");
         // Spin until 0.1 s of CPU time shows up, or give up after 20 s of wall time.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;

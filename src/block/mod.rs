@@ -1,13 +1,16 @@
 //! Blocks: the template builder (coinbase with BIP34 height and extranonce, merkle root, 80-byte
 //! header) and the payout script. Consensus encoding is the `bitcoin` crate's.
 
+mod jobs;
 mod payout;
 mod template;
+
+pub use jobs::JobSource;
 
 pub use payout::{
     network_name, parse_payout, Payout, PayoutError, WrongNetwork, DEFAULT_PAYOUT_HEX,
 };
-pub use template::{MiningJob, Template};
+pub use template::{MiningJob, Template, WITNESS_COMMITMENT_HEADER, WITNESS_RESERVED_VALUE};
 
 use crate::hash::sha256d;
 use bitcoin::block::Header;

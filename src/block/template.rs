@@ -6,15 +6,23 @@ use crate::pow::{CompactTarget, Target, TargetError};
 use bitcoin::absolute::LockTime;
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
+use bitcoin::opcodes::all::OP_RETURN;
 use bitcoin::script::Builder;
 use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
     Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
-    TxOut, Witness,
+    TxOut, Witness, WitnessMerkleNode, Wtxid,
 };
 
 /// Tag pushed after the 8-byte extranonce so blocks are recognisable.
 const COINBASE_TAG: [u8; 7] = *b"/miner/";
+
+/// The BIP 141 witness reserved value this miner puts in the coinbase input's witness: 32 zero
+/// bytes, as Bitcoin Core does (its `default_witness_commitment` assumes this value).
+pub const WITNESS_RESERVED_VALUE: [u8; 32] = [0; 32];
+
+/// The 4 bytes after `OP_RETURN` and the 36-byte push that mark a BIP 141 commitment output.
+pub const WITNESS_COMMITMENT_HEADER: [u8; 4] = [0xaa, 0x21, 0xa9, 0xed];
 
 /// The next block, minus extranonce and nonce. Build one per tip; call [`Template::job`] with
 /// extranonce 0, 1, 2, … as each job's 2^32 nonces run out, so no header is hashed twice.
@@ -32,6 +40,11 @@ pub struct Template {
     pub transactions: Vec<Transaction>,
     /// The target the nonce search must meet, decoded from `bits`.
     pub target: Target,
+    /// Put a BIP 141 witness commitment in the coinbase even when no transaction has witness
+    /// data (a segwit node asks for one with `default_witness_commitment`). With any witness
+    /// transaction in `transactions` the commitment is there whatever this says, since without
+    /// it a segwit node rejects the block. `false` from [`Template::new`].
+    pub commit_witness: bool,
 }
 
 /// One job: a header with a fixed extranonce, ready for a backend.
@@ -69,7 +82,42 @@ impl Template {
             payout,
             transactions,
             target,
+            commit_witness: false,
         })
+    }
+
+    /// Whether the coinbase carries a BIP 141 witness commitment (and the witness reserved value):
+    /// when [`Template::commit_witness`] asks for it or any transaction has witness data. When
+    /// neither holds, the coinbase and block are the legacy ones, byte for byte.
+    pub fn has_witness_commitment(&self) -> bool {
+        self.commit_witness
+            || self
+                .transactions
+                .iter()
+                .any(|t| t.input.iter().any(|i| !i.witness.is_empty()))
+    }
+
+    /// The BIP 141 commitment output script, `OP_RETURN 0xaa21a9ed <commitment>`, with
+    /// commitment = SHA-256d(witness merkle root ‖ [`WITNESS_RESERVED_VALUE`]); the witness root
+    /// is over the wtxids in block order with the coinbase's taken as 32 zero bytes. It does not
+    /// depend on the coinbase, so it is the same for every extranonce, and equals the
+    /// `default_witness_commitment` Bitcoin Core sends for the same transactions.
+    pub fn witness_commitment_script(&self) -> ScriptBuf {
+        let wtxids = std::iter::once(Wtxid::all_zeros())
+            .chain(self.transactions.iter().map(Transaction::compute_wtxid))
+            .map(|w| w.to_raw_hash());
+        // The list is never empty (the coinbase's zero wtxid is in it), so the root exists.
+        let root = bitcoin::merkle_tree::calculate_root(wtxids)
+            .map(WitnessMerkleNode::from_raw_hash)
+            .unwrap_or_else(WitnessMerkleNode::all_zeros);
+        let commitment = Block::compute_witness_commitment(&root, &WITNESS_RESERVED_VALUE);
+        let mut push = [0u8; 36];
+        push[..4].copy_from_slice(&WITNESS_COMMITMENT_HEADER);
+        push[4..].copy_from_slice(&commitment.to_byte_array());
+        Builder::new()
+            .push_opcode(OP_RETURN)
+            .push_slice(push)
+            .into_script()
     }
 
     /// The coinbase script: BIP34 height, the extranonce, a tag.
@@ -81,8 +129,23 @@ impl Template {
             .into_script()
     }
 
-    /// The coinbase transaction for `extranonce`.
+    /// The coinbase transaction for `extranonce`: one output to the payout, plus, when
+    /// [`Template::has_witness_commitment`], a zero-value commitment output
+    /// ([`Template::witness_commitment_script`]) and the witness reserved value as the input's
+    /// witness (BIP 141). The witness does not enter the txid, so the merkle root is unaffected.
     pub fn coinbase(&self, extranonce: u64) -> Transaction {
+        let mut output = vec![TxOut {
+            value: self.coinbase_value,
+            script_pubkey: self.payout.clone(),
+        }];
+        let mut witness = Witness::new();
+        if self.has_witness_commitment() {
+            output.push(TxOut {
+                value: Amount::ZERO,
+                script_pubkey: self.witness_commitment_script(),
+            });
+            witness.push(WITNESS_RESERVED_VALUE);
+        }
         Transaction {
             version: TxVersion::ONE,
             lock_time: LockTime::ZERO,
@@ -90,12 +153,9 @@ impl Template {
                 previous_output: OutPoint::null(),
                 script_sig: self.coinbase_script(extranonce),
                 sequence: Sequence::MAX,
-                witness: Witness::new(),
+                witness,
             }],
-            output: vec![TxOut {
-                value: self.coinbase_value,
-                script_pubkey: self.payout.clone(),
-            }],
+            output,
         }
     }
 

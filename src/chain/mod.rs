@@ -9,7 +9,7 @@ pub use params::{ChainParams, ControllerDefaults, ParamsError};
 pub use store::StoreError;
 
 use crate::block::{header_bits, header_hash};
-use crate::pow::retarget::{BlockInfo, RetargetParams};
+use crate::pow::retarget::{AsertAnchor, BlockInfo, RetargetParams, ASERT_ANCHOR_HEIGHT};
 use crate::pow::{CompactTarget, Target, Work};
 use bitcoin::hashes::Hash;
 use bitcoin::script::Builder;
@@ -88,7 +88,7 @@ pub struct Entry {
     pub chain_work: Work,
     /// What the difficulty controller reads of it.
     pub info: BlockInfo,
-    /// Block 1 of this branch (asert's anchor); `None` for genesis.
+    /// The block at [`ASERT_ANCHOR_HEIGHT`] (2) of this branch, asert's anchor; `None` below it.
     pub anchor: Option<[u8; 32]>,
 }
 
@@ -254,10 +254,17 @@ impl Chain {
             return self.retarget.initial;
         }
         let recent = self.recent(&parent.hash, self.retarget.history_needed());
+        // asert measures from its anchor's nBits and the anchor's parent's real time, as
+        // Bitcoin Cash Node does.
         let anchor = parent
             .anchor
             .and_then(|a| self.entries.get(&a))
-            .map(|e| e.info);
+            .and_then(|a| {
+                Some(AsertAnchor::new(
+                    &a.info,
+                    &self.entries.get(&a.parent)?.info,
+                ))
+            });
         self.retarget
             .next_bits_with_anchor(&recent, anchor.as_ref())
     }
@@ -383,7 +390,11 @@ impl Chain {
             .map(|t| t.work())
             .unwrap_or_default();
         let chain_work = p.chain_work.clone() + work;
-        let anchor = if height == 1 { Some(hash) } else { p.anchor };
+        let anchor = if u64::from(height) == ASERT_ANCHOR_HEIGHT {
+            Some(hash)
+        } else {
+            p.anchor
+        };
         let entry = Entry {
             info: BlockInfo {
                 height: u64::from(height),
@@ -612,10 +623,82 @@ mod tests {
         t.assemble(tag, hits[0])
     }
 
+    /// Bitcoin's retarget with a window of 2 blocks: block 3 is 4x harder than block 2 when
+    /// block 2 came within a second of block 1, and 4x easier when it came hours later.
+    fn window_of_two() -> RetargetParams {
+        RetargetParams {
+            algorithm: crate::pow::retarget::Algorithm::Bitcoin { window: 2 },
+            spacing: 600,
+            pow_limit: ChainParams::regtest().pow_limit,
+            initial: CompactTarget::from_consensus(0x1f00ffff),
+        }
+    }
+
     #[test]
     fn tip_follows_most_work_not_most_blocks() {
-        // Branch A: three easy blocks. Branch B: one block at 16x the difficulty. B has more
-        // work with fewer blocks, and wins whatever order they arrive in.
+        // From a shared block 1: branch A is slow (block 2 four hours later, so blocks 3 and 4
+        // are 4x easier), branch B fast (block 2 a second later, so block 3 is 4x harder).
+        // With W the work of block 1: A = W + W + W/4 + W/4 = 2.5 W over four blocks, B =
+        // W + W + 4 W = 6 W over three. Most work picks B, a most-blocks rule A; in both
+        // arrival orders the tip must be B's block 3, below A's height.
+        let t0: u32 = 1_700_000_000;
+        let now = t0 + 10_000_000;
+        for b_first in [false, true] {
+            let mut c = Chain::new(ChainParams::regtest(), window_of_two());
+            let g = c.tip().clone();
+            c.submit(child(&c, &g, t0, 0), now).unwrap();
+            let shared = c.tip().clone();
+            // Build both branches on chains of their own, then submit them in order.
+            let mut a = Chain::new(ChainParams::regtest(), window_of_two());
+            let mut b = Chain::new(ChainParams::regtest(), window_of_two());
+            for side in [&mut a, &mut b] {
+                side.submit(shared.block.clone(), now).unwrap();
+            }
+            for time in [t0 + 4 * 3600, t0 + 4 * 3600 + 1, t0 + 4 * 3600 + 2] {
+                let tip = a.tip().clone();
+                a.submit(child(&a, &tip, time, 1), now).unwrap();
+            }
+            for time in [t0 + 1, t0 + 2] {
+                let tip = b.tip().clone();
+                b.submit(child(&b, &tip, time, 2), now).unwrap();
+            }
+            assert_eq!((a.height(), b.height()), (4, 3));
+            let work = |ch: &Chain, h: u32| ch.get(h).unwrap().chain_work.clone();
+            let block_work = |ch: &Chain, h: u32| work(ch, h).to_f64() - work(ch, h - 1).to_f64();
+            // The bits did what the comment says: A's blocks 3 and 4 are 4x easier, B's block
+            // 3 is 4x harder (work ratios within the rounding of nBits).
+            let w1 = block_work(&a, 1);
+            for (ch, h, want) in [(&a, 3, 0.25), (&a, 4, 0.25), (&b, 3, 4.0)] {
+                let got = block_work(ch, h) / w1;
+                assert!((got / want - 1.0).abs() < 1e-3, "block {h}: {got} W");
+            }
+            assert!(work(&b, 3) > work(&a, 4), "B has more work");
+            let blocks = |ch: &Chain| -> Vec<Block> {
+                (2..=ch.height())
+                    .map(|h| ch.get(h).unwrap().block.clone())
+                    .collect()
+            };
+            let order: Vec<Block> = if b_first {
+                [blocks(&b), blocks(&a)].concat()
+            } else {
+                [blocks(&a), blocks(&b)].concat()
+            };
+            for block in order {
+                c.submit(block, now).unwrap();
+            }
+            assert_eq!(c.tip().hash, b.tip().hash, "b first: {b_first}");
+            assert_eq!(c.height(), 3, "b first: {b_first}");
+            // A's four blocks are kept as a side branch.
+            assert!(c.by_hash(&a.tip().hash).is_some());
+            assert_eq!(c.block_count(), 1 + 1 + 3 + 2);
+        }
+    }
+
+    #[test]
+    fn a_longer_branch_arriving_out_of_order_reorgs_and_equal_work_keeps_the_first_seen() {
+        // Every block at one fixed rule, so work follows block count here: this test is about
+        // arrival order, orphans and ties, not about work against length (that is
+        // `tip_follows_most_work_not_most_blocks`).
         let easy = fixed(0x2000ffff);
         let now = 1_700_000_000;
         let mut c = Chain::new(ChainParams::regtest(), easy.clone());
@@ -630,9 +713,7 @@ mod tests {
         c.submit(a3, now).unwrap();
         assert_eq!(c.height(), 3);
         let a3_hash = c.tip().hash;
-        // A chain whose block 1 is 16x harder: a second chain object with other rules builds
-        // it, and this chain accepts it only if its bits match... so use one fixed rule and
-        // compare work instead: branch B = four blocks on genesis is heavier than A's three.
+        // Branch B: four blocks on genesis, built on a chain of its own.
         let mut other = Chain::new(ChainParams::regtest(), easy);
         let mut b_blocks = Vec::new();
         for i in 0..4u32 {
@@ -679,16 +760,12 @@ mod tests {
     }
 
     #[test]
-    fn most_work_beats_more_blocks() {
+    fn at_equal_height_the_branch_with_more_work_takes_the_tip() {
         // Rules where difficulty follows the chain (bitcoin, window 2): block 3 of a branch that
-        // was slow gets easier bits, of a fast branch harder bits. A two-block fast branch can
-        // outweigh a three-block slow one.
-        let rules = RetargetParams {
-            algorithm: crate::pow::retarget::Algorithm::Bitcoin { window: 2 },
-            spacing: 600,
-            pow_limit: ChainParams::regtest().pow_limit,
-            initial: CompactTarget::from_consensus(0x1f00ffff),
-        };
+        // was slow gets easier bits, of a fast branch harder bits. Both branches reach height 3;
+        // the fast one, seen second, has more work and takes the tip (a rule that counts
+        // blocks, keeping the first seen on a tie, would not move it).
+        let rules = window_of_two();
         let t0 = 1_700_000_000;
         let mut c = Chain::new(ChainParams::regtest(), rules.clone());
         let g = c.tip().clone();

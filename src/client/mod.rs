@@ -28,6 +28,17 @@ pub enum ClientError {
     /// A URL no retry can make work (bad scheme, no host, bad port).
     #[error("'{url}' cannot be a node's address: {why}; give http://HOST:PORT, e.g. http://127.0.0.1:18443")]
     BadUrl { url: String, why: String },
+    /// The template's `default_witness_commitment` is not the BIP 141 commitment this client
+    /// computes from the template's own transactions (with the all-zero witness reserved value,
+    /// as Bitcoin Core uses), so a block built on either would likely be rejected: stop rather
+    /// than mine blocks that cannot count.
+    #[error("the node's default_witness_commitment {node} is not the commitment computed from the template's transactions ({ours}); blocks mined on this template would be rejected, so mining stops. The node may use a non-zero witness reserved value, which this client does not support; please report it with the output of `bitcoin-cli getblocktemplate '{{\"rules\":[\"segwit\"]}}'`")]
+    WitnessCommitmentMismatch {
+        /// The script hex the node sent.
+        node: String,
+        /// The script hex computed here.
+        ours: String,
+    },
 }
 
 /// The node URL to call for what a user typed: `host:port` (no scheme) is taken as
@@ -175,6 +186,13 @@ fn field<'a>(t: &'a Value, name: &str) -> Result<&'a Value, ClientError> {
 }
 
 /// Decodes a BIP 22 template into our [`Template`], with our coinbase paying `payout`.
+///
+/// Segwit (BIP 141/145): when the template holds a transaction with witness data, or the node
+/// sent `default_witness_commitment`, the coinbase gets the witness commitment output and the
+/// witness reserved value ([`Template::has_witness_commitment`]); a `default_witness_commitment`
+/// that differs from the computed one is [`ClientError::WitnessCommitmentMismatch`]. A
+/// transaction whose `txid` or `hash` field disagrees with its `data` is refused as malformed.
+/// Without either, the block is the legacy one, byte for byte.
 pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, ClientError> {
     let bad = |what: &str| ClientError::BadReply(format!("template field {what} is malformed"));
     let prev_hex = field(t, "previousblockhash")?
@@ -204,13 +222,14 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
         .as_i64()
         .ok_or_else(|| bad("version"))? as i32;
     let mut transactions = Vec::new();
-    for tx in t
+    for (i, entry) in t
         .get("transactions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
-        let data = tx
+        let data = entry
             .get("data")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("transactions[].data"))?;
@@ -218,6 +237,21 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
             .ok()
             .and_then(|b| deserialize(&b).ok())
             .ok_or_else(|| bad("transactions[].data"))?;
+        // `txid` excludes the witness, `hash` (the wtxid) includes it; a mismatch means the
+        // data decoded differently here than at the node, and the merkle root would be wrong.
+        for (name, computed) in [
+            ("txid", tx.compute_txid().to_string()),
+            ("hash", tx.compute_wtxid().to_string()),
+        ] {
+            if let Some(given) = entry.get(name).and_then(Value::as_str) {
+                if !given.eq_ignore_ascii_case(&computed) {
+                    return Err(ClientError::BadReply(format!(
+                        "template transaction {i}: its {name} field is {given}, but its data \
+                         hashes to {computed}"
+                    )));
+                }
+            }
+        }
         transactions.push(tx);
     }
     let mut template = Template::new(
@@ -232,6 +266,19 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
     )
     .map_err(|e| ClientError::BadReply(format!("template bits {bits:08x}: {e}")))?;
     template.version = version;
+    if let Some(default) = t.get("default_witness_commitment").filter(|v| !v.is_null()) {
+        let node = default
+            .as_str()
+            .ok_or_else(|| bad("default_witness_commitment"))?;
+        template.commit_witness = true;
+        let ours = hex::encode(template.witness_commitment_script().as_bytes());
+        if !node.eq_ignore_ascii_case(&ours) {
+            return Err(ClientError::WitnessCommitmentMismatch {
+                node: node.to_string(),
+                ours,
+            });
+        }
+    }
     Ok(NodeTemplate {
         template,
         longpollid: t

@@ -9,7 +9,8 @@
 //!
 //! The result is cached in a JSON file in the data directory ([`CACHE_FILE`]), one entry per
 //! [`CpuIdentity`]: the CPU's model, the set of kernels available (so `MINER_DISABLE_KERNELS` or
-//! a new kernel gets its own entry) and the crate version (a new binary recalibrates). Deleting
+//! a new kernel gets its own entry), the crate version and the executable's size and time (a new
+//! or rebuilt binary recalibrates). Deleting
 //! the file, or `--recalibrate`, measures again. A cache that cannot be read or written never
 //! stops mining: the choice is then measured and the problem reported as a warning.
 
@@ -83,6 +84,10 @@ pub struct CpuIdentity {
     pub kernels: Vec<String>,
     /// This crate's version: a new binary may have new or changed kernels.
     pub miner_version: String,
+    /// The running executable's size and modification time, so a rebuilt binary of the same
+    /// version (a developer's) measures again too. Empty where the executable cannot be read.
+    #[serde(default)]
+    pub build: String,
 }
 
 impl CpuIdentity {
@@ -97,6 +102,7 @@ impl CpuIdentity {
             cpu: CpuIdentity::cpu_model(),
             kernels: kernels.iter().map(|k| k.name().to_string()).collect(),
             miner_version: env!("CARGO_PKG_VERSION").to_string(),
+            build: build_id(),
         }
     }
 
@@ -113,6 +119,21 @@ impl CpuIdentity {
             proc_cpuinfo_model().unwrap_or_else(|| std::env::consts::ARCH.to_string())
         }
     }
+}
+
+/// `size-mtime` of the running executable (empty if unknown).
+fn build_id() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            format!("{}-{mtime}", m.len())
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -448,9 +469,12 @@ impl CacheFile {
         self.entries.iter().find(|e| &e.identity == identity)
     }
 
-    /// Adds `entry`, replacing any entry of the same identity.
+    /// Adds `entry`, replacing any entry of the same CPU and kernel set (an older version's or
+    /// build's entry is stale once this one is measured, so the file does not grow per build).
     pub fn insert(&mut self, entry: CacheEntry) {
-        self.entries.retain(|e| e.identity != entry.identity);
+        self.entries.retain(|e| {
+            e.identity.cpu != entry.identity.cpu || e.identity.kernels != entry.identity.kernels
+        });
         self.entries.push(entry);
     }
 

@@ -132,7 +132,7 @@ pub enum Kernel {
     Sha2,
     /// Portable Rust with midstate, precomputed rounds and early reject.
     Soft,
-    /// x86 SHA extensions, eight nonces interleaved.
+    /// x86 SHA extensions, eight nonces interleaved (built three ways, see [`ShaNiBuild`]).
     ShaNi,
     /// AVX2, 8 nonces in 8 lanes.
     Avx2,
@@ -222,8 +222,16 @@ impl Kernel {
             Kernel::ShaNi => {
                 assert!(shani_available(), "the sha-ni kernel needs SHA extensions");
                 // SAFETY: `shani_available()` just confirmed at run time that the CPU has the
-                // SHA, SSE2, SSSE3 and SSE4.1 extensions that `x86_shani::scan` is compiled for.
-                unsafe { x86_shani::scan(job, first, count, hits) }
+                // SHA, SSE2, SSSE3 and SSE4.1 extensions that `x86_shani::sse` is compiled for;
+                // `ShaNiBuild::current()` picks the AVX2 or AVX-512VL builds only after its own
+                // run-time checks of those features.
+                unsafe {
+                    match ShaNiBuild::current() {
+                        ShaNiBuild::Avx512Vl => x86_shani::avx512vl::scan(job, first, count, hits),
+                        ShaNiBuild::Avx2 => x86_shani::avx2::scan(job, first, count, hits),
+                        ShaNiBuild::Sse => x86_shani::sse::scan(job, first, count, hits),
+                    }
+                }
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
@@ -247,6 +255,96 @@ impl Kernel {
                 unreachable!("x86 kernels are never available off x86-64")
             }
         }
+    }
+}
+
+/// Which compilation of the `sha-ni` kernel runs ([`x86_shani`] has the same code built three
+/// ways; the SHA instructions are the same, the code around them uses the wider encodings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShaNiBuild {
+    /// Legacy SSE encoding, 16 vector registers.
+    Sse,
+    /// VEX encoding (needs AVX2).
+    Avx2,
+    /// AVX-512VL enabled: 32 vector registers (needs AVX-512 F + VL).
+    Avx512Vl,
+}
+
+impl ShaNiBuild {
+    /// The widest build this CPU supports. Hiding `avx512` or `avx2` with
+    /// `MINER_DISABLE_KERNELS` also keeps `sha-ni` from using those features, so the variable
+    /// still shows how a CPU without them behaves.
+    pub fn current() -> ShaNiBuild {
+        ShaNiBuild::available()
+            .last()
+            .copied()
+            .unwrap_or(ShaNiBuild::Sse)
+    }
+
+    /// Every build this CPU can run, narrowest first (empty without SHA extensions).
+    pub fn available() -> Vec<ShaNiBuild> {
+        let mut builds = Vec::new();
+        if !Kernel::ShaNi.is_available() {
+            return builds;
+        }
+        builds.push(ShaNiBuild::Sse);
+        if Kernel::Avx2.is_available() {
+            builds.push(ShaNiBuild::Avx2);
+        }
+        if Kernel::Avx512.is_available() && avx512vl_available() {
+            builds.push(ShaNiBuild::Avx512Vl);
+        }
+        builds
+    }
+
+    /// `sse`, `avx2` or `avx512vl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShaNiBuild::Sse => "sse",
+            ShaNiBuild::Avx2 => "avx2",
+            ShaNiBuild::Avx512Vl => "avx512vl",
+        }
+    }
+
+    /// [`Kernel::scan`] with this build of the `sha-ni` kernel, for tests and benches.
+    ///
+    /// # Panics
+    /// If this CPU cannot run the build (check [`ShaNiBuild::available`]) or the range passes
+    /// 2^32.
+    pub fn scan(self, job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+        assert!(
+            ShaNiBuild::available().contains(&self),
+            "the {} build of sha-ni is not supported by this CPU",
+            self.name()
+        );
+        assert!(
+            u64::from(first) + u64::from(count) <= 1 << 32,
+            "nonce range passes 2^32"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `ShaNiBuild::available()` just confirmed at run time the features each build
+        // is compiled for (SHA + SSE4.1; and AVX2; and AVX-512 F + VL).
+        unsafe {
+            match self {
+                ShaNiBuild::Avx512Vl => x86_shani::avx512vl::scan(job, first, count, hits),
+                ShaNiBuild::Avx2 => x86_shani::avx2::scan(job, first, count, hits),
+                ShaNiBuild::Sse => x86_shani::sse::scan(job, first, count, hits),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no sha-ni build is available off x86-64")
+    }
+}
+
+fn avx512vl_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

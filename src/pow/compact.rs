@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn encoding_never_sets_the_sign_bit() {
-        // DESIGN.md §8: the value 0x80 encodes as 0x02008000.
+        // Core's bignum_SetCompact cases (docs/ARCHITECTURE.md §6): the value 0x80 encodes as 0x02008000.
         assert_eq!(
             CompactTarget::encode(&BigUint::from(0x80u32), false).to_consensus(),
             0x0200_8000

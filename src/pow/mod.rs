@@ -1,6 +1,6 @@
 //! Proof-of-work quantities: [`Target`], [`CompactTarget`] (nBits), [`Difficulty`] and [`Work`].
 //!
-//! Conventions (DESIGN.md §3): a block hash is read as a 256-bit little-endian integer and a block
+//! Conventions (docs/ARCHITECTURE.md §3): a block hash is read as a 256-bit little-endian integer and a block
 //! is valid when `Hash(B) <= target`. The seed's difficulty `D` is the expected number of hashes
 //! per block, `target = floor(M / D)` with `M = 2^256 - 1`. Bitcoin's difficulty ("bdiff") is
 //! `DIFF1 / target` with `DIFF1 = 0xFFFF * 2^208`.
@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn work_of_difficulty_one_block() {
-        // DESIGN.md §8: the work of a 0x1d00ffff block is 4295032833 (0x100010001).
+        // docs/ARCHITECTURE.md §6: the work of a 0x1d00ffff block is 4295032833 (0x100010001).
         let t = Target::from_compact(CompactTarget::from_consensus(0x1d00ffff)).unwrap();
         assert_eq!(t, Target::DIFF1);
         assert_eq!(t.work().as_biguint(), &BigUint::from(4_295_032_833u64));

@@ -117,8 +117,14 @@ mod tests {
                     let count = count.max(1);
                     let g = grid(count, per_group, max_x);
                     let needed = count.div_ceil(per_group);
-                    assert!(g.x >= 1 && g.x <= max_x, "{count} {per_group} {max_x}: {g:?}");
-                    assert!(covered(g, per_group) >= count, "{count} {per_group} {max_x}");
+                    assert!(
+                        g.x >= 1 && g.x <= max_x,
+                        "{count} {per_group} {max_x}: {g:?}"
+                    );
+                    assert!(
+                        covered(g, per_group) >= count,
+                        "{count} {per_group} {max_x}"
+                    );
                     assert!(
                         g.groups() - needed < u64::from(g.y),
                         "{count} {per_group} {max_x}: {g:?} launches {} groups for {needed}",

@@ -5,7 +5,11 @@
 //! each with its own parameter, hit and staging buffers, so the GPU works on the next dispatch
 //! while the host reads back the last one. Only the small hit block is read back.
 
-use super::{Backend, BackendError, ScanReport, StopAt, NONCE_END};
+mod dispatch;
+
+pub use dispatch::{Grid, MAX_DISPATCH};
+
+use super::{Backend, BackendError, JobHit, JobsReport, ScanReport, StopAt, NONCE_END};
 use crate::hash::soft::Precomputed;
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
@@ -143,6 +147,9 @@ struct Slot {
 /// A dispatch on its way.
 struct InFlight {
     slot: usize,
+    /// The job's index in the search, and the job (to check hits and to re-scan).
+    job_index: u64,
+    job: Job,
     first: u64,
     count: u64,
     submitted: Instant,
@@ -164,6 +171,19 @@ pub struct GpuBackend {
     dispatch: AtomicU64,
     /// What each dispatch's hit buffer is reset to: count 0, then poison.
     hits_reset: Vec<u32>,
+    /// A fault the next scan injects (tests of the error paths only).
+    #[cfg(test)]
+    fault: Mutex<Option<Fault>>,
+}
+
+/// A fault to inject into a scan, to test that every error path leaves the context usable.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The read-back of the scan's n-th dispatch (from 0) fails.
+    CollectFails(u32),
+    /// The scan's n-th dispatch reports nonce 0 as a hit whatever its hash.
+    FalseHit(u32),
 }
 
 /// For a search that stops at its first hit: 1/[`FIRST_HIT_SHARE`] of the hashes a hit is
@@ -197,6 +217,14 @@ pub fn check_options(
         return Err(GpuError::Options(
             "--gpu-nonces-per-invocation must be at least 1".to_string(),
         ));
+    }
+    // One workgroup is the smallest dispatch; it must fit in the largest.
+    let per_group = u64::from(options.workgroup_size) * u64::from(options.nonces_per_invocation);
+    if per_group > MAX_DISPATCH {
+        return Err(GpuError::Options(format!(
+            "--gpu-nonces-per-invocation {} with --gpu-workgroup-size {}: a workgroup would cover {per_group} nonces, more than the {MAX_DISPATCH} one dispatch may take; lower the nonces per invocation",
+            options.nonces_per_invocation, options.workgroup_size
+        )));
     }
     Ok(())
 }
@@ -359,7 +387,10 @@ impl GpuBackend {
                 }
             })
             .collect();
-        let max_x = limits.max_compute_workgroups_per_dimension;
+        let max_x = limits.max_compute_workgroups_per_dimension.max(1);
+        let per_group =
+            u64::from(options.workgroup_size) * u64::from(options.nonces_per_invocation);
+        let max_dispatch = dispatch::max_dispatch(per_group, max_x, max_x);
         Ok(GpuBackend {
             device,
             queue,
@@ -369,13 +400,19 @@ impl GpuBackend {
             options,
             max_workgroups_x: options.max_workgroups_x.unwrap_or(max_x).clamp(1, max_x),
             max_workgroups_y: max_x,
-            dispatch: AtomicU64::new(options.initial_dispatch.unwrap_or(1 << 20)),
+            dispatch: AtomicU64::new(dispatch::initial_dispatch(
+                options.initial_dispatch,
+                per_group,
+                max_dispatch,
+            )),
             hits_reset: std::iter::once(0)
                 .chain(std::iter::repeat_n(
                     0xdead_beef_u32,
                     options.hit_capacity as usize,
                 ))
                 .collect(),
+            #[cfg(test)]
+            fault: Mutex::new(None),
         })
     }
 
@@ -410,10 +447,13 @@ impl GpuBackend {
         }
     }
 
-    /// Largest dispatch the grid limits allow.
+    /// Largest dispatch the grid limits allow, at most [`MAX_DISPATCH`].
     fn max_dispatch(&self) -> u64 {
-        (self.per_group() * u64::from(self.max_workgroups_x) * u64::from(self.max_workgroups_y))
-            .min(NONCE_END)
+        dispatch::max_dispatch(
+            self.per_group(),
+            self.max_workgroups_x,
+            self.max_workgroups_y,
+        )
     }
 
     /// The shader's `Params`, word for word.
@@ -438,26 +478,12 @@ impl GpuBackend {
         p
     }
 
-    /// Encodes and submits one dispatch of `count` nonces from `first` on `slot`.
-    fn submit(
-        &self,
-        slot: &Slot,
-        index: usize,
-        job: &Job,
-        pre: &Precomputed,
-        first: u64,
-        count: u64,
-    ) -> InFlight {
-        let invocations = count.div_ceil(u64::from(self.options.nonces_per_invocation));
-        let groups = invocations.div_ceil(u64::from(self.options.workgroup_size));
-        let (gx, gy) = if groups <= u64::from(self.max_workgroups_x) {
-            (groups as u32, 1)
-        } else {
-            let gx = self.max_workgroups_x;
-            (gx, groups.div_ceil(u64::from(gx)) as u32)
-        };
-        let grid_x = gx * self.options.workgroup_size;
-        let params = GpuBackend::params(job, pre, first, count, grid_x);
+    /// Encodes and submits one dispatch: `count` nonces of `feed`'s job from `feed.next`, on
+    /// `slot`.
+    fn submit(&self, slot: &Slot, index: usize, feed: &Feed, count: u64) -> InFlight {
+        let grid = dispatch::grid(count, self.per_group(), self.max_workgroups_x);
+        let grid_x = grid.x * self.options.workgroup_size;
+        let params = GpuBackend::params(&feed.job, &feed.pre, feed.next, count, grid_x);
         self.queue
             .write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
         // Count 0, and poison in the nonce array so an unwritten entry cannot pass for a hit.
@@ -475,7 +501,7 @@ impl GpuBackend {
             });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &slot.bind_group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
+            pass.dispatch_workgroups(grid.x, grid.y, 1);
         }
         let size = hits_bytes(self.options.hit_capacity);
         encoder.copy_buffer_to_buffer(&slot.hits, 0, &slot.staging, 0, size);
@@ -486,7 +512,9 @@ impl GpuBackend {
         });
         InFlight {
             slot: index,
-            first,
+            job_index: feed.index,
+            job: feed.job,
+            first: feed.next,
             count,
             submitted: Instant::now(),
             submission,
@@ -494,7 +522,8 @@ impl GpuBackend {
         }
     }
 
-    /// Waits for a dispatch and reads its hit count and hits.
+    /// Waits for a dispatch and reads its hit count and hits. The staging buffer is unmapped
+    /// again whenever its mapping succeeded, whatever happens after.
     fn collect(&self, slot: &Slot, f: &InFlight) -> Result<(u32, Vec<u32>), GpuError> {
         self.device
             .poll(wgpu::PollType::Wait {
@@ -507,18 +536,158 @@ impl GpuBackend {
             Ok(Err(e)) => return Err(GpuError::Failed(e.to_string())),
             Err(e) => return Err(GpuError::Failed(e.to_string())),
         }
-        let (count, nonces) = {
-            let view = slot
-                .staging
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Failed(e.to_string()))?;
+        let read = slot.staging.get_mapped_range(..).map(|view| {
             let words: &[u32] = bytemuck::cast_slice(&view);
-            let count = words[0];
-            let stored = (count as usize).min(words.len() - 1);
+            let count = words.first().copied().unwrap_or(0);
+            let stored = (count as usize).min(words.len().saturating_sub(1));
             (count, words[1..1 + stored].to_vec())
-        };
+        });
         slot.staging.unmap();
-        Ok((count, nonces))
+        read.map_err(|e| GpuError::Failed(e.to_string()))
+    }
+
+    /// Leaves every slot unmapped and idle after a scan, on every exit path: a dispatch still in
+    /// flight when a scan returns early (a failed read-back, a false hit) would otherwise keep
+    /// its staging buffer mapped or pending, and the next scan's `map_async` on it would be a
+    /// validation error (a panic under wgpu's default handler).
+    fn drain(&self, slots: &[Slot], in_flight: &mut VecDeque<InFlight>) {
+        // Errors here are ignored: the scan already failed or succeeded; what matters is that no
+        // mapping outlives it.
+        let _ = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
+        for f in in_flight.drain(..) {
+            match f.mapped.try_recv() {
+                // Mapped: give it back.
+                Ok(Ok(())) => slots[f.slot].staging.unmap(),
+                // Still pending (the device did not finish): unmapping aborts the mapping.
+                Err(mpsc::TryRecvError::Empty) => slots[f.slot].staging.unmap(),
+                // The mapping failed, or `collect` already took (and unmapped) it.
+                Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => {}
+            }
+        }
+    }
+
+    /// Runs dispatches through the slots for the jobs `jobs` hands out (index 0, 1, ...; `None`
+    /// ends them), each over `nonces`. When a job's last dispatch is submitted, the next job's
+    /// first ones follow at once, so the device never waits for the host between jobs.
+    /// Dispatches complete in submission order, which is the search order (jobs by index,
+    /// nonces ascending): the first dispatch read back with a hit holds the first hit, and hits
+    /// of later jobs are counted as hashes only.
+    fn pipeline(
+        &self,
+        jobs: &mut dyn FnMut(u64) -> Option<Job>,
+        nonces: Range<u64>,
+        stop: StopAt,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<Pipelined, GpuError> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = VecDeque::new();
+        let result = self.pipeline_on(&slots, &mut in_flight, jobs, nonces, stop, cancel, progress);
+        self.drain(&slots, &mut in_flight);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pipeline_on(
+        &self,
+        slots: &[Slot],
+        in_flight: &mut VecDeque<InFlight>,
+        jobs: &mut dyn FnMut(u64) -> Option<Job>,
+        nonces: Range<u64>,
+        stop: StopAt,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<Pipelined, GpuError> {
+        let start = nonces.start.min(NONCE_END);
+        let end = nonces.end.clamp(start, NONCE_END);
+        let mut out = Pipelined::default();
+        if start == end {
+            return Ok(out);
+        }
+        #[cfg(test)]
+        let fault = self.fault.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut dispatches = 0u32;
+        let mut current = jobs(0).map(|job| Feed::new(0, job, start, stop));
+        let mut free: Vec<usize> = (0..SLOTS).rev().collect();
+        let mut stopping = false;
+        let mut last_done = Instant::now();
+        loop {
+            while !stopping {
+                let done = current.as_ref().filter(|f| f.next >= end).map(|f| f.index);
+                if let Some(index) = done {
+                    current = jobs(index + 1).map(|job| Feed::new(index + 1, job, start, stop));
+                }
+                let Some(feed) = current.as_mut() else { break };
+                let Some(slot) = free.pop() else { break };
+                let count = self.dispatch_for(feed.share).min(end - feed.next);
+                in_flight.push_back(self.submit(&slots[slot], slot, feed, count));
+                feed.next += count;
+            }
+            let Some(f) = in_flight.front() else { break };
+            #[cfg(test)]
+            if fault == Some(Fault::CollectFails(dispatches)) {
+                return Err(GpuError::Failed(
+                    "fault injection: the read-back failed".to_string(),
+                ));
+            }
+            // On an error the dispatch stays in `in_flight`, for `drain`.
+            let (count, found) = self.collect(&slots[f.slot], f)?;
+            let Some(f) = in_flight.pop_front() else {
+                break;
+            };
+            #[cfg(test)]
+            let found = match fault {
+                Some(Fault::FalseHit(n)) if n == dispatches => vec![0],
+                _ => found,
+            };
+            dispatches = dispatches.wrapping_add(1);
+            free.push(f.slot);
+            let now = Instant::now();
+            // With the pipeline full, completions are one dispatch apart.
+            let busy = now.duration_since(last_done.max(f.submitted));
+            last_done = now;
+            let latency = now.duration_since(f.submitted);
+            self.adapt(
+                f.count,
+                busy.as_secs_f64() * 1e3,
+                latency.as_secs_f64() * 1e3,
+            );
+            out.hashes += f.count;
+            progress.fetch_add(f.count, Ordering::Relaxed);
+            let hits = if count as usize > found.len() {
+                // The hit array overflowed: the count is exact, so re-scan this dispatch on the
+                // CPU rather than lose hits. (A dispatch is at most 2^31 nonces, so its first
+                // nonce and count fit the kernel's u32s.)
+                let mut all = Vec::new();
+                Kernel::best().scan(&f.job, f.first as u32, f.count as u32, &mut all);
+                all
+            } else {
+                if let Some(&nonce) = found.iter().find(|&&n| !f.job.meets(n)) {
+                    return Err(GpuError::Failed(format!(
+                        "the kernel reported nonce {nonce}, whose hash does not meet the target"
+                    )));
+                }
+                found
+            };
+            // Hits of a job after the first job with a hit come after the first hit in search
+            // order: their dispatches count as hashes done, not as trials.
+            if !hits.is_empty() && out.hit_job.is_none_or(|j| j == f.job_index) {
+                out.hit_job = Some(f.job_index);
+                out.hits.extend(hits);
+            }
+            if cancel.load(Ordering::Relaxed) {
+                stopping = true;
+            }
+            if stop == StopAt::FirstHit && out.hit_job.is_some() {
+                stopping = true;
+            }
+        }
+        out.hits.sort_unstable();
+        out.hits.dedup();
+        Ok(out)
     }
 
     /// Adapts the dispatch size toward the target duration. A full-size dispatch doubles or
@@ -546,7 +715,10 @@ impl GpuBackend {
         } else {
             current
         };
-        let next = next.clamp(self.per_group(), self.max_dispatch());
+        let next = next.clamp(
+            self.per_group().min(self.max_dispatch()),
+            self.max_dispatch(),
+        );
         self.dispatch.store(next, Ordering::Relaxed);
     }
 
@@ -561,67 +733,82 @@ impl GpuBackend {
     ) -> Result<ScanReport, GpuError> {
         let start = nonces.start.min(NONCE_END);
         let end = nonces.end.clamp(start, NONCE_END);
-        let pre = Precomputed::new(job);
-        let share = first_hit_share(job, stop);
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut free: Vec<usize> = (0..SLOTS).rev().collect();
-        let mut next = start;
-        let mut report = ScanReport::default();
-        let mut stopping = false;
-        let mut last_done = Instant::now();
-        loop {
-            while !stopping && next < end {
-                let Some(index) = free.pop() else { break };
-                let count = self.dispatch_for(share).min(end - next);
-                in_flight.push_back(self.submit(&slots[index], index, job, &pre, next, count));
-                next += count;
-            }
-            let Some(f) = in_flight.pop_front() else {
-                break;
-            };
-            let (count, found) = self.collect(&slots[f.slot], &f)?;
-            free.push(f.slot);
-            let now = Instant::now();
-            // With the pipeline full, completions are one dispatch apart.
-            let busy = now.duration_since(last_done.max(f.submitted));
-            last_done = now;
-            let latency = now.duration_since(f.submitted);
-            self.adapt(
-                f.count,
-                busy.as_secs_f64() * 1e3,
-                latency.as_secs_f64() * 1e3,
-            );
-            report.hashes += f.count;
-            progress.fetch_add(f.count, Ordering::Relaxed);
-            if count as usize > found.len() {
-                // The hit array overflowed: the count is exact, so re-scan this dispatch on the
-                // CPU rather than lose hits.
-                let mut all = Vec::new();
-                Kernel::best().scan(job, f.first as u32, f.count as u32, &mut all);
-                report.hits.extend(all);
-            } else {
-                for nonce in found {
-                    if !job.meets(nonce) {
-                        return Err(GpuError::Failed(format!(
-                            "the kernel reported nonce {nonce}, whose hash does not meet the target"
-                        )));
-                    }
-                    report.hits.push(nonce);
-                }
-            }
-            if cancel.load(Ordering::Relaxed) {
-                stopping = true;
-            }
-            if stop == StopAt::FirstHit && !report.hits.is_empty() {
-                stopping = true;
-            }
-        }
-        report.cancelled = next < end && cancel.load(Ordering::Relaxed);
-        report.hits.sort_unstable();
-        report.hits.dedup();
-        Ok(report)
+        let mut one = |index: u64| (index == 0).then_some(*job);
+        let out = self.pipeline(&mut one, start..end, stop, cancel, progress)?;
+        Ok(ScanReport {
+            cancelled: out.hashes < end - start && cancel.load(Ordering::Relaxed),
+            hits: out.hits,
+            hashes: out.hashes,
+        })
     }
+
+    /// [`Backend::search_jobs`] with each job searched over `nonces` only (all `0..2^32` when
+    /// mining; a smaller range lets a test cross many job boundaries quickly), GPU failures as
+    /// errors. The hit is the first in the order jobs by index, nonces of `nonces` ascending.
+    pub fn search_jobs_over(
+        &self,
+        jobs: &mut dyn FnMut(u64) -> Job,
+        nonces: Range<u64>,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<JobsReport, GpuError> {
+        if nonces.start >= nonces.end.min(NONCE_END) {
+            return Err(GpuError::Options(format!(
+                "a search over jobs needs at least one nonce per job, not {nonces:?}; pass a range within 0..2^32"
+            )));
+        }
+        let mut all = |index: u64| Some(jobs(index));
+        let out = self.pipeline(&mut all, nonces, StopAt::FirstHit, cancel, progress)?;
+        let hit = out
+            .hit_job
+            .zip(out.hits.first().copied())
+            .map(|(job, nonce)| JobHit { job, nonce });
+        Ok(JobsReport {
+            cancelled: hit.is_none(),
+            hit,
+            hashes: out.hashes,
+        })
+    }
+
+    /// Makes the next scan fail as `fault` says.
+    #[cfg(test)]
+    fn inject_fault(&self, fault: Fault) {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(fault);
+    }
+}
+
+/// The job a pipeline is submitting dispatches for.
+struct Feed {
+    /// The job's position in the search (its extranonce when mining).
+    index: u64,
+    job: Job,
+    pre: Precomputed,
+    /// The first-hit cap on a dispatch ([`first_hit_share`]).
+    share: Option<u64>,
+    /// The next nonce to submit.
+    next: u64,
+}
+
+impl Feed {
+    fn new(index: u64, job: Job, start: u64, stop: StopAt) -> Feed {
+        Feed {
+            index,
+            pre: Precomputed::new(&job),
+            share: first_hit_share(&job, stop),
+            job,
+            next: start,
+        }
+    }
+}
+
+/// What [`GpuBackend::pipeline`] found and did.
+#[derive(Default)]
+struct Pipelined {
+    /// The first job with a hit, and its hits (ascending).
+    hit_job: Option<u64>,
+    hits: Vec<u32>,
+    /// Nonces hashed over all jobs.
+    hashes: u64,
 }
 
 impl Backend for GpuBackend {
@@ -638,6 +825,17 @@ impl Backend for GpuBackend {
         progress: &AtomicU64,
     ) -> Result<ScanReport, BackendError> {
         Ok(self.try_scan(job, nonces, stop, cancel, progress)?)
+    }
+
+    /// Keeps the device busy across jobs: the next job's dispatches are submitted while the
+    /// current job's last ones are in flight.
+    fn search_jobs(
+        &self,
+        jobs: &mut dyn FnMut(u64) -> Job,
+        cancel: &AtomicBool,
+        progress: &AtomicU64,
+    ) -> Result<JobsReport, BackendError> {
+        Ok(self.search_jobs_over(jobs, 0..NONCE_END, cancel, progress)?)
     }
 }
 
@@ -670,6 +868,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--gpu-nonces-per-invocation"), "{e}");
+    }
+
+    /// A backend on the first adapter; fails (never skips) without one, like tests/gpu.rs.
+    fn device(options: GpuOptions) -> GpuBackend {
+        GpuBackend::new(None, options).unwrap_or_else(|e| {
+            panic!(
+                "GPU tests need a wgpu adapter and found none ({e}). \
+                 Install a Vulkan driver, e.g. `apt-get install -y mesa-vulkan-drivers`."
+            )
+        })
+    }
+
+    #[test]
+    fn a_scan_that_fails_midway_leaves_the_slots_usable_for_the_next() {
+        // Small fixed dispatches keep all three slots in flight when the fault strikes.
+        let g = device(GpuOptions {
+            initial_dispatch: Some(1 << 14),
+            fixed_dispatch: true,
+            ..GpuOptions::default()
+        });
+        // Every nonce meets this target, so the scan's hits are exactly its range.
+        let easy = Job::new(&[9u8; 80], &Target::MAX);
+        // No nonce meets this one, so a reported hit is false.
+        let hard = Job::new(&[9u8; 80], &Target::from_words([0; 8]));
+        let range = 1000..1000 + 10 * (1 << 14);
+        let run = |job: &Job| {
+            g.try_scan(
+                job,
+                range.clone(),
+                StopAt::End,
+                &AtomicBool::new(false),
+                &AtomicU64::new(0),
+            )
+        };
+        for fault in [
+            Fault::CollectFails(0),
+            Fault::CollectFails(4),
+            Fault::FalseHit(0),
+            Fault::FalseHit(5),
+        ] {
+            g.inject_fault(fault);
+            let e = run(&hard).expect_err("the injected fault fails the scan");
+            let e = e.to_string();
+            match fault {
+                Fault::CollectFails(_) => assert!(e.contains("fault injection"), "{e}"),
+                Fault::FalseHit(_) => assert!(e.contains("does not meet the target"), "{e}"),
+            }
+            // The next scan maps the same staging buffers again: with a slot left mapped or
+            // pending this is a wgpu validation error (a panic by default).
+            let r = run(&easy).expect("the scan after a failed one");
+            assert_eq!(
+                r.hits,
+                (range.start as u32..range.end as u32).collect::<Vec<_>>()
+            );
+            assert_eq!(r.hashes, range.end - range.start);
+        }
     }
 
     #[test]

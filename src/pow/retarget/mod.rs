@@ -4,7 +4,8 @@
 //! Local chains start at Bitcoin's regtest genesis block, dated 2011, so every controller looks
 //! only at the blocks mined on top of it (height 1 onward); block 1 always gets the initial
 //! nBits. That shifts Bitcoin's retarget boundaries by one block compared with Core (windows
-//! start at height 1, not 0); the arithmetic is Core's.
+//! start at height 1, not 0); the arithmetic is Core's. asert gives blocks 1 and 2 the initial
+//! nBits and anchors at block 2, measuring from block 1's time ([`ASERT_ANCHOR_HEIGHT`]).
 
 pub mod asert;
 pub mod bitcoin;
@@ -24,6 +25,49 @@ pub struct BlockInfo {
     pub bits: CompactTarget,
 }
 
+/// Height of asert's anchor block on a local chain.
+///
+/// Bitcoin Cash Node's `GetNextASERTWorkRequired` measures from the anchor block's nBits and the
+/// time of the anchor's *parent* (`pindexAnchorBlock->pprev->GetBlockTime()`); its anchor is the
+/// last block whose nBits the previous rule chose. Here blocks 1 and 2 carry the initial nBits
+/// (no controller has a history before them), so block 2 is the anchor and block 1's real time
+/// is the anchor time. Block 1 cannot be the anchor: its parent is the preset's genesis, and
+/// regtest's is dated 2011, so measuring from it would put every block at the pow limit.
+pub const ASERT_ANCHOR_HEIGHT: u64 = 2;
+
+/// What asert measures from, as Bitcoin Cash Node's `Consensus::Params::ASERTAnchor`: the
+/// anchor block's height and nBits and the time of the anchor's parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsertAnchor {
+    /// Height of the anchor block ([`ASERT_ANCHOR_HEIGHT`] on a local chain).
+    pub height: u64,
+    /// The anchor block's nBits: the reference target.
+    pub bits: CompactTarget,
+    /// Header time of the anchor block's parent, seconds since 1970.
+    pub parent_time: i64,
+}
+
+impl AsertAnchor {
+    /// The anchor of a branch: `anchor` (the block at [`ASERT_ANCHOR_HEIGHT`]) and its parent.
+    pub fn new(anchor: &BlockInfo, parent: &BlockInfo) -> AsertAnchor {
+        AsertAnchor {
+            height: anchor.height,
+            bits: anchor.bits,
+            parent_time: parent.time,
+        }
+    }
+
+    /// The anchor within `blocks` (ascending, contiguous): the block at [`ASERT_ANCHOR_HEIGHT`]
+    /// and the block before it, if `blocks` holds both.
+    pub fn find(blocks: &[BlockInfo]) -> Option<AsertAnchor> {
+        let i = blocks
+            .iter()
+            .position(|b| b.height == ASERT_ANCHOR_HEIGHT)?;
+        let parent = blocks.get(i.checked_sub(1)?)?;
+        Some(AsertAnchor::new(&blocks[i], parent))
+    }
+}
+
 /// A difficulty algorithm and its own parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
@@ -31,7 +75,8 @@ pub enum Algorithm {
     Fixed,
     /// Bitcoin's retarget every `window` blocks, clamped to 4x either way.
     Bitcoin { window: u32 },
-    /// aserti3-2d with the given half-life in seconds, anchored at block 1.
+    /// aserti3-2d with the given half-life in seconds, anchored at block 2 and measured from
+    /// block 1's time (see [`AsertAnchor`]).
     Asert { half_life: i64 },
     /// LWMA-1 over the last `window` solve times.
     Lwma { window: u32 },
@@ -127,18 +172,20 @@ impl RetargetParams {
     }
 
     /// nBits for the block after `chain`: the blocks from height 1 to the tip in order (the whole
-    /// chain, or at least its last [`RetargetParams::history_needed`] blocks).
+    /// chain; for controllers other than asert, at least its last
+    /// [`RetargetParams::history_needed`] blocks).
     pub fn next_bits(&self, chain: &[BlockInfo]) -> CompactTarget {
-        self.next_bits_with_anchor(chain, chain.first())
+        self.next_bits_with_anchor(chain, AsertAnchor::find(chain).as_ref())
     }
 
     /// [`RetargetParams::next_bits`] for a caller that holds only the latest blocks of a branch
-    /// (`recent`, ascending and contiguous, ending at the parent) and that branch's block 1
-    /// (`anchor`, which asert measures from).
+    /// (`recent`, ascending and contiguous, ending at the parent) and that branch's asert anchor
+    /// (block 2's nBits and block 1's time; `None` before block 2 exists). Given no anchor on a
+    /// branch past block 2, asert keeps the parent's nBits.
     pub fn next_bits_with_anchor(
         &self,
         recent: &[BlockInfo],
-        anchor: Option<&BlockInfo>,
+        anchor: Option<&AsertAnchor>,
     ) -> CompactTarget {
         let Some(last) = recent.last() else {
             return self.initial;
@@ -162,12 +209,23 @@ impl RetargetParams {
                 )
             }
             Algorithm::Asert { half_life } => {
-                let anchor = anchor.unwrap_or(&recent[0]);
+                if last.height < ASERT_ANCHOR_HEIGHT {
+                    return self.initial;
+                }
+                // No anchor: measure from the parent as if it were on schedule, which keeps its
+                // nBits.
+                let anchor = anchor.copied().unwrap_or(AsertAnchor {
+                    height: last.height,
+                    bits: last.bits,
+                    parent_time: last.time - self.spacing,
+                });
                 let reference = decode(anchor.bits).min(limit.clone());
+                // As BCHN's GetNextASERTWorkRequired: the parent's time minus the anchor's
+                // parent's time, the parent's height minus the anchor's.
                 let target = asert::next_target(
                     &reference,
                     self.spacing,
-                    last.time - (anchor.time - self.spacing),
+                    last.time - anchor.parent_time,
                     last.height as i64 - anchor.height as i64,
                     &limit,
                     half_life.max(1),
