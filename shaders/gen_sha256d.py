@@ -34,6 +34,14 @@ def s1(x):
     return rotr(x, 17) ^ rotr(x, 19) ^ (x >> 10)
 
 
+def S0(x):
+    return rotr(x, 2) ^ rotr(x, 13) ^ rotr(x, 22)
+
+
+def S1(x):
+    return rotr(x, 6) ^ rotr(x, 11) ^ rotr(x, 25)
+
+
 def lit(v):
     return f"0x{v & M32:08x}u"
 
@@ -152,8 +160,13 @@ def body():
     w = [Word(name=f"u{i}") for i in range(8)] + [Word(const=0x80000000)]
     w += [Word(const=0) for _ in range(9, 15)] + [Word(const=256)]
     init = ["a", "b", "c", "d", "e", "f", "g", "h"]
-    out.append("        " + " ".join(f"{v} = {lit(IV[i])};" for i, v in enumerate(init)) + f" bc = {lit(IV[1] ^ IV[2])};")
-    rounds(w, 0, 57, "y", out)
+    # Round 0 starts from the IV: everything but W0 = u0 is a constant, folded here.
+    ia, ib, ic, id_, ie, if_, ig, ih = IV
+    t1 = (ih + S1(ie) + (ig ^ (ie & (if_ ^ ig))) + K[0]) & M32
+    t2 = (S0(ia) + (ib ^ ((ia ^ ib) & (ib ^ ic)))) & M32
+    out.append(f"        a = u0 + {lit(t1 + t2)}; b = {lit(ia)}; c = {lit(ib)}; d = {lit(ic)};")
+    out.append(f"        e = u0 + {lit(id_ + t1)}; f = {lit(ie)}; g = {lit(if_)}; h = {lit(ig)}; bc = {lit(ia ^ ib)};")
+    rounds(w, 1, 57, "y", out)
     out.append("        // The state after round 56, for candidates to finish from.")
     out.append("        let s56 = array<u32, 9>(a, b, c, d, e, f, g, h, bc);")
     out.append("        // Rounds 57..60 for e alone: after them e is what h will be after 64, and H7")

@@ -297,10 +297,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let u5 = f + p.midb.y;
         let u6 = g + p.midb.z;
         let u7 = h + p.midb.w;
-        a = 0x6a09e667u; b = 0xbb67ae85u; c = 0x3c6ef372u; d = 0xa54ff53au; e = 0x510e527fu; f = 0x9b05688cu; g = 0x1f83d9abu; h = 0x5be0cd19u; bc = 0x87095df7u;
-        t1 = h + (((e >> 6u) | (e << 26u)) ^ ((e >> 11u) | (e << 21u)) ^ ((e >> 25u) | (e << 7u))) + (g ^ (e & (f ^ g))) + u0 + 0x428a2f98u;
-        ab = a ^ b; t2 = (((a >> 2u) | (a << 30u)) ^ ((a >> 13u) | (a << 19u)) ^ ((a >> 22u) | (a << 10u))) + (b ^ (ab & bc)); bc = ab;
-        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+        a = u0 + 0xfc08884du; b = 0x6a09e667u; c = 0xbb67ae85u; d = 0x3c6ef372u;
+        e = u0 + 0x98c7e2a2u; f = 0x510e527fu; g = 0x9b05688cu; h = 0x1f83d9abu; bc = 0xd16e48e2u;
         t1 = h + (((e >> 6u) | (e << 26u)) ^ ((e >> 11u) | (e << 21u)) ^ ((e >> 25u) | (e << 7u))) + (g ^ (e & (f ^ g))) + u1 + 0x71374491u;
         ab = a ^ b; t2 = (((a >> 2u) | (a << 30u)) ^ ((a >> 13u) | (a << 19u)) ^ ((a >> 22u) | (a << 10u))) + (b ^ (ab & bc)); bc = ab;
         h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;

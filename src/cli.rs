@@ -261,6 +261,7 @@ impl BackendArgs {
             let given: Vec<&str> = [
                 (self.threads.is_some(), "--threads"),
                 (self.kernel.is_some(), "--kernel"),
+                (self.recalibrate, "--recalibrate"),
             ]
             .iter()
             .filter(|(g, _)| *g)

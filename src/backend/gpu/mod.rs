@@ -4,6 +4,13 @@
 //! dispatches sized to about [`TARGET_DISPATCH_MS`] and keeps up to [`SLOTS`] of them in flight,
 //! each with its own parameter, hit and staging buffers, so the GPU works on the next dispatch
 //! while the host reads back the last one. Only the small hit block is read back.
+//!
+//! Mining ([`Backend::search_jobs`]) runs one pipeline across jobs: when a job's last dispatch
+//! is submitted, the next job's first ones follow while it runs, so a fast device does not idle
+//! at every extranonce roll. Dispatches complete in submission order, which is the search
+//! order, so the first hit read back is the first in order. Every exit path, errors included,
+//! leaves the slots unmapped (`drain`). The dispatch arithmetic (sizes, caps,
+//! grid shape) is in `dispatch.rs`, pure and unit-tested.
 
 mod dispatch;
 
@@ -615,7 +622,9 @@ impl GpuBackend {
         let mut stopping = false;
         let mut last_done = Instant::now();
         loop {
-            while !stopping {
+            // Fill the free slots, moving on to the next job as soon as this one is all
+            // submitted.
+            while !stopping && !free.is_empty() {
                 let done = current.as_ref().filter(|f| f.next >= end).map(|f| f.index);
                 if let Some(index) = done {
                     current = jobs(index + 1).map(|job| Feed::new(index + 1, job, start, stop));
