@@ -30,17 +30,14 @@ fn rules() -> RetargetParams {
 
 /// The next block on `chain`'s tip, mined with the CPU (regtest bits: two hashes on average).
 fn next_block(chain: &Chain, time: u32) -> Block {
-    let t = Template::new(
-        chain.tip_hash(),
-        chain.height() + 1,
-        chain.median_time_past(),
-        time,
-        chain.next_bits(),
-        chain.params().subsidy(chain.height() + 1),
-        ScriptBuf::from_bytes(vec![0x51]),
-        vec![],
-    )
-    .unwrap();
+    let t = Template::builder(chain.tip_hash(), chain.height() + 1)
+        .median_time_past(chain.median_time_past())
+        .time(time)
+        .bits(chain.next_bits())
+        .value(chain.params().subsidy(chain.height() + 1))
+        .payout(ScriptBuf::from_bytes(vec![0x51]))
+        .build()
+        .unwrap();
     let job = t.job(0);
     let mut hits = Vec::new();
     let mut first = 0u32;

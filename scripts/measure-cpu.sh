@@ -2,8 +2,9 @@
 # Measures the CPU kernels the way BENCHMARKS.md reports them, in one session:
 #   1. the CPU (lscpu model name, family, model);
 #   2. `miner bench --threads 1`: every kernel on one thread, against the `sha2` loop of the run;
-#   3. `miner scan --threads 1` end to end, once per kernel (--kernel K) and once with the
-#      default (calibrated) kernel, alternating for ROUNDS rounds; each rate is taken both per
+#   3. `miner scan --threads 1` end to end, once per kernel (--kernel K), once with the default
+#      (calibrated) kernel and once per build of sha-ni (MINER_DISABLE_KERNELS hides the
+#      features of the wider builds), alternating for ROUNDS rounds; each rate is taken both per
 #      wall second and per CPU second of the process (user + sys), which stays true on a shared,
 #      loaded machine where wall-clock rates drop with time slicing;
 #   4. kernels mixed across threads: two single-thread scans at once (one per core), e.g.
@@ -27,11 +28,12 @@ bench_s = os.environ["BENCH_SECONDS"]
 genesis = ("0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd"
            "7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d00000000")
 
-def run(args):
+def run(args, env=None):
     """Runs miner; returns (stdout, wall seconds, CPU seconds of the child)."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    out = subprocess.run([miner] + args, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([miner] + args, capture_output=True, text=True, check=True,
+                         env=env).stdout
     wall = time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -47,32 +49,42 @@ for k in bench["kernels"]:
     print(f"{k['kernel']:<8} {k['mhs_one_thread']:>8.2f} {k['ratio_to_sha2_one_thread']:>7.2f}x")
 print(f"default kernel: {bench.get('kernel')} ({bench.get('kernel_choice')})")
 
-# End to end: each kernel, and the default, alternating.
-subjects = list(rates) + ["default"]
+# End to end: each kernel, the default, and the three builds of sha-ni (selected by hiding
+# the features the wider builds need), alternating.
+subjects = [(k, ["--kernel", k], None) for k in rates] + [("default", [], None)]
+if "sha-ni" in rates:
+    subjects += [("sha-ni/sse", ["--kernel", "sha-ni"], "avx512,avx2")]
+    if "avx2" in rates:
+        subjects += [("sha-ni/avx2", ["--kernel", "sha-ni"], "avx512")]
 fast = max(rates.values())
-wall_r = {s: [] for s in subjects}
-cpu_r = {s: [] for s in subjects}
+wall_r = {s[0]: [] for s in subjects}
+cpu_r = {s[0]: [] for s in subjects}
 chosen = set()
 for _ in range(rounds):
-    for s in subjects:
-        count = int((rates[s] if s in rates else fast) * 1e6 * scan_s)
+    for label, flags, hide in subjects:
+        kernel = flags[1] if flags else None
+        count = int((rates[kernel] if kernel else fast) * 1e6 * scan_s)
         args = ["scan", "--threads", "1", "--header", genesis, "--count", str(count),
-                "-d", "1e15", "--json"]
-        if s != "default":
-            args += ["--kernel", s]
-        out, wall, cpu = run(args)
+                "-d", "1e15", "--json"] + flags
+        env = dict(os.environ)
+        if hide:
+            env["MINER_DISABLE_KERNELS"] = hide
+        out, wall, cpu = run(args, env)
         summary = json.loads(out.strip().splitlines()[-1])
-        if s == "default":
+        if label == "default":
             chosen.add(f"{summary['kernel']} ({summary['kernel_choice']})")
-        wall_r[s].append(summary["hashes"] / wall / 1e6)
-        cpu_r[s].append(summary["hashes"] / cpu / 1e6)
-med = {s: statistics.median(cpu_r[s]) for s in subjects}
+        wall_r[label].append(summary["hashes"] / wall / 1e6)
+        cpu_r[label].append(summary["hashes"] / cpu / 1e6)
+med = {label: statistics.median(cpu_r[label]) for label in cpu_r}
 print(f"\n$ miner scan --threads 1 [--kernel K] --header <genesis> --count <{scan_s} s> -d 1e15"
-      f" ({rounds} rounds, kernels alternating)")
-print(f"{'kernel':<8} {'MH/s per CPU s':>15} {'best':>7} {'vs sha2':>8} {'MH/s per wall s':>16}")
-for s in subjects:
-    print(f"{s:<8} {med[s]:>15.2f} {max(cpu_r[s]):>7.2f} {med[s] / med['sha2']:>7.2f}x "
-          f"{statistics.median(wall_r[s]):>16.2f}")
+      f" ({rounds} rounds, alternating; sha-ni/sse and sha-ni/avx2 with MINER_DISABLE_KERNELS"
+      f" hiding avx512,avx2 or avx512)")
+print(f"{'kernel':<12} {'MH/s per CPU s':>15} {'best':>7} {'vs sha2':>8} {'best vs best':>13}"
+      f" {'MH/s per wall s':>16}")
+best_sha2 = max(cpu_r["sha2"])
+for label in cpu_r:
+    print(f"{label:<12} {med[label]:>15.2f} {max(cpu_r[label]):>7.2f} {med[label] / med['sha2']:>7.2f}x"
+          f" {max(cpu_r[label]) / best_sha2:>12.2f}x {statistics.median(wall_r[label]):>16.2f}")
 print(f"default ran: {', '.join(sorted(chosen))}")
 
 # Kernels mixed across threads: two one-thread scans at once.

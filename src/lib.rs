@@ -3,16 +3,40 @@
 //! The flow (docs/ARCHITECTURE.md §1): the chain tip feeds the [`block`] template builder, which issues a
 //! [`hash::Job`] to a [`backend`]; a found nonce is assembled into a block and submitted to the
 //! [`chain`]. [`pow`] holds the proof-of-work quantities everything shares.
+//!
+//! Mining one block in-process (`examples/mine_one_block.rs`):
+//!
+//! ```
+//! use miner::backend::CpuBackend;
+//! use miner::block::Template;
+//! use miner::mining::{search, SearchOutcome};
+//! use std::sync::atomic::{AtomicBool, AtomicU64};
+//!
+//! let template = Template::builder(bitcoin::BlockHash::from_byte_array([0; 32]), 1).build()?;
+//! let backend = CpuBackend::best()?;
+//! let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+//! if let SearchOutcome::Found(found) = search(&template, &backend, &cancel, &progress)? {
+//!     println!("{} after {} trials", found.block.block_hash(), found.trials);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Cargo features, all on by default: `gpu` (the wgpu backend, [`backend::gpu`]), `node` (the
+//! JSON-RPC `node` and the getblocktemplate `client`) and `cli` (what only the `miner` binary
+//! uses). `--no-default-features` builds the CPU engine alone.
+
+// `unsafe fn` bodies mark each unsafe operation with its own `unsafe {}` block and `// SAFETY:`
+// comment (the default in edition 2024).
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod backend;
-pub mod bench;
 pub mod block;
 pub mod chain;
-pub mod cli;
+#[cfg(feature = "node")]
 pub mod client;
 pub mod hash;
 pub mod mining;
+#[cfg(feature = "node")]
 pub mod node;
-pub mod output;
 pub mod pow;
 pub mod sim;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A block this process mined and the chain accepted.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MinedBlock {
     pub height: u32,
     /// Raw byte order.
@@ -33,7 +33,7 @@ pub struct MinedBlock {
 }
 
 /// How one call of [`mine_next`] ended.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum MineOutcome {
     Mined(Box<MinedBlock>),
     /// The cancel flag was raised first.
@@ -144,19 +144,17 @@ pub fn next_template_at(
     now: u32,
 ) -> Result<Template, MineError> {
     let height = chain.height() + 1;
-    Ok(Template::new(
-        chain.tip_hash(),
-        height,
-        chain.median_time_past(),
-        now,
-        chain.next_bits(),
-        chain.params().subsidy(height),
-        payout.clone(),
-        Vec::new(),
-    )?)
+    Ok(Template::builder(chain.tip_hash(), height)
+        .median_time_past(chain.median_time_past())
+        .time(now)
+        .bits(chain.next_bits())
+        .value(chain.params().subsidy(height))
+        .payout(payout.clone())
+        .build()?)
 }
 
 /// A block found for a template, not yet submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
     pub block: Block,
     pub hash: [u8; 32],
@@ -168,22 +166,46 @@ pub struct Found {
     pub hashes: u64,
 }
 
-/// Searches `template`'s jobs (extranonce 0, 1, ...) until a block is found (`Some`) or
-/// `cancel` is raised (`None`, with the hashes done). Needs no chain: callers that share one can
-/// release it while this runs.
+/// How a [`search`] ended: a block, or the cancel flag first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchOutcome {
+    /// A nonce met the target; the block is assembled and its hash checked on the host.
+    Found(Found),
+    /// `cancel` was raised before any nonce met the target.
+    Cancelled {
+        /// Nonces hashed before stopping.
+        hashes: u64,
+    },
+}
+
+impl SearchOutcome {
+    /// The block, if one was found.
+    pub fn found(self) -> Option<Found> {
+        match self {
+            SearchOutcome::Found(found) => Some(found),
+            SearchOutcome::Cancelled { .. } => None,
+        }
+    }
+}
+
+/// Searches `template`'s jobs (extranonce 0, 1, ...) until a block is found
+/// ([`SearchOutcome::Found`]) or `cancel` is raised ([`SearchOutcome::Cancelled`], with the
+/// hashes done). Needs no chain: callers that share one can release it while this runs.
 pub fn search(
     template: &Template,
     backend: &dyn Backend,
     cancel: &AtomicBool,
     progress: &AtomicU64,
-) -> Result<Result<Found, u64>, MineError> {
+) -> Result<SearchOutcome, MineError> {
     // One job per extranonce, the merkle branch built once; the backend may start the next
     // job while the last one's work is in flight, and reports the first hit in search order.
     let jobs = JobSource::new(template);
     let report =
         backend.search_jobs(&mut |extranonce| jobs.job(extranonce).job, cancel, progress)?;
     let Some(hit) = report.hit else {
-        return Ok(Err(report.hashes));
+        return Ok(SearchOutcome::Cancelled {
+            hashes: report.hashes,
+        });
     };
     let (extranonce, nonce) = (hit.job, hit.nonce);
     let block = template.assemble(extranonce, nonce);
@@ -194,7 +216,7 @@ pub fn search(
             nonce,
         });
     }
-    Ok(Ok(Found {
+    Ok(SearchOutcome::Found(Found {
         block,
         hash,
         nonce,
@@ -245,7 +267,7 @@ pub fn mine_next_with_clock(
     }
     let template = next_template_at(chain, payout, clock.now())?;
     match search(&template, backend, cancel, progress)? {
-        Ok(found) => {
+        SearchOutcome::Found(found) => {
             let header = header_bytes(&found.block.header);
             chain.submit(found.block.clone(), clock.now())?;
             Ok(MineOutcome::Mined(Box::new(MinedBlock {
@@ -261,9 +283,56 @@ pub fn mine_next_with_clock(
                 block: found.block,
             })))
         }
-        Err(hashes) => Ok(MineOutcome::Cancelled {
+        SearchOutcome::Cancelled { hashes } => Ok(MineOutcome::Cancelled {
             hashes,
             seconds: started.elapsed().as_secs_f64(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend;
+    use crate::hash::Kernel;
+    use bitcoin::BlockHash;
+    use bitcoin::hashes::Hash;
+
+    fn backend() -> CpuBackend {
+        CpuBackend::new(Kernel::Soft, Some(1)).unwrap()
+    }
+
+    #[test]
+    fn search_finds_a_block_that_meets_the_template_target() {
+        let template = Template::builder(BlockHash::all_zeros(), 1)
+            .time(1_700_000_000)
+            .build()
+            .unwrap();
+        let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
+        let outcome = search(&template, &backend(), &cancel, &progress).unwrap();
+        let SearchOutcome::Found(found) = outcome.clone() else {
+            panic!("no block: {outcome:?}");
+        };
+        assert_eq!(found.hash, header_hash(&found.block.header));
+        assert!(template.target.is_met_by(&found.hash));
+        assert_eq!(found.block.header.nonce, found.nonce);
+        assert!(found.trials >= 1 && found.trials <= found.hashes, "{found:?}");
+        assert_eq!(outcome.found(), Some(found));
+    }
+
+    #[test]
+    fn search_cancelled_first_reports_the_hashes_and_no_block() {
+        // A target no nonce of the first jobs meets, and the flag already raised.
+        let template = Template::builder(BlockHash::all_zeros(), 1)
+            .bits(CompactTarget::from_consensus(0x1b00ffff))
+            .build()
+            .unwrap();
+        let (cancel, progress) = (AtomicBool::new(true), AtomicU64::new(0));
+        let outcome = search(&template, &backend(), &cancel, &progress).unwrap();
+        let SearchOutcome::Cancelled { hashes } = outcome else {
+            panic!("expected a cancelled search: {outcome:?}");
+        };
+        assert_eq!(hashes, progress.load(Ordering::SeqCst));
+        assert_eq!(outcome.found(), None);
     }
 }

@@ -20,11 +20,6 @@ impl HashRate {
             HashRate(0.0)
         }
     }
-
-    /// Mega-hashes per second.
-    pub fn mhs(self) -> f64 {
-        self.0 / 1e6
-    }
 }
 
 /// `12.34 MH/s` style, with the unit chosen from H/s to PH/s.

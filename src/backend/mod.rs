@@ -3,6 +3,7 @@
 
 mod combined;
 mod cpu;
+#[cfg(feature = "gpu")]
 pub mod gpu;
 
 pub use combined::CombinedBackend;
@@ -84,6 +85,7 @@ pub struct JobsReport {
 pub enum BackendError {
     #[error(transparent)]
     Cpu(#[from] CpuBackendError),
+    #[cfg(feature = "gpu")]
     #[error(transparent)]
     Gpu(#[from] gpu::GpuError),
 }

@@ -2,11 +2,11 @@
 //! plain `sha2` loop measured in the same run as the baseline every CPU ratio is taken against;
 //! and the GPU backend's rate, with its ratio to the best CPU figure of the same run.
 
-use crate::backend::gpu::{GpuBackend, GpuError, GpuOptions};
-use crate::backend::{Backend, BackendError, CpuBackend, StopAt, NONCE_END};
-use crate::hash::calibrate::KernelChoice;
-use crate::hash::{Job, Kernel};
-use crate::pow::Target;
+use miner::backend::gpu::{GpuBackend, GpuError, GpuOptions};
+use miner::backend::{Backend, BackendError, CpuBackend, StopAt, NONCE_END};
+use miner::hash::calibrate::KernelChoice;
+use miner::hash::{Job, Kernel};
+use miner::pow::Target;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

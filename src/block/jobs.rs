@@ -123,29 +123,32 @@ mod tests {
     fn jobs_equal_the_templates_own_for_any_number_of_transactions() {
         // 0 to 9 other transactions: odd and even levels, and trees of 1 to 4 levels.
         for n in 0..10u32 {
-            let t = Template::new(
-                BlockHash::from_byte_array([n as u8; 32]),
-                100 + n,
-                1_700_000_000,
-                1_700_000_100,
-                CompactTarget::from_consensus(0x207fffff),
-                Amount::from_sat(5_000_000_000),
-                ScriptBuf::from_bytes(vec![0x51]),
-                (0..n).map(tx).collect(),
-            )
-            .expect("template");
-            let jobs = JobSource::new(&t);
-            for extranonce in [0u64, 1, 2, 255, 256, 1 << 40, u64::MAX] {
-                assert_eq!(
-                    jobs.merkle_root(extranonce),
-                    t.merkle_root(extranonce),
-                    "{n} transactions, extranonce {extranonce}"
-                );
-                let (a, b) = (jobs.job(extranonce), t.job(extranonce));
-                assert_eq!(
-                    (a.extranonce, a.header, a.job),
-                    (b.extranonce, b.header, b.job)
-                );
+            let t = Template::builder(BlockHash::from_byte_array([n as u8; 32]), 100 + n)
+                .median_time_past(1_700_000_000)
+                .time(1_700_000_100)
+                .bits(CompactTarget::from_consensus(0x207fffff))
+                .value(Amount::from_sat(5_000_000_000))
+                .payout(ScriptBuf::from_bytes(vec![0x51]))
+                .transactions((0..n).map(tx).collect())
+                .build()
+                .expect("template");
+            // And with a BIP 141 commitment output in the coinbase.
+            let mut segwit = t.clone();
+            segwit.commit_witness = true;
+            for t in [t, segwit] {
+                let jobs = JobSource::new(&t);
+                for extranonce in [0u64, 1, 2, 255, 256, 1 << 40, u64::MAX] {
+                    assert_eq!(
+                        jobs.merkle_root(extranonce),
+                        t.merkle_root(extranonce),
+                        "{n} transactions, extranonce {extranonce}"
+                    );
+                    let (a, b) = (jobs.job(extranonce), t.job(extranonce));
+                    assert_eq!(
+                        (a.extranonce, a.header, a.job),
+                        (b.extranonce, b.header, b.job)
+                    );
+                }
             }
         }
     }

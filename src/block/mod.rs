@@ -10,7 +10,10 @@ pub use jobs::JobSource;
 pub use payout::{
     network_name, parse_payout, Payout, PayoutError, WrongNetwork, DEFAULT_PAYOUT_HEX,
 };
-pub use template::{MiningJob, Template, WITNESS_COMMITMENT_HEADER, WITNESS_RESERVED_VALUE};
+pub use template::{
+    MiningJob, Template, TemplateBuilder, DEFAULT_TEMPLATE_BITS, DEFAULT_TEMPLATE_VALUE_SAT,
+    WITNESS_COMMITMENT_HEADER, WITNESS_RESERVED_VALUE,
+};
 
 use crate::hash::sha256d;
 use bitcoin::block::Header;

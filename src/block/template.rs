@@ -43,7 +43,8 @@ pub struct Template {
     /// Put a BIP 141 witness commitment in the coinbase even when no transaction has witness
     /// data (a segwit node asks for one with `default_witness_commitment`). With any witness
     /// transaction in `transactions` the commitment is there whatever this says, since without
-    /// it a segwit node rejects the block. `false` from [`Template::new`].
+    /// it a segwit node rejects the block. `false` unless [`TemplateBuilder::commit_witness`]
+    /// asks for it.
     pub commit_witness: bool,
 }
 
@@ -56,34 +57,130 @@ pub struct MiningJob {
     pub job: Job,
 }
 
-impl Template {
-    /// Builds a template on top of `prev_hash`. The time is `now`, raised to
-    /// `median_time_past + 1` when the clock is behind (a block's time must exceed the median of
-    /// the last 11).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        prev_hash: BlockHash,
-        height: u32,
-        median_time_past: u32,
-        now: u32,
-        bits: CompactTarget,
-        coinbase_value: Amount,
-        payout: ScriptBuf,
-        transactions: Vec<Transaction>,
-    ) -> Result<Template, TargetError> {
-        let target = Target::from_compact(bits)?;
+/// The nBits a [`TemplateBuilder`] uses unless told otherwise: regtest's proof-of-work limit,
+/// which about every second nonce meets, so a default template mines in microseconds.
+pub const DEFAULT_TEMPLATE_BITS: u32 = 0x207f_ffff;
+
+/// The coinbase value a [`TemplateBuilder`] uses unless told otherwise: the first halving
+/// period's subsidy, 50 BTC.
+pub const DEFAULT_TEMPLATE_VALUE_SAT: u64 = 5_000_000_000;
+
+/// Builds a [`Template`] from named settings, so callers set what they know and take sane
+/// defaults for the rest (see [`Template::builder`]).
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct TemplateBuilder {
+    prev_hash: BlockHash,
+    height: u32,
+    version: i32,
+    median_time_past: u32,
+    time: Option<u32>,
+    bits: CompactTarget,
+    coinbase_value: Amount,
+    payout: ScriptBuf,
+    transactions: Vec<Transaction>,
+    commit_witness: bool,
+}
+
+impl TemplateBuilder {
+    /// The header's version [default: `0x20000000`, BIP 9 with no bits signalled].
+    pub fn version(mut self, version: i32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The median time of the last 11 blocks; the block's time is raised above it
+    /// [default: 0, no floor].
+    pub fn median_time_past(mut self, median_time_past: u32) -> Self {
+        self.median_time_past = median_time_past;
+        self
+    }
+
+    /// The header's time, Unix seconds; raised to `median_time_past + 1` when below it (a
+    /// block's time must exceed the median of the last 11) [default: the system clock at
+    /// [`TemplateBuilder::build`]].
+    pub fn time(mut self, time: u32) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// The compact target (nBits) the block must meet [default: [`DEFAULT_TEMPLATE_BITS`]].
+    pub fn bits(mut self, bits: CompactTarget) -> Self {
+        self.bits = bits;
+        self
+    }
+
+    /// The coinbase output's value: subsidy plus fees [default: [`DEFAULT_TEMPLATE_VALUE_SAT`]].
+    pub fn value(mut self, value: Amount) -> Self {
+        self.coinbase_value = value;
+        self
+    }
+
+    /// The coinbase output's script [default: `OP_TRUE`, which anyone can spend: fine for a
+    /// local chain, never for real money].
+    pub fn payout(mut self, payout: ScriptBuf) -> Self {
+        self.payout = payout;
+        self
+    }
+
+    /// The block's other transactions, in block order, their fees already in
+    /// [`TemplateBuilder::value`] [default: none].
+    pub fn transactions(mut self, transactions: Vec<Transaction>) -> Self {
+        self.transactions = transactions;
+        self
+    }
+
+    /// Put a BIP 141 witness commitment in the coinbase even without witness transactions (see
+    /// [`Template::commit_witness`]) [default: false].
+    pub fn commit_witness(mut self, commit_witness: bool) -> Self {
+        self.commit_witness = commit_witness;
+        self
+    }
+
+    /// The template; fails when the nBits give no usable target (zero, negative or overflowing).
+    pub fn build(self) -> Result<Template, TargetError> {
+        let target = Target::from_compact(self.bits)?;
+        let now = self.time.unwrap_or_else(system_time);
         Ok(Template {
-            version: 0x2000_0000,
+            version: self.version,
+            prev_hash: self.prev_hash,
+            height: self.height,
+            bits: self.bits,
+            time: now.max(self.median_time_past.saturating_add(1)),
+            coinbase_value: self.coinbase_value,
+            payout: self.payout,
+            transactions: self.transactions,
+            target,
+            commit_witness: self.commit_witness,
+        })
+    }
+}
+
+/// The system clock in Unix seconds (0 before 1970, `u32::MAX` after 2106).
+fn system_time() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+impl Template {
+    /// A builder for the block at `height` on top of `prev_hash`. Every other setting has a
+    /// default (see [`TemplateBuilder`]'s methods): the system clock's time, regtest's easiest
+    /// nBits, a 50 BTC coinbase paying `OP_TRUE`, no other transactions. For example
+    /// `Template::builder(tip, 1).bits(bits).payout(script).build()?`.
+    pub fn builder(prev_hash: BlockHash, height: u32) -> TemplateBuilder {
+        TemplateBuilder {
             prev_hash,
             height,
-            bits,
-            time: now.max(median_time_past.saturating_add(1)),
-            coinbase_value,
-            payout,
-            transactions,
-            target,
+            version: 0x2000_0000,
+            median_time_past: 0,
+            time: None,
+            bits: CompactTarget::from_consensus(DEFAULT_TEMPLATE_BITS),
+            coinbase_value: Amount::from_sat(DEFAULT_TEMPLATE_VALUE_SAT),
+            payout: ScriptBuf::from_bytes(vec![bitcoin::opcodes::OP_TRUE.to_u8()]),
+            transactions: Vec::new(),
             commit_witness: false,
-        })
+        }
     }
 
     /// Whether the coinbase carries a BIP 141 witness commitment (and the witness reserved value):
@@ -210,17 +307,66 @@ mod tests {
     use crate::block::header_hash;
 
     fn template(height: u32, mtp: u32, now: u32) -> Template {
-        Template::new(
-            BlockHash::all_zeros(),
-            height,
-            mtp,
-            now,
-            CompactTarget::from_consensus(0x207fffff),
-            Amount::from_sat(5_000_000_000),
-            ScriptBuf::from_bytes(vec![0x51]),
-            vec![],
-        )
-        .unwrap()
+        Template::builder(BlockHash::all_zeros(), height)
+            .median_time_past(mtp)
+            .time(now)
+            .bits(CompactTarget::from_consensus(0x207fffff))
+            .value(Amount::from_sat(5_000_000_000))
+            .payout(ScriptBuf::from_bytes(vec![0x51]))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn builder_defaults_are_an_easy_op_true_block_at_the_clock() {
+        let before = system_time();
+        let t = Template::builder(BlockHash::all_zeros(), 7).build().unwrap();
+        let after = system_time();
+        assert_eq!(t.height, 7);
+        assert_eq!(t.version, 0x2000_0000);
+        assert_eq!(t.bits.to_consensus(), DEFAULT_TEMPLATE_BITS);
+        assert_eq!(t.target, Target::from_compact(t.bits).unwrap());
+        assert_eq!(t.coinbase_value, Amount::from_sat(DEFAULT_TEMPLATE_VALUE_SAT));
+        assert_eq!(t.payout.as_bytes(), [0x51], "OP_TRUE");
+        assert!(t.transactions.is_empty());
+        assert!(!t.commit_witness);
+        assert!((before..=after).contains(&t.time), "{before} <= {} <= {after}", t.time);
+    }
+
+    #[test]
+    fn builder_settings_reach_the_template_and_time_stays_above_the_median() {
+        let payout = ScriptBuf::from_bytes(vec![0x6a]);
+        let t = Template::builder(BlockHash::all_zeros(), 3)
+            .version(4)
+            .median_time_past(1_000)
+            .time(900)
+            .bits(CompactTarget::from_consensus(0x1d00ffff))
+            .value(Amount::from_sat(42))
+            .payout(payout.clone())
+            .commit_witness(true)
+            .build()
+            .unwrap();
+        assert_eq!(t.version, 4);
+        assert_eq!(t.time, 1_001, "a time at or below the median is raised past it");
+        assert_eq!(t.bits.to_consensus(), 0x1d00ffff);
+        assert_eq!(t.coinbase_value, Amount::from_sat(42));
+        assert_eq!(t.payout, payout);
+        assert!(t.has_witness_commitment());
+        let later = Template::builder(BlockHash::all_zeros(), 3)
+            .median_time_past(1_000)
+            .time(5_000)
+            .build()
+            .unwrap();
+        assert_eq!(later.time, 5_000);
+    }
+
+    #[test]
+    fn builder_refuses_bits_with_no_target() {
+        let err = Template::builder(BlockHash::all_zeros(), 1)
+            .bits(CompactTarget::from_consensus(0))
+            .build()
+            .unwrap_err();
+        assert_eq!(err, TargetError::Zero, "{err}");
     }
 
     #[test]

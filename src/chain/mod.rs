@@ -436,17 +436,14 @@ mod tests {
 
     /// Mines the next block of `chain` with the portable kernel (easy bits only).
     fn next_block(chain: &Chain, time: u32, value: Amount, height: u32) -> Block {
-        let t = Template::new(
-            chain.tip_hash(),
-            height,
-            chain.median_time_past(),
-            time,
-            chain.next_bits(),
-            value,
-            ScriptBuf::from_bytes(vec![0x51]),
-            vec![],
-        )
-        .unwrap();
+        let t = Template::builder(chain.tip_hash(), height)
+            .median_time_past(chain.median_time_past())
+            .time(time)
+            .bits(chain.next_bits())
+            .value(value)
+            .payout(ScriptBuf::from_bytes(vec![0x51]))
+            .build()
+            .unwrap();
         let mj = t.job(0);
         let mut hits = Vec::new();
         Kernel::Soft.scan(&mj.job, 0, 1 << 20, &mut hits);
@@ -602,17 +599,14 @@ mod tests {
 
     /// Mines a block on `parent` at `bits` (the chain must expect those bits).
     fn child(c: &Chain, parent: &Entry, time: u32, tag: u64) -> Block {
-        let t = Template::new(
-            BlockHash::from_byte_array(parent.hash),
-            parent.height + 1,
-            c.median_time_after(parent),
-            time,
-            c.bits_after(parent),
-            c.params().subsidy(parent.height + 1),
-            ScriptBuf::from_bytes(vec![0x51]),
-            vec![],
-        )
-        .unwrap();
+        let t = Template::builder(BlockHash::from_byte_array(parent.hash), parent.height + 1)
+            .median_time_past(c.median_time_after(parent))
+            .time(time)
+            .bits(c.bits_after(parent))
+            .value(c.params().subsidy(parent.height + 1))
+            .payout(ScriptBuf::from_bytes(vec![0x51]))
+            .build()
+            .unwrap();
         let mj = t.job(tag);
         let mut hits = Vec::new();
         let mut first = 0u32;

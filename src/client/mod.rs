@@ -254,18 +254,16 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
         }
         transactions.push(tx);
     }
-    let mut template = Template::new(
-        BlockHash::from_byte_array(prev),
-        height,
-        mintime.saturating_sub(1),
-        curtime,
-        CompactTarget::from_consensus(bits),
-        Amount::from_sat(value),
-        payout.clone(),
-        transactions,
-    )
-    .map_err(|e| ClientError::BadReply(format!("template bits {bits:08x}: {e}")))?;
-    template.version = version;
+    let mut template = Template::builder(BlockHash::from_byte_array(prev), height)
+        .version(version)
+        .median_time_past(mintime.saturating_sub(1))
+        .time(curtime)
+        .bits(CompactTarget::from_consensus(bits))
+        .value(Amount::from_sat(value))
+        .payout(payout.clone())
+        .transactions(transactions)
+        .build()
+        .map_err(|e| ClientError::BadReply(format!("template bits {bits:08x}: {e}")))?;
     if let Some(default) = t.get("default_witness_commitment").filter(|v| !v.is_null()) {
         let node = default
             .as_str()

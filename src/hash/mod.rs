@@ -197,7 +197,7 @@ impl Kernel {
             .unwrap_or(Kernel::Soft)
     }
 
-    /// The fastest kernel on this CPU, measured once per process (about 80 ms, every available
+    /// The fastest kernel on this CPU, measured once per process (about 0.1 s, every available
     /// kernel including the `sha2` loop; see [`calibrate::measured_best`]). The command line
     /// uses [`calibrate::KernelChoice`] instead, which also caches the choice per CPU.
     pub fn best() -> Kernel {

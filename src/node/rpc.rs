@@ -4,7 +4,7 @@ use crate::backend::Backend;
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, Chain, SubmitError};
 use crate::hash::display_hash;
-use crate::mining::{next_template, search, unix_now};
+use crate::mining::{next_template, search, unix_now, SearchOutcome};
 use crate::pow::Target;
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::{Block, ScriptBuf};
@@ -358,8 +358,8 @@ fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcE
                     .map_err(|e| RpcError::new(MISC_ERROR, e.to_string()))?;
                 let found = match search(&template, state.backend.as_ref(), &state.stop, &progress)
                 {
-                    Ok(Ok(found)) => found,
-                    Ok(Err(_)) => break, // the node is stopping
+                    Ok(SearchOutcome::Found(found)) => found,
+                    Ok(SearchOutcome::Cancelled { .. }) => break, // the node is stopping
                     Err(e) => return Err(RpcError::new(MISC_ERROR, e.to_string())),
                 };
                 let outcome = state.chain().submit(found.block, unix_now());

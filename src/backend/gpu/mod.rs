@@ -14,7 +14,7 @@
 
 mod dispatch;
 
-pub use dispatch::{Grid, MAX_DISPATCH};
+pub use dispatch::MAX_DISPATCH;
 
 use super::{Backend, BackendError, JobHit, JobsReport, ScanReport, StopAt, NONCE_END};
 use crate::hash::soft::Precomputed;
