@@ -51,32 +51,23 @@ fn kernels(c: &mut Criterion) {
     }
 
     // How many interleaved SHA-NI streams pay off (the AVX-512VL build, where the CPU has it).
-    #[cfg(target_arch = "x86_64")]
     if ShaNiBuild::available().contains(&ShaNiBuild::Avx512Vl) {
         let mut group = c.benchmark_group("sha_ni_streams");
         group.throughput(Throughput::Elements(u64::from(NONCES)));
-        macro_rules! streams {
-            ($n:literal) => {
-                group.bench_function(concat!($n, " streams"), |b| {
-                    let mut hits = Vec::new();
-                    // SAFETY: `ShaNiBuild::available()` checked SHA and AVX-512 F + VL above.
-                    b.iter(|| unsafe {
-                        miner::hash::x86_shani::avx512vl::scan_streams::<$n>(
-                            black_box(&job),
-                            0,
-                            NONCES,
-                            &mut hits,
-                        )
-                    });
+        for streams in ShaNiBuild::STREAM_COUNTS {
+            group.bench_function(format!("{streams} streams"), |b| {
+                let mut hits = Vec::new();
+                b.iter(|| {
+                    ShaNiBuild::Avx512Vl.scan_streams(
+                        streams,
+                        black_box(&job),
+                        0,
+                        NONCES,
+                        &mut hits,
+                    )
                 });
-            };
+            });
         }
-        streams!(1);
-        streams!(2);
-        streams!(4);
-        streams!(6);
-        streams!(8);
-        streams!(10);
         group.finish();
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need that a Rust toolchain does not bring, then runs
 # `cargo test --no-fail-fast` (any arguments are passed on to it: `scripts/test.sh --test cli`).
+# Before the tests it builds the library and its examples with --no-default-features.
 #
 #  - Mesa's software Vulkan driver (lavapipe), so the GPU tests run the WGSL shader on a real
 #    Vulkan device: `apt-get install -y mesa-vulkan-drivers` (through sudo when not root), only
@@ -86,6 +87,11 @@ if [ -z "${MINER_BITCOIND_BIN:-}" ] && [ ! -x "$node_bin/bitcoind" ]; then
   fi
   chmod +x "$node_bin"/*
 fi
+
+# 3. The library without its default features, as `cargo add miner --no-default-features` builds
+# it (the CPU engine alone), and the examples that need no feature (examples/mine_one_block.rs).
+cargo build --lib --no-default-features
+cargo build --examples --no-default-features
 
 # --no-fail-fast: every suite runs and every failure is listed, not only the first suite's.
 exec cargo test --no-fail-fast "$@"

@@ -9,15 +9,19 @@
 //! ```
 //! use miner::backend::CpuBackend;
 //! use miner::block::Template;
+//! use miner::chain::ChainParams;
 //! use miner::mining::{search, SearchOutcome};
 //! use std::sync::atomic::{AtomicBool, AtomicU64};
 //!
-//! let template = Template::builder(bitcoin::BlockHash::from_byte_array([0; 32]), 1).build()?;
+//! let genesis = ChainParams::regtest().genesis.block_hash();
+//! let template = Template::builder(genesis, 1).build()?;
 //! let backend = CpuBackend::best()?;
 //! let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
-//! if let SearchOutcome::Found(found) = search(&template, &backend, &cancel, &progress)? {
-//!     println!("{} after {} trials", found.block.block_hash(), found.trials);
-//! }
+//! let SearchOutcome::Found(found) = search(&template, &backend, &cancel, &progress)? else {
+//!     unreachable!("nothing raised the cancel flag");
+//! };
+//! assert!(template.target.is_met_by(&found.hash));
+//! println!("block {} after {} trials", found.block.block_hash(), found.trials);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -28,6 +32,10 @@
 // `unsafe fn` bodies mark each unsafe operation with its own `unsafe {}` block and `// SAFETY:`
 // comment (the default in edition 2024).
 #![deny(unsafe_op_in_unsafe_fn)]
+
+/// The `bitcoin` crate this one builds on, whose types (`Block`, `BlockHash`, `ScriptBuf`,
+/// `Amount`, ...) appear in its API.
+pub use bitcoin;
 
 pub mod backend;
 pub mod block;

@@ -6,7 +6,10 @@
 //! portable kernel. So at start-up every available kernel runs for a few milliseconds on the real
 //! job path ([`Kernel::scan`] on a job no nonce meets), round-robin so frequency changes hit them
 //! all alike, timed by the thread's CPU clock so a loaded machine does not skew it, and the
-//! fastest wins ([`calibrate`], about 0.1 s in all).
+//! fastest wins ([`calibrate`], about 0.1 s in all). When the two fastest come within 10% of each
+//! other, or a kernel's rounds disagree by more than 15% (a disturbed measurement), those two are
+//! measured again, at most twice more ([`judge`] is the rule); a result still disturbed after that
+//! is used for the run but not cached (`kernel_choice` says `calibrated (noisy: not cached)`).
 //!
 //! The result is cached in a JSON file in the data directory ([`CACHE_FILE`]), one entry per
 //! [`CpuIdentity`]: the CPU's model, the set of kernels available (so `MINER_DISABLE_KERNELS` or
@@ -35,8 +38,8 @@ const ROUNDS: u32 = 6;
 /// Nonces per [`Kernel::scan`] call while measuring: about 0.4 ms for the slowest kernel.
 const CHUNK: u32 = 1024;
 
-/// Why a kernel runs. Serialized as `"calibrated"`, `"cached"` or `"--kernel"` (the `--json`
-/// field `kernel_choice`).
+/// Why a kernel runs. Serialized as `"calibrated"`, `"cached"`, `"--kernel"` or
+/// `"calibrated (noisy: not cached)"` (the `--json` field `kernel_choice`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChoiceReason {
     /// Measured in this run (no usable cache entry, or `--recalibrate`).
@@ -48,6 +51,11 @@ pub enum ChoiceReason {
     /// Named with `--kernel`.
     #[serde(rename = "--kernel")]
     Flag,
+    /// Measured in this run, but the rounds of the two fastest kernels disagreed even after
+    /// measuring again ([`Verdict::Noisy`]: a busy machine), so the choice was not written to the
+    /// cache and the next run measures again.
+    #[serde(rename = "calibrated (noisy: not cached)")]
+    CalibratedNoisy,
 }
 
 impl ChoiceReason {
@@ -57,6 +65,7 @@ impl ChoiceReason {
             ChoiceReason::Calibrated => "calibrated",
             ChoiceReason::Cached => "cached",
             ChoiceReason::Flag => "--kernel",
+            ChoiceReason::CalibratedNoisy => "calibrated (noisy: not cached)",
         }
     }
 }
@@ -202,43 +211,174 @@ fn proc_cpuinfo_model() -> Option<String> {
 /// keeps its best round, so a frequency ramp or a noisy neighbour hurts all of them alike. Rates
 /// are per second of this thread's CPU time where the OS reports it (Linux), so other processes
 /// taking the core while a kernel runs (a loaded machine) do not make that kernel look slow.
+/// When the result is not clear the two fastest are measured again ([`measure`]).
 pub fn calibrate(kernels: &[Kernel], budget: Duration) -> Vec<KernelRate> {
+    measure(kernels, budget).rates
+}
+
+/// The two fastest kernels closer than this fraction of the faster one's rate are measured
+/// again ([`Verdict::Close`]).
+pub const CLOSE_MARGIN: f64 = 0.10;
+
+/// A kernel whose middle round is more than this fraction below its best round was disturbed
+/// while it was measured ([`Verdict::Noisy`]).
+pub const SPREAD_LIMIT: f64 = 0.15;
+
+/// Extra passes over the two fastest kernels when the first pass is not [`Verdict::Clear`]. Each
+/// costs `2 / kernels` of the budget (40 ms of the default 100 ms with five kernels), so the
+/// whole calibration stays within 0.18 s of CPU time with five kernels, 0.3 s with two.
+pub const EXTRA_PASSES: u32 = 2;
+
+/// How far a calibration can be trusted: [`judge`]'s answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The fastest kernel leads the runner-up by at least [`CLOSE_MARGIN`] and both measured
+    /// steadily: the choice is clear.
+    Clear,
+    /// Both of the two fastest measured steadily but lie within [`CLOSE_MARGIN`] of each other.
+    /// Worth measuring again (a disturbed round may hide the real leader); if it stays so after
+    /// [`EXTRA_PASSES`], it is a genuine tie and either choice costs under 10%.
+    Close,
+    /// The rounds of one of the two fastest kernels disagree by more than [`SPREAD_LIMIT`]: the
+    /// machine was busy while they ran, so their best round may understate them. Not cached.
+    Noisy,
+}
+
+/// A calibration with its verdict ([`measure`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// One-thread rates of every kernel measured (best round of each), fastest first.
+    pub rates: Vec<KernelRate>,
+    /// Whether the result is clear, after any extra passes.
+    pub verdict: Verdict,
+    /// Passes run: 1, plus the extra passes over the two fastest.
+    pub passes: u32,
+}
+
+/// The decision rule over measured rounds, a pure function: `rounds[i]` holds the rates (any
+/// unit) of kernel `i`'s rounds. Ranks the kernels by their best round; the two fastest must
+/// each have their middle round (the upper median) within [`SPREAD_LIMIT`] of their best, else
+/// [`Verdict::Noisy`]; then the leader must be at least [`CLOSE_MARGIN`] ahead, else
+/// [`Verdict::Close`]. One kernel (or none) is [`Verdict::Clear`]; a kernel with no rounds or no
+/// positive rate counts as not measured and is ranked last.
+pub fn judge(rounds: &[Vec<f64>]) -> Verdict {
+    let order = ranking(rounds);
+    let spread = |i: usize| {
+        let mut r: Vec<f64> = rounds[i]
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        match (r.last(), r.get(r.len() / 2)) {
+            (Some(&best), Some(&middle)) if best > 0.0 => 1.0 - middle / best,
+            _ => 1.0,
+        }
+    };
+    match order[..] {
+        [] | [_] => Verdict::Clear,
+        [first, second, ..] => {
+            if spread(first) > SPREAD_LIMIT || spread(second) > SPREAD_LIMIT {
+                Verdict::Noisy
+            } else if best_of(&rounds[second]) > (1.0 - CLOSE_MARGIN) * best_of(&rounds[first]) {
+                Verdict::Close
+            } else {
+                Verdict::Clear
+            }
+        }
+    }
+}
+
+/// A kernel's best round (0 if it has no finite positive round).
+fn best_of(rounds: &[f64]) -> f64 {
+    rounds
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .fold(0.0, f64::max)
+}
+
+/// Kernel indices by best round, fastest first.
+fn ranking(rounds: &[Vec<f64>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|&a, &b| best_of(&rounds[b]).total_cmp(&best_of(&rounds[a])));
+    order
+}
+
+/// [`calibrate`] with its verdict: one pass of [`ROUNDS`] round-robin rounds over every kernel;
+/// while [`judge`] does not call the result [`Verdict::Clear`], up to [`EXTRA_PASSES`] more passes
+/// over the two fastest (a pass's rounds add to the earlier ones, and a kernel's rate is its
+/// best round of all).
+pub fn measure(kernels: &[Kernel], budget: Duration) -> Calibration {
     if kernels.is_empty() {
-        return Vec::new();
+        return Calibration {
+            rates: Vec::new(),
+            verdict: Verdict::Clear,
+            passes: 0,
+        };
     }
     let job = calibration_job();
     let slice = (budget / (ROUNDS * kernels.len() as u32)).as_secs_f64();
-    let mut best = vec![0f64; kernels.len()];
+    let mut rounds = vec![Vec::new(); kernels.len()];
     let mut next_nonce = 0u32;
-    let mut hits = Vec::new();
-    for _ in 0..ROUNDS {
-        for (i, &kernel) in kernels.iter().enumerate() {
-            let clock = SliceClock::start();
-            let mut nonces = 0u64;
-            let seconds = loop {
-                // `next_nonce` is a multiple of CHUNK, so `next_nonce + CHUNK <= 2^32`.
-                kernel.scan(&job, next_nonce, CHUNK, &mut hits);
-                next_nonce = next_nonce.wrapping_add(CHUNK);
-                nonces += u64::from(CHUNK);
-                let (seconds, wall) = clock.elapsed();
-                // The wall-clock cap keeps a starved thread from measuring for long.
-                if seconds >= slice || wall >= 20.0 * slice {
-                    break seconds;
-                }
-            };
-            best[i] = best[i].max(nonces as f64 / seconds.max(1e-9));
+    let mut pass = |which: &[usize], rounds: &mut [Vec<f64>]| {
+        let mut hits = Vec::new();
+        for _ in 0..ROUNDS {
+            for &i in which {
+                let rate = measure_slice(kernels[i], &job, &mut next_nonce, slice, &mut hits);
+                rounds[i].push(rate);
+            }
         }
+    };
+    let all: Vec<usize> = (0..kernels.len()).collect();
+    pass(&all, &mut rounds);
+    let mut passes = 1;
+    let mut verdict = judge(&rounds);
+    while verdict != Verdict::Clear && passes <= EXTRA_PASSES {
+        let contenders: Vec<usize> = ranking(&rounds).into_iter().take(2).collect();
+        pass(&contenders, &mut rounds);
+        passes += 1;
+        verdict = judge(&rounds);
     }
     let mut rates: Vec<KernelRate> = kernels
         .iter()
-        .zip(best)
+        .zip(&rounds)
         .map(|(k, r)| KernelRate {
             kernel: k.name().to_string(),
-            mhs: r / 1e6,
+            mhs: best_of(r) / 1e6,
         })
         .collect();
     rates.sort_by(|a, b| b.mhs.total_cmp(&a.mhs));
-    rates
+    Calibration {
+        rates,
+        verdict,
+        passes,
+    }
+}
+
+/// Runs `kernel` for about `slice` seconds (CPU time where available) and returns its rate in
+/// nonces per second.
+fn measure_slice(
+    kernel: Kernel,
+    job: &Job,
+    next_nonce: &mut u32,
+    slice: f64,
+    hits: &mut Vec<u32>,
+) -> f64 {
+    let clock = SliceClock::start();
+    let mut nonces = 0u64;
+    let seconds = loop {
+        // `next_nonce` is a multiple of CHUNK, so `next_nonce + CHUNK <= 2^32`.
+        kernel.scan(job, *next_nonce, CHUNK, hits);
+        *next_nonce = next_nonce.wrapping_add(CHUNK);
+        nonces += u64::from(CHUNK);
+        let (seconds, wall) = clock.elapsed();
+        // The wall-clock cap keeps a starved thread from measuring for long.
+        if seconds >= slice || wall >= 20.0 * slice {
+            break seconds;
+        }
+    };
+    nonces as f64 / seconds.max(1e-9)
 }
 
 /// Times one measurement slice: by this thread's CPU time where available, else by the wall
@@ -404,10 +544,16 @@ impl KernelChoice {
             }
         }
         let started = Instant::now();
-        let rates = calibrate(available, budget);
+        let Calibration { rates, verdict, .. } = measure(available, budget);
         let measured_ms = started.elapsed().as_secs_f64() * 1e3;
         let kernel = winner(&rates, available).unwrap_or_else(|| Kernel::fastest_of(available));
-        if let Some(path) = &path {
+        // A disturbed measurement is used for this run only: caching it would keep a wrong
+        // choice until `--recalibrate`.
+        let reason = match verdict {
+            Verdict::Noisy => ChoiceReason::CalibratedNoisy,
+            Verdict::Clear | Verdict::Close => ChoiceReason::Calibrated,
+        };
+        if let (Some(path), ChoiceReason::Calibrated) = (&path, reason) {
             cache.insert(CacheEntry {
                 identity,
                 kernel: kernel.name().to_string(),
@@ -423,7 +569,7 @@ impl KernelChoice {
         }
         KernelChoice {
             kernel,
-            reason: ChoiceReason::Calibrated,
+            reason,
             rates,
             cache_file: path,
             warning,
@@ -553,5 +699,102 @@ impl CacheFile {
             let _ = std::fs::remove_file(&tmp);
             write_err(e)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds of a kernel that measured steadily around `rate`.
+    fn steady(rate: f64) -> Vec<f64> {
+        vec![
+            rate * 0.97,
+            rate,
+            rate * 0.99,
+            rate * 0.98,
+            rate,
+            rate * 0.96,
+        ]
+    }
+
+    #[test]
+    fn a_clear_lead_with_steady_rounds_is_clear() {
+        // Zen 4 as measured quietly: sha-ni 33, avx512 24.5, avx2 13, sha2 11, soft 2.2.
+        let rounds = [
+            steady(11.0),
+            steady(2.2),
+            steady(13.0),
+            steady(33.0),
+            steady(24.5),
+        ];
+        assert_eq!(judge(&rounds), Verdict::Clear);
+        assert_eq!(ranking(&rounds)[..2], [3, 4]);
+    }
+
+    #[test]
+    fn two_kernels_within_ten_percent_are_close() {
+        // The disturbed case seen under load: sha-ni 21.9 against avx512 22.4.
+        let rounds = [steady(11.0), steady(21.9), steady(22.4)];
+        assert_eq!(judge(&rounds), Verdict::Close);
+        // 11% apart is a lead.
+        let rounds = [steady(11.0), steady(20.0), steady(22.5)];
+        assert_eq!(judge(&rounds), Verdict::Clear);
+    }
+
+    #[test]
+    fn disagreeing_rounds_of_a_leader_are_noisy() {
+        // The runner-up's middle round is 30% below its best: disturbed, even with a clear lead.
+        let disturbed = vec![20.0, 14.0, 13.0, 24.0, 14.5, 13.5];
+        let rounds = [steady(33.0), disturbed.clone(), steady(11.0)];
+        assert_eq!(judge(&rounds), Verdict::Noisy);
+        // The same spread in a kernel far behind the two fastest does not matter.
+        let slow_and_noisy = disturbed.iter().map(|r| r / 4.0).collect();
+        let rounds = [steady(33.0), steady(24.0), slow_and_noisy];
+        assert_eq!(judge(&rounds), Verdict::Clear);
+        // One slow round (a frequency ramp at the start) is not disagreement.
+        let one_slow = vec![25.0, 33.0, 32.8, 33.1, 32.9, 33.0];
+        assert_eq!(judge(&[one_slow, steady(24.0)]), Verdict::Clear);
+    }
+
+    #[test]
+    fn quiet_rounds_added_to_disturbed_ones_settle_the_choice() {
+        // First pass: sha-ni disturbed throughout, close to avx512.
+        let mut shani = vec![21.9, 21.5, 21.0, 21.8, 21.2, 21.6];
+        let mut avx512 = steady(22.4);
+        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Close);
+        // One quiet extra pass: sha-ni's best jumps but half its rounds are slow, so noisy.
+        shani.extend(steady(33.0));
+        avx512.extend(steady(24.5));
+        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Noisy);
+        // A second quiet pass: most rounds agree with the best, and sha-ni leads clearly.
+        shani.extend(steady(33.0));
+        avx512.extend(steady(24.5));
+        assert_eq!(judge(&[shani, avx512]), Verdict::Clear);
+    }
+
+    #[test]
+    fn degenerate_inputs_do_not_panic() {
+        assert_eq!(judge(&[]), Verdict::Clear);
+        assert_eq!(judge(&[steady(5.0)]), Verdict::Clear);
+        // A kernel with no rounds (or only NaN) ranks last and cannot be judged steady.
+        assert_eq!(judge(&[steady(5.0), Vec::new()]), Verdict::Noisy);
+        assert_eq!(ranking(&[vec![f64::NAN], steady(1.0)]), [1, 0]);
+    }
+
+    #[test]
+    fn measure_reports_every_kernel_and_stays_within_its_passes() {
+        let kernels = [Kernel::Sha2, Kernel::Soft];
+        let c = measure(&kernels, Duration::from_millis(4));
+        assert_eq!(c.rates.len(), 2);
+        assert!(c.rates.iter().all(|r| r.mhs > 0.0), "{:?}", c.rates);
+        assert!(c.rates[0].mhs >= c.rates[1].mhs);
+        assert!((1..=1 + EXTRA_PASSES).contains(&c.passes), "{c:?}");
+        if c.verdict == Verdict::Clear {
+            assert!(c.passes >= 1);
+        } else {
+            // Anything short of clear was measured again, as far as allowed.
+            assert_eq!(c.passes, 1 + EXTRA_PASSES, "{c:?}");
+        }
     }
 }

@@ -202,7 +202,9 @@ macro_rules! lanes_kernel {
         /// Searches `first .. first + count`; see [`crate::hash::Kernel::scan`].
         ///
         /// # Safety
-        /// The CPU must support the target features this module is compiled for.
+        /// The CPU must support the target features this module is compiled for. (The body itself
+        /// holds no unsafe operation: inside a function compiled for those features the intrinsics
+        /// and the `#[target_feature]` helpers above are safe to call.)
         #[target_feature(enable = $features)]
         pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
             let lanes = Lanes::new(job);

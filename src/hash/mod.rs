@@ -10,12 +10,14 @@ pub mod calibrate;
 mod lanes;
 pub mod sha2_loop;
 pub mod soft;
+// The x86 kernels are `unsafe fn`s (they need CPU features): crate-private, reached only
+// through the safe dispatch below ([`Kernel::scan`], [`ShaNiBuild::scan`]), which checks the CPU.
 #[cfg(target_arch = "x86_64")]
-pub mod x86_avx2;
+mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_avx512;
+mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
-pub mod x86_shani;
+mod x86_shani;
 
 use crate::pow::Target;
 use sha2::{Digest, Sha256};
@@ -258,7 +260,7 @@ impl Kernel {
     }
 }
 
-/// Which compilation of the `sha-ni` kernel runs ([`x86_shani`] has the same code built three
+/// Which compilation of the `sha-ni` kernel runs (`hash/x86_shani.rs` has the same code built three
 /// ways; the SHA instructions are the same, the code around them uses the wider encodings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ShaNiBuild {
@@ -330,6 +332,70 @@ impl ShaNiBuild {
                 ShaNiBuild::Avx2 => x86_shani::avx2::scan(job, first, count, hits),
                 ShaNiBuild::Sse => x86_shani::sse::scan(job, first, count, hits),
             }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no sha-ni build is available off x86-64")
+    }
+
+    /// The interleaved-stream counts [`ShaNiBuild::scan_streams`] is compiled for.
+    #[doc(hidden)]
+    pub const STREAM_COUNTS: [usize; 6] = [1, 2, 4, 6, 8, 10];
+
+    /// [`ShaNiBuild::scan`] with `streams` nonces interleaved instead of the kernel's fixed
+    /// count: for the benches that measure how many streams pay off. Not part of the supported
+    /// API (hidden from the docs); the kernel modules themselves are crate-private.
+    ///
+    /// # Panics
+    /// As [`ShaNiBuild::scan`], or if `streams` is not one of [`ShaNiBuild::STREAM_COUNTS`].
+    #[doc(hidden)]
+    pub fn scan_streams(
+        self,
+        streams: usize,
+        job: &Job,
+        first: u32,
+        count: u32,
+        hits: &mut Vec<u32>,
+    ) {
+        assert!(
+            ShaNiBuild::available().contains(&self),
+            "the {} build of sha-ni is not supported by this CPU",
+            self.name()
+        );
+        assert!(
+            u64::from(first) + u64::from(count) <= 1 << 32,
+            "nonce range passes 2^32"
+        );
+        assert!(
+            ShaNiBuild::STREAM_COUNTS.contains(&streams),
+            "sha-ni is built for {:?} streams, not {streams}",
+            ShaNiBuild::STREAM_COUNTS
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            macro_rules! dispatch {
+                ($($n:literal)*) => {
+                    match (self, streams) {
+                        $(
+                            // SAFETY: `ShaNiBuild::available()` just confirmed at run time the
+                            // features this build is compiled for (SHA + SSE4.1; and AVX2; and
+                            // AVX-512 F + VL).
+                            (ShaNiBuild::Sse, $n) => unsafe {
+                                x86_shani::sse::scan_streams::<$n>(job, first, count, hits)
+                            },
+                            // SAFETY: as above.
+                            (ShaNiBuild::Avx2, $n) => unsafe {
+                                x86_shani::avx2::scan_streams::<$n>(job, first, count, hits)
+                            },
+                            // SAFETY: as above.
+                            (ShaNiBuild::Avx512Vl, $n) => unsafe {
+                                x86_shani::avx512vl::scan_streams::<$n>(job, first, count, hits)
+                            },
+                        )*
+                        _ => unreachable!("stream count checked against STREAM_COUNTS above"),
+                    }
+                };
+            }
+            dispatch!(1 2 4 6 8 10);
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no sha-ni build is available off x86-64")

@@ -11,13 +11,17 @@
 //! lane holds what H7 will be, which decides the early reject. Candidates are confirmed with
 //! [`Job::meets`](crate::hash::Job::meets).
 //!
-//! The same code is compiled three times: with the legacy SSE encoding ([`sse`], 16 xmm
-//! registers), with VEX ([`avx2`]: three-operand forms, fewer register copies) and with AVX-512VL
-//! enabled ([`avx512vl`]: 32 vector registers, so eight streams' state stops spilling). The SHA
+//! The same code is compiled three times: with the legacy SSE encoding (`sse`, 16 xmm
+//! registers), with VEX (`avx2`: three-operand forms, fewer register copies) and with AVX-512VL
+//! enabled (`avx512vl`: 32 vector registers, so eight streams' state stops spilling). The SHA
 //! instructions themselves exist only in the legacy encoding; what changes is everything around
 //! them. On the Zen 4 EPYC the AVX-512VL build is about 1.2x the SSE one (BENCHMARKS.md);
 //! [`crate::hash::Kernel::scan`] picks the widest one the CPU (and `MINER_DISABLE_KERNELS`)
 //! allows.
+//!
+//! The module is crate-private: its `unsafe fn`s are reached only through the safe dispatch
+//! ([`crate::hash::Kernel::scan`], [`crate::hash::ShaNiBuild::scan`] and, for the benches,
+//! `ShaNiBuild::scan_streams`), each of which checks the CPU's features first.
 
 /// Nonces hashed together (independent streams in flight).
 const STREAMS: usize = 8;
@@ -256,13 +260,16 @@ macro_rules! shani_kernel {
         /// The CPU must support the target features this module is compiled for.
         #[target_feature(enable = $features)]
         pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
-            scan_streams::<{ super::STREAMS }>(job, first, count, hits)
+            // SAFETY: our caller guarantees (this function's contract) that the CPU has the
+            // target features this module is compiled for, which is all `scan_streams` needs.
+            unsafe { scan_streams::<{ super::STREAMS }>(job, first, count, hits) }
         }
 
         /// [`scan`] with `N` interleaved streams (for measuring the best `N`).
         ///
         /// # Safety
-        /// As [`scan`].
+        /// As [`scan`]. (The body holds no unsafe operation: inside a function compiled for these
+        /// features the intrinsics and the `#[target_feature]` helpers are safe to call.)
         #[target_feature(enable = $features)]
         pub unsafe fn scan_streams<const N: usize>(
             job: &Job,
@@ -290,16 +297,16 @@ macro_rules! shani_kernel {
 }
 
 /// Legacy SSE encoding: any CPU with the SHA extensions.
-pub mod sse {
+pub(crate) mod sse {
     shani_kernel!("sha,sse2,ssse3,sse4.1");
 }
 
 /// VEX encoding, for CPUs with SHA and AVX2.
-pub mod avx2 {
+pub(crate) mod avx2 {
     shani_kernel!("sha,sse2,ssse3,sse4.1,avx,avx2");
 }
 
 /// AVX-512VL enabled (32 vector registers), for CPUs with SHA and AVX-512 F + VL.
-pub mod avx512vl {
+pub(crate) mod avx512vl {
     shani_kernel!("sha,sse2,ssse3,sse4.1,avx,avx2,avx512f,avx512vl");
 }

@@ -18,13 +18,6 @@ pub struct Grid {
     pub y: u32,
 }
 
-impl Grid {
-    /// Workgroups launched.
-    pub fn groups(&self) -> u64 {
-        u64::from(self.x) * u64::from(self.y)
-    }
-}
-
 /// The grid for `count` nonces at `per_group` nonces per workgroup, with at most `max_x`
 /// groups per row (both at least 1). One row when it fits; otherwise the fewest rows that fit,
 /// each of `ceil(groups / rows)` groups, so at most `rows - 1` groups are launched past the
@@ -68,6 +61,13 @@ pub fn initial_dispatch(requested: Option<u64>, per_group: u64, max: u64) -> u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Grid {
+        /// Workgroups launched.
+        fn groups(&self) -> u64 {
+            u64::from(self.x) * u64::from(self.y)
+        }
+    }
 
     /// Nonces a grid covers at `per_group` nonces per group.
     fn covered(g: Grid, per_group: u64) -> u64 {

@@ -877,6 +877,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--gpu-nonces-per-invocation"), "{e}");
+        // A workgroup of more nonces than one dispatch may take (2^8 x 2^24 = 2^32).
+        let huge = GpuOptions {
+            nonces_per_invocation: 1 << 24,
+            ..ok
+        };
+        let e = check_options(&huge, &limits, "test adapter")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--gpu-nonces-per-invocation 16777216") && e.contains("2147483648"),
+            "{e}"
+        );
+        let most = GpuOptions {
+            nonces_per_invocation: 1 << 23,
+            ..ok
+        };
+        assert!(check_options(&most, &limits, "test adapter").is_ok());
     }
 
     /// A backend on the first adapter; fails (never skips) without one, like tests/gpu.rs.
