@@ -25,7 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Cargo features, all on by default: `gpu` (the wgpu backend, [`backend::gpu`]), `node` (the
+//! Cargo features, all on by default: `gpu` (the wgpu backend, `backend::gpu`), `node` (the
 //! JSON-RPC `node` and the getblocktemplate `client`) and `cli` (what only the `miner` binary
 //! uses). `--no-default-features` builds the CPU engine alone.
 

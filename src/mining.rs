@@ -295,8 +295,8 @@ mod tests {
     use super::*;
     use crate::backend::CpuBackend;
     use crate::hash::Kernel;
-    use bitcoin::BlockHash;
     use bitcoin::hashes::Hash;
+    use bitcoin::BlockHash;
 
     fn backend() -> CpuBackend {
         CpuBackend::new(Kernel::Soft, Some(1)).unwrap()
@@ -316,7 +316,10 @@ mod tests {
         assert_eq!(found.hash, header_hash(&found.block.header));
         assert!(template.target.is_met_by(&found.hash));
         assert_eq!(found.block.header.nonce, found.nonce);
-        assert!(found.trials >= 1 && found.trials <= found.hashes, "{found:?}");
+        assert!(
+            found.trials >= 1 && found.trials <= found.hashes,
+            "{found:?}"
+        );
         assert_eq!(outcome.found(), Some(found));
     }
 

@@ -4,6 +4,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::process::{Command, Output};
 
+mod kernel_coverage;
+use kernel_coverage::tested_kernels;
+
 fn miner(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_miner"))
         .args(args)
@@ -718,7 +721,7 @@ fn no_gpu_is_one_clear_error_and_all_falls_back_to_cpu() {
 
 #[test]
 fn every_available_kernel_can_be_forced_and_finds_the_genesis_nonce() {
-    for kernel in miner::hash::Kernel::available() {
+    for kernel in tested_kernels("every_available_kernel_can_be_forced") {
         let out = miner(&[
             "scan",
             "--kernel",
@@ -759,7 +762,7 @@ fn hidden_kernels_are_never_chosen_and_cannot_be_forced() {
             .output()
             .unwrap()
     };
-    let available = miner::hash::Kernel::available();
+    let available = tested_kernels("hidden_kernels_are_never_chosen");
     let mut hidden: Vec<&str> = Vec::new();
     // Hide the x86 kernels one by one: mining always works, on a kernel that is not hidden.
     for kernel in miner::hash::Kernel::PREFERENCE {
@@ -814,7 +817,7 @@ fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
     let dir = std::env::temp_dir().join(format!("miner-kernel-choice-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
-    let available: Vec<&str> = miner::hash::Kernel::available()
+    let available: Vec<&str> = tested_kernels("the_kernel_choice_is_calibrated_then_cached")
         .iter()
         .map(|k| k.name())
         .collect();
@@ -836,8 +839,18 @@ fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
         let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
         (summary, stderr(&out))
     };
-    // First run: measured, every available kernel's rate reported, the cache written.
-    let (first, header) = mine(&["--json"]);
+    // First run: measured, every available kernel's rate reported, the cache written. A run on a
+    // machine too busy to measure steadily says so and caches nothing; measure again then.
+    let noisy = "calibrated (noisy: not cached)";
+    let (mut first, mut header) = mine(&["--json"]);
+    for _ in 0..5 {
+        if first["kernel_choice"] != noisy {
+            break;
+        }
+        assert!(!dir.join("kernel-calibration.json").exists());
+        eprintln!("calibration disturbed, measuring again: {header}");
+        (first, header) = mine(&["--json"]);
+    }
     assert_eq!(first["kernel_choice"], "calibrated");
     let kernel = first["kernel"].as_str().unwrap().to_string();
     assert!(available.contains(&kernel.as_str()), "{kernel}");
@@ -866,8 +879,9 @@ fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
         "{header}"
     );
     // --recalibrate measures again; --kernel overrides and reports no rates.
+    let measured = |v: &Value| v["kernel_choice"] == "calibrated" || v["kernel_choice"] == noisy;
     let (again, _) = mine(&["--json", "--recalibrate"]);
-    assert_eq!(again["kernel_choice"], "calibrated");
+    assert!(measured(&again), "{again}");
     let (forced, header) = mine(&["--json", "--kernel", "sha2"]);
     assert_eq!(forced["kernel_choice"], "--kernel");
     assert_eq!(forced["kernel"], "sha2");
@@ -875,7 +889,7 @@ fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
     // Deleting the file forces a new calibration.
     std::fs::remove_file(&cache).unwrap();
     let (fresh, _) = mine(&["--json"]);
-    assert_eq!(fresh["kernel_choice"], "calibrated");
+    assert!(measured(&fresh), "{fresh}");
     // bench says which kernel mine runs and why, with the cache file.
     let out = Command::new(env!("CARGO_BIN_EXE_miner"))
         .args(["bench", "--seconds", "0.05", "--threads", "1", "--json"])
@@ -888,7 +902,7 @@ fn the_kernel_choice_is_calibrated_then_cached_and_reported() {
         available.contains(&bench["kernel"].as_str().unwrap()),
         "{bench}"
     );
-    assert_eq!(bench["kernel_choice"], "calibrated");
+    assert!(measured(&bench), "{bench}");
     assert!(bench["kernel_cache_file"]
         .as_str()
         .unwrap()

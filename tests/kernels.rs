@@ -5,6 +5,9 @@ use miner::hash::{sha256d, Job, Kernel};
 use miner::pow::Target;
 use rand::{Rng, SeedableRng};
 
+mod kernel_coverage;
+use kernel_coverage::{tested_kernels, tested_sha_ni_builds};
+
 fn oracle(header: &[u8; 80], target: &Target, first: u32, count: u32) -> Vec<u32> {
     let mut h = *header;
     (0..count)
@@ -36,7 +39,7 @@ fn random_header(rng: &mut impl Rng) -> [u8; 80] {
 
 #[test]
 fn all_available_kernels_are_listed_and_portable_is_always_there() {
-    let available = Kernel::available();
+    let available = tested_kernels("all_available_kernels_are_listed");
     assert!(available.contains(&Kernel::Soft));
     assert!(available.contains(&Kernel::Sha2));
     assert!(available.contains(&Kernel::best()));
@@ -47,6 +50,7 @@ fn all_available_kernels_are_listed_and_portable_is_always_there() {
 fn kernels_agree_on_random_jobs_at_easy_targets() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0001);
     let mut total_hits = 0;
+    let kernels = tested_kernels("kernels_agree_on_random_jobs");
     for round in 0..20_000 {
         let header = random_header(&mut rng);
         // Top words from "every hash" down to "one in 2^16", so hit lists are rarely empty.
@@ -64,7 +68,7 @@ fn kernels_agree_on_random_jobs_at_easy_targets() {
         let count = rng.gen_range(1..64).min(u32::MAX - first + 1);
         let expected = oracle(&header, &target, first, count);
         total_hits += expected.len();
-        for kernel in Kernel::available() {
+        for &kernel in &kernels {
             assert_eq!(
                 scan(kernel, &job, first, count),
                 expected,
@@ -81,7 +85,7 @@ fn kernels_agree_on_random_jobs_at_easy_targets() {
 #[test]
 fn every_build_of_the_sha_ni_kernel_agrees_with_the_oracle() {
     use miner::hash::ShaNiBuild;
-    let builds = ShaNiBuild::available();
+    let builds = tested_sha_ni_builds("every_build_of_the_sha_ni_kernel");
     if Kernel::ShaNi.is_available() {
         assert!(builds.contains(&ShaNiBuild::Sse));
         assert!(builds.contains(&ShaNiBuild::current()));
@@ -107,9 +111,40 @@ fn every_build_of_the_sha_ni_kernel_agrees_with_the_oracle() {
 }
 
 #[test]
+fn every_stream_count_the_benches_measure_agrees_with_the_oracle() {
+    use miner::hash::ShaNiBuild;
+    let builds = tested_sha_ni_builds("every_stream_count");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0006);
+    for round in 0..600 {
+        let header = random_header(&mut rng);
+        let mut words: [u32; 8] = rng.gen();
+        words[7] = [u32::MAX, 0x0fff_ffff, 0x00ff_ffff][round % 3];
+        let target = Target::from_words(words);
+        let job = Job::new(&header, &target);
+        let first: u32 = rng.gen();
+        // Up to 25 nonces: partial batches for every stream count.
+        let count = rng.gen_range(1..26).min(u32::MAX - first + 1);
+        let expected = oracle(&header, &target, first, count);
+        for &build in &builds {
+            for streams in ShaNiBuild::STREAM_COUNTS {
+                let mut hits = Vec::new();
+                build.scan_streams(streams, &job, first, count, &mut hits);
+                assert_eq!(
+                    hits,
+                    expected,
+                    "sha-ni {} x{streams}, round {round}",
+                    build.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0002);
     let (mut met, mut missed) = (0, 0);
+    let kernels = tested_kernels("kernels_agree_when_the_top_word_ties");
     for round in 0..10_000 {
         let mut header = random_header(&mut rng);
         let nonce: u32 = rng.gen();
@@ -137,7 +172,7 @@ fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
         } else {
             missed += 1;
         }
-        for kernel in Kernel::available() {
+        for &kernel in &kernels {
             assert_eq!(
                 scan(kernel, &job, first, count),
                 expected,
@@ -155,12 +190,13 @@ fn kernels_agree_when_the_top_word_ties_and_lower_words_decide() {
 fn kernels_handle_the_last_nonce_and_odd_ranges() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0003);
     let target = Target::from_words([u32::MAX; 8]); // every hash meets it
+    let kernels = tested_kernels("kernels_handle_the_last_nonce");
     for count in 1..=40u32 {
         let header = random_header(&mut rng);
         let job = Job::new(&header, &target);
         let first = u32::MAX - (count - 1);
         let expected: Vec<u32> = (first..=u32::MAX).collect();
-        for kernel in Kernel::available() {
+        for &kernel in &kernels {
             assert_eq!(
                 scan(kernel, &job, first, count),
                 expected,
@@ -170,7 +206,7 @@ fn kernels_handle_the_last_nonce_and_odd_ranges() {
     }
     // An empty range finds nothing.
     let job = Job::new(&random_header(&mut rng), &target);
-    for kernel in Kernel::available() {
+    for &kernel in &kernels {
         assert!(scan(kernel, &job, 5, 0).is_empty());
     }
 }
@@ -179,26 +215,96 @@ fn kernels_handle_the_last_nonce_and_odd_ranges() {
 fn impossible_target_finds_nothing() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0004);
     let job = Job::new(&random_header(&mut rng), &Target::from_words([0; 8]));
-    for kernel in Kernel::available() {
+    for kernel in tested_kernels("impossible_target_finds_nothing") {
         assert!(scan(kernel, &job, 0, 5000).is_empty(), "{kernel}");
     }
 }
 
 #[test]
-fn fallback_order_prefers_the_fastest_kernel_present() {
+fn the_fallback_is_an_available_mining_kernel_for_every_kernel_set() {
     use Kernel::*;
-    // CPUs with every feature, without AVX-512, without SHA-NI, with neither, with nothing.
-    assert_eq!(
-        Kernel::fastest_of(&[Sha2, Soft, Avx2, ShaNi, Avx512]),
-        Avx512
-    );
-    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2, ShaNi]), ShaNi);
-    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2, Avx512]), Avx512);
-    assert_eq!(Kernel::fastest_of(&[Sha2, Soft, Avx2]), Avx2);
+    // Every kernel but the `sha2` baseline is in the fallback order exactly once: a kernel added
+    // to `Kernel::ALL` and forgotten there fails here.
+    for k in Kernel::ALL {
+        let times = Kernel::PREFERENCE.iter().filter(|p| **p == k).count();
+        assert_eq!(
+            times,
+            usize::from(k != Sha2),
+            "{k} in {:?}",
+            Kernel::PREFERENCE
+        );
+    }
+    // Every kernel set a CPU (or MINER_DISABLE_KERNELS) can leave: the fallback is one of the set
+    // (or the portable kernel, which every CPU has), never the baseline; adding a kernel to a
+    // set either keeps the choice or picks the kernel added (one order, never a cycle).
+    let subset = |mask: u32| -> Vec<Kernel> {
+        (0..Kernel::ALL.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| Kernel::ALL[i])
+            .collect()
+    };
+    let sets = 1u32 << Kernel::ALL.len();
+    for mask in 0..sets {
+        let set = subset(mask);
+        let pick = Kernel::fastest_of(&set);
+        assert_ne!(pick, Sha2, "{set:?}");
+        assert!(set.contains(&pick) || pick == Soft, "{set:?} -> {pick}");
+        for (i, &added) in Kernel::ALL.iter().enumerate() {
+            if mask & (1 << i) == 0 && added != Sha2 {
+                let wider = Kernel::fastest_of(&subset(mask | (1 << i)));
+                assert!(
+                    wider == pick || wider == added,
+                    "{set:?} -> {pick}, plus {added} -> {wider}"
+                );
+            }
+        }
+    }
+    // Where a CPU has only the baseline and the portable kernel, the fallback mines with the
+    // portable one.
     assert_eq!(Kernel::fastest_of(&[Sha2, Soft]), Soft);
-    assert_eq!(Kernel::fastest_of(&[]), Soft);
-    // The baseline is never picked to mine with.
-    assert!(!Kernel::PREFERENCE.contains(&Sha2));
+}
+
+#[test]
+fn a_required_kernel_that_is_skipped_fails_the_kernel_tests() {
+    // Runs one kernel test of this very binary again, with a kernel hidden and required.
+    let child = |disable: &str, require: &str| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "all_available_kernels_are_listed_and_portable_is_always_there",
+                "--test-threads",
+                "1",
+                "--nocapture",
+            ])
+            .env("MINER_DISABLE_KERNELS", disable)
+            .env("MINER_REQUIRE_KERNELS", require)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = child("avx2", "soft, AVX2");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("skipped kernel avx2: hidden by MINER_DISABLE_KERNELS")
+            && text.contains("MINER_REQUIRE_KERNELS requires kernel avx2, which was skipped"),
+        "{text}"
+    );
+    // What is not required may be skipped: said, not failed.
+    let (ok, text) = child("avx2", "soft,sha2");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("skipped kernel avx2: hidden by MINER_DISABLE_KERNELS"),
+        "{text}"
+    );
+    // A name that is no kernel is an error naming it.
+    let (ok, text) = child("", "avx1024");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("MINER_REQUIRE_KERNELS: unknown kernel 'avx1024'"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -229,8 +335,23 @@ mod calibration {
 
     const QUICK: Duration = Duration::from_millis(10);
 
+    /// [`KernelChoice::resolve_with`] with a short budget. A calibration disturbed by a busy
+    /// machine (`CalibratedNoisy`: used, not cached) is measured again, up to five times, so
+    /// these tests of the cache see a written choice; the rule itself has unit tests in
+    /// src/hash/calibrate.rs.
     fn resolve(dir: &std::path::Path, available: &[Kernel], recalibrate: bool) -> KernelChoice {
-        KernelChoice::resolve_with(None, Some(dir), recalibrate, available, QUICK)
+        let mut choice = KernelChoice::resolve_with(None, Some(dir), recalibrate, available, QUICK);
+        for _ in 0..5 {
+            if choice.reason != ChoiceReason::CalibratedNoisy {
+                break;
+            }
+            eprintln!(
+                "calibration disturbed, measuring again: {}",
+                choice.summary()
+            );
+            choice = KernelChoice::resolve_with(None, Some(dir), recalibrate, available, QUICK);
+        }
+        choice
     }
 
     #[test]

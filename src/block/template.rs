@@ -320,17 +320,26 @@ mod tests {
     #[test]
     fn builder_defaults_are_an_easy_op_true_block_at_the_clock() {
         let before = system_time();
-        let t = Template::builder(BlockHash::all_zeros(), 7).build().unwrap();
+        let t = Template::builder(BlockHash::all_zeros(), 7)
+            .build()
+            .unwrap();
         let after = system_time();
         assert_eq!(t.height, 7);
         assert_eq!(t.version, 0x2000_0000);
         assert_eq!(t.bits.to_consensus(), DEFAULT_TEMPLATE_BITS);
         assert_eq!(t.target, Target::from_compact(t.bits).unwrap());
-        assert_eq!(t.coinbase_value, Amount::from_sat(DEFAULT_TEMPLATE_VALUE_SAT));
+        assert_eq!(
+            t.coinbase_value,
+            Amount::from_sat(DEFAULT_TEMPLATE_VALUE_SAT)
+        );
         assert_eq!(t.payout.as_bytes(), [0x51], "OP_TRUE");
         assert!(t.transactions.is_empty());
         assert!(!t.commit_witness);
-        assert!((before..=after).contains(&t.time), "{before} <= {} <= {after}", t.time);
+        assert!(
+            (before..=after).contains(&t.time),
+            "{before} <= {} <= {after}",
+            t.time
+        );
     }
 
     #[test]
@@ -347,7 +356,10 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(t.version, 4);
-        assert_eq!(t.time, 1_001, "a time at or below the median is raised past it");
+        assert_eq!(
+            t.time, 1_001,
+            "a time at or below the median is raised past it"
+        );
         assert_eq!(t.bits.to_consensus(), 0x1d00ffff);
         assert_eq!(t.coinbase_value, Amount::from_sat(42));
         assert_eq!(t.payout, payout);

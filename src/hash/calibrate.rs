@@ -511,6 +511,20 @@ impl KernelChoice {
         available: &[Kernel],
         budget: Duration,
     ) -> Self {
+        KernelChoice::resolve_measuring(flag, data_dir, recalibrate, available, |kernels| {
+            measure(kernels, budget)
+        })
+    }
+
+    /// [`KernelChoice::resolve_with`] with the measurement given as a function (the unit tests
+    /// hand it a fixed [`Calibration`] to see what each verdict does to the cache).
+    fn resolve_measuring(
+        flag: Option<Kernel>,
+        data_dir: Option<&Path>,
+        recalibrate: bool,
+        available: &[Kernel],
+        measure: impl FnOnce(&[Kernel]) -> Calibration,
+    ) -> Self {
         if let Some(kernel) = flag {
             return KernelChoice {
                 kernel,
@@ -544,7 +558,7 @@ impl KernelChoice {
             }
         }
         let started = Instant::now();
-        let Calibration { rates, verdict, .. } = measure(available, budget);
+        let Calibration { rates, verdict, .. } = measure(available);
         let measured_ms = started.elapsed().as_secs_f64() * 1e3;
         let kernel = winner(&rates, available).unwrap_or_else(|| Kernel::fastest_of(available));
         // A disturbed measurement is used for this run only: caching it would keep a wrong
@@ -763,14 +777,17 @@ mod tests {
         let mut shani = vec![21.9, 21.5, 21.0, 21.8, 21.2, 21.6];
         let mut avx512 = steady(22.4);
         assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Close);
-        // One quiet extra pass: sha-ni's best jumps but half its rounds are slow, so noisy.
+        // One quiet extra pass over the two: sha-ni's best is now its real rate, and the upper
+        // median of twelve rounds lies among the quiet ones, so sha-ni leads clearly.
         shani.extend(steady(33.0));
         avx512.extend(steady(24.5));
-        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Noisy);
-        // A second quiet pass: most rounds agree with the best, and sha-ni leads clearly.
-        shani.extend(steady(33.0));
-        avx512.extend(steady(24.5));
-        assert_eq!(judge(&[shani, avx512]), Verdict::Clear);
+        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Clear);
+        assert_eq!(ranking(&[shani.clone(), avx512.clone()]), [0, 1]);
+        // Had the quiet pass been disturbed again in part (two quiet rounds of six), the
+        // disagreement shows and the result is not trusted.
+        let mut shani = vec![21.9, 21.5, 21.0, 21.8, 21.2, 21.6];
+        shani.extend([33.0, 32.5, 21.4, 21.7, 21.1, 21.3]);
+        assert_eq!(judge(&[shani, avx512]), Verdict::Noisy);
     }
 
     #[test]
@@ -780,6 +797,56 @@ mod tests {
         // A kernel with no rounds (or only NaN) ranks last and cannot be judged steady.
         assert_eq!(judge(&[steady(5.0), Vec::new()]), Verdict::Noisy);
         assert_eq!(ranking(&[vec![f64::NAN], steady(1.0)]), [1, 0]);
+    }
+
+    #[test]
+    fn only_a_settled_calibration_is_cached() {
+        let dir = std::env::temp_dir().join(format!("miner-calib-verdict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let available = [Kernel::Sha2, Kernel::Soft];
+        let calibration = |verdict| Calibration {
+            rates: vec![
+                KernelRate {
+                    kernel: "soft".into(),
+                    mhs: 9.0,
+                },
+                KernelRate {
+                    kernel: "sha2".into(),
+                    mhs: 8.0,
+                },
+            ],
+            verdict,
+            passes: 1 + EXTRA_PASSES,
+        };
+        let resolve = |verdict| {
+            KernelChoice::resolve_measuring(None, Some(&dir), false, &available, |k| {
+                assert_eq!(k, available);
+                calibration(verdict)
+            })
+        };
+        // Disturbed: used for this run, said so, and not written.
+        let noisy = resolve(Verdict::Noisy);
+        assert_eq!(noisy.kernel, Kernel::Soft);
+        assert_eq!(noisy.reason, ChoiceReason::CalibratedNoisy);
+        assert_eq!(
+            serde_json::to_value(noisy.reason).unwrap(),
+            "calibrated (noisy: not cached)"
+        );
+        assert!(noisy
+            .summary()
+            .starts_with("soft (calibrated (noisy: not cached): "));
+        assert!(!dir.join(CACHE_FILE).exists());
+        // A steady tie after the extra passes is cached, as a clear lead is.
+        let tie = resolve(Verdict::Close);
+        assert_eq!(tie.reason, ChoiceReason::Calibrated);
+        let cached = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
+        assert_eq!(cached.entries.len(), 1);
+        assert_eq!(cached.entries[0].kernel, "soft");
+        let again = KernelChoice::resolve_measuring(None, Some(&dir), false, &available, |_| {
+            panic!("a cached choice is not measured")
+        });
+        assert_eq!(again.reason, ChoiceReason::Cached);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,6 +1,20 @@
-//! Dispatch scheduling as pure arithmetic: how many nonces one dispatch may cover, and the
-//! workgroup grid that covers them. Kept apart from the device so the edges (2^31 nonces, a
-//! grid row limit of 65,535, a size of 0) are unit-tested without a GPU.
+//! Dispatch scheduling as pure arithmetic: how many nonces one dispatch may cover, the
+//! workgroup grid that covers them, the size a first-hit search caps a dispatch at, and the rule
+//! that adapts the size toward [`TARGET_DISPATCH_MS`]. Kept apart from the device so the edges
+//! (2^31 nonces, a grid row limit of 65,535, a size of 0, a tail dispatch) are unit-tested
+//! without a GPU.
+
+use crate::backend::StopAt;
+use crate::hash::Job;
+use crate::pow::Target;
+
+/// What each dispatch should take; far below desktop watchdog limits (about 2 s).
+pub const TARGET_DISPATCH_MS: f64 = 30.0;
+
+/// A search that stops at its first hit keeps each dispatch to at most this fraction of the
+/// expected hashes per hit: the dispatches still in flight when a hit lands run to their end, and
+/// this keeps that overshoot to a few percent of a block's work.
+pub const FIRST_HIT_SHARE: u64 = 64;
 
 /// Most nonces one dispatch covers. Half the nonce space: the shader and the hit count take the
 /// dispatch's nonce count as a `u32`, where 2^32 would wrap to 0 and hash nothing, and the
@@ -56,6 +70,54 @@ pub fn initial_dispatch(requested: Option<u64>, per_group: u64, max: u64) -> u64
         .max(per_group)
         .min(max)
         .max(1)
+}
+
+/// For a search that stops at its first hit: 1/[`FIRST_HIT_SHARE`] of the hashes a hit is
+/// expected to take at `job`'s target.
+pub fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
+    match stop {
+        StopAt::End => None,
+        StopAt::FirstHit => {
+            let expected = Target::from_words(job.target).work().to_f64();
+            Some((expected / FIRST_HIT_SHARE as f64) as u64)
+        }
+    }
+}
+
+/// Nonces for the next dispatch: the `adapted` size, or for a first-hit search on an easy
+/// target (`share`, from [`first_hit_share`]) that share of the expected hashes per hit, though
+/// never below 1/32 of the adapted size (about 1 ms of work), under which the cost of a dispatch
+/// itself would eat the rate, nor below one workgroup (`per_group`), nor above `adapted`.
+pub fn dispatch_for(adapted: u64, share: Option<u64>, per_group: u64) -> u64 {
+    match share {
+        None => adapted,
+        Some(share) => adapted.min(share.max(adapted / 32).max(per_group)),
+    }
+}
+
+/// The dispatch size after a dispatch of `count` nonces, from the `current` size, kept within
+/// `min..=max`. A full-size dispatch (`count >= current`) doubles or halves it by `busy_ms`,
+/// the time since the previous completion, toward [`TARGET_DISPATCH_MS`]. A smaller one (a
+/// range's tail, or a first-hit search's capped dispatch) can only double it, and only when its
+/// rate over `latency_ms`, from its submission to its read-back (never less than the dispatch
+/// itself took, so never too fast), says the size is far too small: mining at a low difficulty
+/// thus still learns a fast device's speed, and with it the floor of [`dispatch_for`].
+pub fn adapt(current: u64, count: u64, busy_ms: f64, latency_ms: f64, min: u64, max: u64) -> u64 {
+    let next = if count >= current {
+        if busy_ms < TARGET_DISPATCH_MS / 2.0 {
+            current * 2
+        } else if busy_ms > TARGET_DISPATCH_MS * 2.0 {
+            current / 2
+        } else {
+            current
+        }
+    } else if count as f64 * TARGET_DISPATCH_MS / latency_ms.max(1e-3) > 2.0 * current as f64 {
+        current * 2
+    } else {
+        current
+    };
+    // `min` above `max` (a grid smaller than one workgroup) yields `max`, never a panic.
+    next.clamp(min.min(max), max)
 }
 
 #[cfg(test)]
@@ -159,5 +221,80 @@ mod tests {
         assert_eq!(initial_dispatch(Some(u64::MAX), 2048, max), MAX_DISPATCH);
         // A grid smaller than the request.
         assert_eq!(initial_dispatch(Some(1 << 20), 128, 128 * 15), 128 * 15);
+    }
+    /// A job whose target's top word is `top` and every other word all ones.
+    fn job(top: u32) -> Job {
+        let mut target = [u32::MAX; 8];
+        target[7] = top;
+        Job {
+            midstate: [0; 8],
+            tail: [0; 3],
+            target,
+        }
+    }
+
+    #[test]
+    fn first_hit_share_follows_the_expected_work() {
+        assert_eq!(first_hit_share(&job(u32::MAX), StopAt::End), None);
+        // A hit per 2^16 nonces: a share of 2^16 / 64 = 1024.
+        assert_eq!(
+            first_hit_share(&job(0x0000_ffff), StopAt::FirstHit),
+            Some(1024)
+        );
+        // A hit per 2^32 nonces: 2^26.
+        assert_eq!(first_hit_share(&job(0), StopAt::FirstHit), Some(1 << 26));
+        // Every hash meets the easiest target: the share is 0, and the floor rules.
+        assert_eq!(first_hit_share(&job(u32::MAX), StopAt::FirstHit), Some(0));
+    }
+
+    #[test]
+    fn a_first_hit_dispatch_is_the_share_between_a_32nd_of_the_adapted_size_and_all_of_it() {
+        let adapted = 1 << 20;
+        // Scanning to the end: the adapted size.
+        assert_eq!(dispatch_for(adapted, None, 2048), adapted);
+        // A share between the floor and the adapted size is taken as it is.
+        assert_eq!(dispatch_for(adapted, Some(100_000), 2048), 100_000);
+        // Below 1/32 of the adapted size: the floor.
+        assert_eq!(dispatch_for(adapted, Some(0), 2048), adapted / 32);
+        assert_eq!(dispatch_for(adapted, Some(1000), 2048), adapted / 32);
+        // Above the adapted size (a hard target): the adapted size.
+        assert_eq!(dispatch_for(adapted, Some(1 << 26), 2048), adapted);
+        // A floor below one workgroup: one workgroup.
+        assert_eq!(dispatch_for(32 * 1000, Some(0), 2048), 2048);
+    }
+
+    #[test]
+    fn a_full_dispatch_doubles_when_fast_halves_when_slow_and_stays_near_the_target() {
+        let (min, max) = (2048, MAX_DISPATCH);
+        let at = |busy_ms: f64| adapt(1 << 20, 1 << 20, busy_ms, busy_ms, min, max);
+        assert_eq!(at(TARGET_DISPATCH_MS / 2.0 - 0.1), 1 << 21);
+        assert_eq!(at(TARGET_DISPATCH_MS / 2.0), 1 << 20);
+        assert_eq!(at(TARGET_DISPATCH_MS), 1 << 20);
+        assert_eq!(at(TARGET_DISPATCH_MS * 2.0), 1 << 20);
+        assert_eq!(at(TARGET_DISPATCH_MS * 2.0 + 0.1), 1 << 19);
+        // The bounds hold: never past the cap, never below one workgroup.
+        assert_eq!(
+            adapt(MAX_DISPATCH, MAX_DISPATCH, 1.0, 1.0, min, max),
+            MAX_DISPATCH
+        );
+        assert_eq!(adapt(2048, 2048, 1e6, 1e6, min, max), 2048);
+        // A grid smaller than a workgroup: the grid's size, not a panic.
+        assert_eq!(adapt(100, 100, 1.0, 1.0, 2048, 1000), 1000);
+    }
+
+    #[test]
+    fn a_small_dispatch_only_doubles_the_size_and_only_when_far_too_fast() {
+        let (min, max) = (2048, MAX_DISPATCH);
+        let current = 1 << 20;
+        // A tail of 2^16 nonces in 0.1 ms: 2^16 * 300 nonces per 30 ms, far past 2 * 2^20.
+        assert_eq!(adapt(current, 1 << 16, 0.1, 0.1, min, max), 1 << 21);
+        // The same tail in 1 ms: 2^16 * 30 < 2^21, so the size stays.
+        assert_eq!(adapt(current, 1 << 16, 1.0, 1.0, min, max), current);
+        // A slow small dispatch never halves the size: it says nothing about a full one.
+        assert_eq!(adapt(current, 1 << 16, 1000.0, 1000.0, min, max), current);
+        // The rate is read over the latency, not the busy time.
+        assert_eq!(adapt(current, 1 << 16, 0.1, 10.0, min, max), current);
+        // A latency of 0 does not divide by zero.
+        assert_eq!(adapt(current, 1 << 16, 0.0, 0.0, min, max), 1 << 21);
     }
 }
