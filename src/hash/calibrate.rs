@@ -207,7 +207,7 @@ fn proc_cpuinfo_model() -> Option<String> {
 }
 
 /// Measures every kernel in `kernels` on this thread for about `budget` of CPU time in all and
-/// returns their rates, fastest first. Each kernel is measured [`ROUNDS`] times round-robin and
+/// returns their rates, fastest first. Each kernel is measured `ROUNDS` (6) times round-robin and
 /// keeps its best round, so a frequency ramp or a noisy neighbour hurts all of them alike. Rates
 /// are per second of this thread's CPU time where the OS reports it (Linux), so other processes
 /// taking the core while a kernel runs (a loaded machine) do not make that kernel look slow.
@@ -305,7 +305,7 @@ fn ranking(rounds: &[Vec<f64>]) -> Vec<usize> {
     order
 }
 
-/// [`calibrate`] with its verdict: one pass of [`ROUNDS`] round-robin rounds over every kernel;
+/// [`calibrate`] with its verdict: one pass of `ROUNDS` (6) round-robin rounds over every kernel;
 /// while [`judge`] does not call the result [`Verdict::Clear`], up to [`EXTRA_PASSES`] more passes
 /// over the two fastest (a pass's rounds add to the earlier ones, and a kernel's rate is its
 /// best round of all).

@@ -190,9 +190,10 @@ impl GpuBackend {
         })
     }
 
-    /// [`Backend::search_jobs`] with each job searched over `nonces` only (all `0..2^32` when
-    /// mining; a smaller range lets a test cross many job boundaries quickly), GPU failures as
-    /// errors. The hit is the first in the order jobs by index, nonces of `nonces` ascending.
+    /// [`Backend::search_jobs`](crate::backend::Backend::search_jobs) with each job searched
+    /// over `nonces` only (all `0..2^32` when mining; a smaller range lets a test cross many job
+    /// boundaries quickly), GPU failures as errors. The hit is the first in the order jobs by
+    /// index, nonces of `nonces` ascending.
     pub fn search_jobs_over(
         &self,
         jobs: &mut dyn FnMut(u64) -> Job,
