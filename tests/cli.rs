@@ -344,7 +344,12 @@ fn bench_json_reports_every_kernel_against_sha2() {
 #[test]
 fn ctrl_c_stops_mining_cleanly_with_a_summary() {
     let (status, out) = interrupted_mine(&["--json"]);
-    assert_eq!(status.code(), Some(130), "exit {status:?}: {}", stderr(&out));
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit {status:?}: {}",
+        stderr(&out)
+    );
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().expect("a summary line"))
         .expect("summary is JSON");
     assert_eq!(summary["type"], "summary");
@@ -365,11 +370,19 @@ fn ctrl_c_stops_mining_cleanly_with_a_summary() {
 #[test]
 fn a_run_stopped_before_its_first_block_says_what_was_done_without_a_mean() {
     let (status, out) = interrupted_mine(&[]);
-    assert_eq!(status.code(), Some(130), "exit {status:?}: {}", stderr(&out));
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit {status:?}: {}",
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("interrupted"), "{text}");
     assert!(text.contains("no block found: "), "{text}");
-    assert!(text.contains(" hashes in ") && text.contains("H/s"), "{text}");
+    assert!(
+        text.contains(" hashes in ") && text.contains("H/s"),
+        "{text}"
+    );
     assert!(!text.contains("mean"), "{text}");
 }
 
@@ -1062,13 +1075,20 @@ fn retarget_sim_writes_files_only_when_asked() {
     let text = run(&[]);
     assert!(text.contains("asert (half-life 480 s)"), "{text}");
     assert!(text.contains("no files written"), "{text}");
-    assert_eq!(listing(), Vec::<String>::new(), "retarget-sim wrote files unasked");
+    assert_eq!(
+        listing(),
+        Vec::<String>::new(),
+        "retarget-sim wrote files unasked"
+    );
     // --csv alone writes the CSV only.
     run(&["--csv", "series.csv"]);
     assert_eq!(listing(), ["series.csv"]);
     // --out DIR writes both there, creating DIR.
     let text = run(&["--out", "charts"]);
-    assert!(text.contains("wrote charts/retarget-sim.csv and charts/retarget-sim.svg"), "{text}");
+    assert!(
+        text.contains("wrote charts/retarget-sim.csv and charts/retarget-sim.svg"),
+        "{text}"
+    );
     let csv = std::fs::read_to_string(dir.join("charts/retarget-sim.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 300);
     let svg = std::fs::read_to_string(dir.join("charts/retarget-sim.svg")).unwrap();

@@ -144,9 +144,11 @@ impl ChainParams {
                 "testnet" | "test" => Network::Testnet,
                 "testnet4" => Network::Testnet4,
                 "signet" => Network::Signet,
-                other => return Err(invalid(format!(
+                other => {
+                    return Err(invalid(format!(
                     "network '{other}' is not one of regtest, mainnet, testnet, testnet4, signet"
-                ))),
+                )))
+                }
             };
         }
         if let Some(s) = file.subsidy_sats {
