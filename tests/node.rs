@@ -24,6 +24,8 @@ struct Node {
     addr: String,
     auth: String,
     dir: std::path::PathBuf,
+    /// The cookie file the node said it wrote (beside its chain, inside `dir`).
+    cookie: std::path::PathBuf,
 }
 
 impl Node {
@@ -45,6 +47,7 @@ impl Node {
             .expect("start miner node");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut addr = String::new();
+        let mut cookie = dir.join(".cookie");
         let started = Instant::now();
         while addr.is_empty() && started.elapsed() < Duration::from_secs(20) {
             let mut line = String::new();
@@ -53,18 +56,22 @@ impl Node {
             }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 addr = rest.split_whitespace().next().unwrap().to_string();
+                if let Some(path) = rest.split("cookie file ").nth(1) {
+                    cookie = path.trim().trim_end_matches(')').into();
+                }
             }
         }
         assert!(!addr.is_empty(), "the node did not say where it listens");
         // Keep draining stderr so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in stderr.lines() {});
-        let cookie = std::fs::read_to_string(dir.join(".cookie")).unwrap_or_default();
-        let auth = base64::engine::general_purpose::STANDARD.encode(cookie.trim());
+        let line = std::fs::read_to_string(&cookie).unwrap_or_default();
+        let auth = base64::engine::general_purpose::STANDARD.encode(line.trim());
         Node {
             child,
             addr,
             auth,
             dir,
+            cookie,
         }
     }
 
@@ -379,7 +386,7 @@ fn generatetoaddress_mines_and_stop_shuts_down() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        !node.dir.join(".cookie").exists(),
+        !node.cookie.exists(),
         "cookie file left behind"
     );
 }
@@ -529,11 +536,14 @@ fn other_calls_are_answered_while_generatetoaddress_mines() {
         "calls waited for the miner: {:?}",
         started.elapsed()
     );
-    // stop interrupts the search; generatetoaddress answers with what it mined (nothing).
+    // stop interrupts the search; generatetoaddress reports the failure (not a short list).
     assert_eq!(node.rpc("stop", json!([]))["result"], "miner node stopping");
     let (_, reply) = generate.join().unwrap();
     let reply: Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(reply["result"], json!([]));
+    assert_eq!(reply["result"], Value::Null, "{reply}");
+    assert_eq!(reply["error"]["code"], -1, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(message.contains("0 of 1") && message.contains("stopping"), "{message}");
     let started = Instant::now();
     while node.child.try_wait().unwrap().is_none() {
         assert!(
@@ -688,7 +698,7 @@ fn generatetoaddress_refuses_another_networks_address_with_minus_5_and_mines_not
 #[test]
 fn mine_for_a_bare_host_port_node_url_mines_and_hopeless_urls_fail_at_once() {
     let node = Node::start("bareurl", &[]);
-    let cookie = node.dir.join(".cookie");
+    let cookie = node.cookie.clone();
     // `127.0.0.1:PORT`, no scheme, is taken as http://127.0.0.1:PORT.
     let out = Command::new(env!("CARGO_BIN_EXE_miner"))
         .args(["mine", "--node", &node.addr, "--rpccookiefile"])
