@@ -72,8 +72,12 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     use miner::node::{Credentials, Limits, NodeState, Server};
     use std::time::Duration;
     check_threads(args.backend.threads)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .with_context(|| format!("--log-level {}: use error, warn, info, debug or trace", args.log_level))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).with_context(|| {
+        format!(
+            "--log-level {}: use error, warn, info, debug or trace",
+            args.log_level
+        )
+    })?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -367,7 +367,11 @@ fn closing(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let (state, limits) = (&shared.state, &shared.limits);
     NodeStats::bump(&state.stats.requests);
     let authorized = request

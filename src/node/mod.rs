@@ -56,7 +56,8 @@ impl Credentials {
         let Some(encoded) = header.strip_prefix(b"Basic ") else {
             return false;
         };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) else {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii())
+        else {
             return false;
         };
         // Compare the whole credential without an early exit on the first differing byte.
@@ -69,4 +70,3 @@ impl Credentials {
                 == 0
     }
 }
-

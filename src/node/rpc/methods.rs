@@ -7,12 +7,12 @@ use super::envelope::{
 };
 use super::render::{bdiff, header_json, network_hashps, template};
 use super::{NodeState, NodeStats};
-use bitcoin::hashes::Hash;
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, SubmitError};
 use crate::hash::display_hash;
 use crate::mining::{next_template, search, unix_now, SearchOutcome};
 use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::hashes::Hash;
 use bitcoin::{Block, ScriptBuf};
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
@@ -253,8 +253,8 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             no_more(params, 1, "getaddressinfo address")?;
             let address = arg_str(params, 0, "address")?;
             let network = state.chain().params().network;
-            let a = checked_address(address, network)
-                .map_err(|e| RpcError::new(INVALID_ADDRESS, e))?;
+            let a =
+                checked_address(address, network).map_err(|e| RpcError::new(INVALID_ADDRESS, e))?;
             let mut v = address_json(&a);
             for key in ["ismine", "solvable", "iswatchonly", "ischange"] {
                 v[key] = json!(false);
@@ -351,7 +351,11 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                             None => break,
                         }
                     }
-                    let status = if branchlen == 0 { "active" } else { "valid-fork" };
+                    let status = if branchlen == 0 {
+                        "active"
+                    } else {
+                        "valid-fork"
+                    };
                     json!({
                         "height": tip.height,
                         "hash": display_hash(&tip.hash),

@@ -79,8 +79,7 @@ impl NodeState {
 
     /// Tells longpoll waiters the tip is now `chain`'s.
     fn tip_moved(&self, chain: &Chain) {
-        self.tip_watch
-            .send_replace(display_hash(&chain.tip().hash));
+        self.tip_watch.send_replace(display_hash(&chain.tip().hash));
     }
 
     /// A receiver that sees every tip change (and the stop) as a change of its value.
