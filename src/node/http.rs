@@ -545,3 +545,33 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_private;
+
+    #[test]
+    fn cookie_rewrite_replaces_content_and_makes_an_old_0644_file_0600() {
+        let dir = std::env::temp_dir().join(format!("miner-cookie-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join(".cookie");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, "old:secret-that-is-longer").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        write_private(&path, "__cookie__:new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "__cookie__:new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
