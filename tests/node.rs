@@ -37,8 +37,17 @@ impl Node {
 
     /// Starts the node as the last argument of `wrapper` (e.g. `prlimit --nofile=64:64`).
     fn start_under(wrapper: &[&str], name: &str, extra: &[&str]) -> Node {
-        let dir = std::env::temp_dir().join(format!("miner-node-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // The caller's --datadir, or a fresh one.
+        let given = extra.iter().position(|a| *a == "--datadir");
+        let dir = match given {
+            Some(i) => std::path::PathBuf::from(extra[i + 1]),
+            None => {
+                let dir =
+                    std::env::temp_dir().join(format!("miner-node-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                dir
+            }
+        };
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -48,8 +57,13 @@ impl Node {
             None => Command::new(env!("CARGO_BIN_EXE_miner")),
         };
         let mut child = command
-            .args(["node", "--rpcport", "0", "--threads", "1", "--datadir"])
-            .arg(&dir)
+            .args(["node", "--rpcport", "0", "--threads", "1"])
+            .args(if given.is_some() {
+                &[][..]
+            } else {
+                &["--datadir"][..]
+            })
+            .args(given.is_none().then_some(&dir))
             // Difficulty 1e4 unless the caller sets one.
             .args(if extra.contains(&"-d") {
                 &[][..]
@@ -1207,4 +1221,63 @@ fn cookie_is_private_beside_the_chain_and_bad_settings_are_refused_or_warned() {
         String::from_utf8_lossy(&out.stderr).contains("empty"),
         "{out:?}"
     );
+}
+
+/// The disk-full probe: the node's store on a small tmpfs; with the disk full a
+/// submitblock is answered with the error (never `null`), and once space is freed the node
+/// stores blocks again without a restart. Needs root (to mount the tmpfs).
+#[test]
+fn a_full_disk_is_answered_with_the_error_and_the_store_recovers_when_space_returns() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let mount = std::env::temp_dir().join(format!("miner-diskfull-{}", std::process::id()));
+    std::fs::create_dir_all(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let datadir = mount.join("data");
+    let node = Node::start("diskfull", &["--datadir", datadir.to_str().unwrap()]);
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    // Fill the disk.
+    let filler = mount.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let t = node.rpc("getblocktemplate", json!([]))["result"].clone();
+    let block = hex::encode(serialize(&block_from_template(&t, 5)));
+    let mut refused = 0;
+    for _ in 0..3 {
+        let r = node.rpc("submitblock", json!([block]));
+        if r["result"].is_null() && r["error"].is_null() {
+            break; // stored after all (the store had room left)
+        }
+        assert_eq!(r["error"]["code"], -1, "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("not stored"), "{r}");
+        refused += 1;
+    }
+    assert!(refused > 0, "the store never hit the full disk");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+    assert!(stats(&node)["store_faults"].as_u64().unwrap() >= 1);
+    // Space returns: the same block is stored, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let r = node.rpc("submitblock", json!([block]));
+    assert!(r["result"].is_null() && r["error"].is_null(), "{r}");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
 }
