@@ -1269,7 +1269,13 @@ fn a_full_disk_is_answered_with_the_error_and_the_store_recovers_when_space_retu
             break; // stored after all (the store had room left)
         }
         assert_eq!(r["error"]["code"], -1, "{r}");
-        assert!(r["error"]["message"].as_str().unwrap().contains("not stored"), "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not stored"),
+            "{r}"
+        );
         refused += 1;
     }
     assert!(refused > 0, "the store never hit the full disk");
