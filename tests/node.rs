@@ -1287,3 +1287,39 @@ fn a_full_disk_is_answered_with_the_error_and_the_store_recovers_when_space_retu
     assert!(r["result"].is_null() && r["error"].is_null(), "{r}");
     assert_eq!(node.rpc("getblockcount", json!([]))["result"], 1);
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// The probe: a 200 MB header line without CRLF, before authentication. The node reads
+/// no more than its header limit, answers 431 and closes; its memory stays under 64 MB.
+#[test]
+fn a_200_mb_header_line_is_cut_at_the_limit_and_memory_stays_small() {
+    let node = Node::start("hugeheader", &[]);
+    let pid = node.child.id();
+    let mut s = TcpStream::connect(&node.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nX-Junk: ").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0usize;
+    while sent < 200 << 20 && s.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(
+        sent < 200 << 20,
+        "the node took all 200 MB of one header line"
+    );
+    let mut reply = String::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.is_empty() || status_of(&reply) == 431, "{reply:.200}");
+    let rss = rss_kb(pid);
+    assert!(rss < 64 * 1024, "RSS {rss} kB after a 200 MB header line");
+    assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
+}
