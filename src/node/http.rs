@@ -265,18 +265,6 @@ async fn connection(
     let _open = Gauge::up(&stats.connections_open);
     NodeStats::bump(&stats.connections_total);
     let _ = stream.set_nodelay(true);
-    // hyper closes a connection whose headers time out without a word; a second handle on the
-    // socket lets the server answer 408 first.
-    let (stream, spare) = match stream.into_std() {
-        Ok(s) => {
-            let spare = s.try_clone().ok();
-            match tokio::net::TcpStream::from_std(s) {
-                Ok(s) => (s, spare),
-                Err(_) => return,
-            }
-        }
-        Err(_) => return,
-    };
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last_ms: AtomicU64::new(0),
@@ -297,28 +285,29 @@ async fn connection(
         })
     };
     let limits = &shared.limits;
-    let conn = hyper::server::conn::http1::Builder::new()
+    // Not pinned in place: on a header timeout the socket is taken back (`into_parts`) to
+    // answer 408, which hyper does not send itself.
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES))
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
     let mut closing = false;
     let result = loop {
         let idle_at = activity.idle_deadline(limits.idle_timeout);
         tokio::select! {
-            result = conn.as_mut() => break result,
+            result = &mut conn => break result,
             _ = tokio::time::sleep_until(idle_at), if !closing => {
                 let idle = activity.in_flight.load(Ordering::SeqCst) == 0
                     && Instant::now() >= activity.idle_deadline(limits.idle_timeout);
                 if idle {
-                    conn.as_mut().graceful_shutdown();
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
                     closing = true;
                 }
             }
             _ = shutdown.changed(), if !closing => {
-                conn.as_mut().graceful_shutdown();
+                std::pin::Pin::new(&mut conn).graceful_shutdown();
                 closing = true;
             }
         }
@@ -327,12 +316,12 @@ async fn connection(
         if e.is_timeout() {
             NodeStats::bump(&stats.request_timeouts);
             tracing::warn!(%peer, "request headers not received in {:?}: 408", limits.header_timeout);
-            if let Some(mut spare) = spare {
-                use std::io::Write;
-                let _ = spare.write_all(
-                    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                );
-            }
+            use tokio::io::AsyncWriteExt;
+            let mut stream = conn.into_parts().io.into_inner();
+            let answer = stream.write_all(
+                b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
         } else if e.is_parse_too_large() {
             tracing::warn!(%peer, "request headers over {} bytes: 431", limits.max_header_bytes.max(MIN_HEADER_BYTES));
         } else {
