@@ -995,6 +995,24 @@ fn over_limit_headers_bodies_and_slow_clients_get_431_413_408() {
         Duration::from_secs(10),
     );
     assert!(status_of(&reply) >= 400, "{reply}");
+    // An invalid Content-Length is refused (400), not read as an empty body; a non-ASCII
+    // Authorization header is answered 401.
+    let reply = raw(
+        &node.addr,
+        format!(
+            "POST / HTTP/1.1\r\nAuthorization: Basic {}\r\nContent-Length: 1x\r\n\r\n{{}}",
+            node.auth
+        )
+        .as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(status_of(&reply), 400, "{reply}");
+    let mut odd =
+        b"POST / HTTP/1.1\r\nAuthorization: Basic \xff\xfe\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+    assert_eq!(
+        status_of(&raw(&node.addr, &odd, Duration::from_secs(10))),
+        401
+    );
     assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
     let s = stats(&node);
     assert!(s["request_timeouts"].as_u64().unwrap() >= 2, "{s}");
