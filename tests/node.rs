@@ -1007,7 +1007,7 @@ fn over_limit_headers_bodies_and_slow_clients_get_431_413_408() {
         Duration::from_secs(10),
     );
     assert_eq!(status_of(&reply), 400, "{reply}");
-    let mut odd =
+    let odd =
         b"POST / HTTP/1.1\r\nAuthorization: Basic \xff\xfe\r\nContent-Length: 2\r\n\r\n{}".to_vec();
     assert_eq!(
         status_of(&raw(&node.addr, &odd, Duration::from_secs(10))),
