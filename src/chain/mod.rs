@@ -228,6 +228,19 @@ impl Chain {
         self.entries.get(hash)
     }
 
+    /// Blocks no stored block builds on: the active tip and the tips of side branches.
+    pub fn tips(&self) -> Vec<&Entry> {
+        let parents: std::collections::HashSet<&[u8; 32]> =
+            self.entries.values().map(|e| &e.parent).collect();
+        let mut tips: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| !parents.contains(&e.hash))
+            .collect();
+        tips.sort_by(|a, b| b.height.cmp(&a.height).then(a.hash.cmp(&b.hash)));
+        tips
+    }
+
     /// Blocks stored, genesis included.
     pub fn block_count(&self) -> usize {
         self.entries.len()

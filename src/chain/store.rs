@@ -133,7 +133,10 @@ fn io<E: std::fmt::Display>(e: E) -> StoreError {
 
 /// The open database.
 pub struct Store {
-    db: Database,
+    /// `None` after a failed write closed it (redb refuses every later write with "Previous I/O
+    /// error occurred" until the database is reopened); the next write reopens it.
+    db: Option<Database>,
+    path: std::path::PathBuf,
     next_sequence: u64,
 }
 
@@ -192,12 +195,19 @@ impl Store {
                 blocks.push((height, block));
             }
         }
-        Ok((Store { db, next_sequence }, blocks))
+        Ok((
+            Store {
+                db: Some(db),
+                path: path.into(),
+                next_sequence,
+            },
+            blocks,
+        ))
     }
 
     /// Writes blocks already validated elsewhere in one transaction (bulk import, benchmarks).
     pub fn put_many(&mut self, blocks: &[(u32, Block)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(io)?;
+        let txn = self.db()?.begin_write().map_err(io)?;
         {
             let mut table = txn.open_table(BLOCKS).map_err(io)?;
             for (height, block) in blocks {
@@ -217,13 +227,31 @@ impl Store {
         key[..4].copy_from_slice(&height.to_be_bytes());
         key[4..].copy_from_slice(&self.next_sequence.to_be_bytes());
         let bytes = serialize(block);
-        let txn = self.db.begin_write().map_err(io)?;
-        {
-            let mut table = txn.open_table(BLOCKS).map_err(io)?;
-            table.insert(&key[..], &bytes[..]).map_err(io)?;
+        let written = (|| {
+            let txn = self.db()?.begin_write().map_err(io)?;
+            {
+                let mut table = txn.open_table(BLOCKS).map_err(io)?;
+                table.insert(&key[..], &bytes[..]).map_err(io)?;
+            }
+            txn.commit().map_err(io)
+        })();
+        if written.is_err() {
+            // Close it: the next write reopens the file (redb repairs it) once writes can
+            // succeed again (disk space freed), instead of failing until a restart.
+            self.db = None;
         }
-        txn.commit().map_err(io)?;
+        written?;
         self.next_sequence += 1;
         Ok(())
+    }
+
+    /// The database, reopened first if a failed write closed it.
+    fn db(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let db = Database::create(&self.path)
+                .map_err(|e| StoreError::Io(format!("reopening {}: {e}", self.path.display())))?;
+            self.db = Some(db);
+        }
+        Ok(self.db.as_ref().expect("just opened"))
     }
 }

@@ -38,6 +38,30 @@ pub(crate) struct NodeArgs {
     /// Seconds a longpoll waits for a new tip before answering anyway.
     #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) longpoll_timeout: u64,
+    /// Connections open at once; past it new connections are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) rpc_max_connections: u64,
+    /// Longpolls waiting at once; past it a longpoll is answered at once.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) rpc_max_longpolls: u64,
+    /// Bytes of request line and headers (at least 8192); past it: HTTP 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(8192..=1_048_576))]
+    pub(crate) rpc_max_header_bytes: u64,
+    /// Bytes of a request body; past it: HTTP 413.
+    #[arg(long, value_name = "BYTES", default_value_t = miner::node::MAX_BODY_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
+    pub(crate) rpc_max_body_bytes: u64,
+    /// Seconds to receive a request's headers; past it: HTTP 408 and the connection closed.
+    #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) rpc_header_timeout: u64,
+    /// Seconds to receive a request's body; past it: HTTP 408.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) rpc_body_timeout: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(long, value_name = "S", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) rpc_idle_timeout: u64,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as `miner=debug`).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub(crate) log_level: String,
     #[command(flatten)]
     pub(crate) retarget: RetargetArgs,
     #[command(flatten)]
@@ -45,8 +69,22 @@ pub(crate) struct NodeArgs {
 }
 
 pub(crate) fn node(args: NodeArgs) -> Result<()> {
-    use miner::node::{Credentials, NodeState, Server};
+    use miner::node::{Credentials, Limits, NodeState, Server};
+    use std::time::Duration;
     check_threads(args.backend.threads)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).with_context(|| {
+        format!(
+            "--log-level {}: use error, warn, info, debug or trace",
+            args.log_level
+        )
+    })?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    if matches!(&args.rpcpassword, Some(p) if p.is_empty()) {
+        anyhow::bail!("--rpcpassword is empty: an empty password is refused (leave out --rpcuser/--rpcpassword to use a cookie file)");
+    }
     let datadir = data_dir(args.datadir.as_deref(), "")?;
     let params = ChainParams::load(&args.chain).context("--chain")?;
     let retarget = args
@@ -69,17 +107,39 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
             },
             None,
         ),
-        _ => (Credentials::cookie(), Some(datadir.join(".cookie"))),
+        // The cookie lives beside the chain it opens: nodes with other chain rules in the same
+        // data directory each keep their own.
+        _ => (
+            Credentials::cookie(),
+            Some(store.parent().unwrap_or(&datadir).join(".cookie")),
+        ),
     };
     let mut state = NodeState::new(chain, backend);
     state.longpoll_timeout = std::time::Duration::from_secs(args.longpoll_timeout);
     let state = Arc::new(state);
+    let limits = Limits {
+        max_connections: args.rpc_max_connections as usize,
+        max_longpolls: args.rpc_max_longpolls as usize,
+        max_header_bytes: args.rpc_max_header_bytes as usize,
+        max_body_bytes: args.rpc_max_body_bytes as usize,
+        header_timeout: Duration::from_secs(args.rpc_header_timeout),
+        body_timeout: Duration::from_secs(args.rpc_body_timeout),
+        idle_timeout: Duration::from_secs(args.rpc_idle_timeout),
+        ..Limits::default()
+    };
     let server = Server::bind(
         std::net::SocketAddr::new(args.rpcbind, args.rpcport),
         state.clone(),
         credentials,
         cookie.clone(),
-    )?;
+    )?
+    .with_limits(limits);
+    if !args.rpcbind.is_loopback() {
+        eprintln!(
+            "warning: --rpcbind {} is not loopback: the node's RPC is open to the network (anyone who can reach it may try passwords; failed attempts are delayed 250 ms)",
+            args.rpcbind
+        );
+    }
     let (height, tip) = state.tip();
     let addr = server
         .local_addr()

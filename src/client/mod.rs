@@ -326,6 +326,7 @@ pub fn run(
     let mut accepted = 0u64;
     let mut backoff = Duration::from_secs(1);
     let mut was_down = false;
+    let watcher = TipWatcher::start(client);
     while !cancel.load(Ordering::SeqCst) && options.blocks.is_none_or(|n| accepted < n) {
         let gbt = client.call(
             "getblocktemplate",
@@ -360,31 +361,8 @@ pub fn run(
             Err(e) => return Err(e),
         };
         let nt = decode_template(&t, &options.payout)?;
-        // Stop this template's search when the user cancels or a longpoll reports a new tip.
-        let stale = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        let watcher = nt.longpollid.clone().map(|id| {
-            let (client, stale, done) = (client.clone(), stale.clone(), done.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    match client.call(
-                        "getblocktemplate",
-                        json!([{"rules": ["segwit"], "longpollid": id}]),
-                        Duration::from_secs(120),
-                    ) {
-                        Ok(next)
-                            if next.get("longpollid").and_then(Value::as_str)
-                                != Some(id.as_str()) =>
-                        {
-                            stale.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Ok(_) => {}
-                        Err(_) => std::thread::sleep(Duration::from_millis(500)),
-                    }
-                }
-            })
-        });
+        // Stop this template's search when the user cancels or the longpoll reports a new tip.
+        let stale = watcher.watch(nt.longpollid.clone());
         let started = Instant::now();
         let mut hashes = 0u64;
         let mut found = None;
@@ -408,8 +386,6 @@ pub fn run(
                 next = end;
             }
         }
-        done.store(true, Ordering::SeqCst);
-        drop(watcher); // a longpoll in flight finishes on its own
         let Some((extranonce, nonce)) = found else {
             if stale.load(Ordering::SeqCst) {
                 on_event("new tip from the node; fetching a new template");
@@ -445,6 +421,83 @@ pub fn run(
         });
     }
     Ok(accepted)
+}
+
+/// The run's one longpoll: a thread that keeps at most one longpoll open to the node, for the
+/// template being mined, and raises that template's `stale` flag when the node reports a new tip.
+/// (A thread per template piled up abandoned longpolls on the node when submits failed fast.)
+struct TipWatcher {
+    shared: Arc<WatchState>,
+}
+
+struct WatchState {
+    /// The longpollid being mined on, and the flag to raise when the tip moves past it.
+    current: std::sync::Mutex<Option<(String, Arc<AtomicBool>)>>,
+    done: AtomicBool,
+}
+
+impl TipWatcher {
+    fn start(client: &RpcClient) -> TipWatcher {
+        let shared = Arc::new(WatchState {
+            current: std::sync::Mutex::new(None),
+            done: AtomicBool::new(false),
+        });
+        let (client, state) = (client.clone(), shared.clone());
+        std::thread::spawn(move || {
+            let current = || {
+                state
+                    .current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            };
+            while !state.done.load(Ordering::SeqCst) {
+                let Some((id, stale)) = current().filter(|(_, s)| !s.load(Ordering::SeqCst)) else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                match client.call(
+                    "getblocktemplate",
+                    json!([{"rules": ["segwit"], "longpollid": id}]),
+                    Duration::from_secs(120),
+                ) {
+                    Ok(next)
+                        if next.get("longpollid").and_then(Value::as_str) != Some(id.as_str()) =>
+                    {
+                        stale.store(true, Ordering::SeqCst);
+                        // A newer template on the same tip is stale as well.
+                        if let Some((now_id, now_stale)) = current() {
+                            if now_id == id {
+                                now_stale.store(true, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(500)),
+                }
+            }
+        });
+        TipWatcher { shared }
+    }
+
+    /// Watches for a tip other than `longpollid`'s (nothing without one); returns the flag raised
+    /// when one comes.
+    fn watch(&self, longpollid: Option<String>) -> Arc<AtomicBool> {
+        let stale = Arc::new(AtomicBool::new(false));
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = longpollid.map(|id| (id, stale.clone()));
+        stale
+    }
+}
+
+impl Drop for TipWatcher {
+    fn drop(&mut self) {
+        // The thread ends after its longpoll in flight, if any, returns.
+        self.shared.done.store(true, Ordering::SeqCst);
+    }
 }
 
 fn sleep_unless(cancel: &AtomicBool, d: Duration) {

@@ -55,6 +55,21 @@ pub fn dispatch(state: &NodeState, body: &[u8]) -> (u16, String) {
     }
 }
 
+/// The `longpollid` of a single `getblocktemplate` request, if the body is one: the server waits
+/// for the tip to move (asynchronously, holding no thread) before it dispatches such a request.
+/// A longpoll inside a batch is answered at once.
+pub fn longpoll_id(body: &[u8]) -> Option<String> {
+    if !body.windows(10).any(|w| w == b"longpollid") {
+        return None;
+    }
+    let request: Value = serde_json::from_slice(body).ok()?;
+    if request.get("method")?.as_str()? != "getblocktemplate" {
+        return None;
+    }
+    let id = request.get("params")?.get(0)?.get("longpollid")?.as_str()?;
+    Some(id.to_string())
+}
+
 pub(super) fn one(state: &NodeState, request: &Value) -> (u16, Value) {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let v2 = request.get("jsonrpc").and_then(Value::as_str) == Some("2.0");

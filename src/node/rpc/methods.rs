@@ -6,16 +6,16 @@ use super::envelope::{
     MISC_ERROR,
 };
 use super::render::{bdiff, header_json, network_hashps, template};
-use super::NodeState;
+use super::{NodeState, NodeStats};
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, SubmitError};
 use crate::hash::display_hash;
 use crate::mining::{next_template, search, unix_now, SearchOutcome};
 use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::hashes::Hash;
 use bitcoin::{Block, ScriptBuf};
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
 
 pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcError> {
     match method {
@@ -134,9 +134,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             if !(request.is_null() || request.is_object()) {
                 return Err(RpcError::params("template_request must be an object"));
             }
-            if let Some(id) = request.get("longpollid").and_then(Value::as_str) {
-                wait_for_new_tip(state, id);
-            }
+            // A longpoll's wait happened before dispatch, in the server (an async wait).
             Ok(template(&state.chain()))
         }
         "submitblock" => {
@@ -146,15 +144,35 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 .ok()
                 .and_then(|b| deserialize(&b).ok())
                 .ok_or_else(|| RpcError::new(DESERIALIZATION_ERROR, "Block decode failed"))?;
-            let outcome = state.chain().submit(block, unix_now());
+            let hash = block.block_hash();
+            let outcome = {
+                let mut chain = state.chain();
+                let outcome = chain.submit(block, unix_now());
+                if let Ok(Accepted::Tip) = outcome {
+                    state.tip_moved(&chain);
+                }
+                outcome
+            };
+            let stats = &state.stats;
             match outcome {
                 Ok(Accepted::Tip) => {
-                    state.tip_changed.notify_all();
+                    NodeStats::bump(&stats.blocks_accepted);
+                    tracing::info!(%hash, "submitblock: accepted as the new tip");
                     Ok(Value::Null)
                 }
-                Ok(Accepted::SideBranch) => Ok(json!("inconclusive")),
-                Err(SubmitError::Rejected(r)) => Ok(json!(r.to_string())),
+                Ok(Accepted::SideBranch) => {
+                    NodeStats::bump(&stats.blocks_accepted);
+                    tracing::info!(%hash, "submitblock: accepted on a side branch (inconclusive)");
+                    Ok(json!("inconclusive"))
+                }
+                Err(SubmitError::Rejected(r)) => {
+                    NodeStats::bump(&stats.blocks_rejected);
+                    tracing::info!(%hash, reason = %r, "submitblock: rejected");
+                    Ok(json!(r.to_string()))
+                }
                 Err(SubmitError::Store(e)) => {
+                    NodeStats::bump(&stats.store_faults);
+                    tracing::error!(%hash, error = %e, "submitblock: store fault, block not stored");
                     Err(RpcError::new(MISC_ERROR, format!("block not stored: {e}")))
                 }
             }
@@ -179,24 +197,199 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             let progress = AtomicU64::new(0);
             // The chain is locked only to build each template and to submit: other calls go on
             // while the backend searches. A block made stale meanwhile is mined again.
-            let mut attempts = 0;
-            while (hashes.len() as u64) < n && attempts < n + 100 {
+            let mut attempts: u64 = 0;
+            while (hashes.len() as u64) < n {
+                if attempts >= n.saturating_add(100) {
+                    return Err(short(&hashes, n, "too many blocks went stale while mining"));
+                }
                 attempts += 1;
                 let template = next_template(&state.chain(), &payout)
                     .map_err(|e| RpcError::new(MISC_ERROR, e.to_string()))?;
                 let found = match search(&template, state.backend.as_ref(), &state.stop, &progress)
                 {
                     Ok(SearchOutcome::Found(found)) => found,
-                    Ok(SearchOutcome::Cancelled { .. }) => break, // the node is stopping
-                    Err(e) => return Err(RpcError::new(MISC_ERROR, e.to_string())),
+                    Ok(SearchOutcome::Cancelled { .. }) => {
+                        return Err(short(&hashes, n, "the node is stopping"));
+                    }
+                    Err(e) => return Err(short(&hashes, n, &e.to_string())),
                 };
-                let outcome = state.chain().submit(found.block, unix_now());
-                if let Ok(Accepted::Tip) = outcome {
-                    hashes.push(json!(display_hash(&found.hash)));
-                    state.tip_changed.notify_all();
+                let outcome = {
+                    let mut chain = state.chain();
+                    let outcome = chain.submit(found.block, unix_now());
+                    if let Ok(Accepted::Tip) = outcome {
+                        state.tip_moved(&chain);
+                    }
+                    outcome
+                };
+                match outcome {
+                    Ok(Accepted::Tip) => {
+                        NodeStats::bump(&state.stats.blocks_accepted);
+                        hashes.push(json!(display_hash(&found.hash)));
+                    }
+                    Err(SubmitError::Store(e)) => {
+                        NodeStats::bump(&state.stats.store_faults);
+                        tracing::error!(error = %e, "generatetoaddress: store fault, block not stored");
+                        return Err(short(&hashes, n, &format!("block not stored: {e}")));
+                    }
+                    _ => {}
                 }
             }
             Ok(Value::Array(hashes))
+        }
+        "validateaddress" => {
+            no_more(params, 1, "validateaddress address")?;
+            let address = arg_str(params, 0, "address")?;
+            let network = state.chain().params().network;
+            Ok(match checked_address(address, network) {
+                Ok(a) => {
+                    let mut v = address_json(&a);
+                    v["isvalid"] = json!(true);
+                    v
+                }
+                Err(e) => json!({"isvalid": false, "error_locations": [], "error": e}),
+            })
+        }
+        "getaddressinfo" => {
+            no_more(params, 1, "getaddressinfo address")?;
+            let address = arg_str(params, 0, "address")?;
+            let network = state.chain().params().network;
+            let a =
+                checked_address(address, network).map_err(|e| RpcError::new(INVALID_ADDRESS, e))?;
+            let mut v = address_json(&a);
+            for key in ["ismine", "solvable", "iswatchonly", "ischange"] {
+                v[key] = json!(false);
+            }
+            v["labels"] = json!([]);
+            Ok(v)
+        }
+        "preciousblock" => {
+            // The node always follows the most work; like Core it answers null for a known block.
+            no_more(params, 1, "preciousblock blockhash")?;
+            let hash = arg_hash(params, 0)?;
+            if state.chain().by_hash(&hash).is_none() {
+                return Err(RpcError::new(INVALID_ADDRESS, "Block not found"));
+            }
+            Ok(Value::Null)
+        }
+        "getnetworkinfo" => {
+            no_more(params, 0, "getnetworkinfo")?;
+            Ok(json!({
+                "version": 270000,
+                "subversion": concat!("/miner:", env!("CARGO_PKG_VERSION"), "/"),
+                "protocolversion": 70016,
+                "localservices": "0000000000000000",
+                "localservicesnames": [],
+                "localrelay": true,
+                "timeoffset": 0,
+                "networkactive": true,
+                "connections": 0,
+                "connections_in": 0,
+                "connections_out": 0,
+                "networks": [],
+                "relayfee": 0.00001,
+                "incrementalfee": 0.00001,
+                "localaddresses": [],
+                "warnings": "",
+            }))
+        }
+        "getrawtransaction" => {
+            no_more(params, 3, "getrawtransaction txid (verbose) (blockhash)")?;
+            let txid = arg_hash(params, 0)?;
+            let verbose = match params.get(1) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => v.as_u64().is_some_and(|n| n > 0),
+            };
+            let chain = state.chain();
+            let found = (0..=chain.height()).rev().find_map(|h| {
+                let e = chain.get(h)?;
+                let tx = e
+                    .block
+                    .txdata
+                    .iter()
+                    .find(|t| t.compute_txid().to_byte_array() == txid)?;
+                Some((e, tx))
+            });
+            let Some((entry, tx)) = found else {
+                return Err(RpcError::new(
+                    INVALID_ADDRESS,
+                    "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.",
+                ));
+            };
+            let hex = hex::encode(serialize(tx));
+            if !verbose {
+                return Ok(json!(hex));
+            }
+            let size = serialize(tx).len();
+            Ok(json!({
+                "hex": hex,
+                "txid": tx.compute_txid().to_string(),
+                "hash": tx.compute_wtxid().to_string(),
+                "size": size,
+                "version": tx.version.0,
+                "locktime": tx.lock_time.to_consensus_u32(),
+                "blockhash": display_hash(&entry.hash),
+                "confirmations": chain.height() - entry.height + 1,
+                "time": entry.block.header.time,
+                "blocktime": entry.block.header.time,
+            }))
+        }
+        "getchaintips" => {
+            no_more(params, 0, "getchaintips")?;
+            let chain = state.chain();
+            let tips: Vec<Value> = chain
+                .tips()
+                .into_iter()
+                .map(|tip| {
+                    // Walk back to the active chain to find the branch length.
+                    let mut e = tip;
+                    let mut branchlen = 0u32;
+                    while chain.get(e.height).map(|a| a.hash) != Some(e.hash) {
+                        branchlen += 1;
+                        match chain.by_hash(&e.parent) {
+                            Some(p) => e = p,
+                            None => break,
+                        }
+                    }
+                    let status = if branchlen == 0 {
+                        "active"
+                    } else {
+                        "valid-fork"
+                    };
+                    json!({
+                        "height": tip.height,
+                        "hash": display_hash(&tip.hash),
+                        "branchlen": branchlen,
+                        "status": status,
+                    })
+                })
+                .collect();
+            Ok(Value::Array(tips))
+        }
+        "uptime" => {
+            no_more(params, 0, "uptime")?;
+            Ok(json!(state.uptime()))
+        }
+        "getnodestats" => {
+            no_more(params, 0, "getnodestats")?;
+            let s = &state.stats;
+            let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            Ok(json!({
+                "uptime": state.uptime(),
+                "connections_open": get(&s.connections_open),
+                "connections_total": get(&s.connections_total),
+                "connections_refused": get(&s.connections_refused),
+                "accept_errors": get(&s.accept_errors),
+                "requests": get(&s.requests),
+                "auth_failures": get(&s.auth_failures),
+                "bodies_too_large": get(&s.bodies_too_large),
+                "request_timeouts": get(&s.request_timeouts),
+                "longpolls_active": get(&s.longpolls_active),
+                "longpolls_refused": get(&s.longpolls_refused),
+                "blocks_accepted": get(&s.blocks_accepted),
+                "blocks_rejected": get(&s.blocks_rejected),
+                "store_faults": get(&s.store_faults),
+            }))
         }
         "stop" => {
             no_more(params, 0, "stop")?;
@@ -207,19 +400,41 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
     }
 }
 
-/// Blocks until the tip differs from `longpollid`, the timeout passes, or the node stops.
-pub(super) fn wait_for_new_tip(state: &NodeState, longpollid: &str) {
-    let deadline = Instant::now() + state.longpoll_timeout;
-    let mut chain = state.chain();
-    while display_hash(&chain.tip().hash) == longpollid && !state.stopping() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        chain = state
-            .tip_changed
-            .wait_timeout(chain, left.min(Duration::from_millis(500)))
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+/// generatetoaddress's failure after `hashes` of `n` blocks: an error, never a short list.
+fn short(hashes: &[Value], n: u64, why: &str) -> RpcError {
+    RpcError::new(
+        MISC_ERROR,
+        format!(
+            "generatetoaddress mined {} of {n} blocks, then failed: {why}; mined: {}",
+            hashes.len(),
+            Value::Array(hashes.to_vec())
+        ),
+    )
+}
+
+/// An address of the chain's network (not an output script), or why not, worded as Core.
+fn checked_address(text: &str, network: bitcoin::Network) -> Result<bitcoin::Address, String> {
+    let unchecked = text
+        .trim()
+        .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+        .map_err(|_| "Invalid address".to_string())?;
+    unchecked
+        .require_network(network)
+        .map_err(|_| "Invalid address: another network's".to_string())
+}
+
+/// The fields validateaddress and getaddressinfo share.
+fn address_json(a: &bitcoin::Address) -> Value {
+    let script = a.script_pubkey();
+    let mut v = json!({
+        "address": a.to_string(),
+        "scriptPubKey": hex::encode(script.as_bytes()),
+        "isscript": script.is_p2sh(),
+        "iswitness": script.is_witness_program(),
+    });
+    if let Some(program) = a.witness_program() {
+        v["witness_version"] = json!(program.version().to_num());
+        v["witness_program"] = json!(hex::encode(program.program().as_bytes()));
     }
+    v
 }
