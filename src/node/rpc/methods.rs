@@ -5,7 +5,7 @@ use super::envelope::{
     RpcError, DESERIALIZATION_ERROR, INVALID_ADDRESS, INVALID_PARAMETER, METHOD_NOT_FOUND,
     MISC_ERROR,
 };
-use super::render::{bdiff, header_json, network_hashps, template};
+use super::render::{self, bdiff, header_json, network_hashps, template};
 use super::{NodeState, NodeStats};
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, SubmitError};
@@ -321,13 +321,18 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 return Ok(json!(hex));
             }
             let size = serialize(tx).len();
+            let network = chain.params().network;
             Ok(json!({
                 "hex": hex,
                 "txid": tx.compute_txid().to_string(),
                 "hash": tx.compute_wtxid().to_string(),
                 "size": size,
+                "vsize": tx.vsize(),
+                "weight": tx.weight().to_wu(),
                 "version": tx.version.0,
                 "locktime": tx.lock_time.to_consensus_u32(),
+                "vin": tx.input.iter().map(|i| render::tx_input(i, tx.is_coinbase())).collect::<Vec<_>>(),
+                "vout": tx.output.iter().enumerate().map(|(n, o)| render::tx_output(n, o, network)).collect::<Vec<_>>(),
                 "blockhash": display_hash(&entry.hash),
                 "confirmations": chain.height() - entry.height + 1,
                 "time": entry.block.header.time,

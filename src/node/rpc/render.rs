@@ -98,3 +98,66 @@ pub(super) fn template(chain: &Chain) -> Value {
         "height": height,
     })
 }
+
+/// A transaction input as Core's `getrawtransaction ... true` shows it (`vin[]`): a coinbase
+/// input as `{coinbase, sequence}`, any other as `{txid, vout, scriptSig: {asm, hex}, sequence}`,
+/// with `txinwitness` when it has a witness.
+pub(super) fn tx_input(input: &bitcoin::TxIn, coinbase: bool) -> Value {
+    let mut v = if coinbase {
+        json!({ "coinbase": hex::encode(input.script_sig.as_bytes()) })
+    } else {
+        json!({
+            "txid": input.previous_output.txid.to_string(),
+            "vout": input.previous_output.vout,
+            "scriptSig": {
+                "asm": input.script_sig.to_asm_string(),
+                "hex": hex::encode(input.script_sig.as_bytes()),
+            },
+        })
+    };
+    if !input.witness.is_empty() {
+        v["txinwitness"] = json!(input.witness.iter().map(hex::encode).collect::<Vec<_>>());
+    }
+    v["sequence"] = json!(input.sequence.0);
+    v
+}
+
+/// A transaction output as Core shows it (`vout[]`): value in coins, index, and the script with
+/// Core's type name and, where it has one, its address on `network`.
+pub(super) fn tx_output(n: usize, output: &bitcoin::TxOut, network: bitcoin::Network) -> Value {
+    let script = &output.script_pubkey;
+    let kind = if script.is_p2pkh() {
+        "pubkeyhash"
+    } else if script.is_p2sh() {
+        "scripthash"
+    } else if script.is_p2wpkh() {
+        "witness_v0_keyhash"
+    } else if script.is_p2wsh() {
+        "witness_v0_scripthash"
+    } else if script.is_p2tr() {
+        "witness_v1_taproot"
+    } else if script.is_op_return() {
+        "nulldata"
+    } else if script.is_p2pk() {
+        "pubkey"
+    } else if script.is_multisig() {
+        "multisig"
+    } else if script.is_witness_program() {
+        "witness_unknown"
+    } else {
+        "nonstandard"
+    };
+    let mut spk = json!({
+        "asm": script.to_asm_string(),
+        "hex": hex::encode(script.as_bytes()),
+        "type": kind,
+    });
+    if let Ok(address) = bitcoin::Address::from_script(script, network) {
+        spk["address"] = json!(address.to_string());
+    }
+    json!({
+        "value": output.value.to_btc(),
+        "n": n,
+        "scriptPubKey": spk,
+    })
+}
