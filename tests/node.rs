@@ -1341,3 +1341,137 @@ fn a_200_mb_header_line_is_cut_at_the_limit_and_memory_stays_small() {
     assert!(rss < 64 * 1024, "RSS {rss} kB after a 200 MB header line");
     assert_eq!(node.rpc("getblockcount", json!([]))["result"], 0);
 }
+
+/// The node logs each submitted block (verdict and peer), each failed authentication and each
+/// limit hit, with the counters in `getnodestats`; and `mine --node` holds at most one longpoll
+/// on the node at any time while it mines and the tip moves under it.
+#[test]
+fn the_node_logs_blocks_auth_failures_and_limits_and_a_client_holds_one_longpoll() {
+    let dir = std::env::temp_dir().join(format!("miner-node-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("node.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["node", "--rpcport", "0", "--threads", "1", "-d", "1e5"])
+        .args(["--log-level", "info", "--datadir"])
+        .arg(dir.join("data"))
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .expect("start miner node");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let mut addr = String::new();
+    let mut cookie = std::path::PathBuf::new();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let text = log();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let line = rest.lines().next().unwrap_or("");
+                addr = line.split_whitespace().next().unwrap_or("").to_string();
+                cookie = line
+                    .split("cookie file ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim_end_matches(')')
+                    .into();
+            }
+            !addr.is_empty()
+        }),
+        "the node did not start: {}",
+        log()
+    );
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read_to_string(&cookie).unwrap().trim());
+    let call = |method: &str, params: Value| -> Value {
+        let (_, body) = post(
+            &addr,
+            Some(&auth),
+            &json!({"id": 1, "method": method, "params": params}).to_string(),
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    // A failed authentication.
+    let wrong = base64::engine::general_purpose::STANDARD.encode("__cookie__:wrong");
+    let (status, _) = post(&addr, Some(&wrong), r#"{"id":1,"method":"getblockcount"}"#);
+    assert_eq!(status, 401);
+    // A rejected block: the template's block, not ground below its target.
+    let t = call("getblocktemplate", json!([{"rules": ["segwit"]}]))["result"].clone();
+    let mut block = block_from_template(&t, 9);
+    block.header.nonce = 0;
+    while header_meets(&block, &t) {
+        block.header.nonce += 1;
+    }
+    let answer = call("submitblock", json!([hex::encode(serialize(&block))]));
+    assert_eq!(answer["result"], "high-hash", "{answer}");
+    // A limit hit: a body declared over the 4 MiB limit.
+    let reply = raw(
+        &addr,
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 5000000\r\n\r\n"
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(status_of(&reply), 413, "{reply}");
+    // `mine --node` for 12 blocks: each moves the tip; sample the node's longpolls meanwhile.
+    let mut miner = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["mine", "--node", &addr, "--rpccookiefile"])
+        .arg(&cookie)
+        .args(["--blocks", "12", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the miner");
+    let mut most = 0;
+    let started = Instant::now();
+    let done = loop {
+        let stats = call("getnodestats", json!([]))["result"].clone();
+        most = most.max(stats["longpolls_active"].as_u64().unwrap());
+        if let Some(status) = miner.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = miner.kill();
+            panic!("mine --node did not finish 12 blocks in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(done.success());
+    assert!(
+        most <= 1,
+        "mine --node held {most} longpolls at once on one node"
+    );
+    let stats = call("getnodestats", json!([]))["result"].clone();
+    assert_eq!(stats["auth_failures"], 1, "{stats}");
+    assert_eq!(stats["blocks_accepted"], 12, "{stats}");
+    assert_eq!(stats["blocks_rejected"], 1, "{stats}");
+    assert_eq!(stats["bodies_too_large"], 1, "{stats}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log();
+    let line_with = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with '{needle}':\n{text}"))
+            .to_string()
+    };
+    assert!(line_with("authentication failed").contains("127.0.0.1"));
+    let rejected = line_with("submitblock: rejected");
+    assert!(
+        rejected.contains("high-hash") && rejected.contains("127.0.0.1"),
+        "{rejected}"
+    );
+    assert_eq!(
+        text.matches("submitblock: accepted as the new tip").count(),
+        12,
+        "{text}"
+    );
+    assert!(line_with("request body too large: 413").contains("127.0.0.1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether `block`'s header hash meets the template's target (display-order hex).
+fn header_meets(block: &Block, t: &Value) -> bool {
+    let mut hash: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&block.header))).into();
+    hash.reverse();
+    hex::encode(hash) <= t["target"].as_str().unwrap().to_string()
+}
