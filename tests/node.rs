@@ -1473,5 +1473,5 @@ fn the_node_logs_blocks_auth_failures_and_limits_and_a_client_holds_one_longpoll
 fn header_meets(block: &Block, t: &Value) -> bool {
     let mut hash: [u8; 32] = Sha256::digest(Sha256::digest(serialize(&block.header))).into();
     hash.reverse();
-    hex::encode(hash) <= t["target"].as_str().unwrap().to_string()
+    *hex::encode(hash) <= *t["target"].as_str().unwrap()
 }
