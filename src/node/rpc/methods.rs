@@ -10,7 +10,7 @@ use super::{NodeState, NodeStats};
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, SubmitError};
 use crate::hash::display_hash;
-use crate::mining::{next_template, search, unix_now, SearchOutcome};
+use crate::mining::{clock_wait, next_template, search, unix_now, SearchOutcome};
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::hashes::Hash;
 use bitcoin::{Block, ScriptBuf};
@@ -203,6 +203,15 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                     return Err(short(&hashes, n, "too many blocks went stale while mining"));
                 }
                 attempts += 1;
+                // Blocks faster than one a second push the median time ahead of the clock: wait
+                // for the clock (without holding the chain) rather than mine blocks the chain
+                // must refuse as time-too-new.
+                while clock_wait(&state.chain(), unix_now()) > 0 {
+                    if state.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err(short(&hashes, n, "the node is stopping"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
                 let template = next_template(&state.chain(), &payout)
                     .map_err(|e| RpcError::new(MISC_ERROR, e.to_string()))?;
                 let found = match search(&template, state.backend.as_ref(), &state.stop, &progress)
