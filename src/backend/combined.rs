@@ -2,7 +2,7 @@
 //! shared counter, so a fast GPU and a slower CPU both stay busy until the range is done, and a
 //! hit in one part stops the others.
 
-use super::{Backend, BackendError, PartStats, ScanReport, StopAt, NONCE_END};
+use super::{within_nonce_space, Backend, BackendError, PartStats, ScanReport, StopAt, NONCE_END};
 use crate::hash::Job;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -65,8 +65,7 @@ impl Backend for CombinedBackend {
         {
             return Err(e);
         }
-        let start = nonces.start.min(NONCE_END);
-        let end = nonces.end.clamp(start, NONCE_END);
+        let (start, end) = within_nonce_space(&nonces);
         let next = AtomicU64::new(start);
         // The lowest hit found so far (`NONCE_END`: none). Chunks are handed out in nonce order;
         // with `FirstHit`, a part working a chunk below the lowest hit runs it to its end (or to

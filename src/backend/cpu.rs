@@ -1,6 +1,6 @@
 //! The CPU backend: rayon splits the nonce range into batches, each worker runs one kernel.
 
-use super::{Backend, BackendError, ScanReport, StopAt, NONCE_END};
+use super::{within_nonce_space, Backend, BackendError, ScanReport, StopAt};
 use crate::hash::{Job, Kernel};
 use crate::pow::Target;
 use std::ops::Range;
@@ -95,8 +95,7 @@ impl Backend for CpuBackend {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> Result<ScanReport, BackendError> {
-        let start = nonces.start.min(NONCE_END);
-        let end = nonces.end.clamp(start, NONCE_END);
+        let (start, end) = within_nonce_space(&nonces);
         let batch = batch_size(job, self.threads());
         let batches = (end - start).div_ceil(batch);
         // Batches are handed out one at a time in nonce order from a shared counter, so every

@@ -17,6 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 /// One past the last nonce.
 pub const NONCE_END: u64 = 1 << 32;
 
+/// `nonces` cut to the nonce space `0 .. 2^32`, as `(start, end)` with `start <= end`.
+pub(crate) fn within_nonce_space(nonces: &Range<u64>) -> (u64, u64) {
+    let start = nonces.start.min(NONCE_END);
+    (start, nonces.end.clamp(start, NONCE_END))
+}
+
 /// When a scan may stop before the end of its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopAt {

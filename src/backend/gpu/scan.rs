@@ -5,7 +5,7 @@
 
 use super::context::{InFlight, Slot};
 use super::{dispatch, GpuBackend, GpuError, SLOTS};
-use crate::backend::{JobHit, JobsReport, ScanReport, StopAt, NONCE_END};
+use crate::backend::{within_nonce_space, JobHit, JobsReport, ScanReport, StopAt, NONCE_END};
 use crate::hash::soft::Precomputed;
 use crate::hash::{Job, Kernel};
 use std::collections::VecDeque;
@@ -56,8 +56,7 @@ impl GpuBackend {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> Result<Pipelined, GpuError> {
-        let start = nonces.start.min(NONCE_END);
-        let end = nonces.end.clamp(start, NONCE_END);
+        let (start, end) = within_nonce_space(&nonces);
         let mut out = Pipelined::default();
         if start == end {
             return Ok(out);
@@ -179,8 +178,7 @@ impl GpuBackend {
         cancel: &AtomicBool,
         progress: &AtomicU64,
     ) -> Result<ScanReport, GpuError> {
-        let start = nonces.start.min(NONCE_END);
-        let end = nonces.end.clamp(start, NONCE_END);
+        let (start, end) = within_nonce_space(&nonces);
         let mut one = |index: u64| (index == 0).then_some(*job);
         let out = self.pipeline(&mut one, start..end, stop, cancel, progress)?;
         Ok(ScanReport {
