@@ -65,6 +65,10 @@ pub(crate) struct NodeArgs {
     /// Dial a P2P peer at ADDR:PORT (repeatable); redialed with backoff when the connection ends.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) connect: Vec<std::net::SocketAddr>,
+    /// P2P network magic as 8 hex digits in wire order, instead of the chain network's (regtest
+    /// `fabfb5da`); Bitcoin SV's regtest speaks `dab5bffa`.
+    #[arg(long, value_name = "HEX", value_parser = parse_magic)]
+    pub(crate) p2p_magic: Option<bitcoin::p2p::Magic>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as `miner=debug`).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: String,
@@ -152,6 +156,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
         server.with_p2p(miner::node::p2p::Config {
             listen: p2p_listener,
             connect: args.connect.clone(),
+            magic: args.p2p_magic,
         })
     } else {
         server
@@ -197,4 +202,13 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
     }
     text.parse()
         .map_err(|_| format!("{text}: expected PORT or ADDR:PORT"))
+}
+
+/// `--p2p-magic`: 4 bytes as 8 hex digits, in wire order.
+fn parse_magic(text: &str) -> Result<bitcoin::p2p::Magic, String> {
+    let bytes: [u8; 4] = hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("{text}: expected 8 hex digits, e.g. fabfb5da"))?;
+    Ok(bitcoin::p2p::Magic::from_bytes(bytes))
 }

@@ -11,6 +11,7 @@ use super::rpc::NodeState;
 use crate::mining::unix_now;
 use bitcoin::block::Header;
 use bitcoin::consensus::encode::{deserialize, serialize};
+use bitcoin::consensus::Decodable;
 use bitcoin::hashes::Hash;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
@@ -52,6 +53,8 @@ pub struct Config {
     pub listen: Option<std::net::TcpListener>,
     /// Peers to dial, each redialed with backoff when the connection ends.
     pub connect: Vec<SocketAddr>,
+    /// Network magic to speak instead of the chain network's (Bitcoin SV's regtest: `dab5bffa`).
+    pub magic: Option<Magic>,
 }
 
 /// What `getpeerinfo` reports of one peer.
@@ -120,7 +123,7 @@ impl Peers {
 
 /// Starts the listener and the dialers; returns at once (the tasks run on the runtime).
 pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
-    let magic = state.magic();
+    let magic = config.magic.unwrap_or_else(|| state.magic());
     if let Some(listener) = config.listen {
         let state = state.clone();
         let stop = stop.clone();
@@ -159,8 +162,13 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
             while !stop.load(Ordering::SeqCst) {
                 match TcpStream::connect(addr).await {
                     Ok(stream) => {
+                        let since = tokio::time::Instant::now();
                         run_peer(stream, addr, false, magic, state.clone()).await;
-                        backoff = Duration::from_millis(500);
+                        // A connection that lasted resets the backoff; one dropped at once
+                        // (refused handshake, banned) does not.
+                        if since.elapsed() > Duration::from_secs(60) {
+                            backoff = Duration::from_millis(500);
+                        }
                     }
                     Err(e) => tracing::debug!(%addr, error = %e, "p2p: cannot connect"),
                 }
@@ -204,9 +212,26 @@ async fn read_message(
         .map_err(|e| format!("read: {e}"))?;
     info.bytesrecv
         .fetch_add(frame.len() as u64, Ordering::Relaxed);
-    let raw: RawNetworkMessage =
-        deserialize(&frame).map_err(|e| format!("malformed message: {e}"))?;
-    Ok(raw.into_payload())
+    match deserialize::<RawNetworkMessage>(&frame) {
+        Ok(raw) => Ok(raw.into_payload()),
+        // Bitcoin SV appends fields to `version` (an association id); Core reads the fields it
+        // knows and ignores the rest, and so do we.
+        Err(e)
+            if &header[4..16] == b"version\0\0\0\0\0" && checksum_holds(&header, &frame[24..]) =>
+        {
+            let mut payload = &frame[24..];
+            VersionMessage::consensus_decode(&mut payload)
+                .map(NetworkMessage::Version)
+                .map_err(|_| format!("malformed message: {e}"))
+        }
+        Err(e) => Err(format!("malformed message: {e}")),
+    }
+}
+
+/// Whether the header's checksum is the payload's (first 4 bytes of its double SHA-256).
+fn checksum_holds(header: &[u8; 24], payload: &[u8]) -> bool {
+    let digest = bitcoin::hashes::sha256d::Hash::hash(payload);
+    header[20..24] == digest.as_byte_array()[..4]
 }
 
 struct Writer {
