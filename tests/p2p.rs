@@ -240,3 +240,18 @@ fn garbage_wrong_magic_and_oversize_lengths_drop_the_peer_and_the_node_goes_on()
     a.generate(1);
     assert_eq!(a.rpc("getblockcount", json!([])), 2);
 }
+
+#[test]
+fn separate_chains_meet_through_a_third_node_and_every_node_ends_on_the_most_work_tip() {
+    let a = Node::start("fork-a", &[]);
+    let b = Node::start("fork-b", &[]);
+    a.generate(3);
+    b.generate(5);
+    let heavier = b.best();
+    assert_ne!(a.best(), heavier);
+    // C joins both: it takes B's heavier chain and relays it to A, which reorganizes.
+    let c = Node::start("fork-c", &[a.port, b.port]);
+    assert!(same_tip(&[&a, &b, &c], Duration::from_secs(20)));
+    assert_eq!(a.best(), heavier);
+    assert_eq!(a.rpc("getblockcount", json!([])), 5);
+}
