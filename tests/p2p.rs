@@ -183,12 +183,12 @@ fn three_nodes_in_a_line_relay_from_one_end_to_the_other() {
 }
 
 #[test]
-fn a_node_started_later_syncs_200_blocks() {
+fn a_node_started_later_syncs_2500_blocks_across_more_than_one_headers_message() {
     let a = Node::start("late-a", &[]);
-    a.generate(200);
+    a.generate(2500);
     let b = Node::start("late-b", &[a.port]);
     assert!(same_tip(&[&a, &b], Duration::from_secs(30)));
-    assert_eq!(b.rpc("getblockcount", json!([])), 200);
+    assert_eq!(b.rpc("getblockcount", json!([])), 2500);
 }
 
 /// Sends `bytes` as a raw peer; true when the node closes the connection within a few seconds.

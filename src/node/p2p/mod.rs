@@ -35,6 +35,12 @@ pub const MAX_MESSAGE_BYTES: u32 = 4_000_000;
 const MAX_HEADERS: usize = 2000;
 /// Blocks requested from one peer and not yet received.
 const MAX_IN_FLIGHT: usize = 16;
+/// Blocks queued to request from one peer; past it, more headers are asked for only once the
+/// queue drains.
+const MAX_WANTED: usize = 8000;
+/// Inbound peers at once (Core: 125 connections, 8 of them outbound); past it a new one is
+/// closed at once.
+const MAX_INBOUND: usize = 117;
 /// Time to complete the version/verack handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A peer silent this long (no message, not even a pong) is dropped.
@@ -141,6 +147,12 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let inbound = state.peers.list().iter().filter(|p| p.inbound).count();
+                        if inbound >= MAX_INBOUND {
+                            tracing::info!(%peer, "p2p: inbound peer refused (at the limit)");
+                            drop(stream);
+                            continue;
+                        }
                         let state = state.clone();
                         tokio::spawn(async move {
                             run_peer(stream, peer, true, magic, state).await;
@@ -255,8 +267,11 @@ impl Writer {
 struct Sync {
     /// The peer asked for headers announcements.
     send_headers: bool,
-    /// Blocks to request, in order.
+    /// Blocks to request, in order, and the same as a set.
     wanted: VecDeque<BlockHash>,
+    queued: HashSet<BlockHash>,
+    /// The peer has more headers than fit the queue: ask again once it drains.
+    more_headers: Option<BlockHash>,
     /// Blocks requested and not yet received.
     in_flight: HashSet<BlockHash>,
     /// Non-connecting headers messages in a row.
@@ -431,14 +446,22 @@ async fn request_blocks(writer: &mut Writer, sync: &mut Sync) -> std::io::Result
         let Some(hash) = sync.wanted.pop_front() else {
             break;
         };
+        sync.queued.remove(&hash);
         if sync.in_flight.insert(hash) {
             ask.push(Inventory::Block(hash));
         }
     }
-    if ask.is_empty() {
-        return Ok(());
+    if !ask.is_empty() {
+        writer.send(NetworkMessage::GetData(ask)).await?;
     }
-    writer.send(NetworkMessage::GetData(ask)).await
+    if sync.wanted.is_empty() && sync.in_flight.is_empty() {
+        if let Some(last) = sync.more_headers.take() {
+            writer
+                .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn handle(
@@ -471,7 +494,7 @@ async fn handle(
             let known = |h: &BlockHash| state.has_block(h);
             if !known(&first.prev_blockhash)
                 && !sync.in_flight.contains(&first.prev_blockhash)
-                && !sync.wanted.contains(&first.prev_blockhash)
+                && !sync.queued.contains(&first.prev_blockhash)
             {
                 sync.unconnecting += 1;
                 if sync.unconnecting > MAX_UNCONNECTING {
@@ -484,28 +507,41 @@ async fn handle(
             }
             sync.unconnecting = 0;
             let mut prev = first.prev_blockhash;
+            // Where the queue filled up, if it did: headers from there on are asked for again.
+            let mut cut = None;
             for header in &headers {
                 if header.prev_blockhash != prev {
                     return Err("headers out of order".into());
                 }
-                prev = header.block_hash();
-                if !known(&prev) && !sync.in_flight.contains(&prev) && !sync.wanted.contains(&prev)
+                let hash = header.block_hash();
+                if !known(&hash) && !sync.in_flight.contains(&hash) && !sync.queued.contains(&hash)
                 {
-                    sync.wanted.push_back(prev);
+                    if sync.wanted.len() >= MAX_WANTED {
+                        cut = Some(prev);
+                        break;
+                    }
+                    sync.queued.insert(hash);
+                    sync.wanted.push_back(hash);
                 }
+                prev = hash;
             }
             if let Some(height) = state.height_of(&last) {
                 info.synced_headers
                     .store(i64::from(height), Ordering::Relaxed);
             }
-            request_blocks(writer, sync).await.map_err(io)?;
-            if full {
-                writer
-                    .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
-                    .await
-                    .map_err(io)?;
+            if let Some(at) = cut {
+                sync.more_headers = Some(at);
+            } else if full {
+                if sync.wanted.len() + MAX_HEADERS <= MAX_WANTED {
+                    writer
+                        .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
+                        .await
+                        .map_err(io)?;
+                } else {
+                    sync.more_headers = Some(last);
+                }
             }
-            Ok(())
+            request_blocks(writer, sync).await.map_err(io)
         }
         NetworkMessage::Inv(items) => {
             let unknown = items
