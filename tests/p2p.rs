@@ -2,6 +2,7 @@
 //! temporary data directories, low difficulty so `generatetoaddress` is instant.
 
 use base64::Engine;
+use bitcoin::hashes::Hash;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -254,4 +255,49 @@ fn separate_chains_meet_through_a_third_node_and_every_node_ends_on_the_most_wor
     assert!(same_tip(&[&a, &b, &c], Duration::from_secs(20)));
     assert_eq!(a.best(), heavier);
     assert_eq!(a.rpc("getblockcount", json!([])), 5);
+}
+
+#[test]
+fn a_peer_sending_an_invalid_block_is_disconnected_and_the_chain_is_unchanged() {
+    use bitcoin::consensus::encode::serialize;
+    use bitcoin::p2p::message::{NetworkMessage, RawNetworkMessage};
+    use bitcoin::p2p::message_network::VersionMessage;
+    use bitcoin::p2p::{address::Address, Magic, ServiceFlags};
+    let a = Node::start("invalid", &[]);
+    a.generate(1);
+    let before = a.best();
+    let magic = Magic::from_bytes([0xfa, 0xbf, 0xb5, 0xda]);
+    let frame = |m: NetworkMessage| serialize(&RawNetworkMessage::new(magic, m));
+    let here: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let version = VersionMessage::new(
+        ServiceFlags::NONE,
+        0,
+        Address::new(&here, ServiceFlags::NONE),
+        Address::new(&here, ServiceFlags::NONE),
+        7,
+        "/test/".into(),
+        0,
+    );
+    let prev: bitcoin::BlockHash = before.as_str().unwrap().parse().unwrap();
+    // No coinbase, zero merkle root: invalid whatever its hash.
+    let block = bitcoin::Block {
+        header: bitcoin::block::Header {
+            version: bitcoin::block::Version::from_consensus(0x2000_0000),
+            prev_blockhash: prev,
+            merkle_root: bitcoin::TxMerkleNode::from_byte_array([0; 32]),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as u32,
+            bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
+            nonce: 0,
+        },
+        txdata: vec![],
+    };
+    let mut bytes = frame(NetworkMessage::Version(version));
+    bytes.extend(frame(NetworkMessage::Verack));
+    bytes.extend(frame(NetworkMessage::Block(block)));
+    assert!(dropped_after(a.port, &bytes), "not disconnected");
+    assert_eq!(a.best(), before);
+    assert_eq!(a.rpc("getblockcount", json!([])), 1);
 }
