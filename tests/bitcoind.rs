@@ -198,3 +198,83 @@ fn our_blocks_are_accepted_by_a_real_bitcoind() {
     }
     drop(b);
 }
+
+/// A `miner node` dialing a bitcoind over P2P (Bitcoin SV's regtest magic), killed on drop.
+struct Peer {
+    child: std::process::Child,
+    dir: PathBuf,
+    rpcport: u16,
+    bin: PathBuf,
+}
+
+impl Peer {
+    fn cli_text(&self, args: &[&str]) -> String {
+        let out = Command::new(self.bin.join("bitcoin-cli"))
+            .arg("-regtest")
+            .arg("-rpcconnect=127.0.0.1")
+            .arg(format!("-rpcuser={USER}"))
+            .arg(format!("-rpcpassword={PASSWORD}"))
+            .arg(format!("-rpcport={}", self.rpcport))
+            .args(args)
+            .output()
+            .expect("run bitcoin-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn our_node_follows_a_real_bitcoind_over_p2p_and_its_blocks_reach_it() {
+    let bin = bin_dir();
+    let port = free_port();
+    let a = Bitcoind::start(&bin, "p2p", port, None);
+    let dir = std::env::temp_dir().join(format!("miner-p2p-bitcoind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rpcport = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["node", "-d", "2", "--threads", "1", "--datadir"])
+        .arg(&dir)
+        .args(["--rpcport", &rpcport.to_string()])
+        .args(["--rpcuser", USER, "--rpcpassword", PASSWORD])
+        .args(["--connect", &format!("127.0.0.1:{port}")])
+        .args(["--p2p-magic", "dab5bffa"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start miner node");
+    let ours = Peer {
+        child,
+        dir,
+        rpcport,
+        bin: bin.clone(),
+    };
+    let reaches = |want: &dyn Fn() -> String, got: &dyn Fn() -> String| {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if want() == got() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    };
+    a.cli_text(&["generate", "5"]);
+    assert!(
+        reaches(&|| a.cli_text(&["getbestblockhash"]), &|| ours
+            .cli_text(&["getbestblockhash"])),
+        "our node did not reach bitcoind's tip"
+    );
+    ours.cli_text(&["generatetoaddress", "2", "51"]);
+    assert!(
+        reaches(&|| ours.cli_text(&["getbestblockhash"]), &|| a
+            .cli_text(&["getbestblockhash"])),
+        "bitcoind did not reach our tip"
+    );
+    assert_eq!(a.cli_text(&["getblockcount"]), "7");
+}

@@ -59,6 +59,16 @@ pub(crate) struct NodeArgs {
     /// Seconds a kept-alive connection may sit idle between requests.
     #[arg(long, value_name = "S", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) rpc_idle_timeout: u64,
+    /// Accept P2P peers on [ADDR:]PORT (address 127.0.0.1 unless given). Off unless given.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// Dial a P2P peer at ADDR:PORT (repeatable); redialed with backoff when the connection ends.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) connect: Vec<std::net::SocketAddr>,
+    /// P2P network magic as 8 hex digits in wire order, instead of the chain network's (regtest
+    /// `fabfb5da`); Bitcoin SV's regtest speaks `dab5bffa`.
+    #[arg(long, value_name = "HEX", value_parser = parse_magic)]
+    pub(crate) p2p_magic: Option<bitcoin::p2p::Magic>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as `miner=debug`).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: String,
@@ -134,6 +144,23 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
         cookie.clone(),
     )?
     .with_limits(limits);
+    let p2p_listener = match args.listen {
+        Some(at) => Some(
+            std::net::TcpListener::bind(at)
+                .with_context(|| format!("--listen {at}: cannot listen for peers"))?,
+        ),
+        None => None,
+    };
+    let p2p_addr = p2p_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let server = if p2p_listener.is_some() || !args.connect.is_empty() {
+        server.with_p2p(miner::node::p2p::Config {
+            listen: p2p_listener,
+            connect: args.connect.clone(),
+            magic: args.p2p_magic,
+        })
+    } else {
+        server
+    };
     if !args.rpcbind.is_loopback() {
         eprintln!(
             "warning: --rpcbind {} is not loopback: the node's RPC is open to the network (anyone who can reach it may try passwords; failed attempts are delayed 250 ms)",
@@ -148,6 +175,12 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
         "miner node: chain in {} at height {height} ({tip})",
         store.display()
     );
+    if let Some(at) = p2p_addr {
+        eprintln!("listening for peers on {at}");
+    }
+    for at in &args.connect {
+        eprintln!("connecting to peer {at}");
+    }
     match &cookie {
         Some(path) => eprintln!(
             "listening on http://{addr} (auth: cookie file {})",
@@ -160,4 +193,22 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     let (height, tip) = state.tip();
     eprintln!("miner node stopped at height {height} ({tip})");
     Ok(())
+}
+
+/// `--listen`: `PORT` (on 127.0.0.1) or `ADDR:PORT`.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| format!("{text}: expected PORT or ADDR:PORT"))
+}
+
+/// `--p2p-magic`: 4 bytes as 8 hex digits, in wire order.
+fn parse_magic(text: &str) -> Result<bitcoin::p2p::Magic, String> {
+    let bytes: [u8; 4] = hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("{text}: expected 8 hex digits, e.g. fabfb5da"))?;
+    Ok(bitcoin::p2p::Magic::from_bytes(bytes))
 }

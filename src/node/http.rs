@@ -70,6 +70,7 @@ pub struct Server {
     credentials: Credentials,
     cookie_file: Option<PathBuf>,
     limits: Limits,
+    p2p: Option<super::p2p::Config>,
 }
 
 /// Why the server did not start.
@@ -107,7 +108,14 @@ impl Server {
             credentials,
             cookie_file,
             limits: Limits::default(),
+            p2p: None,
         })
+    }
+
+    /// Also speaks Bitcoin's P2P protocol (`--listen`, `--connect`) on the same runtime.
+    pub fn with_p2p(mut self, config: super::p2p::Config) -> Server {
+        self.p2p = Some(config);
+        self
     }
 
     /// Replaces the default limits.
@@ -141,7 +149,12 @@ impl Server {
             credentials,
             cookie_file,
             limits,
+            p2p,
         } = self;
+        if let Some(config) = p2p {
+            let _guard = runtime.enter();
+            super::p2p::spawn(config, state.clone(), stop.clone());
+        }
         let shared = Arc::new(Shared {
             longpolls: Arc::new(Semaphore::new(limits.max_longpolls)),
             state,

@@ -2,6 +2,7 @@
 //! loopback, with getblocktemplate (BIP 22, longpoll) and submitblock (BIP 22 answers).
 
 mod http;
+pub mod p2p;
 mod rpc;
 
 pub use http::{Limits, ServeError, Server};

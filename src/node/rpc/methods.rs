@@ -384,6 +384,33 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             no_more(params, 0, "uptime")?;
             Ok(json!(state.uptime()))
         }
+        "getpeerinfo" => {
+            no_more(params, 0, "getpeerinfo")?;
+            let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let geti =
+                |c: &std::sync::atomic::AtomicI64| c.load(std::sync::atomic::Ordering::Relaxed);
+            let peers: Vec<Value> = state
+                .peers
+                .list()
+                .iter()
+                .map(|p| {
+                    json!({
+                        "id": p.id,
+                        "addr": p.addr.to_string(),
+                        "inbound": p.inbound,
+                        "version": get(&p.version),
+                        "subver": p.subver.lock().map(|s| s.clone()).unwrap_or_default(),
+                        "startingheight": geti(&p.startingheight),
+                        "synced_headers": geti(&p.synced_headers),
+                        "synced_blocks": geti(&p.synced_blocks),
+                        "conntime": p.conntime,
+                        "bytessent": get(&p.bytessent),
+                        "bytesrecv": get(&p.bytesrecv),
+                    })
+                })
+                .collect();
+            Ok(Value::Array(peers))
+        }
         "getnodestats" => {
             no_more(params, 0, "getnodestats")?;
             let s = &state.stats;

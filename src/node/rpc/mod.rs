@@ -32,6 +32,8 @@ pub struct NodeState {
     pub stats: NodeStats,
     /// How long a longpoll waits for a new tip before answering anyway.
     pub longpoll_timeout: Duration,
+    /// Connected P2P peers (`getpeerinfo`).
+    pub peers: crate::node::p2p::Peers,
 }
 
 /// Counters, reported by `getnodestats`.
@@ -70,6 +72,7 @@ impl NodeState {
             started: Instant::now(),
             stats: NodeStats::default(),
             longpoll_timeout: Duration::from_secs(60),
+            peers: Default::default(),
         }
     }
 
@@ -78,7 +81,7 @@ impl NodeState {
     }
 
     /// Tells longpoll waiters the tip is now `chain`'s.
-    fn tip_moved(&self, chain: &Chain) {
+    pub(crate) fn tip_moved(&self, chain: &Chain) {
         self.tip_watch.send_replace(display_hash(&chain.tip().hash));
     }
 
@@ -107,5 +110,81 @@ impl NodeState {
     pub fn tip(&self) -> (u32, String) {
         let c = self.chain();
         (c.height(), display_hash(&c.tip().hash))
+    }
+
+    /// The chain's network magic, for P2P framing.
+    pub(crate) fn magic(&self) -> bitcoin::p2p::Magic {
+        bitcoin::p2p::Magic::from(self.chain().params().network)
+    }
+
+    /// A block locator of the active chain.
+    pub(crate) fn locator(&self) -> Vec<bitcoin::BlockHash> {
+        crate::node::p2p::locator(&self.chain())
+    }
+
+    /// Headers answering a `getheaders`.
+    pub(crate) fn headers_after(
+        &self,
+        locator: &[bitcoin::BlockHash],
+        stop: bitcoin::BlockHash,
+    ) -> Vec<bitcoin::block::Header> {
+        crate::node::p2p::headers_after(&self.chain(), locator, stop)
+    }
+
+    /// Whether the block is stored.
+    pub(crate) fn has_block(&self, hash: &bitcoin::BlockHash) -> bool {
+        use bitcoin::hashes::Hash;
+        self.chain().by_hash(hash.as_byte_array()).is_some()
+    }
+
+    /// Height of a stored block.
+    pub(crate) fn height_of(&self, hash: &bitcoin::BlockHash) -> Option<u32> {
+        use bitcoin::hashes::Hash;
+        self.chain().by_hash(hash.as_byte_array()).map(|e| e.height)
+    }
+
+    /// A stored block.
+    pub(crate) fn block(&self, hash: &bitcoin::BlockHash) -> Option<bitcoin::Block> {
+        use bitcoin::hashes::Hash;
+        self.chain()
+            .by_hash(hash.as_byte_array())
+            .map(|e| e.block.clone())
+    }
+
+    /// The tip's header.
+    pub(crate) fn tip_header(&self) -> bitcoin::block::Header {
+        self.chain().tip().block.header
+    }
+
+    /// A block a peer sent, validated and stored as `submitblock` does; its height, or the
+    /// reason it was refused.
+    pub(crate) fn submit_from_peer(&self, block: bitcoin::Block, peer: u64) -> Result<u32, String> {
+        use crate::chain::{Accepted, SubmitError};
+        let hash = block.block_hash();
+        let mut chain = self.chain();
+        match chain.submit(block, crate::mining::unix_now()) {
+            Ok(accepted) => {
+                NodeStats::bump(&self.stats.blocks_accepted);
+                if accepted == Accepted::Tip {
+                    self.tip_moved(&chain);
+                }
+                let height = chain
+                    .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
+                    .map_or(0, |e| e.height);
+                tracing::info!(peer, %hash, height, tip = accepted == Accepted::Tip, "p2p: block accepted");
+                Ok(height)
+            }
+            Err(SubmitError::Rejected(r)) => {
+                if r != crate::chain::Reject::Duplicate {
+                    NodeStats::bump(&self.stats.blocks_rejected);
+                }
+                Err(r.to_string())
+            }
+            Err(SubmitError::Store(e)) => {
+                NodeStats::bump(&self.stats.store_faults);
+                tracing::error!(peer, %hash, error = %e, "p2p: store fault, block not stored");
+                Err(format!("store fault: {e}"))
+            }
+        }
     }
 }
