@@ -136,8 +136,13 @@ impl Drop for Bitcoind {
     }
 }
 
+/// The tests here each start bitcoind daemons: one at a time, so their start-up (and the free
+/// ports they pick) never race on this 2-core machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn our_blocks_are_accepted_by_a_real_bitcoind() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin = bin_dir();
     let port_a = free_port();
     let a = Bitcoind::start(&bin, "a", port_a, None);
@@ -232,6 +237,7 @@ impl Drop for Peer {
 
 #[test]
 fn our_node_follows_a_real_bitcoind_over_p2p_and_its_blocks_reach_it() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin = bin_dir();
     let port = free_port();
     let a = Bitcoind::start(&bin, "p2p", port, None);
