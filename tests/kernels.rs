@@ -94,14 +94,7 @@ fn every_build_of_the_sha_ni_kernel_agrees_with_the_oracle() {
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0005);
     for round in 0..5_000 {
-        let header = random_header(&mut rng);
-        let mut words: [u32; 8] = rng.gen();
-        words[7] = [u32::MAX, 0x0fff_ffff, 0x00ff_ffff][round % 3];
-        let target = Target::from_words(words);
-        let job = Job::new(&header, &target);
-        let first: u32 = rng.gen();
-        let count = rng.gen_range(1..40).min(u32::MAX - first + 1);
-        let expected = oracle(&header, &target, first, count);
+        let (job, first, count, expected) = random_case(&mut rng, round, 40);
         for &build in &builds {
             let mut hits = Vec::new();
             build.scan(&job, first, count, &mut hits);
@@ -116,15 +109,8 @@ fn every_stream_count_the_benches_measure_agrees_with_the_oracle() {
     let builds = tested_sha_ni_builds("every_stream_count");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_0006);
     for round in 0..600 {
-        let header = random_header(&mut rng);
-        let mut words: [u32; 8] = rng.gen();
-        words[7] = [u32::MAX, 0x0fff_ffff, 0x00ff_ffff][round % 3];
-        let target = Target::from_words(words);
-        let job = Job::new(&header, &target);
-        let first: u32 = rng.gen();
         // Up to 25 nonces: partial batches for every stream count.
-        let count = rng.gen_range(1..26).min(u32::MAX - first + 1);
-        let expected = oracle(&header, &target, first, count);
+        let (job, first, count, expected) = random_case(&mut rng, round, 26);
         for &build in &builds {
             for streams in ShaNiBuild::STREAM_COUNTS {
                 let mut hits = Vec::new();
@@ -560,4 +546,22 @@ mod calibration {
         #[cfg(target_arch = "x86_64")]
         assert!(id.cpu.contains("family"), "{}", id.cpu);
     }
+}
+
+/// A random job whose target's top word cycles through easy, medium and hard (by `round`), a
+/// random range of 1 to `max_count - 1` nonces in it, and the oracle's hits there.
+fn random_case(
+    rng: &mut rand::rngs::StdRng,
+    round: usize,
+    max_count: u32,
+) -> (Job, u32, u32, Vec<u32>) {
+    let header = random_header(rng);
+    let mut words: [u32; 8] = rng.gen();
+    words[7] = [u32::MAX, 0x0fff_ffff, 0x00ff_ffff][round % 3];
+    let target = Target::from_words(words);
+    let job = Job::new(&header, &target);
+    let first: u32 = rng.gen();
+    let count = rng.gen_range(1..max_count).min(u32::MAX - first + 1);
+    let expected = oracle(&header, &target, first, count);
+    (job, first, count, expected)
 }
