@@ -63,8 +63,24 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
     pub(crate) listen: Option<std::net::SocketAddr>,
     /// Dial a P2P peer at ADDR:PORT (repeatable); redialed with backoff when the connection ends.
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub(crate) connect: Vec<std::net::SocketAddr>,
+    /// `ADDR:PORT@MS` sets the relay delay for that peer alone (see --relay-delay).
+    #[arg(long, value_name = "ADDR:PORT[@MS]", value_parser = parse_connect)]
+    pub(crate) connect: Vec<miner::node::p2p::Dial>,
+    /// Hold every outgoing block announcement and block sent to peers this many milliseconds,
+    /// to set propagation delay on loopback for experiments (forks between nodes).
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub(crate) relay_delay: u64,
+    /// Ban score at which a misbehaving peer is dropped and its address banned (Core's -banscore).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) banscore: u32,
+    /// Seconds a misbehaving peer's address stays banned (Core's -bantime); `listbanned`,
+    /// `setban`, `clearbanned` manage bans.
+    #[arg(long, value_name = "S", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86_400))]
+    pub(crate) bantime: u64,
+    /// Seconds a peer may take to deliver a block we requested; past it the block is asked
+    /// again and the peer's ban score rises by 50.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) p2p_stall_timeout: u64,
     /// P2P network magic as 8 hex digits in wire order, instead of the chain network's (regtest
     /// `fabfb5da`); Bitcoin SV's regtest speaks `dab5bffa`.
     #[arg(long, value_name = "HEX", value_parser = parse_magic)]
@@ -157,6 +173,12 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
             listen: p2p_listener,
             connect: args.connect.clone(),
             magic: args.p2p_magic,
+            settings: miner::node::p2p::Settings {
+                banscore: args.banscore,
+                bantime: Duration::from_secs(args.bantime),
+                stall_timeout: Duration::from_secs(args.p2p_stall_timeout),
+                relay_delay: Duration::from_millis(args.relay_delay),
+            },
         })
     } else {
         server
@@ -178,8 +200,15 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     if let Some(at) = p2p_addr {
         eprintln!("listening for peers on {at}");
     }
-    for at in &args.connect {
-        eprintln!("connecting to peer {at}");
+    for dial in &args.connect {
+        match dial.relay_delay {
+            Some(d) => eprintln!(
+                "connecting to peer {} (relay delay {} ms)",
+                dial.addr,
+                d.as_millis()
+            ),
+            None => eprintln!("connecting to peer {}", dial.addr),
+        }
     }
     match &cookie {
         Some(path) => eprintln!(
@@ -202,6 +231,30 @@ fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
     }
     text.parse()
         .map_err(|_| format!("{text}: expected PORT or ADDR:PORT"))
+}
+
+/// `--connect`: `ADDR:PORT`, optionally `@MS` for that peer's relay delay.
+fn parse_connect(text: &str) -> Result<miner::node::p2p::Dial, String> {
+    let (addr, delay) = match text.split_once('@') {
+        Some((addr, ms)) => {
+            let ms: u64 = ms
+                .parse()
+                .ok()
+                .filter(|ms| *ms <= 3_600_000)
+                .ok_or_else(|| {
+                    format!("{text}: after @ give the relay delay in milliseconds (0 to 3600000), e.g. 127.0.0.1:18444@250")
+                })?;
+            (addr, Some(std::time::Duration::from_millis(ms)))
+        }
+        None => (text, None),
+    };
+    let addr = addr.parse().map_err(|_| {
+        format!("{text}: expected ADDR:PORT (e.g. 127.0.0.1:18444), optionally @MS")
+    })?;
+    Ok(miner::node::p2p::Dial {
+        addr,
+        relay_delay: delay,
+    })
 }
 
 /// `--p2p-magic`: 4 bytes as 8 hex digits, in wire order.

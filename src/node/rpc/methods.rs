@@ -406,10 +406,85 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                         "conntime": p.conntime,
                         "bytessent": get(&p.bytessent),
                         "bytesrecv": get(&p.bytesrecv),
+                        "banscore": p.banscore.load(std::sync::atomic::Ordering::Relaxed),
+                        "blocks_in_flight": get(&p.blocks_in_flight),
+                        "relay_delay_ms": get(&p.relay_delay_ms),
                     })
                 })
                 .collect();
             Ok(Value::Array(peers))
+        }
+        "listbanned" => {
+            no_more(params, 0, "listbanned")?;
+            let now = u64::from(crate::mining::unix_now());
+            let bans: Vec<Value> = state
+                .peers
+                .bans()
+                .into_iter()
+                .map(|(ip, ban)| {
+                    json!({
+                        "address": subnet(ip),
+                        "ban_created": ban.created,
+                        "banned_until": ban.until,
+                        "ban_duration": ban.until - ban.created,
+                        "time_remaining": ban.until.saturating_sub(now),
+                    })
+                })
+                .collect();
+            Ok(Value::Array(bans))
+        }
+        "setban" => {
+            no_more(params, 4, "setban")?;
+            let target = params.first().and_then(Value::as_str).ok_or_else(|| {
+                RpcError::new(
+                    INVALID_PARAMETER,
+                    "setban \"subnet\" \"add|remove\" ( bantime )",
+                )
+            })?;
+            let ip = parse_ban_target(target)?;
+            let seconds = match params.get(2) {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(0) => None,
+                    Some(s) => Some(s),
+                    None => {
+                        return Err(RpcError::new(
+                            INVALID_PARAMETER,
+                            "bantime must be a whole number of seconds",
+                        ))
+                    }
+                },
+            };
+            match params.get(1).and_then(Value::as_str) {
+                Some("add") => {
+                    if state.peers.is_banned(ip) {
+                        return Err(RpcError::new(
+                            CLIENT_NODE_ALREADY_ADDED,
+                            "Error: IP/Subnet already banned",
+                        ));
+                    }
+                    state.peers.ban(ip, seconds);
+                    Ok(Value::Null)
+                }
+                Some("remove") => {
+                    if !state.peers.unban(ip) {
+                        return Err(RpcError::new(
+                            CLIENT_INVALID_IP_OR_SUBNET,
+                            "Error: Unban failed. Requested address/subnet was not previously manually banned.",
+                        ));
+                    }
+                    Ok(Value::Null)
+                }
+                _ => Err(RpcError::new(
+                    INVALID_PARAMETER,
+                    "setban: the command must be \"add\" or \"remove\"",
+                )),
+            }
+        }
+        "clearbanned" => {
+            no_more(params, 0, "clearbanned")?;
+            state.peers.clear_bans();
+            Ok(Value::Null)
         }
         "getnodestats" => {
             no_more(params, 0, "getnodestats")?;
@@ -430,6 +505,9 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 "blocks_accepted": get(&s.blocks_accepted),
                 "blocks_rejected": get(&s.blocks_rejected),
                 "store_faults": get(&s.store_faults),
+                "p2p_peers": state.peers.list().len(),
+                "p2p_orphans": state.peers.orphans(),
+                "p2p_banned": state.peers.bans().len(),
             }))
         }
         "stop" => {
@@ -478,4 +556,37 @@ fn address_json(a: &bitcoin::Address) -> Value {
         v["witness_program"] = json!(hex::encode(program.program().as_bytes()));
     }
     v
+}
+
+/// Core's RPC_CLIENT_NODE_ALREADY_ADDED and RPC_CLIENT_INVALID_IP_OR_SUBNET.
+const CLIENT_NODE_ALREADY_ADDED: i64 = -23;
+const CLIENT_INVALID_IP_OR_SUBNET: i64 = -30;
+
+/// `setban`'s address: an IP, or a single-address subnet (`/32`, `/128`) as Core writes them.
+fn parse_ban_target(text: &str) -> Result<std::net::IpAddr, RpcError> {
+    let (ip, mask) = match text.split_once('/') {
+        Some((ip, mask)) => (ip, Some(mask)),
+        None => (text, None),
+    };
+    let invalid = || {
+        RpcError::new(
+            CLIENT_INVALID_IP_OR_SUBNET,
+            format!("Error: Invalid IP/Subnet {text}: give one address, e.g. 127.0.0.1 or 127.0.0.1/32 (wider subnets are not supported)"),
+        )
+    };
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| invalid())?;
+    let full = if ip.is_ipv4() { "32" } else { "128" };
+    match mask {
+        None => Ok(ip),
+        Some(m) if m == full => Ok(ip),
+        Some(_) => Err(invalid()),
+    }
+}
+
+/// An address as Core's `listbanned` writes it: a subnet of one.
+fn subnet(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(_) => format!("{ip}/32"),
+        std::net::IpAddr::V6(_) => format!("{ip}/128"),
+    }
 }

@@ -151,6 +151,17 @@ impl NodeState {
             .map(|e| e.block.clone())
     }
 
+    /// The first of `headers` whose proof of work fails Core's `CheckProofOfWork` (nBits that
+    /// decode to a target within the pow limit, met by the header's hash), if any.
+    pub(crate) fn first_without_pow(&self, headers: &[bitcoin::block::Header]) -> Option<usize> {
+        use bitcoin::hashes::Hash;
+        let chain = self.chain();
+        headers.iter().position(|h| {
+            let bits = crate::pow::CompactTarget::from_consensus(h.bits.to_consensus());
+            !chain.proof_of_work_holds(bits, &h.block_hash().to_byte_array())
+        })
+    }
+
     /// The tip's header.
     pub(crate) fn tip_header(&self) -> bitcoin::block::Header {
         self.chain().tip().block.header

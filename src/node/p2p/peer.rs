@@ -1,0 +1,727 @@
+//! One peer's connection: handshake, then its messages answered, the blocks it has fetched,
+//! our new tips announced to it, and its misbehaviour scored as Core scores it:
+//!
+//! | what the peer did | points |
+//! |---|---|
+//! | a block that fails validation | 100 |
+//! | a header whose proof of work fails | 100 |
+//! | a malformed message (bad checksum, undecodable) or one over 4,000,000 bytes | 100 |
+//! | more messages than a burst of 5,000, refilled at 2,000/s (requested blocks free) | 100 |
+//! | `headers` that do not chain, or more than 2,000 of them | 20 |
+//! | `inv`/`getdata` of more than 50,000 entries, a locator of more than 101 | 20 |
+//! | every 10th `headers` in a row that does not connect to anything we know | 20 |
+//! | a requested block not delivered within `--p2p-stall-timeout` | 50 |
+//!
+//! Core drops (without a score) peers that send oversize messages or stall; here they are
+//! scored so that every kind of misbehaviour ends in a ban. A wrong network magic is an honest
+//! node of another network: dropped, not scored.
+
+use super::download::Download;
+use super::wire::{read_message, ReadError, Writer};
+use super::{lock, PeerInfo, Settings};
+use crate::mining::unix_now;
+use crate::node::rpc::NodeState;
+use bitcoin::hashes::Hash;
+use bitcoin::p2p::address::Address;
+use bitcoin::p2p::message::NetworkMessage;
+use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
+use bitcoin::p2p::message_network::VersionMessage;
+use bitcoin::p2p::{Magic, ServiceFlags};
+use bitcoin::{Block, BlockHash};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Headers in one `headers` message.
+pub(super) const MAX_HEADERS: usize = 2000;
+/// Entries in one `inv`, `getdata` or `notfound` (Core's MAX_INV_SZ).
+const MAX_INV: usize = 50_000;
+/// Hashes in a block locator (Core's MAX_LOCATOR_SZ).
+const MAX_LOCATOR: usize = 101;
+/// Blocks requested from one peer and not yet received.
+const MAX_IN_FLIGHT: usize = 16;
+/// Blocks queued to request from one peer; past it, more headers are asked for only once the
+/// queue drains.
+const MAX_WANTED: usize = 8000;
+/// Blocks waiting for their relay delay to pass, per peer.
+const MAX_DELAYED: usize = 50_000;
+/// Time to complete the version/verack handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A peer silent this long (no message, not even a pong) is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+const PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Non-connecting `headers` messages in a row that cost a peer 20 (Core's
+/// MAX_UNCONNECTING_HEADERS).
+const UNCONNECTING_PER_PENALTY: u32 = 10;
+/// Messages a peer may send in a burst, and per second after it.
+const FLOOD_BURST: f64 = 5000.0;
+const FLOOD_RATE: f64 = 2000.0;
+/// Messages read ahead of the one being handled (with 4 MB messages, 20 MB per peer at most).
+const READ_AHEAD: usize = 4;
+/// The protocol version we speak (Core 0.12's; sendheaders needs 70012).
+const OUR_VERSION: u32 = 70015;
+
+/// Something to send once the relay delay has passed.
+enum Delayed {
+    Message(bitcoin::p2p::message::NetworkMessage),
+    Block(BlockHash),
+}
+
+/// Per-peer state.
+struct Sync {
+    /// The peer asked for headers announcements.
+    send_headers: bool,
+    /// Blocks to request from it, in order, and (with `deferred`) the same as a set.
+    wanted: VecDeque<BlockHash>,
+    queued: HashSet<BlockHash>,
+    /// Blocks it has that another peer is fetching: asked again if that peer fails.
+    deferred: Vec<BlockHash>,
+    /// It has more headers than fit the queue: ask again once it drains.
+    more_headers: Option<BlockHash>,
+    /// Blocks requested from it and when.
+    in_flight: HashMap<BlockHash, Instant>,
+    /// Non-connecting headers messages in a row.
+    unconnecting: u32,
+    /// The tip last announced to (or learned from) this peer.
+    announced: Option<BlockHash>,
+    /// Held by the relay delay.
+    delay: Duration,
+    delayed: VecDeque<(Instant, Delayed)>,
+    /// Flood bucket: messages it may still send, refilled over time.
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Sync {
+    fn new(delay: Duration) -> Sync {
+        Sync {
+            send_headers: false,
+            wanted: VecDeque::new(),
+            queued: HashSet::new(),
+            deferred: Vec::new(),
+            more_headers: None,
+            in_flight: HashMap::new(),
+            unconnecting: 0,
+            announced: None,
+            delay,
+            delayed: VecDeque::new(),
+            tokens: FLOOD_BURST,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes one message from the flood bucket; false when it is empty.
+    fn take_token(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * FLOOD_RATE).min(FLOOD_BURST);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// Serves one connection until it ends; the peer is listed in `getpeerinfo` meanwhile.
+pub(super) async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    inbound: bool,
+    magic: Magic,
+    delay: Duration,
+    state: Arc<NodeState>,
+    settings: Arc<Settings>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(addr);
+    let info = state.peers.add(addr, inbound, delay);
+    tracing::info!(peer = info.id, %addr, inbound, "p2p: peer connected");
+    let (mut reader, half) = stream.into_split();
+    let mut writer = Writer {
+        half,
+        magic,
+        info: info.clone(),
+    };
+    // The reader runs apart, so a half-read frame is never cancelled by the select below; its
+    // channel is short, so a peer sending faster than we handle waits on TCP.
+    let (tx, mut rx) = mpsc::channel::<Result<NetworkMessage, ReadError>>(READ_AHEAD);
+    let reader_info = info.clone();
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let message = read_message(&mut reader, magic, &reader_info).await;
+            let failed = message.is_err();
+            if tx.send(message).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let mut sync = Sync::new(delay);
+    let why = session(
+        &mut writer,
+        &mut rx,
+        addr,
+        local,
+        &state,
+        &info,
+        &settings,
+        &mut sync,
+    )
+    .await;
+    reader_task.abort();
+    state.peers.remove(info.id);
+    tracing::info!(peer = info.id, %addr, reason = %why, "p2p: peer disconnected");
+}
+
+fn version_message(addr: SocketAddr, local: SocketAddr, height: u32) -> VersionMessage {
+    let mut version = VersionMessage::new(
+        ServiceFlags::NETWORK,
+        i64::from(unix_now()),
+        Address::new(&addr, ServiceFlags::NONE),
+        Address::new(&local, ServiceFlags::NETWORK),
+        rand::random(),
+        format!("/miner:{}/", env!("CARGO_PKG_VERSION")),
+        height as i32,
+    );
+    version.version = OUR_VERSION;
+    version.relay = true;
+    version
+}
+
+/// Turns a read error into why the peer is dropped, scoring it first where it misbehaved.
+fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
+    match error {
+        ReadError::Io(why) | ReadError::Magic(why) => why,
+        ReadError::Misbehaved(why) => match state.peers.misbehaving(info, 100, &why) {
+            Ok(()) => why,
+            Err(banned) => banned,
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    writer: &mut Writer,
+    rx: &mut mpsc::Receiver<Result<NetworkMessage, ReadError>>,
+    addr: SocketAddr,
+    local: SocketAddr,
+    state: &Arc<NodeState>,
+    info: &Arc<PeerInfo>,
+    settings: &Settings,
+    sync: &mut Sync,
+) -> String {
+    let (height, _) = state.tip();
+    // Handshake: version → verack both ways.
+    if let Err(e) = writer
+        .send(NetworkMessage::Version(version_message(
+            addr, local, height,
+        )))
+        .await
+    {
+        return e;
+    }
+    let handshake = async {
+        let (mut got_version, mut got_verack) = (false, false);
+        while !(got_version && got_verack) {
+            match rx.recv().await {
+                Some(Ok(NetworkMessage::Version(v))) if !got_version => {
+                    got_version = true;
+                    info.version.store(u64::from(v.version), Ordering::Relaxed);
+                    *lock(&info.subver) = v.user_agent;
+                    info.startingheight
+                        .store(i64::from(v.start_height), Ordering::Relaxed);
+                    writer.send(NetworkMessage::Verack).await?;
+                }
+                Some(Ok(NetworkMessage::Verack)) => got_verack = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(read_failed(state, info, e)),
+                None => return Err("closed".to_string()),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return why,
+        Err(_) => return "handshake timed out".into(),
+    }
+    tracing::info!(peer = info.id, %addr, subver = %lock(&info.subver), "p2p: handshake done");
+    let mut tips = state.watch_tip();
+    tips.borrow_and_update();
+    for m in [
+        NetworkMessage::SendHeaders,
+        NetworkMessage::GetHeaders(get_headers(state.locator())),
+    ] {
+        if let Err(e) = writer.send(m).await {
+            return e;
+        }
+    }
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut stall_check =
+        tokio::time::interval((settings.stall_timeout / 4).max(Duration::from_millis(100)));
+    stall_check.tick().await;
+    loop {
+        let due = sync.delayed.front().map(|(at, _)| *at);
+        let result = tokio::select! {
+            message = tokio::time::timeout(IDLE_TIMEOUT, rx.recv()) => match message {
+                Err(_) => return "no message for too long".into(),
+                Ok(None) => return "closed".into(),
+                Ok(Some(Err(e))) => return read_failed(state, info, e),
+                Ok(Some(Ok(message))) => {
+                    let requested = matches!(&message, NetworkMessage::Block(b) if sync.in_flight.contains_key(&b.block_hash()));
+                    if !requested && !sync.take_token() {
+                        Err(state.peers.misbehaving(info, 100, "message flood").err().unwrap_or_else(|| "message flood".into()))
+                    } else {
+                        handle(message, writer, state, info, sync).await
+                    }
+                }
+            },
+            changed = tips.changed() => {
+                if changed.is_err() || state.stopping() {
+                    return "node stopping".into();
+                }
+                match announce(writer, state, sync).await {
+                    // Another peer's block may have been one this peer was waiting on.
+                    Ok(()) => request_blocks(writer, state, info, sync).await,
+                    Err(e) => Err(e),
+                }
+            }
+            () = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => send_due(writer, state, sync).await,
+            _ = stall_check.tick() => match stalled(state, info, settings, sync) {
+                Ok(true) => request_blocks(writer, state, info, sync).await,
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            },
+            () = info.kick.notified() => return "its address was banned (setban)".into(),
+            _ = ping.tick() => writer.send(NetworkMessage::Ping(rand::random())).await,
+        };
+        if let Err(why) = result {
+            return why;
+        }
+        info.blocks_in_flight
+            .store(sync.in_flight.len() as u64, Ordering::Relaxed);
+    }
+}
+
+fn get_headers(locator: Vec<BlockHash>) -> GetHeadersMessage {
+    GetHeadersMessage {
+        version: OUR_VERSION,
+        locator_hashes: locator,
+        stop_hash: BlockHash::all_zeros(),
+    }
+}
+
+/// Sends `message` now, or queues it behind the relay delay.
+async fn relay(writer: &mut Writer, sync: &mut Sync, item: Delayed) -> Result<(), String> {
+    if sync.delay.is_zero() {
+        return match item {
+            Delayed::Message(m) => writer.send(m).await,
+            Delayed::Block(_) => Ok(()),
+        };
+    }
+    sync.delayed.push_back((Instant::now() + sync.delay, item));
+    Ok(())
+}
+
+/// Sends what the relay delay held and is now due.
+async fn send_due(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Result<(), String> {
+    let now = Instant::now();
+    while sync.delayed.front().is_some_and(|(at, _)| *at <= now) {
+        let Some((_, item)) = sync.delayed.pop_front() else {
+            break;
+        };
+        match item {
+            Delayed::Message(m) => writer.send(m).await?,
+            Delayed::Block(hash) => match state.block(&hash) {
+                Some(block) => writer.send(NetworkMessage::Block(block)).await?,
+                None => {
+                    writer
+                        .send(NetworkMessage::NotFound(vec![Inventory::Block(hash)]))
+                        .await?
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Tells the peer about our new tip.
+async fn announce(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Result<(), String> {
+    let header = state.tip_header();
+    let hash = header.block_hash();
+    if sync.announced == Some(hash) {
+        return Ok(());
+    }
+    sync.announced = Some(hash);
+    let message = if sync.send_headers {
+        NetworkMessage::Headers(vec![header])
+    } else {
+        NetworkMessage::Inv(vec![Inventory::Block(hash)])
+    };
+    relay(writer, sync, Delayed::Message(message)).await
+}
+
+/// Releases blocks the peer has not delivered in time (50 points), so they are asked again;
+/// whether any were.
+fn stalled(
+    state: &NodeState,
+    info: &PeerInfo,
+    settings: &Settings,
+    sync: &mut Sync,
+) -> Result<bool, String> {
+    let now = Instant::now();
+    let late: Vec<BlockHash> = sync
+        .in_flight
+        .iter()
+        .filter(|(_, at)| now.duration_since(**at) >= settings.stall_timeout)
+        .map(|(h, _)| *h)
+        .collect();
+    if late.is_empty() {
+        return Ok(false);
+    }
+    {
+        let mut download = lock(&state.peers.download);
+        for hash in late.iter().rev() {
+            sync.in_flight.remove(hash);
+            download.release(hash, info.id);
+            if sync.queued.insert(*hash) {
+                sync.wanted.push_front(*hash);
+            }
+        }
+    }
+    state.peers.misbehaving(
+        info,
+        50,
+        &format!(
+            "stalled: {} requested block(s) not delivered in {} s",
+            late.len(),
+            settings.stall_timeout.as_secs_f64()
+        ),
+    )?;
+    Ok(true)
+}
+
+/// Requests the next wanted blocks that no other peer is fetching, up to the in-flight bound;
+/// asks for more headers when this peer's queue has drained.
+async fn request_blocks(
+    writer: &mut Writer,
+    state: &NodeState,
+    info: &PeerInfo,
+    sync: &mut Sync,
+) -> Result<(), String> {
+    let mut ask = Vec::new();
+    {
+        let mut download = lock(&state.peers.download);
+        let mut recycled = false;
+        loop {
+            while sync.in_flight.len() < MAX_IN_FLIGHT {
+                let Some(hash) = sync.wanted.pop_front() else {
+                    break;
+                };
+                if state.has_block(&hash) || download.is_orphan(&hash) {
+                    sync.queued.remove(&hash);
+                } else if download.claim(hash, info.id) {
+                    sync.queued.remove(&hash);
+                    sync.in_flight.insert(hash, Instant::now());
+                    ask.push(Inventory::Block(hash));
+                } else {
+                    sync.deferred.push(hash);
+                }
+            }
+            if recycled || !sync.wanted.is_empty() || sync.deferred.is_empty() {
+                break;
+            }
+            // The queue ran dry: take back what other peers were fetching and did not deliver.
+            recycled = true;
+            for hash in std::mem::take(&mut sync.deferred) {
+                if state.has_block(&hash) || download.is_orphan(&hash) {
+                    sync.queued.remove(&hash);
+                } else if download.elsewhere(&hash, info.id) {
+                    sync.deferred.push(hash);
+                } else {
+                    sync.wanted.push_back(hash);
+                }
+            }
+        }
+    }
+    if !ask.is_empty() {
+        writer.send(NetworkMessage::GetData(ask)).await?;
+    }
+    if sync.wanted.is_empty() && sync.in_flight.is_empty() {
+        if let Some(last) = sync.more_headers.take() {
+            writer
+                .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What became of a block a peer sent.
+enum Verdict {
+    /// Stored at this height (and any orphans it was the parent of).
+    Stored(u32),
+    /// Kept until its parent arrives.
+    Orphan,
+    /// Refused, with Core's reason.
+    Refused(String),
+}
+
+/// Validates and stores a peer's block, then the orphans waiting for it. Runs off the async
+/// threads. Locks: the download table, then the chain (never the other way round).
+fn connect(
+    state: &NodeState,
+    download: &std::sync::Mutex<Download>,
+    block: Block,
+    peer: u64,
+    asked: bool,
+) -> Verdict {
+    let hash = block.block_hash();
+    {
+        let mut d = lock(download);
+        if !state.has_block(&block.header.prev_blockhash) {
+            // Checked and kept under the download lock: a parent stored meanwhile takes its
+            // children under the same lock, after it is in the chain, so none is stranded.
+            return if asked && d.add_orphan(block) {
+                Verdict::Orphan
+            } else {
+                Verdict::Refused("prev-blk-not-found".into())
+            };
+        }
+    }
+    let height = match state.submit_from_peer(block, peer) {
+        Ok(height) => height,
+        Err(reason) => return Verdict::Refused(reason),
+    };
+    let mut parents = vec![hash];
+    while let Some(parent) = parents.pop() {
+        let children = lock(download).children(&parent);
+        for child in children {
+            let h = child.block_hash();
+            match state.submit_from_peer(child, peer) {
+                Ok(_) => parents.push(h),
+                Err(reason) => {
+                    tracing::info!(peer, hash = %h, %reason, "p2p: orphan block refused")
+                }
+            }
+        }
+    }
+    Verdict::Stored(height)
+}
+
+async fn handle(
+    message: NetworkMessage,
+    writer: &mut Writer,
+    state: &Arc<NodeState>,
+    info: &Arc<PeerInfo>,
+    sync: &mut Sync,
+) -> Result<(), String> {
+    let peers = &state.peers;
+    match message {
+        NetworkMessage::Ping(nonce) => writer.send(NetworkMessage::Pong(nonce)).await,
+        NetworkMessage::SendHeaders => {
+            sync.send_headers = true;
+            Ok(())
+        }
+        NetworkMessage::GetHeaders(request) => {
+            if request.locator_hashes.len() > MAX_LOCATOR {
+                return peers.misbehaving(info, 20, "block locator of more than 101 hashes");
+            }
+            let headers = state.headers_after(&request.locator_hashes, request.stop_hash);
+            writer.send(NetworkMessage::Headers(headers)).await
+        }
+        NetworkMessage::Headers(headers) => {
+            let Some(first) = headers.first() else {
+                return Ok(());
+            };
+            if headers.len() > MAX_HEADERS {
+                return peers.misbehaving(
+                    info,
+                    20,
+                    &format!("headers message of {} headers", headers.len()),
+                );
+            }
+            let full = headers.len() == MAX_HEADERS;
+            let last = headers[headers.len() - 1].block_hash();
+            let known = |h: &BlockHash, sync: &Sync| {
+                state.has_block(h)
+                    || sync.in_flight.contains_key(h)
+                    || sync.queued.contains(h)
+                    || lock(&peers.download).is_orphan(h)
+            };
+            if !known(&first.prev_blockhash, sync) {
+                sync.unconnecting += 1;
+                if sync.unconnecting % UNCONNECTING_PER_PENALTY == 0 {
+                    peers.misbehaving(
+                        info,
+                        20,
+                        &format!(
+                            "{} headers messages in a row that do not connect",
+                            sync.unconnecting
+                        ),
+                    )?;
+                }
+                return writer
+                    .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
+                    .await;
+            }
+            sync.unconnecting = 0;
+            if headers
+                .windows(2)
+                .any(|w| w[1].prev_blockhash != w[0].block_hash())
+            {
+                return peers.misbehaving(info, 20, "non-continuous headers sequence");
+            }
+            if let Some(bad) = state.first_without_pow(&headers) {
+                return peers.misbehaving(
+                    info,
+                    100,
+                    &format!(
+                        "header {} has invalid proof of work",
+                        headers[bad].block_hash()
+                    ),
+                );
+            }
+            let mut prev = first.prev_blockhash;
+            // Where the queue filled up, if it did: headers from there on are asked for again.
+            let mut cut = None;
+            for header in &headers {
+                let hash = header.block_hash();
+                if !known(&hash, sync) {
+                    if sync.wanted.len() + sync.deferred.len() >= MAX_WANTED {
+                        cut = Some(prev);
+                        break;
+                    }
+                    sync.queued.insert(hash);
+                    sync.wanted.push_back(hash);
+                }
+                prev = hash;
+            }
+            if let Some(height) = state.height_of(&last) {
+                info.synced_headers
+                    .store(i64::from(height), Ordering::Relaxed);
+            }
+            if let Some(at) = cut {
+                sync.more_headers = Some(at);
+            } else if full {
+                if sync.wanted.len() + sync.deferred.len() + MAX_HEADERS <= MAX_WANTED {
+                    writer
+                        .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
+                        .await?;
+                } else {
+                    sync.more_headers = Some(last);
+                }
+            }
+            request_blocks(writer, state, info, sync).await
+        }
+        NetworkMessage::Inv(items) => {
+            if items.len() > MAX_INV {
+                return peers.misbehaving(info, 20, &format!("inv of {} entries", items.len()));
+            }
+            let unknown = items
+                .iter()
+                .any(|i| matches!(i, Inventory::Block(h) | Inventory::WitnessBlock(h) if !state.has_block(h)));
+            if unknown {
+                writer
+                    .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
+                    .await?;
+            }
+            Ok(())
+        }
+        NetworkMessage::GetData(items) => {
+            if items.len() > MAX_INV {
+                return peers.misbehaving(info, 20, &format!("getdata of {} entries", items.len()));
+            }
+            let mut missing = Vec::new();
+            for item in items {
+                match item {
+                    Inventory::Block(h) | Inventory::WitnessBlock(h) if state.has_block(&h) => {
+                        if !sync.delay.is_zero() {
+                            if sync.delayed.len() < MAX_DELAYED {
+                                relay(writer, sync, Delayed::Block(h)).await?;
+                            } else {
+                                missing.push(item);
+                            }
+                        } else if let Some(block) = state.block(&h) {
+                            writer.send(NetworkMessage::Block(block)).await?;
+                        }
+                    }
+                    other => missing.push(other),
+                }
+            }
+            if !missing.is_empty() {
+                writer.send(NetworkMessage::NotFound(missing)).await?;
+            }
+            Ok(())
+        }
+        NetworkMessage::NotFound(items) => {
+            if items.len() > MAX_INV {
+                return peers.misbehaving(
+                    info,
+                    20,
+                    &format!("notfound of {} entries", items.len()),
+                );
+            }
+            {
+                let mut download = lock(&peers.download);
+                for item in items {
+                    if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
+                        if sync.in_flight.remove(&h).is_some() {
+                            download.release(&h, info.id);
+                        }
+                    }
+                }
+            }
+            request_blocks(writer, state, info, sync).await
+        }
+        NetworkMessage::Block(block) => {
+            let hash = block.block_hash();
+            let asked = sync.in_flight.remove(&hash).is_some();
+            let state2 = state.clone();
+            let id = info.id;
+            let verdict = tokio::task::spawn_blocking(move || {
+                let verdict = connect(&state2, &state2.peers.download, block, id, asked);
+                lock(&state2.peers.download).release(&hash, id);
+                verdict
+            })
+            .await
+            .map_err(|e| format!("block task: {e}"))?;
+            match verdict {
+                Verdict::Stored(height) => {
+                    info.synced_blocks
+                        .store(i64::from(height), Ordering::Relaxed);
+                }
+                Verdict::Orphan => {}
+                Verdict::Refused(reason) if asked || reason != "duplicate" => {
+                    tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
+                    if !matches!(
+                        reason.as_str(),
+                        "duplicate" | "prev-blk-not-found" | "time-too-new"
+                    ) && !reason.starts_with("store fault")
+                    {
+                        peers.misbehaving(
+                            info,
+                            100,
+                            &format!("invalid block {hash} ({reason})"),
+                        )?;
+                    }
+                }
+                Verdict::Refused(_) => {}
+            }
+            request_blocks(writer, state, info, sync).await
+        }
+        _ => Ok(()),
+    }
+}
