@@ -5,7 +5,7 @@
 //! connected when the parent is.
 
 use bitcoin::{Block, BlockHash};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// Blocks waiting for their parent, at most.
 const MAX_ORPHANS: usize = 2048;
@@ -15,22 +15,22 @@ const MAX_ORPHAN_BYTES: usize = 64 << 20;
 /// What the peers share.
 #[derive(Debug, Default)]
 pub struct Download {
-    /// Block → the peer it is requested from.
-    in_flight: HashMap<BlockHash, u64>,
+    /// Block → the peer it is requested from, and its height.
+    in_flight: HashMap<BlockHash, (u64, u32)>,
     /// Parent → blocks waiting for it, and their hashes, sizes and arrival order.
     orphans: HashMap<BlockHash, Vec<Block>>,
-    orphan_hashes: HashSet<BlockHash>,
+    orphan_hashes: HashMap<BlockHash, u32>,
     orphan_order: VecDeque<(BlockHash, BlockHash, usize)>,
     orphan_bytes: usize,
 }
 
 impl Download {
-    /// Claims `hash` for `peer`; false when another peer has it in flight.
-    pub fn claim(&mut self, hash: BlockHash, peer: u64) -> bool {
+    /// Claims `hash` (at `height`) for `peer`; false when another peer has it in flight.
+    pub fn claim(&mut self, hash: BlockHash, peer: u64, height: u32) -> bool {
         match self.in_flight.get(&hash) {
-            Some(&p) => p == peer,
+            Some(&(p, _)) => p == peer,
             None => {
-                self.in_flight.insert(hash, peer);
+                self.in_flight.insert(hash, (peer, height));
                 true
             }
         }
@@ -38,31 +38,39 @@ impl Download {
 
     /// Whether `hash` is requested from a peer other than `peer`.
     pub fn elsewhere(&self, hash: &BlockHash, peer: u64) -> bool {
-        self.in_flight.get(hash).is_some_and(|&p| p != peer)
+        self.in_flight.get(hash).is_some_and(|&(p, _)| p != peer)
     }
 
     /// Ends `peer`'s claim on `hash` (received, not found, stalled).
     pub fn release(&mut self, hash: &BlockHash, peer: u64) {
-        if self.in_flight.get(hash) == Some(&peer) {
+        if self.in_flight.get(hash).is_some_and(|&(p, _)| p == peer) {
             self.in_flight.remove(hash);
         }
     }
 
     /// Ends every claim of `peer` (it disconnected).
     pub fn release_peer(&mut self, peer: u64) {
-        self.in_flight.retain(|_, p| *p != peer);
+        self.in_flight.retain(|_, (p, _)| *p != peer);
     }
 
     /// Whether `hash` waits in the orphan pool.
     pub fn is_orphan(&self, hash: &BlockHash) -> bool {
-        self.orphan_hashes.contains(hash)
+        self.orphan_hashes.contains_key(hash)
     }
 
-    /// Keeps `block` until its parent connects; false (and the block dropped) when the pool is
-    /// full even after the oldest orphans make room.
-    pub fn add_orphan(&mut self, block: Block) -> bool {
+    /// The height of a block in flight from any peer or waiting in the orphan pool.
+    pub fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        self.in_flight
+            .get(hash)
+            .map(|&(_, h)| h)
+            .or_else(|| self.orphan_hashes.get(hash).copied())
+    }
+
+    /// Keeps `block` (at `height`) until its parent connects; false (and the block dropped)
+    /// when the pool is full even after the oldest orphans make room.
+    pub fn add_orphan(&mut self, block: Block, height: u32) -> bool {
         let hash = block.block_hash();
-        if self.orphan_hashes.contains(&hash) {
+        if self.orphan_hashes.contains_key(&hash) {
             return true;
         }
         let size = block.total_size();
@@ -74,7 +82,7 @@ impl Download {
             let Some((old, parent, bytes)) = self.orphan_order.pop_front() else {
                 break;
             };
-            if self.orphan_hashes.remove(&old) {
+            if self.orphan_hashes.remove(&old).is_some() {
                 self.orphan_bytes -= bytes;
                 if let Some(list) = self.orphans.get_mut(&parent) {
                     list.retain(|b| b.block_hash() != old);
@@ -85,7 +93,7 @@ impl Download {
             }
         }
         let parent = block.header.prev_blockhash;
-        self.orphan_hashes.insert(hash);
+        self.orphan_hashes.insert(hash, height);
         self.orphan_order.push_back((hash, parent, size));
         self.orphan_bytes += size;
         self.orphans.entry(parent).or_default().push(block);
@@ -136,28 +144,29 @@ mod tests {
     fn a_block_in_flight_from_one_peer_is_not_claimed_by_another_until_released() {
         let mut d = Download::default();
         let h = BlockHash::from_byte_array([7; 32]);
-        assert!(d.claim(h, 1));
-        assert!(d.claim(h, 1));
-        assert!(!d.claim(h, 2));
+        assert!(d.claim(h, 1, 9));
+        assert!(d.claim(h, 1, 9));
+        assert!(!d.claim(h, 2, 9));
+        assert_eq!(d.height_of(&h), Some(9));
         assert!(d.elsewhere(&h, 2));
         d.release(&h, 2);
         assert!(d.elsewhere(&h, 2), "only the holder releases");
         d.release_peer(1);
-        assert!(d.claim(h, 2));
+        assert!(d.claim(h, 2, 9));
     }
 
     #[test]
     fn orphans_wait_for_their_parent_and_the_pool_is_bounded() {
         let mut d = Download::default();
-        assert!(d.add_orphan(block(1, 0)));
-        assert!(d.add_orphan(block(1, 1)));
-        assert!(d.add_orphan(block(2, 0)));
+        assert!(d.add_orphan(block(1, 0), 5));
+        assert!(d.add_orphan(block(1, 1), 5));
+        assert!(d.add_orphan(block(2, 0), 6));
         assert_eq!(d.orphan_count(), 3);
         let kids = d.children(&BlockHash::from_byte_array([1; 32]));
         assert_eq!(kids.len(), 2);
         assert_eq!(d.orphan_count(), 1);
         for n in 0..(MAX_ORPHANS as u32 + 10) {
-            assert!(d.add_orphan(block(3, n)));
+            assert!(d.add_orphan(block(3, n), 7));
         }
         assert_eq!(d.orphan_count(), MAX_ORPHANS);
         assert!(

@@ -28,7 +28,7 @@ use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
 use bitcoin::p2p::message_network::VersionMessage;
 use bitcoin::p2p::{Magic, ServiceFlags};
 use bitcoin::{Block, BlockHash};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,6 +45,9 @@ const MAX_INV: usize = 50_000;
 const MAX_LOCATOR: usize = 101;
 /// Blocks requested from one peer and not yet received.
 const MAX_IN_FLIGHT: usize = 16;
+/// Blocks requested only this far above our tip (Core's BLOCK_DOWNLOAD_WINDOW), so blocks
+/// from several peers arriving out of order fit the orphan pool.
+const DOWNLOAD_WINDOW: u32 = 1024;
 /// Blocks queued to request from one peer; past it, more headers are asked for only once the
 /// queue drains.
 const MAX_WANTED: usize = 8000;
@@ -76,15 +79,17 @@ enum Delayed {
 struct Sync {
     /// The peer asked for headers announcements.
     send_headers: bool,
-    /// Blocks to request from it, in order, and (with `deferred`) the same as a set.
-    wanted: VecDeque<BlockHash>,
-    queued: HashSet<BlockHash>,
-    /// Blocks it has that another peer is fetching: asked again if that peer fails.
-    deferred: Vec<BlockHash>,
+    /// Blocks to request from it, in order, with their heights; and (with `deferred`) the
+    /// same as a map.
+    wanted: VecDeque<(BlockHash, u32)>,
+    queued: HashMap<BlockHash, u32>,
+    /// Blocks it has that another peer is fetching, by height: asked of this peer if that one
+    /// fails to deliver.
+    deferred: BTreeSet<(u32, BlockHash)>,
     /// It has more headers than fit the queue: ask again once it drains.
     more_headers: Option<BlockHash>,
-    /// Blocks requested from it and when.
-    in_flight: HashMap<BlockHash, Instant>,
+    /// Blocks requested from it: when, and their heights.
+    in_flight: HashMap<BlockHash, (Instant, u32)>,
     /// Non-connecting headers messages in a row.
     unconnecting: u32,
     /// The tip last announced to (or learned from) this peer.
@@ -102,8 +107,8 @@ impl Sync {
         Sync {
             send_headers: false,
             wanted: VecDeque::new(),
-            queued: HashSet::new(),
-            deferred: Vec::new(),
+            queued: HashMap::new(),
+            deferred: BTreeSet::new(),
             more_headers: None,
             in_flight: HashMap::new(),
             unconnecting: 0,
@@ -289,7 +294,7 @@ async fn session(
                 }
                 match announce(writer, state, sync).await {
                     // Another peer's block may have been one this peer was waiting on.
-                    Ok(()) => request_blocks(writer, state, info, sync).await,
+                    Ok(()) => request_blocks(writer, state, info, sync, false).await,
                     Err(e) => Err(e),
                 }
             }
@@ -300,8 +305,7 @@ async fn session(
                 }
             } => send_due(writer, state, sync).await,
             _ = stall_check.tick() => match stalled(state, info, settings, sync) {
-                Ok(true) => request_blocks(writer, state, info, sync).await,
-                Ok(false) => Ok(()),
+                Ok(_) => request_blocks(writer, state, info, sync, true).await,
                 Err(e) => Err(e),
             },
             () = info.kick.notified() => return "its address was banned (setban)".into(),
@@ -385,7 +389,7 @@ fn stalled(
     let late: Vec<BlockHash> = sync
         .in_flight
         .iter()
-        .filter(|(_, at)| now.duration_since(**at) >= settings.stall_timeout)
+        .filter(|(_, (at, _))| now.duration_since(*at) >= settings.stall_timeout)
         .map(|(h, _)| *h)
         .collect();
     if late.is_empty() {
@@ -393,11 +397,15 @@ fn stalled(
     }
     {
         let mut download = lock(&state.peers.download);
-        for hash in late.iter().rev() {
-            sync.in_flight.remove(hash);
-            download.release(hash, info.id);
-            if sync.queued.insert(*hash) {
-                sync.wanted.push_front(*hash);
+        let mut late: Vec<(u32, BlockHash)> = late
+            .iter()
+            .filter_map(|h| sync.in_flight.remove(h).map(|(_, height)| (height, *h)))
+            .collect();
+        late.sort();
+        for (height, hash) in late.into_iter().rev() {
+            download.release(&hash, info.id);
+            if sync.queued.insert(hash, height).is_none() {
+                sync.wanted.push_front((hash, height));
             }
         }
     }
@@ -413,46 +421,59 @@ fn stalled(
     Ok(true)
 }
 
-/// Requests the next wanted blocks that no other peer is fetching, up to the in-flight bound;
-/// asks for more headers when this peer's queue has drained.
+/// Requests the next wanted blocks that no other peer is fetching, up to the in-flight bound
+/// and the download window; asks for more headers when this peer's queue has drained. With
+/// `recycle` (on the stall timer, and whenever the queue is empty) blocks deferred to other
+/// peers that those have since given up are taken back.
 async fn request_blocks(
     writer: &mut Writer,
     state: &NodeState,
     info: &PeerInfo,
     sync: &mut Sync,
+    recycle: bool,
 ) -> Result<(), String> {
     let mut ask = Vec::new();
     {
+        let limit = state.tip().0.saturating_add(DOWNLOAD_WINDOW);
         let mut download = lock(&state.peers.download);
-        let mut recycled = false;
-        loop {
-            while sync.in_flight.len() < MAX_IN_FLIGHT {
-                let Some(hash) = sync.wanted.pop_front() else {
-                    break;
-                };
+        if recycle || sync.wanted.is_empty() {
+            let mut back = Vec::new();
+            for &(height, hash) in sync
+                .deferred
+                .range(..(limit.saturating_add(1), BlockHash::all_zeros()))
+            {
                 if state.has_block(&hash) || download.is_orphan(&hash) {
-                    sync.queued.remove(&hash);
-                } else if download.claim(hash, info.id) {
-                    sync.queued.remove(&hash);
-                    sync.in_flight.insert(hash, Instant::now());
-                    ask.push(Inventory::Block(hash));
-                } else {
-                    sync.deferred.push(hash);
+                    back.push((height, hash, false));
+                } else if !download.elsewhere(&hash, info.id) {
+                    back.push((height, hash, true));
                 }
             }
-            if recycled || !sync.wanted.is_empty() || sync.deferred.is_empty() {
+            // Taken back in height order, ahead of the rest of the queue.
+            for (height, hash, want) in back.into_iter().rev() {
+                sync.deferred.remove(&(height, hash));
+                if want {
+                    sync.wanted.push_front((hash, height));
+                } else {
+                    sync.queued.remove(&hash);
+                }
+            }
+        }
+        while sync.in_flight.len() < MAX_IN_FLIGHT {
+            let Some((hash, height)) = sync.wanted.pop_front() else {
+                break;
+            };
+            if height > limit {
+                sync.wanted.push_front((hash, height));
                 break;
             }
-            // The queue ran dry: take back what other peers were fetching and did not deliver.
-            recycled = true;
-            for hash in std::mem::take(&mut sync.deferred) {
-                if state.has_block(&hash) || download.is_orphan(&hash) {
-                    sync.queued.remove(&hash);
-                } else if download.elsewhere(&hash, info.id) {
-                    sync.deferred.push(hash);
-                } else {
-                    sync.wanted.push_back(hash);
-                }
+            if state.has_block(&hash) || download.is_orphan(&hash) {
+                sync.queued.remove(&hash);
+            } else if download.claim(hash, info.id, height) {
+                sync.queued.remove(&hash);
+                sync.in_flight.insert(hash, (Instant::now(), height));
+                ask.push(Inventory::Block(hash));
+            } else {
+                sync.deferred.insert((height, hash));
             }
         }
     }
@@ -486,7 +507,7 @@ fn connect(
     download: &std::sync::Mutex<Download>,
     block: Block,
     peer: u64,
-    asked: bool,
+    asked: Option<u32>,
 ) -> Verdict {
     let hash = block.block_hash();
     {
@@ -494,7 +515,7 @@ fn connect(
         if !state.has_block(&block.header.prev_blockhash) {
             // Checked and kept under the download lock: a parent stored meanwhile takes its
             // children under the same lock, after it is in the chain, so none is stranded.
-            return if asked && d.add_orphan(block) {
+            return if asked.is_some_and(|height| d.add_orphan(block, height)) {
                 Verdict::Orphan
             } else {
                 Verdict::Refused("prev-blk-not-found".into())
@@ -555,15 +576,17 @@ async fn handle(
             }
             let full = headers.len() == MAX_HEADERS;
             let last = headers[headers.len() - 1].block_hash();
-            let known = |h: &BlockHash, sync: &Sync| {
-                state.has_block(h)
-                    || sync.in_flight.contains_key(h)
-                    || sync.queued.contains(h)
-                    || lock(&peers.download).is_orphan(h)
+            // The height of a block we have, are fetching or will fetch from this peer.
+            let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
+                state
+                    .height_of(h)
+                    .or_else(|| sync.in_flight.get(h).map(|(_, height)| *height))
+                    .or_else(|| sync.queued.get(h).copied())
+                    .or_else(|| lock(&peers.download).height_of(h))
             };
-            if !known(&first.prev_blockhash, sync) {
+            let Some(base) = known(&first.prev_blockhash, sync) else {
                 sync.unconnecting += 1;
-                if sync.unconnecting % UNCONNECTING_PER_PENALTY == 0 {
+                if sync.unconnecting.is_multiple_of(UNCONNECTING_PER_PENALTY) {
                     peers.misbehaving(
                         info,
                         20,
@@ -576,7 +599,7 @@ async fn handle(
                 return writer
                     .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
                     .await;
-            }
+            };
             sync.unconnecting = 0;
             if headers
                 .windows(2)
@@ -597,15 +620,16 @@ async fn handle(
             let mut prev = first.prev_blockhash;
             // Where the queue filled up, if it did: headers from there on are asked for again.
             let mut cut = None;
-            for header in &headers {
+            for (i, header) in headers.iter().enumerate() {
                 let hash = header.block_hash();
-                if !known(&hash, sync) {
+                if known(&hash, sync).is_none() {
                     if sync.wanted.len() + sync.deferred.len() >= MAX_WANTED {
                         cut = Some(prev);
                         break;
                     }
-                    sync.queued.insert(hash);
-                    sync.wanted.push_back(hash);
+                    let height = base.saturating_add(1 + i as u32);
+                    sync.queued.insert(hash, height);
+                    sync.wanted.push_back((hash, height));
                 }
                 prev = hash;
             }
@@ -624,7 +648,7 @@ async fn handle(
                     sync.more_headers = Some(last);
                 }
             }
-            request_blocks(writer, state, info, sync).await
+            request_blocks(writer, state, info, sync, false).await
         }
         NetworkMessage::Inv(items) => {
             if items.len() > MAX_INV {
@@ -684,11 +708,11 @@ async fn handle(
                     }
                 }
             }
-            request_blocks(writer, state, info, sync).await
+            request_blocks(writer, state, info, sync, false).await
         }
         NetworkMessage::Block(block) => {
             let hash = block.block_hash();
-            let asked = sync.in_flight.remove(&hash).is_some();
+            let asked = sync.in_flight.remove(&hash).map(|(_, height)| height);
             let state2 = state.clone();
             let id = info.id;
             let verdict = tokio::task::spawn_blocking(move || {
@@ -704,7 +728,7 @@ async fn handle(
                         .store(i64::from(height), Ordering::Relaxed);
                 }
                 Verdict::Orphan => {}
-                Verdict::Refused(reason) if asked || reason != "duplicate" => {
+                Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
                     tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
                     if !matches!(
                         reason.as_str(),
@@ -720,7 +744,7 @@ async fn handle(
                 }
                 Verdict::Refused(_) => {}
             }
-            request_blocks(writer, state, info, sync).await
+            request_blocks(writer, state, info, sync, false).await
         }
         _ => Ok(()),
     }
