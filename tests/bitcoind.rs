@@ -213,6 +213,56 @@ struct Peer {
 }
 
 impl Peer {
+    /// Starts a `miner node` on `dir` as it is (a restart keeps its chain), speaking Bitcoin SV's
+    /// regtest magic, dialing bitcoind's P2P `connect` port if given; waits (bounded) for its RPC.
+    fn start(bin: &Path, dir: PathBuf, connect: Option<u16>) -> Peer {
+        let rpcport = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_miner"));
+        cmd.args(["node", "-d", "2", "--threads", "1", "--datadir"])
+            .arg(&dir)
+            .args(["--rpcport", &rpcport.to_string()])
+            .args(["--rpcuser", USER, "--rpcpassword", PASSWORD])
+            .args(["--p2p-magic", "dab5bffa"]);
+        if let Some(port) = connect {
+            cmd.args(["--connect", &format!("127.0.0.1:{port}")]);
+        }
+        let child = cmd
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start miner node");
+        let peer = Peer {
+            child,
+            dir,
+            rpcport,
+            bin: bin.to_path_buf(),
+        };
+        let started = Instant::now();
+        while peer.cli_text(&["getblockcount"]).parse::<u64>().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "our node's RPC did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peer
+    }
+
+    /// Stops the node (RPC `stop`, SIGKILL if it is still up after 20 s) and hands back its data
+    /// directory, kept.
+    fn stop(mut self) -> PathBuf {
+        let _ = self.cli_text(&["stop"]);
+        let started = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None))
+            && started.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Drop then has no directory to remove.
+        std::mem::take(&mut self.dir)
+    }
+
     fn cli_text(&self, args: &[&str]) -> String {
         let out = Command::new(self.bin.join("bitcoin-cli"))
             .arg("-regtest")
@@ -231,7 +281,9 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -283,4 +335,93 @@ fn our_node_follows_a_real_bitcoind_over_p2p_and_its_blocks_reach_it() {
         "bitcoind did not reach our tip"
     );
     assert_eq!(a.cli_text(&["getblockcount"]), "7");
+}
+
+/// Polls `f` every 200 ms for at most `limit`; true once it holds.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn a_reorg_on_either_side_is_followed_by_the_other() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = bin_dir();
+    let port = free_port();
+    let theirs = Bitcoind::start(&bin, "reorg", port, None);
+    let dir = std::env::temp_dir().join(format!("miner-reorg-bitcoind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Apart: bitcoind mines 3 blocks, our node 5 (more work).
+    theirs.cli_text(&["generate", "3"]);
+    let their_first = theirs.cli_text(&["getblockhash", "1"]);
+    let ours = Peer::start(&bin, dir, None);
+    ours.cli_text(&["generatetoaddress", "5", "51"]);
+    let our_tip = ours.cli_text(&["getbestblockhash"]);
+    let our_first = ours.cli_text(&["getblockhash", "1"]);
+    assert_ne!(our_first, their_first);
+
+    // Together: bitcoind reorganizes onto our heavier chain.
+    let ours = Peer::start(&bin, ours.stop(), Some(port));
+    assert!(
+        within(Duration::from_secs(60), || theirs
+            .cli_text(&["getbestblockhash"])
+            == our_tip),
+        "bitcoind did not reorganize onto our chain: {}",
+        theirs.cli_text(&["getchaintips"])
+    );
+    assert_eq!(theirs.cli_text(&["getblockcount"]), "5");
+    let tips: Value = serde_json::from_str(&theirs.cli_text(&["getchaintips"])).unwrap();
+    assert!(
+        tips.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["height"] == 3 && t["branchlen"] == 3 && t["status"] == "valid-fork"),
+        "bitcoind's own branch is not a valid fork: {tips}"
+    );
+
+    // Apart again, bitcoind makes its own branch the heavier one: it sets our chain aside
+    // (invalidateblock), mines 7 on its 3 (10 blocks), then takes our chain back as a candidate
+    // (reconsiderblock), which stays a fork of less work.
+    let dir = ours.stop();
+    theirs.cli_text(&["invalidateblock", &our_first]);
+    assert_eq!(theirs.cli_text(&["getblockcount"]), "3");
+    theirs.cli_text(&["generate", "7"]);
+    theirs.cli_text(&["reconsiderblock", &our_first]);
+    let their_tip = theirs.cli_text(&["getbestblockhash"]);
+    assert_eq!(theirs.cli_text(&["getblockcount"]), "10");
+    assert_eq!(theirs.cli_text(&["getblockhash", "1"]), their_first);
+
+    // Together again: our node reorganizes onto bitcoind's heavier chain.
+    let ours = Peer::start(&bin, dir, Some(port));
+    assert!(
+        within(Duration::from_secs(60), || ours
+            .cli_text(&["getbestblockhash"])
+            == their_tip),
+        "our node did not reorganize onto bitcoind's chain: {}",
+        ours.cli_text(&["getchaintips"])
+    );
+    assert_eq!(ours.cli_text(&["getblockcount"]), "10");
+    assert_eq!(ours.cli_text(&["getblockhash", "1"]), their_first);
+    let tips: Value = serde_json::from_str(&ours.cli_text(&["getchaintips"])).unwrap();
+    let tips = tips.as_array().unwrap();
+    assert!(
+        tips.iter().any(|t| t["hash"] == their_tip.as_str()
+            && t["height"] == 10
+            && t["status"] == "active"),
+        "{tips:?}"
+    );
+    assert!(
+        tips.iter().any(|t| t["hash"] == our_tip.as_str()
+            && t["height"] == 5
+            && t["branchlen"] == 5
+            && t["status"] == "valid-fork"),
+        "our old branch (kept across the restart) is not a valid fork: {tips:?}"
+    );
 }

@@ -21,17 +21,30 @@ struct Node {
 impl Node {
     /// Starts a node listening for peers on a free port and dialing `connect`.
     fn start(name: &str, connect: &[u16]) -> Node {
+        let connect: Vec<String> = connect.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        Node::start_with(name, &connect, &[])
+    }
+
+    /// Starts a node in a fresh data directory, dialing each `connect` (`ADDR:PORT[@MS]`), with
+    /// `extra` arguments after the usual ones.
+    fn start_with(name: &str, connect: &[String], extra: &[&str]) -> Node {
         let dir = std::env::temp_dir().join(format!("miner-p2p-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        Node::resume(dir, connect, extra)
+    }
+
+    /// Starts a node on `dir` as it is (a restart keeps its chain).
+    fn resume(dir: std::path::PathBuf, connect: &[String], extra: &[&str]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_miner"));
         command
             .args(["node", "--rpcport", "0", "--threads", "1", "-d", "2"])
             .arg("--datadir")
             .arg(&dir)
             .args(["--listen", "0"]);
-        for p in connect {
-            command.args(["--connect", &format!("127.0.0.1:{p}")]);
+        for c in connect {
+            command.args(["--connect", c]);
         }
+        command.args(extra);
         let mut child = command
             .stderr(Stdio::piped())
             .spawn()
@@ -74,6 +87,15 @@ impl Node {
         }
     }
 
+    /// Kills the node with SIGKILL (no shutdown of any kind) and hands back its data directory,
+    /// left as the kill found it.
+    fn kill9(mut self) -> std::path::PathBuf {
+        self.child.kill().expect("SIGKILL the node");
+        let _ = self.child.wait();
+        // Drop then has no directory to remove.
+        std::mem::take(&mut self.dir)
+    }
+
     fn rpc(&self, method: &str, params: Value) -> Value {
         let body = json!({"id": 1, "method": method, "params": params}).to_string();
         let mut s = TcpStream::connect(&self.addr).unwrap();
@@ -105,6 +127,11 @@ impl Node {
         assert_eq!(r.as_array().map(Vec::len), Some(n as usize), "{r}");
     }
 
+    fn height(&self) -> u64 {
+        let h = self.rpc("getblockcount", json!([]));
+        h.as_u64().unwrap_or_else(|| panic!("getblockcount: {h}"))
+    }
+
     fn peers(&self) -> usize {
         self.rpc("getpeerinfo", json!([]))
             .as_array()
@@ -116,7 +143,9 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -184,12 +213,22 @@ fn three_nodes_in_a_line_relay_from_one_end_to_the_other() {
 }
 
 #[test]
-fn a_node_started_later_syncs_2500_blocks_across_more_than_one_headers_message() {
+fn a_node_joining_late_syncs_10000_blocks() {
+    // 10,000 blocks: five `headers` messages of at most 2000 each, and a long block download.
     let a = Node::start("late-a", &[]);
-    a.generate(2500);
+    for _ in 0..5 {
+        a.generate(2000);
+    }
+    assert_eq!(a.height(), 10_000);
+    let started = Instant::now();
     let b = Node::start("late-b", &[a.port]);
-    assert!(same_tip(&[&a, &b], Duration::from_secs(30)));
-    assert_eq!(b.rpc("getblockcount", json!([])), 2500);
+    assert!(
+        same_tip(&[&a, &b], Duration::from_secs(180)),
+        "B did not sync in 180 s: at height {}",
+        b.height()
+    );
+    assert_eq!(b.height(), 10_000);
+    eprintln!("10,000 blocks synced in {:?}", started.elapsed());
 }
 
 /// Sends `bytes` as a raw peer; true when the node closes the connection within a few seconds.
@@ -300,4 +339,189 @@ fn a_peer_sending_an_invalid_block_is_disconnected_and_the_chain_is_unchanged() 
     assert!(dropped_after(a.port, &bytes), "not disconnected");
     assert_eq!(a.best(), before);
     assert_eq!(a.rpc("getblockcount", json!([])), 1);
+}
+
+/// `127.0.0.1:PORT`, a `--connect` argument.
+fn local(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+#[test]
+fn a_node_killed_with_sigkill_resyncs_what_it_missed_on_restart() {
+    let a = Node::start("kill-a", &[]);
+    let b = Node::start("kill-b", &[a.port]);
+    let c = Node::start("kill-c", &[b.port]);
+    assert!(
+        eventually(Duration::from_secs(10), || b.peers() == 2 && c.peers() == 1),
+        "the line did not connect"
+    );
+    a.generate(20);
+    assert!(same_tip(&[&a, &b, &c], Duration::from_secs(20)));
+    let had = c.height();
+    assert_eq!(had, 20);
+    let before: Vec<Value> = (0..=had)
+        .map(|h| c.rpc("getblockhash", json!([h])))
+        .collect();
+    // SIGKILL: no shutdown, no flush; the data directory is left as the kill found it.
+    let dir = c.kill9();
+    a.generate(50);
+    assert!(same_tip(&[&a, &b], Duration::from_secs(20)));
+    let c = Node::resume(dir, &[local(b.port)], &[]);
+    // Its blocks survived the kill: right after the restart, and all along the resync, it never
+    // goes below what it had.
+    let mut lowest = c.height();
+    let synced = eventually(Duration::from_secs(60), || {
+        lowest = lowest.min(c.height());
+        c.best() == a.best()
+    });
+    assert!(
+        lowest >= had,
+        "C went down to height {lowest}, it had {had}"
+    );
+    assert!(
+        synced,
+        "C did not resync: at height {}, A at {}",
+        c.height(),
+        a.height()
+    );
+    assert_eq!(c.height(), 70);
+    assert_eq!(c.height(), a.height());
+    for (h, hash) in before.iter().enumerate() {
+        assert_eq!(&c.rpc("getblockhash", json!([h])), hash, "height {h}");
+    }
+}
+
+/// `getchaintips` of `node` has `hash` with this status and branch length.
+fn has_tip(node: &Node, hash: &Value, status: &str, branchlen: u64) -> bool {
+    node.rpc("getchaintips", json!([]))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| &t["hash"] == hash && t["status"] == status && t["branchlen"] == branchlen)
+}
+
+#[test]
+fn two_nodes_mining_at_once_fork_and_every_node_ends_on_the_most_work_tip() {
+    // Every block announcement and block is held 500 ms, so blocks mined on A and C at nearly
+    // the same time cross in flight: each node mines on its own tip, not on the other's block.
+    let delay = ["--relay-delay", "500"];
+    let a = Node::start_with("race-a", &[], &delay);
+    let b = Node::start_with("race-b", &[local(a.port)], &delay);
+    let c = Node::start_with("race-c", &[local(a.port), local(b.port)], &delay);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            a.peers() == 2 && b.peers() == 2 && c.peers() == 2
+        }),
+        "the triangle did not connect"
+    );
+    let height_of = |n: &Node, hash: &Value| {
+        let h = n.rpc("getblockheader", json!([hash]));
+        h["height"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{hash}: {h}"))
+    };
+    let mut fork = None;
+    for attempt in 1..=5 {
+        assert!(
+            same_tip(&[&a, &b, &c], Duration::from_secs(20)),
+            "attempt {attempt}: the nodes did not agree before the race"
+        );
+        let base = a.height();
+        let (on_a, on_c) = std::thread::scope(|s| {
+            let ta = s.spawn(|| a.rpc("generatetoaddress", json!([1, "51"]))[0].clone());
+            // Another payout than A's: the same template mined in the same second on both
+            // would otherwise be the very same block.
+            let tc = s.spawn(|| c.rpc("generatetoaddress", json!([1, "52"]))[0].clone());
+            (ta.join().unwrap(), tc.join().unwrap())
+        });
+        assert!(on_a.is_string() && on_c.is_string(), "{on_a} {on_c}");
+        assert_ne!(on_a, on_c);
+        if height_of(&a, &on_a) == base + 1 && height_of(&c, &on_c) == base + 1 {
+            fork = Some((on_a, on_c, base));
+            break;
+        }
+        eprintln!(
+            "attempt {attempt}: no fork: A mined {on_a} at {}, C {on_c} at {} (base {base})",
+            height_of(&a, &on_a),
+            height_of(&c, &on_c)
+        );
+    }
+    let (on_a, on_c, base) = fork.expect("no fork in 5 attempts");
+    // Each node sees both blocks: the one it has first active, the other a fork of one block.
+    for (n, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+        assert!(
+            eventually(Duration::from_secs(20), || {
+                let tips = n.rpc("getchaintips", json!([]));
+                [&on_a, &on_c].iter().all(|h| {
+                    tips.as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|t| &&t["hash"] == h && t["height"] == base + 1)
+                })
+            }),
+            "{name} did not see both blocks at {}: {}",
+            base + 1,
+            n.rpc("getchaintips", json!([]))
+        );
+        let active = n.best();
+        let other = if active == on_a { &on_c } else { &on_a };
+        assert!(active == on_a || active == on_c, "{name}: {active}");
+        assert!(has_tip(n, other, "valid-fork", 1), "{name}");
+    }
+    // A breaks the tie: its next block makes its branch the most work.
+    let winner = a.rpc("generatetoaddress", json!([1, "51"]))[0].clone();
+    let parent = a.rpc("getblockheader", json!([winner]))["previousblockhash"].clone();
+    assert!(parent == on_a || parent == on_c, "{parent}");
+    let loser = if parent == on_a { &on_c } else { &on_a };
+    assert!(
+        same_tip(&[&a, &b, &c], Duration::from_secs(20)),
+        "the nodes did not agree after A's next block"
+    );
+    assert_eq!(a.best(), winner);
+    for (n, name) in [(&a, "A"), (&b, "B"), (&c, "C")] {
+        assert_eq!(n.height(), base + 2, "{name}");
+        assert_eq!(n.best(), winner, "{name}");
+        assert!(
+            has_tip(n, &winner, "active", 0) && has_tip(n, loser, "valid-fork", 1),
+            "{name}: {}",
+            n.rpc("getchaintips", json!([]))
+        );
+    }
+}
+
+#[test]
+fn a_peer_gets_a_longer_branch_from_a_third_node_over_several_peers() {
+    let a = Node::start("multi-a", &[]);
+    a.generate(2000);
+    a.generate(1000);
+    let b = Node::start("multi-b", &[a.port]);
+    let c = Node::start("multi-c", &[a.port]);
+    assert!(
+        same_tip(&[&a, &b, &c], Duration::from_secs(90)),
+        "B and C did not sync from A"
+    );
+    let d = Node::start("multi-d", &[a.port, b.port, c.port]);
+    assert!(
+        same_tip(&[&a, &b, &c, &d], Duration::from_secs(90)),
+        "D did not sync: at height {}; its peers: {:#}; banned: {}",
+        d.height(),
+        d.rpc("getpeerinfo", json!([])),
+        d.rpc("listbanned", json!([]))
+    );
+    assert_eq!(d.height(), 3000);
+    let info = d.rpc("getpeerinfo", json!([]));
+    let peers = info.as_array().expect("getpeerinfo");
+    assert_eq!(peers.len(), 3, "{info:#}");
+    // The blocks came from more than one peer (in parallel). Each peer may have sent D the whole
+    // header chain (3000 headers of 81 bytes: 243 kB), so a peer counts as a block source only
+    // past that plus 50 kB of blocks (some 270 of these blocks of about 185 bytes).
+    let headers = 3000 * 81;
+    let sources = peers
+        .iter()
+        .filter(|p| p["bytesrecv"].as_u64().unwrap_or(0) > headers + 50_000)
+        .count();
+    assert!(
+        sources >= 2,
+        "blocks came from fewer than two peers: {info:#}"
+    );
 }

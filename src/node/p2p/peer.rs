@@ -633,10 +633,10 @@ async fn handle(
                 }
                 prev = hash;
             }
-            if let Some(height) = state.height_of(&last) {
-                info.synced_headers
-                    .store(i64::from(height), Ordering::Relaxed);
-            }
+            // The last header's height: the peer has at least this many.
+            let height = base.saturating_add(headers.len() as u32);
+            info.synced_headers
+                .fetch_max(i64::from(height), Ordering::Relaxed);
             if let Some(at) = cut {
                 sync.more_headers = Some(at);
             } else if full {
@@ -725,9 +725,14 @@ async fn handle(
             match verdict {
                 Verdict::Stored(height) => {
                     info.synced_blocks
-                        .store(i64::from(height), Ordering::Relaxed);
+                        .fetch_max(i64::from(height), Ordering::Relaxed);
                 }
-                Verdict::Orphan => {}
+                Verdict::Orphan => {
+                    if let Some(height) = asked {
+                        info.synced_blocks
+                            .fetch_max(i64::from(height), Ordering::Relaxed);
+                    }
+                }
                 Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
                     tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
                     if !matches!(
