@@ -320,6 +320,78 @@ impl Chain {
     /// and moves the tip if its branch now has the most work. `now` is the wall clock (seconds
     /// since 1970) for the future-time rule.
     pub fn submit(&mut self, block: Block, now: u32) -> Result<Accepted, SubmitError> {
+        let (hash, parent, height) = self.check(&block, now)?;
+        // Durable before it is acknowledged.
+        if let Some(store) = self.store.as_mut() {
+            store.put(height, &block)?;
+        }
+        Ok(self.insert(block, hash, parent))
+    }
+
+    /// Validates and stores `blocks` (each may build on one before it) with one durable commit
+    /// for all that are valid, and applies fork choice: what `submit` of each in turn would
+    /// answer, at a fraction of the syncs. If the commit fails, none is kept and every valid
+    /// one answers the store error.
+    pub fn submit_batch(
+        &mut self,
+        blocks: Vec<Block>,
+        now: u32,
+    ) -> Vec<Result<Accepted, SubmitError>> {
+        let old_tip = self.tip().hash;
+        let mut answers = Vec::with_capacity(blocks.len());
+        let mut added = Vec::new();
+        for block in blocks {
+            match self.check(&block, now) {
+                Ok((hash, parent, _)) => {
+                    answers.push(Ok(self.insert(block, hash, parent)));
+                    added.push(hash);
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        let Some(store) = self.store.as_mut() else {
+            return answers;
+        };
+        if added.is_empty() {
+            return answers;
+        }
+        let staged: Vec<(u32, &Block)> = added
+            .iter()
+            .map(|h| {
+                let e = &self.entries[h];
+                (e.height, &e.block)
+            })
+            .collect();
+        if let Err(e) = store.put_many(&staged) {
+            // Undo: drop what was added and put the old tip back.
+            for h in &added {
+                self.entries.remove(h);
+            }
+            self.set_tip(old_tip);
+            let why = e.to_string();
+            for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+                *answer = Err(SubmitError::Store(StoreError::Io(why.clone())));
+            }
+        }
+        answers
+    }
+
+    /// Makes the branch ending at `tip` (a stored block) the active chain.
+    fn set_tip(&mut self, tip: [u8; 32]) {
+        let mut branch = Vec::new();
+        let mut cursor = tip;
+        while self.active.get(self.entries[&cursor].height as usize) != Some(&cursor) {
+            branch.push(cursor);
+            cursor = self.entries[&cursor].parent;
+        }
+        let fork_height = self.entries[&cursor].height as usize;
+        self.active.truncate(fork_height + 1);
+        self.active.extend(branch.into_iter().rev());
+    }
+
+    /// Core's checks of `block` against its parent: its hash, its parent's and its height, or
+    /// why it is refused.
+    fn check(&self, block: &Block, now: u32) -> Result<([u8; 32], [u8; 32], u32), SubmitError> {
         let hash = header_hash(&block.header);
         if self.entries.contains_key(&hash) {
             return Err(Reject::Duplicate.into());
@@ -335,7 +407,7 @@ impl Chain {
         if !block.check_merkle_root() {
             return Err(Reject::BadMerkleRoot.into());
         }
-        if bitcoin::consensus::encode::serialize(&block).len() > MAX_BLOCK_SIZE {
+        if bitcoin::consensus::encode::serialize(block).len() > MAX_BLOCK_SIZE {
             return Err(Reject::BlockLength.into());
         }
         let Some(coinbase) = block.txdata.first() else {
@@ -386,12 +458,7 @@ impl Chain {
             Some(v) if v <= self.params.subsidy(height) => {}
             _ => return Err(Reject::CoinbaseAmount.into()),
         }
-        let parent = parent.hash;
-        // Durable before it is acknowledged.
-        if let Some(store) = self.store.as_mut() {
-            store.put(height, &block)?;
-        }
-        Ok(self.insert(block, hash, parent))
+        Ok((hash, parent.hash, height))
     }
 
     /// Adds a validated block under `parent` and applies fork choice.
@@ -427,15 +494,7 @@ impl Chain {
             return Accepted::SideBranch;
         }
         // Reorganize: walk back from the new tip until the active chain is met.
-        let mut branch = vec![hash];
-        let mut cursor = parent;
-        while self.active.get(self.entries[&cursor].height as usize) != Some(&cursor) {
-            branch.push(cursor);
-            cursor = self.entries[&cursor].parent;
-        }
-        let fork_height = self.entries[&cursor].height as usize;
-        self.active.truncate(fork_height + 1);
-        self.active.extend(branch.into_iter().rev());
+        self.set_tip(hash);
         Accepted::Tip
     }
 }
@@ -804,6 +863,79 @@ mod tests {
         // Same height (3) but more work: the fast branch has the tip.
         assert_eq!(c.height(), 3);
         assert!(c.tip().chain_work > slow_work);
+    }
+
+    #[test]
+    fn a_batch_answers_as_submits_in_turn_would_and_is_stored_with_one_commit() {
+        let rules = fixed(0x2000ffff);
+        let now = 1_700_000_000;
+        // Five blocks on genesis, made on a chain of their own.
+        let mut source = Chain::new(ChainParams::regtest(), rules.clone());
+        let mut blocks = Vec::new();
+        for i in 0..5u32 {
+            let parent = source.tip().clone();
+            let b = child(&source, &parent, now + i, 3);
+            source.submit(b.clone(), now + 100).unwrap();
+            blocks.push(b);
+        }
+        let dir = std::env::temp_dir().join(format!("miner-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("chain.redb");
+        {
+            let mut c = Chain::open(&path, ChainParams::regtest(), rules.clone()).unwrap();
+            let mut bad = blocks[2].clone();
+            bad.header.merkle_root = bitcoin::TxMerkleNode::all_zeros();
+            // 1, 2, a bad 3, 3, 5 (its parent 4 missing), 4, a duplicate of 1.
+            let batch = vec![
+                blocks[0].clone(),
+                blocks[1].clone(),
+                bad,
+                blocks[2].clone(),
+                blocks[4].clone(),
+                blocks[3].clone(),
+                blocks[0].clone(),
+            ];
+            let answers: Vec<Result<Accepted, Reject>> = c
+                .submit_batch(batch, now + 100)
+                .into_iter()
+                .map(|a| {
+                    a.map_err(|e| match e {
+                        SubmitError::Rejected(r) => r,
+                        SubmitError::Store(e) => panic!("store: {e}"),
+                    })
+                })
+                .collect();
+            // The bad block fails its proof of work or its merkle root, whichever comes first.
+            assert!(matches!(
+                answers[2],
+                Err(Reject::HighHash | Reject::BadMerkleRoot)
+            ));
+            let rest: Vec<_> = answers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 2)
+                .map(|(_, a)| a.clone())
+                .collect();
+            assert_eq!(
+                rest,
+                vec![
+                    Ok(Accepted::Tip),
+                    Ok(Accepted::Tip),
+                    Ok(Accepted::Tip),
+                    Err(Reject::PrevBlockNotFound),
+                    Ok(Accepted::Tip),
+                    Err(Reject::Duplicate),
+                ]
+            );
+            assert!(answers[2].is_err(), "the bad block is refused");
+            assert_eq!(c.height(), 4);
+            assert_eq!(c.tip().hash, source.get(4).unwrap().hash);
+            assert!(c.submit_batch(Vec::new(), now).is_empty());
+        }
+        let c = Chain::open(&path, ChainParams::regtest(), rules).unwrap();
+        assert_eq!(c.height(), 4, "the batch was stored");
+        assert_eq!(c.tip().hash, source.get(4).unwrap().hash);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

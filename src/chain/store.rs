@@ -205,33 +205,19 @@ impl Store {
         ))
     }
 
-    /// Writes blocks already validated elsewhere in one transaction (bulk import, benchmarks).
-    pub fn put_many(&mut self, blocks: &[(u32, Block)]) -> Result<(), StoreError> {
-        let txn = self.db()?.begin_write().map_err(io)?;
-        {
-            let mut table = txn.open_table(BLOCKS).map_err(io)?;
-            for (height, block) in blocks {
-                let mut key = [0u8; 12];
-                key[..4].copy_from_slice(&height.to_be_bytes());
-                key[4..].copy_from_slice(&self.next_sequence.to_be_bytes());
-                table.insert(&key[..], &serialize(block)[..]).map_err(io)?;
-                self.next_sequence += 1;
-            }
-        }
-        txn.commit().map_err(io)
-    }
-
-    /// Writes one block and commits it durably.
-    pub fn put(&mut self, height: u32, block: &Block) -> Result<(), StoreError> {
-        let mut key = [0u8; 12];
-        key[..4].copy_from_slice(&height.to_be_bytes());
-        key[4..].copy_from_slice(&self.next_sequence.to_be_bytes());
-        let bytes = serialize(block);
+    /// Writes blocks in one transaction and commits them durably: all or none.
+    pub fn put_many(&mut self, blocks: &[(u32, &Block)]) -> Result<(), StoreError> {
+        let first = self.next_sequence;
         let written = (|| {
             let txn = self.db()?.begin_write().map_err(io)?;
             {
                 let mut table = txn.open_table(BLOCKS).map_err(io)?;
-                table.insert(&key[..], &bytes[..]).map_err(io)?;
+                for (i, (height, block)) in blocks.iter().enumerate() {
+                    let mut key = [0u8; 12];
+                    key[..4].copy_from_slice(&height.to_be_bytes());
+                    key[4..].copy_from_slice(&(first + i as u64).to_be_bytes());
+                    table.insert(&key[..], &serialize(block)[..]).map_err(io)?;
+                }
             }
             txn.commit().map_err(io)
         })();
@@ -241,8 +227,13 @@ impl Store {
             self.db = None;
         }
         written?;
-        self.next_sequence += 1;
+        self.next_sequence += blocks.len() as u64;
         Ok(())
+    }
+
+    /// Writes one block and commits it durably.
+    pub fn put(&mut self, height: u32, block: &Block) -> Result<(), StoreError> {
+        self.put_many(&[(height, block)])
     }
 
     /// The database, reopened first if a failed write closed it.

@@ -64,10 +64,20 @@ const UNCONNECTING_PER_PENALTY: u32 = 10;
 /// Messages a peer may send in a burst, and per second after it.
 const FLOOD_BURST: f64 = 5000.0;
 const FLOOD_RATE: f64 = 2000.0;
-/// Messages read ahead of the one being handled (with 4 MB messages, 20 MB per peer at most).
-const READ_AHEAD: usize = 4;
+/// Messages read ahead of the one being handled, and their bytes at most (so a peer holds at
+/// most 8 MB of read-ahead plus one message of up to 4 MB).
+const READ_AHEAD: usize = 64;
+const READ_AHEAD_BYTES: usize = 8 << 20;
+/// Blocks stored with one commit, at most.
+const MAX_BATCH: usize = 64;
 /// The protocol version we speak (Core 0.12's; sendheaders needs 70012).
 const OUR_VERSION: u32 = 70015;
+
+/// A message read ahead, with the read-ahead bytes it holds until handled.
+type Incoming = (
+    Result<NetworkMessage, ReadError>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// Something to send once the relay delay has passed.
 enum Delayed {
@@ -154,15 +164,26 @@ pub(super) async fn run(
         magic,
         info: info.clone(),
     };
-    // The reader runs apart, so a half-read frame is never cancelled by the select below; its
-    // channel is short, so a peer sending faster than we handle waits on TCP.
-    let (tx, mut rx) = mpsc::channel::<Result<NetworkMessage, ReadError>>(READ_AHEAD);
+    // The reader runs apart, so a half-read frame is never cancelled by the select below. What
+    // it reads ahead is bounded in messages and bytes (each message holds permits for its size
+    // until handled), so a peer sending faster than we handle waits on TCP.
+    let (tx, mut rx) = mpsc::channel::<Incoming>(READ_AHEAD);
     let reader_info = info.clone();
+    let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
     let reader_task = tokio::spawn(async move {
         loop {
-            let message = read_message(&mut reader, magic, &reader_info).await;
-            let failed = message.is_err();
-            if tx.send(message).await.is_err() || failed {
+            let incoming = match read_message(&mut reader, magic, &reader_info).await {
+                Ok((message, size)) => {
+                    let bytes = size.min(READ_AHEAD_BYTES) as u32;
+                    match budget.clone().acquire_many_owned(bytes).await {
+                        Ok(permit) => (Ok(message), Some(permit)),
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => (Err(e), None),
+            };
+            let failed = incoming.0.is_err();
+            if tx.send(incoming).await.is_err() || failed {
                 return;
             }
         }
@@ -213,7 +234,7 @@ fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn session(
     writer: &mut Writer,
-    rx: &mut mpsc::Receiver<Result<NetworkMessage, ReadError>>,
+    rx: &mut mpsc::Receiver<Incoming>,
     addr: SocketAddr,
     local: SocketAddr,
     state: &Arc<NodeState>,
@@ -234,7 +255,7 @@ async fn session(
     let handshake = async {
         let (mut got_version, mut got_verack) = (false, false);
         while !(got_version && got_verack) {
-            match rx.recv().await {
+            match rx.recv().await.map(|(m, _)| m) {
                 Some(Ok(NetworkMessage::Version(v))) if !got_version => {
                     got_version = true;
                     info.version.store(u64::from(v.version), Ordering::Relaxed);
@@ -272,21 +293,21 @@ async fn session(
     let mut stall_check =
         tokio::time::interval((settings.stall_timeout / 4).max(Duration::from_millis(100)));
     stall_check.tick().await;
+    // A message taken off the queue while gathering blocks, handled next.
+    let mut pending: Option<Incoming> = None;
     loop {
+        if let Some(incoming) = pending.take() {
+            if let Err(why) = receive(incoming, rx, &mut pending, writer, state, info, sync).await {
+                return why;
+            }
+            continue;
+        }
         let due = sync.delayed.front().map(|(at, _)| *at);
         let result = tokio::select! {
             message = tokio::time::timeout(IDLE_TIMEOUT, rx.recv()) => match message {
                 Err(_) => return "no message for too long".into(),
                 Ok(None) => return "closed".into(),
-                Ok(Some(Err(e))) => return read_failed(state, info, e),
-                Ok(Some(Ok(message))) => {
-                    let requested = matches!(&message, NetworkMessage::Block(b) if sync.in_flight.contains_key(&b.block_hash()));
-                    if !requested && !sync.take_token() {
-                        Err(state.peers.misbehaving(info, 100, "message flood").err().unwrap_or_else(|| "message flood".into()))
-                    } else {
-                        handle(message, writer, state, info, sync).await
-                    }
-                }
+                Ok(Some(incoming)) => receive(incoming, rx, &mut pending, writer, state, info, sync).await,
             },
             changed = tips.changed() => {
                 if changed.is_err() || state.stopping() {
@@ -317,6 +338,62 @@ async fn session(
         info.blocks_in_flight
             .store(sync.in_flight.len() as u64, Ordering::Relaxed);
     }
+}
+
+/// Handles one message read off the wire, after the flood check; a `block` takes the blocks
+/// queued right behind it along, to be stored with one commit.
+async fn receive(
+    incoming: Incoming,
+    rx: &mut mpsc::Receiver<Incoming>,
+    pending: &mut Option<Incoming>,
+    writer: &mut Writer,
+    state: &Arc<NodeState>,
+    info: &Arc<PeerInfo>,
+    sync: &mut Sync,
+) -> Result<(), String> {
+    let (message, _permit) = incoming;
+    let message = message.map_err(|e| read_failed(state, info, e))?;
+    flood_check(&message, state, info, sync)?;
+    let NetworkMessage::Block(first) = message else {
+        return handle(message, writer, state, info, sync).await;
+    };
+    let mut blocks = vec![first];
+    let mut permits = Vec::new();
+    while blocks.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok((Ok(NetworkMessage::Block(block)), permit)) => {
+                let block = NetworkMessage::Block(block);
+                flood_check(&block, state, info, sync)?;
+                if let NetworkMessage::Block(block) = block {
+                    blocks.push(block);
+                }
+                permits.push(permit);
+            }
+            Ok(other) => {
+                *pending = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    handle_blocks(blocks, writer, state, info, sync).await
+}
+
+/// Takes a message from the peer's flood bucket (blocks we asked for are free): past the
+/// bucket, the peer is banned.
+fn flood_check(
+    message: &NetworkMessage,
+    state: &NodeState,
+    info: &PeerInfo,
+    sync: &mut Sync,
+) -> Result<(), String> {
+    let requested =
+        matches!(message, NetworkMessage::Block(b) if sync.in_flight.contains_key(&b.block_hash()));
+    if requested || sync.take_token() {
+        return Ok(());
+    }
+    state.peers.misbehaving(info, 100, "message flood")?;
+    Err("message flood".into())
 }
 
 fn get_headers(locator: Vec<BlockHash>) -> GetHeadersMessage {
@@ -500,46 +577,72 @@ enum Verdict {
     Refused(String),
 }
 
-/// Validates and stores a peer's block, then the orphans waiting for it. Runs off the async
-/// threads. Locks: the download table, then the chain (never the other way round).
+/// Validates and stores a peer's blocks (one commit for those whose parents are known), then
+/// the orphans waiting for them; a block whose parent is unknown waits in the orphan pool if we
+/// asked for it. Runs off the async threads. Locks: the download table, then the chain (never
+/// the other way round).
 fn connect(
     state: &NodeState,
     download: &std::sync::Mutex<Download>,
-    block: Block,
+    blocks: Vec<(Block, Option<u32>)>,
     peer: u64,
-    asked: Option<u32>,
-) -> Verdict {
-    let hash = block.block_hash();
+) -> Vec<Verdict> {
+    let mut verdicts: Vec<Option<Verdict>> = blocks.iter().map(|_| None).collect();
+    let mut ready = Vec::new();
+    let mut slots = Vec::new();
     {
         let mut d = lock(download);
-        if !state.has_block(&block.header.prev_blockhash) {
-            // Checked and kept under the download lock: a parent stored meanwhile takes its
-            // children under the same lock, after it is in the chain, so none is stranded.
-            return if asked.is_some_and(|height| d.add_orphan(block, height)) {
-                Verdict::Orphan
+        let mut batch: std::collections::HashSet<BlockHash> = Default::default();
+        for (i, (block, asked)) in blocks.into_iter().enumerate() {
+            let prev = block.header.prev_blockhash;
+            if batch.contains(&prev) || state.has_block(&prev) {
+                batch.insert(block.block_hash());
+                ready.push(block);
+                slots.push(i);
             } else {
-                Verdict::Refused("prev-blk-not-found".into())
-            };
+                // Checked and kept under the download lock: a parent stored meanwhile takes
+                // its children under the same lock, after it is in the chain, so none is
+                // stranded.
+                verdicts[i] = Some(if asked.is_some_and(|height| d.add_orphan(block, height)) {
+                    Verdict::Orphan
+                } else {
+                    Verdict::Refused("prev-blk-not-found".into())
+                });
+            }
         }
     }
-    let height = match state.submit_from_peer(block, peer) {
-        Ok(height) => height,
-        Err(reason) => return Verdict::Refused(reason),
-    };
-    let mut parents = vec![hash];
-    while let Some(parent) = parents.pop() {
-        let children = lock(download).children(&parent);
-        for child in children {
-            let h = child.block_hash();
-            match state.submit_from_peer(child, peer) {
-                Ok(_) => parents.push(h),
+    let mut parents = Vec::new();
+    for (slot, (hash, answer)) in slots
+        .into_iter()
+        .zip(state.submit_batch_from_peer(ready, peer))
+    {
+        verdicts[slot] = Some(match answer {
+            Ok(height) => {
+                parents.push(hash);
+                Verdict::Stored(height)
+            }
+            Err(reason) => Verdict::Refused(reason),
+        });
+    }
+    while !parents.is_empty() {
+        let children: Vec<Block> = {
+            let mut d = lock(download);
+            parents.iter().flat_map(|p| d.children(p)).collect()
+        };
+        parents.clear();
+        for (hash, answer) in state.submit_batch_from_peer(children, peer) {
+            match answer {
+                Ok(_) => parents.push(hash),
                 Err(reason) => {
-                    tracing::info!(peer, hash = %h, %reason, "p2p: orphan block refused")
+                    tracing::info!(peer, %hash, %reason, "p2p: orphan block refused")
                 }
             }
         }
     }
-    Verdict::Stored(height)
+    verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| Verdict::Refused("not handled".into())))
+        .collect()
 }
 
 async fn handle(
@@ -710,47 +813,69 @@ async fn handle(
             }
             request_blocks(writer, state, info, sync, false).await
         }
-        NetworkMessage::Block(block) => {
-            let hash = block.block_hash();
-            let asked = sync.in_flight.remove(&hash).map(|(_, height)| height);
-            let state2 = state.clone();
-            let id = info.id;
-            let verdict = tokio::task::spawn_blocking(move || {
-                let verdict = connect(&state2, &state2.peers.download, block, id, asked);
-                lock(&state2.peers.download).release(&hash, id);
-                verdict
-            })
-            .await
-            .map_err(|e| format!("block task: {e}"))?;
-            match verdict {
-                Verdict::Stored(height) => {
+        NetworkMessage::Block(block) => handle_blocks(vec![block], writer, state, info, sync).await,
+        _ => Ok(()),
+    }
+}
+
+/// Blocks a peer sent (several in a row are stored with one commit): validated, stored, the
+/// peer scored for invalid ones; then more are requested.
+async fn handle_blocks(
+    blocks: Vec<Block>,
+    writer: &mut Writer,
+    state: &Arc<NodeState>,
+    info: &Arc<PeerInfo>,
+    sync: &mut Sync,
+) -> Result<(), String> {
+    let batch: Vec<(Block, Option<u32>)> = blocks
+        .into_iter()
+        .map(|b| {
+            let asked = sync.in_flight.remove(&b.block_hash()).map(|(_, h)| h);
+            (b, asked)
+        })
+        .collect();
+    let asked: Vec<(BlockHash, Option<u32>)> =
+        batch.iter().map(|(b, a)| (b.block_hash(), *a)).collect();
+    let state2 = state.clone();
+    let id = info.id;
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let verdicts = connect(&state2, &state2.peers.download, batch, id);
+        let mut download = lock(&state2.peers.download);
+        for (hash, _) in &asked {
+            download.release(hash, id);
+        }
+        (verdicts, asked)
+    })
+    .await
+    .map_err(|e| format!("block task: {e}"))?;
+    for (verdict, (hash, asked)) in verdicts.0.into_iter().zip(verdicts.1) {
+        match verdict {
+            Verdict::Stored(height) => {
+                info.synced_blocks
+                    .fetch_max(i64::from(height), Ordering::Relaxed);
+            }
+            Verdict::Orphan => {
+                if let Some(height) = asked {
                     info.synced_blocks
                         .fetch_max(i64::from(height), Ordering::Relaxed);
                 }
-                Verdict::Orphan => {
-                    if let Some(height) = asked {
-                        info.synced_blocks
-                            .fetch_max(i64::from(height), Ordering::Relaxed);
-                    }
-                }
-                Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
-                    tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
-                    if !matches!(
-                        reason.as_str(),
-                        "duplicate" | "prev-blk-not-found" | "time-too-new"
-                    ) && !reason.starts_with("store fault")
-                    {
-                        peers.misbehaving(
-                            info,
-                            100,
-                            &format!("invalid block {hash} ({reason})"),
-                        )?;
-                    }
-                }
-                Verdict::Refused(_) => {}
             }
-            request_blocks(writer, state, info, sync, false).await
+            Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
+                tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
+                if !matches!(
+                    reason.as_str(),
+                    "duplicate" | "prev-blk-not-found" | "time-too-new"
+                ) && !reason.starts_with("store fault")
+                {
+                    state.peers.misbehaving(
+                        info,
+                        100,
+                        &format!("invalid block {hash} ({reason})"),
+                    )?;
+                }
+            }
+            Verdict::Refused(_) => {}
         }
-        _ => Ok(()),
     }
+    request_blocks(writer, state, info, sync, false).await
 }

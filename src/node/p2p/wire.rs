@@ -30,12 +30,12 @@ pub enum ReadError {
     Misbehaved(String),
 }
 
-/// One frame read off the wire.
+/// One frame read off the wire, and its size in bytes.
 pub async fn read_message(
     reader: &mut OwnedReadHalf,
     magic: Magic,
     info: &PeerInfo,
-) -> Result<NetworkMessage, ReadError> {
+) -> Result<(NetworkMessage, usize), ReadError> {
     let mut header = [0u8; 24];
     reader
         .read_exact(&mut header)
@@ -63,8 +63,9 @@ pub async fn read_message(
         .map_err(|e| ReadError::Io(format!("read: {e}")))?;
     info.bytesrecv
         .fetch_add(frame.len() as u64, Ordering::Relaxed);
+    let size = frame.len();
     match deserialize::<RawNetworkMessage>(&frame) {
-        Ok(raw) => Ok(raw.into_payload()),
+        Ok(raw) => Ok((raw.into_payload(), size)),
         // Bitcoin SV appends fields to `version` (an association id); Core reads the fields it
         // knows and ignores the rest, and so do we.
         Err(e)
@@ -72,7 +73,7 @@ pub async fn read_message(
         {
             let mut payload = &frame[24..];
             VersionMessage::consensus_decode(&mut payload)
-                .map(NetworkMessage::Version)
+                .map(|v| (NetworkMessage::Version(v), size))
                 .map_err(|_| ReadError::Misbehaved(format!("malformed message: {e}")))
         }
         Err(e) => Err(ReadError::Misbehaved(format!("malformed message: {e}"))),

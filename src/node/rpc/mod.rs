@@ -167,35 +167,53 @@ impl NodeState {
         self.chain().tip().block.header
     }
 
-    /// A block a peer sent, validated and stored as `submitblock` does; its height, or the
-    /// reason it was refused.
-    pub(crate) fn submit_from_peer(&self, block: bitcoin::Block, peer: u64) -> Result<u32, String> {
+    /// Blocks a peer sent, validated and stored as `submitblock` does but with one commit: each
+    /// block's hash and its height, or the reason it was refused.
+    pub(crate) fn submit_batch_from_peer(
+        &self,
+        blocks: Vec<bitcoin::Block>,
+        peer: u64,
+    ) -> Vec<(bitcoin::BlockHash, Result<u32, String>)> {
         use crate::chain::{Accepted, SubmitError};
-        let hash = block.block_hash();
-        let mut chain = self.chain();
-        match chain.submit(block, crate::mining::unix_now()) {
-            Ok(accepted) => {
-                NodeStats::bump(&self.stats.blocks_accepted);
-                if accepted == Accepted::Tip {
-                    self.tip_moved(&chain);
-                }
-                let height = chain
-                    .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
-                    .map_or(0, |e| e.height);
-                tracing::info!(peer, %hash, height, tip = accepted == Accepted::Tip, "p2p: block accepted");
-                Ok(height)
-            }
-            Err(SubmitError::Rejected(r)) => {
-                if r != crate::chain::Reject::Duplicate {
-                    NodeStats::bump(&self.stats.blocks_rejected);
-                }
-                Err(r.to_string())
-            }
-            Err(SubmitError::Store(e)) => {
-                NodeStats::bump(&self.stats.store_faults);
-                tracing::error!(peer, %hash, error = %e, "p2p: store fault, block not stored");
-                Err(format!("store fault: {e}"))
-            }
+        if blocks.is_empty() {
+            return Vec::new();
         }
+        let hashes: Vec<bitcoin::BlockHash> = blocks.iter().map(|b| b.block_hash()).collect();
+        let mut chain = self.chain();
+        let answers = chain.submit_batch(blocks, crate::mining::unix_now());
+        let mut moved = false;
+        let out = hashes
+            .into_iter()
+            .zip(answers)
+            .map(|(hash, answer)| {
+                let answer = match answer {
+                    Ok(accepted) => {
+                        NodeStats::bump(&self.stats.blocks_accepted);
+                        moved |= accepted == Accepted::Tip;
+                        let height = chain
+                            .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
+                            .map_or(0, |e| e.height);
+                        tracing::info!(peer, %hash, height, tip = accepted == Accepted::Tip, "p2p: block accepted");
+                        Ok(height)
+                    }
+                    Err(SubmitError::Rejected(r)) => {
+                        if r != crate::chain::Reject::Duplicate {
+                            NodeStats::bump(&self.stats.blocks_rejected);
+                        }
+                        Err(r.to_string())
+                    }
+                    Err(SubmitError::Store(e)) => {
+                        NodeStats::bump(&self.stats.store_faults);
+                        tracing::error!(peer, %hash, error = %e, "p2p: store fault, block not stored");
+                        Err(format!("store fault: {e}"))
+                    }
+                };
+                (hash, answer)
+            })
+            .collect();
+        if moved {
+            self.tip_moved(&chain);
+        }
+        out
     }
 }
