@@ -105,10 +105,10 @@ fn main() {
     {
         let (mut store, _) =
             Store::open(&path, &Chain::rules(&ChainParams::regtest(), &rules())).unwrap();
-        let all: Vec<(u32, Block)> = blocks
+        let all: Vec<(u32, &Block)> = blocks
             .iter()
             .enumerate()
-            .map(|(i, b)| (i as u32 + 1, b.clone()))
+            .map(|(i, b)| (i as u32 + 1, b))
             .collect();
         for chunk in all.chunks(10_000) {
             store.put_many(chunk).unwrap();
