@@ -625,11 +625,17 @@ fn connect(
         });
     }
     while !parents.is_empty() {
-        let children: Vec<Block> = {
+        // Every block that waited on these, and on those, parents first: one commit for all.
+        let mut children: Vec<Block> = Vec::new();
+        {
             let mut d = lock(download);
-            parents.iter().flat_map(|p| d.children(p)).collect()
-        };
-        parents.clear();
+            while let Some(parent) = parents.pop() {
+                for child in d.children(&parent) {
+                    parents.push(child.block_hash());
+                    children.push(child);
+                }
+            }
+        }
         for (hash, answer) in state.submit_batch_from_peer(children, peer) {
             match answer {
                 Ok(_) => parents.push(hash),
