@@ -626,17 +626,19 @@ fn connect(
     }
     while !parents.is_empty() {
         // Every block that waited on these, and on those, parents first: one commit for all.
+        // The download lock is held until they are stored, so that no peer asks for one of
+        // them again while it is neither an orphan nor in the chain.
         let mut children: Vec<Block> = Vec::new();
-        {
-            let mut d = lock(download);
-            while let Some(parent) = parents.pop() {
-                for child in d.children(&parent) {
-                    parents.push(child.block_hash());
-                    children.push(child);
-                }
+        let mut d = lock(download);
+        while let Some(parent) = parents.pop() {
+            for child in d.children(&parent) {
+                parents.push(child.block_hash());
+                children.push(child);
             }
         }
-        for (hash, answer) in state.submit_batch_from_peer(children, peer) {
+        let answers = state.submit_batch_from_peer(children, peer);
+        drop(d);
+        for (hash, answer) in answers {
             match answer {
                 Ok(_) => parents.push(hash),
                 Err(reason) => {
