@@ -1668,3 +1668,53 @@ fn probe7_body_over_the_limit_gets_413() {
         "{P}"
     );
 }
+
+/// CPU seconds (user + system) the process has used, from /proc/PID/stat (clock ticks of 1/100 s
+/// on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[test]
+fn probe9_a_request_running_past_the_idle_timeout_does_not_spin_the_connection_loop() {
+    let _g = serial();
+    const P: &str = "probe 9 (long request, short idle timeout)";
+    // A longpoll held 4 s on a connection whose idle timeout is 1 s: before the fix, the
+    // connection's idle timer was already past after 1 s and woke its loop without pause,
+    // burning a whole core until the request ended.
+    let node = Node::start(
+        P,
+        "idlespin",
+        &Opts {
+            extra: &["--rpc-idle-timeout", "1", "--longpoll-timeout", "4"],
+            ..PLAIN
+        },
+    );
+    let t = node.rpc(P, "getblocktemplate", json!([{"rules": ["segwit"]}]))["result"].clone();
+    let lpid = t["longpollid"].as_str().unwrap_or_default().to_string();
+    let pid = node.child.id();
+    let before = cpu_seconds(pid).expect("read /proc/PID/stat");
+    let started = Instant::now();
+    let r = node.call(
+        "getblocktemplate",
+        json!([{"longpollid": lpid, "rules": ["segwit"]}]),
+        Duration::from_secs(20),
+    );
+    let held = started.elapsed();
+    let used = cpu_seconds(pid).expect("read /proc/PID/stat") - before;
+    assert!(r.is_ok(), "{P}: the longpoll failed: {r:?}");
+    assert!(
+        held >= Duration::from_secs(3),
+        "{P}: the longpoll returned after {held:?}, before its 4 s timeout"
+    );
+    assert!(
+        used < 0.5 * held.as_secs_f64(),
+        "{P}: the node used {used:.2} s of CPU while one longpoll waited {held:?}: a loop spins"
+    );
+}

@@ -308,7 +308,14 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), service);
     let mut closing = false;
     let result = loop {
-        let idle_at = activity.idle_deadline(limits.idle_timeout);
+        // While a request runs (a longpoll, a long generatetoaddress) the connection is not
+        // idle: look again an idle period later rather than at a deadline already past, which
+        // would wake this loop without pause.
+        let idle_at = if activity.in_flight.load(Ordering::SeqCst) > 0 {
+            Instant::now() + limits.idle_timeout
+        } else {
+            activity.idle_deadline(limits.idle_timeout)
+        };
         tokio::select! {
             result = &mut conn => break result,
             _ = tokio::time::sleep_until(idle_at), if !closing => {
