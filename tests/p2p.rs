@@ -525,3 +525,46 @@ fn a_peer_gets_a_longer_branch_from_a_third_node_over_several_peers() {
         "blocks came from fewer than two peers: {info:#}"
     );
 }
+
+#[test]
+fn blocks_a_peer_was_fetching_when_it_died_are_fetched_from_another_peer() {
+    // A holds 3000 blocks; B syncs them, then restarts with a 400 ms relay delay. D dials B
+    // alone; once D has blocks in flight from B, A (restarted) dials D and offers the same
+    // chain: the blocks B is fetching are queued for A too (deferred while B has them). B is
+    // killed; D must get them from A.
+    let a = Node::start_with("died-a", &[], &[]);
+    for _ in 0..3 {
+        a.generate(1000);
+    }
+    let b = Node::start_with("died-b", &[local(a.port)], &[]);
+    assert!(same_tip(&[&a, &b], Duration::from_secs(60)));
+    let a_dir = a.kill9();
+    let b_dir = b.kill9();
+    let b = Node::resume(b_dir, &[], &["--relay-delay", "400"]);
+    let d = Node::start_with("died-d", &[local(b.port)], &["--p2p-stall-timeout", "20"]);
+    let from_b = format!("127.0.0.1:{}", b.port);
+    let b_busy = eventually(Duration::from_secs(20), || {
+        d.rpc("getpeerinfo", json!([]))
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["addr"] == from_b && p["blocks_in_flight"].as_u64() > Some(0))
+    });
+    assert!(b_busy, "D never had blocks in flight from B");
+    let a = Node::resume(a_dir, &[local(d.port)], &[]);
+    assert!(
+        eventually(Duration::from_secs(10), || d.peers() == 2),
+        "A did not connect to D"
+    );
+    // Let A's headers arrive while B still holds its blocks.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = d.height();
+    drop(b);
+    // Well inside the 20 s stall timeout: recovered by the other peer, not by a stall.
+    assert!(
+        same_tip(&[&a, &d], Duration::from_secs(15)),
+        "D stuck at {} (was {before} when B died)",
+        d.height()
+    );
+    assert_eq!(d.height(), 3000);
+}

@@ -379,17 +379,21 @@ async fn receive(
     handle_blocks(blocks, writer, state, info, sync).await
 }
 
-/// Takes a message from the peer's flood bucket (blocks we asked for are free): past the
-/// bucket, the peer is banned.
+/// Takes a message from the peer's flood bucket: past the bucket, the peer is banned. Free:
+/// blocks we asked for, and the requests of a peer syncing from us (`getdata`, `getheaders`),
+/// whose pace our own replies set.
 fn flood_check(
     message: &NetworkMessage,
     state: &NodeState,
     info: &PeerInfo,
     sync: &mut Sync,
 ) -> Result<(), String> {
-    let requested =
-        matches!(message, NetworkMessage::Block(b) if sync.in_flight.contains_key(&b.block_hash()));
-    if requested || sync.take_token() {
+    let free = match message {
+        NetworkMessage::Block(b) => sync.in_flight.contains_key(&b.block_hash()),
+        NetworkMessage::GetData(_) | NetworkMessage::GetHeaders(_) => true,
+        _ => false,
+    };
+    if free || sync.take_token() {
         return Ok(());
     }
     state.peers.misbehaving(info, 100, "message flood")?;
@@ -687,7 +691,8 @@ async fn handle(
             }
             let full = headers.len() == MAX_HEADERS;
             let last = headers[headers.len() - 1].block_hash();
-            // The height of a block we have, are fetching or will fetch from this peer.
+            // The height of a block we have, are fetching from any peer or will fetch from this
+            // one.
             let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
                 state
                     .height_of(h)
@@ -733,7 +738,13 @@ async fn handle(
             let mut cut = None;
             for (i, header) in headers.iter().enumerate() {
                 let hash = header.block_hash();
-                if known(&hash, sync).is_none() {
+                // Blocks another peer is fetching are queued here too (and deferred when their
+                // turn comes), so that if that peer fails this one can deliver them.
+                let queue = !state.has_block(&hash)
+                    && !sync.in_flight.contains_key(&hash)
+                    && !sync.queued.contains_key(&hash)
+                    && !lock(&peers.download).is_orphan(&hash);
+                if queue {
                     if sync.wanted.len() + sync.deferred.len() >= MAX_WANTED {
                         cut = Some(prev);
                         break;
