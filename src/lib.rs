@@ -40,6 +40,7 @@ pub use bitcoin;
 pub mod backend;
 pub mod block;
 pub mod chain;
+pub mod experiment;
 #[cfg(feature = "node")]
 pub mod client;
 pub mod hash;
