@@ -45,7 +45,8 @@ enum Rate {
 #[error("bad hash-rate profile '{0}': {1}. Use segments like '1M,10M@2500,1M@5000,onoff(1M/10M/50)@7500' (rate in H/s with k/M/G/T, '@' the first block) or 'steps'")]
 pub struct ProfileError(pub String, pub String);
 
-fn parse_rate(s: &str) -> Option<f64> {
+/// A hash rate in H/s from `1500`, `2.5k`, `1M`, `3G`, `1T`; positive and finite.
+pub fn parse_rate(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, mult) = match s.chars().last()? {
         'k' | 'K' => (&s[..s.len() - 1], 1e3),

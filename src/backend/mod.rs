@@ -3,12 +3,14 @@
 
 mod combined;
 mod cpu;
+mod limited;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 
 pub use combined::CombinedBackend;
 
 pub use cpu::{CpuBackend, CpuBackendError};
+pub use limited::RateLimited;
 
 use crate::hash::Job;
 use std::ops::Range;

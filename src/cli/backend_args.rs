@@ -27,6 +27,10 @@ pub(crate) struct BackendArgs {
     /// Where to hash: cpu, gpu, or all (both, splitting the nonce range).
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
     pub(crate) backend: BackendChoice,
+    /// Hold the backend to at most this many hashes per second (H/s, or with k/M/G/T: 500k,
+    /// 2M): to give miners set shares in experiments, or to leave the machine usable.
+    #[arg(long, value_name = "RATE", value_parser = parse_max_hashrate)]
+    pub(crate) max_hashrate: Option<f64>,
     /// CPU worker threads [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
@@ -200,6 +204,14 @@ impl BackendArgs {
         for warning in self.ignored_flags() {
             eprintln!("warning: {warning}");
         }
+        let backend = self.build_unlimited()?;
+        Ok(match self.max_hashrate {
+            Some(rate) => Box::new(miner::backend::RateLimited::new(backend, rate)),
+            None => backend,
+        })
+    }
+
+    fn build_unlimited(&self) -> Result<Box<dyn Backend>> {
         Ok(match self.backend {
             BackendChoice::Cpu => Box::new(self.cpu()?),
             BackendChoice::Gpu => Box::new(self.gpu.open().context("--backend gpu")?),
@@ -231,4 +243,10 @@ pub(crate) fn print_parts(backend: &dyn Backend, json: bool) {
             println!("  {}: {} hashes, {rate}", p.name, count(p.hashes as f64));
         }
     }
+}
+
+/// `--max-hashrate`: H/s, with k/M/G/T.
+fn parse_max_hashrate(text: &str) -> Result<f64, String> {
+    miner::sim::parse_rate(text)
+        .ok_or_else(|| format!("{text}: expected a hash rate above 0 in H/s, e.g. 500k or 2M"))
 }
