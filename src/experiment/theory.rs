@@ -217,9 +217,13 @@ mod tests {
                 );
             }
         }
-        for z in 1..=10 {
+        // Nakamoto's Poisson figure is the higher one at z = 1 (0.2046 vs 0.2) and too low
+        // from z = 2 on, by a factor that grows with z.
+        assert!(nakamoto(0.1, 1) > exact(0.1, 1));
+        for z in 2..=10 {
             assert!(exact(0.1, z) > nakamoto(0.1, z), "z {z}");
         }
+        assert!(exact(0.1, 10) / nakamoto(0.1, 10) > exact(0.1, 5) / nakamoto(0.1, 5));
         assert_eq!(exact(0.5, 3), 1.0);
         assert_eq!(exact(0.7, 3), 1.0);
         // Deep and close to a half: finite, in (0, 1), falling with z.
