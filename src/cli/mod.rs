@@ -1,7 +1,7 @@
 //! The command line: clap structs and the handlers that wire the library together.
 //!
 //! One module per command, each beside its clap structs (`mine`, `scan`, `bench`, `devices`,
-//! `retarget_sim`, `node`); the flag groups several commands share live in `backend_args` and
+//! `retarget_sim`, `node`, `experiment`); the flag groups several commands share live in `backend_args` and
 //! `retarget_args`, the value parsers in `args`, and the helpers they share here. A new command
 //! is a new module plus one `Command` variant and one line in [`run`].
 
@@ -9,6 +9,7 @@ mod args;
 mod backend_args;
 mod bench;
 mod devices;
+mod experiment;
 mod mine;
 mod node;
 mod retarget_args;
@@ -17,6 +18,7 @@ mod scan;
 
 use self::bench::{bench, BenchArgs};
 use self::devices::{devices, DevicesArgs};
+use self::experiment::{experiment, ExperimentArgs};
 use self::mine::{mine, MineArgs};
 use self::node::{node, NodeArgs};
 use self::retarget_sim::{retarget_sim, SimArgs};
@@ -68,6 +70,10 @@ enum Command {
     /// Serve the local chain over Bitcoin Core's JSON-RPC (getblocktemplate, submitblock, ...)
     /// on 127.0.0.1, so other miners and processes can mine against it.
     Node(NodeArgs),
+    /// The seed's proof-of-work experiments, simulated on the chain code: double-spend (the 51%
+    /// attack), forks from propagation delay, selfish mining, finality after k blocks; each
+    /// beside the published result (Nakamoto, Rosenfeld, Eyal & Sirer) with a 95% interval.
+    Experiment(ExperimentArgs),
 }
 
 /// Entry point for `main`.
@@ -81,6 +87,7 @@ pub fn run() -> Result<()> {
         Command::Devices(args) => devices(args),
         Command::RetargetSim(args) => retarget_sim(args),
         Command::Node(args) => node(args),
+        Command::Experiment(args) => experiment(args),
     }
 }
 

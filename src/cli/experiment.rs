@@ -1,0 +1,863 @@
+//! `miner experiment KIND`: the seed's proof-of-work experiments (double-spend, forks,
+//! selfish mining, finality), each printed beside the published result it is checked against.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use miner::experiment::{forks, race, selfish, stats, theory};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub(crate) struct ExperimentArgs {
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Subcommand, Debug)]
+enum Kind {
+    /// The double-spend race: a merchant accepts after z blocks (the payment's block counted,
+    /// Rosenfeld's n); an attacker with share q of the hash rate, one block pre-mined (Rosenfeld's
+    /// model), mines a private branch from the block before the payment and publishes it once it
+    /// is longer. Measured success beside Nakamoto's §11 figure and the exact one (Rosenfeld
+    /// 2014; Grunspan & Pérez-Marco 2017). q ≥ 0.5 is the 51% attack: it always succeeds.
+    DoubleSpend(DoubleSpendArgs),
+    /// Forks from propagation delay: N miners, each block reaching the others after the delay;
+    /// the stale rate per delay beside 1 − e^(−delay/T), the reorg depths, and (--svg) a branch
+    /// diagram of a short run.
+    Forks(ForksArgs),
+    /// Eyal & Sirer's selfish mining: the pool's share of the main chain beside their closed
+    /// form, and the profitability threshold found from the runs beside (1−γ)/(3−2γ).
+    Selfish(SelfishArgs),
+    /// Finality: the chance that a block k deep is ever reorganised away by an attacker of share
+    /// q who began a private branch when it was found (no pre-mined block): what "wait 6
+    /// blocks" buys.
+    Finality(FinalityArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Virtual time, real blocks connected by the chain code (seconds for millions of blocks).
+    Sim,
+    /// Real `miner` nodes on loopback (not built yet).
+    Live,
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// sim: virtual time with real blocks and the chain's own fork choice; live: real nodes.
+    #[arg(long, value_enum, default_value = "sim")]
+    mode: Mode,
+    /// Random seed: the same seed gives the same figures, whatever the thread count.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the rows as one JSON object (field names are an interface: q, z/depth, p, ci95,
+    /// trials, nakamoto, exact, theory; delay_ms, stale_rate; alpha, gamma, revenue).
+    #[arg(long)]
+    json: bool,
+    /// Also write the rows as CSV here.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also draw the figure here as SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct DoubleSpendArgs {
+    /// Attacker shares of the hash rate, comma-separated, each in (0, 1).
+    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', default_values_t = [0.1, 0.3], value_parser = share)]
+    attacker: Vec<f64>,
+    /// Confirmations the merchant waits for (the payment's block counted), comma-separated.
+    #[arg(long, value_name = "Z[,Z...]", value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6], value_parser = clap::value_parser!(u32).range(1..=1000))]
+    confirmations: Vec<u32>,
+    /// Races per (q, z).
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    trials: u64,
+    /// The attacker gives up once it is this many blocks behind after the merchant accepted
+    /// (default: never; a race is cut off only when its remaining chance is below 1e-12).
+    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u32).range(1..))]
+    give_up: Option<u32>,
+    /// Mean block interval in seconds, to turn the attack's length in blocks into time.
+    #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = positive)]
+    block_time: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct FinalityArgs {
+    /// Attacker shares of the hash rate, comma-separated, each in (0, 1).
+    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', default_values_t = [0.1], value_parser = share)]
+    attacker: Vec<f64>,
+    /// Depths k, comma-separated.
+    #[arg(long, value_name = "K[,K...]", value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6], value_parser = clap::value_parser!(u32).range(1..=1000))]
+    depth: Vec<u32>,
+    /// Races per (q, k).
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    trials: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct ForksArgs {
+    /// Miners (nodes), equal shares unless --shares.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=1000))]
+    nodes: u64,
+    /// Hash shares per node, comma-separated (normalised to sum 1); overrides --nodes.
+    #[arg(long, value_name = "S[,S...]", value_delimiter = ',', value_parser = positive)]
+    shares: Vec<f64>,
+    /// Propagation delays in milliseconds, comma-separated.
+    #[arg(long, value_name = "MS[,MS...]", value_delimiter = ',', default_values_t = [0.0, 1000.0, 5000.0, 20000.0], value_parser = non_negative)]
+    delay: Vec<f64>,
+    /// Mean block interval T in seconds.
+    #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = positive)]
+    block_time: f64,
+    /// Blocks per delay, found over 8 independent runs (for the interval).
+    #[arg(long, value_name = "N", default_value_t = 80_000, value_parser = clap::value_parser!(u64).range(80..=1_000_000_000))]
+    blocks: u64,
+    /// Blocks drawn in the --svg branch diagram (a short run at the largest delay).
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..=2000))]
+    diagram_blocks: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct SelfishArgs {
+    /// Selfish pool shares α, comma-separated, each in (0, 0.5).
+    #[arg(long, value_name = "A[,A...]", value_delimiter = ',', default_values_t = [0.25, 0.3, 0.35, 0.4, 0.45], value_parser = share)]
+    alpha: Vec<f64>,
+    /// γ: the share of honest miners that mine on the pool's block during a tie, each in [0, 1].
+    #[arg(long, value_name = "G[,G...]", value_delimiter = ',', default_values_t = [0.0, 0.5], value_parser = unit)]
+    gamma: Vec<f64>,
+    /// Blocks per (α, γ), found over 8 independent runs (for the interval).
+    #[arg(long, value_name = "N", default_value_t = 400_000, value_parser = clap::value_parser!(u64).range(80..=1_000_000_000))]
+    blocks: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_f64(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{text}: expected a number"))
+}
+
+fn share(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{text}: a share of the hash rate is between 0 and 1, e.g. 0.1"
+        ))
+    }
+}
+
+fn unit(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a value from 0 to 1"))
+    }
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a number above 0"))
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a number of 0 or more"))
+    }
+}
+
+pub(crate) fn experiment(args: ExperimentArgs) -> Result<()> {
+    let common = match &args.kind {
+        Kind::DoubleSpend(a) => &a.common,
+        Kind::Forks(a) => &a.common,
+        Kind::Selfish(a) => &a.common,
+        Kind::Finality(a) => &a.common,
+    };
+    if common.mode == Mode::Live {
+        bail!(
+            "--mode live is not built yet: it needs rate-limited miners (--max-hashrate) and an \
+             attacker node that withholds blocks. Run --mode sim (the default) for the figures; \
+             the forks between real nodes can be watched with `miner node --relay-delay MS` \
+             (see the README's \"Peers\" section)"
+        );
+    }
+    let started = Instant::now();
+    let report = match &args.kind {
+        Kind::DoubleSpend(a) => double_spend(a),
+        Kind::Finality(a) => finality(a),
+        Kind::Forks(a) => forks_run(a)?,
+        Kind::Selfish(a) => selfish_run(a),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    emit(report, common, seconds)
+}
+
+/// What a run found: its rows (JSON objects with the interface's field names), the column
+/// order for the table and CSV, extra JSON fields, an SVG, and the blocks it built.
+struct Report {
+    kind: &'static str,
+    columns: Vec<&'static str>,
+    rows: Vec<Value>,
+    extra: Vec<(&'static str, Value)>,
+    notes: Vec<String>,
+    svg: Option<String>,
+    blocks: u64,
+}
+
+fn progress(text: &str) {
+    eprintln!("{text}");
+}
+
+fn double_spend(a: &DoubleSpendArgs) -> Report {
+    let mut rows = Vec::new();
+    let mut blocks = 0;
+    for &q in &a.attacker {
+        for &z in &a.confirmations {
+            let r = race::race(&race::RaceParams {
+                q,
+                z,
+                premine: true,
+                give_up: a.give_up,
+                trials: a.trials,
+                seed: a.common.seed,
+            });
+            blocks += r.blocks;
+            let p = r.successes as f64 / r.trials.max(1) as f64;
+            let (lo, hi) = stats::wilson95(r.successes, r.trials);
+            let (nakamoto, exact) = (theory::nakamoto(q, z), theory::exact(q, z));
+            progress(&format!(
+                "q {q} z {z}: {} of {} attacks succeeded",
+                r.successes, r.trials
+            ));
+            rows.push(json!({
+                "q": q,
+                "z": z,
+                "p": p,
+                "ci95": [lo, hi],
+                "trials": r.trials,
+                "successes": r.successes,
+                "nakamoto": nakamoto,
+                "exact": exact,
+                "exact_over_nakamoto": if nakamoto > 0.0 { exact / nakamoto } else { f64::NAN },
+                "mean_blocks_to_success": r.mean_blocks_to_success,
+                "mean_attack_s": r.mean_blocks_to_success * a.block_time,
+                "cut_off": r.cut_off,
+                "give_up": a.give_up,
+            }));
+        }
+    }
+    let svg = plot_by_q(&rows, "z", "confirmations z", &["nakamoto", "exact"]);
+    Report {
+        kind: "double-spend",
+        columns: vec![
+            "q",
+            "z",
+            "p",
+            "ci95",
+            "trials",
+            "nakamoto",
+            "exact",
+            "exact_over_nakamoto",
+            "mean_attack_s",
+        ],
+        rows,
+        extra: vec![("block_time_s", json!(a.block_time))],
+        notes: vec![
+            "p: measured success; nakamoto: Nakamoto 2008 §11 (Poisson: above the exact figure at z = 1, below it from z = 2); exact: Rosenfeld 2014 / Grunspan & Pérez-Marco 2017, I_4pq(z, 1/2)".into(),
+            format!("mean_attack_s: blocks from the race start to a successful publication × {} s", a.block_time),
+        ],
+        svg: Some(svg),
+        blocks,
+    }
+}
+
+fn finality(a: &FinalityArgs) -> Report {
+    let mut rows = Vec::new();
+    let mut blocks = 0;
+    for &q in &a.attacker {
+        for &k in &a.depth {
+            let r = race::race(&race::RaceParams {
+                q,
+                z: k,
+                premine: false,
+                give_up: None,
+                trials: a.trials,
+                seed: a.common.seed,
+            });
+            blocks += r.blocks;
+            let (lo, hi) = stats::wilson95(r.successes, r.trials);
+            progress(&format!(
+                "q {q} depth {k}: reorganised away in {} of {}",
+                r.successes, r.trials
+            ));
+            rows.push(json!({
+                "q": q,
+                "depth": k,
+                "p": r.successes as f64 / r.trials.max(1) as f64,
+                "ci95": [lo, hi],
+                "trials": r.trials,
+                "successes": r.successes,
+                "theory": theory::finality(q, k),
+            }));
+        }
+    }
+    let svg = plot_by_q(&rows, "depth", "depth k", &["theory"]);
+    Report {
+        kind: "finality",
+        columns: vec!["q", "depth", "p", "ci95", "trials", "theory"],
+        rows,
+        extra: Vec::new(),
+        notes: vec!["theory: Σ_m C(m+k−1, m) p^k q^m min(1, (q/p)^(k−m+1)), the negative-binomial race with no pre-mined block".into()],
+        svg: Some(svg),
+        blocks,
+    }
+}
+
+/// Runs of a sim split over 8 seeds, for an interval from the spread of their means.
+const SPLITS: u64 = 8;
+
+fn split_seed(seed: u64, i: u64) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9))
+}
+
+fn forks_run(a: &ForksArgs) -> Result<Report> {
+    let shares: Vec<f64> = if a.shares.is_empty() {
+        vec![1.0 / a.nodes as f64; a.nodes as usize]
+    } else {
+        let sum: f64 = a.shares.iter().sum();
+        a.shares.iter().map(|s| s / sum).collect()
+    };
+    if shares.len() < 2 {
+        bail!("--shares: give at least two miners' shares, e.g. --shares 0.6,0.4");
+    }
+    let mut rows = Vec::new();
+    let mut blocks = 0;
+    let per_run = a.blocks.div_ceil(SPLITS);
+    for &delay_ms in &a.delay {
+        let runs: Vec<forks::ForkResult> = (0..SPLITS)
+            .map(|i| {
+                forks::run(
+                    &forks::ForkParams {
+                        shares: shares.clone(),
+                        delay_s: delay_ms / 1000.0,
+                        block_time_s: a.block_time,
+                        blocks: per_run,
+                        seed: split_seed(a.common.seed, i),
+                    },
+                    0,
+                )
+            })
+            .collect();
+        let (found, stale): (u64, u64) = runs
+            .iter()
+            .fold((0, 0), |(f, s), r| (f + r.blocks, s + r.stale));
+        blocks += found;
+        let rates: Vec<f64> = runs
+            .iter()
+            .map(|r| r.stale as f64 / r.blocks.max(1) as f64)
+            .collect();
+        let (_, ci) = spread(&rates);
+        let mut reorgs = std::collections::BTreeMap::new();
+        for r in &runs {
+            for (depth, n) in &r.reorgs {
+                *reorgs.entry(*depth).or_insert(0u64) += n;
+            }
+        }
+        progress(&format!(
+            "delay {delay_ms} ms: {stale} of {found} blocks stale"
+        ));
+        rows.push(json!({
+            "delay_ms": delay_ms,
+            "stale_rate": stale as f64 / found.max(1) as f64,
+            "ci95": [ci.0, ci.1],
+            "theory": theory::stale_rate(delay_ms / 1000.0, a.block_time),
+            "blocks": found,
+            "stale": stale,
+            "reorgs": reorgs.iter().map(|(d, n)| (d.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        }));
+    }
+    let largest = a.delay.iter().copied().fold(0.0, f64::max);
+    let diagram_params = forks::ForkParams {
+        shares: shares.clone(),
+        delay_s: largest / 1000.0,
+        block_time_s: a.block_time,
+        blocks: a.diagram_blocks,
+        seed: a.common.seed,
+    };
+    let diagram = forks::run(&diagram_params, a.diagram_blocks);
+    Ok(Report {
+        kind: "forks",
+        columns: vec!["delay_ms", "stale_rate", "ci95", "theory", "blocks", "stale"],
+        rows,
+        extra: vec![
+            ("nodes", json!(shares.len())),
+            ("shares", json!(shares)),
+            ("block_time_s", json!(a.block_time)),
+        ],
+        notes: vec![
+            "theory: 1 − e^(−delay/T), the chance another block is found while one propagates (first order; a block found by the same miner meanwhile is no fork, so with N equal miners expect about (1 − 1/N) of it)".into(),
+            "ci95: from the spread of 8 independent runs".into(),
+        ],
+        svg: Some(forks::svg(&diagram, &diagram_params)),
+        blocks,
+    })
+}
+
+fn selfish_run(a: &SelfishArgs) -> Report {
+    let mut rows = Vec::new();
+    let mut blocks = 0;
+    let per_run = a.blocks.div_ceil(SPLITS);
+    let mut thresholds = Vec::new();
+    for &gamma in &a.gamma {
+        let mut curve = Vec::new();
+        for &alpha in &a.alpha {
+            let runs: Vec<selfish::SelfishResult> = (0..SPLITS)
+                .map(|i| {
+                    selfish::run(&selfish::SelfishParams {
+                        alpha,
+                        gamma,
+                        blocks: per_run,
+                        seed: split_seed(a.common.seed, i),
+                    })
+                })
+                .collect();
+            blocks += runs.iter().map(|r| r.blocks).sum::<u64>();
+            let revenues: Vec<f64> = runs.iter().map(|r| r.revenue).collect();
+            let (revenue, ci) = spread(&revenues);
+            progress(&format!(
+                "alpha {alpha} gamma {gamma}: revenue {revenue:.4}"
+            ));
+            curve.push((alpha, revenue));
+            rows.push(json!({
+                "alpha": alpha,
+                "gamma": gamma,
+                "revenue": revenue,
+                "ci95": [ci.0, ci.1],
+                "theory": theory::selfish_revenue(alpha, gamma),
+                "blocks": runs.iter().map(|r| r.blocks).sum::<u64>(),
+            }));
+        }
+        // Where the measured revenue crosses α: linear between the neighbouring points.
+        let found = curve.windows(2).find_map(|w| {
+            let (a0, r0) = w[0];
+            let (a1, r1) = w[1];
+            let (d0, d1) = (r0 - a0, r1 - a1);
+            (d0 <= 0.0 && d1 > 0.0).then(|| a0 + (a1 - a0) * (-d0) / (d1 - d0))
+        });
+        thresholds.push(json!({
+            "gamma": gamma,
+            "found": found,
+            "theory": theory::selfish_threshold(gamma),
+        }));
+    }
+    let svg = plot_selfish(&rows);
+    Report {
+        kind: "selfish",
+        columns: vec!["alpha", "gamma", "revenue", "ci95", "theory"],
+        rows,
+        extra: vec![("thresholds", Value::Array(thresholds))],
+        notes: vec![
+            "theory: Eyal & Sirer 2014, (α(1−α)²(4α+γ(1−2α)) − α³) / (1 − α(1+(2−α)α)); threshold (1−γ)/(3−2γ)".into(),
+            "ci95: from the spread of 8 independent runs".into(),
+        ],
+        svg: Some(svg),
+        blocks,
+    }
+}
+
+/// Mean of a few run figures and its 95% interval from their spread.
+fn spread(values: &[f64]) -> (f64, (f64, f64)) {
+    let n = values.len() as u64;
+    let sum: f64 = values.iter().sum();
+    let sum_sq: f64 = values.iter().map(|v| v * v).sum();
+    stats::mean_ci95(n, sum, sum_sq)
+}
+
+fn fmt(v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => {
+                if f == 0.0 || (f.abs() >= 1e-3 && f.abs() < 1e6) {
+                    format!("{f:.7}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .to_string()
+                } else {
+                    format!("{f:.4e}")
+                }
+            }
+            _ => n.to_string(),
+        },
+        Value::Array(items) => {
+            format!("[{}]", items.iter().map(fmt).collect::<Vec<_>>().join(", "))
+        }
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
+    let rate = report.blocks as f64 / seconds.max(1e-9);
+    if let Some(path) = &common.csv {
+        let mut out = String::new();
+        out.push_str(&report.columns.join(","));
+        out.push('\n');
+        for row in &report.rows {
+            let cells: Vec<String> = report
+                .columns
+                .iter()
+                .map(|c| match &row[*c] {
+                    Value::Array(v) => v.iter().map(fmt).collect::<Vec<_>>().join(" "),
+                    v => fmt(v),
+                })
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("--csv {}", path.display()))?;
+    }
+    if let (Some(path), Some(svg)) = (&common.svg, &report.svg) {
+        std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if common.json {
+        let mut object = serde_json::Map::new();
+        object.insert("kind".into(), json!(report.kind));
+        object.insert("mode".into(), json!("sim"));
+        object.insert("seed".into(), json!(common.seed));
+        object.insert("rows".into(), Value::Array(report.rows));
+        for (k, v) in report.extra {
+            object.insert(k.into(), v);
+        }
+        object.insert("blocks".into(), json!(report.blocks));
+        object.insert("seconds".into(), json!(seconds));
+        object.insert("blocks_per_s".into(), json!(rate));
+        writeln!(stdout, "{}", Value::Object(object))?;
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = report
+        .rows
+        .iter()
+        .map(|row| report.columns.iter().map(|c| fmt(&row[*c])).collect())
+        .collect();
+    let widths: Vec<usize> = report
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            table
+                .iter()
+                .map(|r| r[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:>w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(
+        stdout,
+        "{}",
+        line(report.columns.iter().map(|c| c.to_string()).collect())
+    )?;
+    for row in table {
+        writeln!(stdout, "{}", line(row))?;
+    }
+    for (k, v) in &report.extra {
+        if *k == "thresholds" {
+            for t in v.as_array().into_iter().flatten() {
+                writeln!(
+                    stdout,
+                    "threshold at gamma {}: found {} (theory {})",
+                    fmt(&t["gamma"]),
+                    fmt(&t["found"]),
+                    fmt(&t["theory"])
+                )?;
+            }
+        }
+    }
+    for note in &report.notes {
+        writeln!(stdout, "{note}")?;
+    }
+    writeln!(
+        stdout,
+        "{} blocks built and connected in {seconds:.2} s ({rate:.0} blocks/s, {} threads)",
+        report.blocks,
+        rayon::current_num_threads()
+    )?;
+    Ok(())
+}
+
+/// A log-scale chart of p against `x` for each q: measured points with their intervals, and
+/// the reference curves named in `refs`.
+fn plot_by_q(rows: &[Value], x: &str, xlabel: &str, refs: &[&str]) -> String {
+    let mut series: Vec<Series> = Vec::new();
+    let mut qs: Vec<f64> = rows.iter().filter_map(|r| r["q"].as_f64()).collect();
+    qs.dedup();
+    let colours = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+    ];
+    for (i, q) in qs.iter().enumerate() {
+        let of_q: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["q"].as_f64() == Some(*q))
+            .collect();
+        let colour = colours[i % colours.len()];
+        let point = |r: &&Value, key: &str| Some((r[x].as_f64()?, r[key].as_f64()?));
+        series.push(Series {
+            label: format!("measured, q = {q}"),
+            colour,
+            dashed: false,
+            points: of_q.iter().filter_map(|r| point(r, "p")).collect(),
+            bars: of_q
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r[x].as_f64()?,
+                        r["ci95"][0].as_f64()?,
+                        r["ci95"][1].as_f64()?,
+                    ))
+                })
+                .collect(),
+        });
+        for (j, key) in refs.iter().enumerate() {
+            series.push(Series {
+                label: format!("{key}, q = {q}"),
+                colour,
+                dashed: j == 0 && refs.len() > 1,
+                points: of_q.iter().filter_map(|r| point(r, key)).collect(),
+                bars: Vec::new(),
+            });
+        }
+    }
+    chart(&series, xlabel, "probability", true)
+}
+
+fn plot_selfish(rows: &[Value]) -> String {
+    let mut series: Vec<Series> = Vec::new();
+    let mut gammas: Vec<f64> = rows.iter().filter_map(|r| r["gamma"].as_f64()).collect();
+    gammas.sort_by(f64::total_cmp);
+    gammas.dedup();
+    let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    for (i, g) in gammas.iter().enumerate() {
+        let of_g: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["gamma"].as_f64() == Some(*g))
+            .collect();
+        let colour = colours[i % colours.len()];
+        let point = |r: &&Value, key: &str| Some((r["alpha"].as_f64()?, r[key].as_f64()?));
+        series.push(Series {
+            label: format!("measured, γ = {g}"),
+            colour,
+            dashed: false,
+            points: of_g.iter().filter_map(|r| point(r, "revenue")).collect(),
+            bars: of_g
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r["alpha"].as_f64()?,
+                        r["ci95"][0].as_f64()?,
+                        r["ci95"][1].as_f64()?,
+                    ))
+                })
+                .collect(),
+        });
+        series.push(Series {
+            label: format!("Eyal & Sirer, γ = {g}"),
+            colour,
+            dashed: true,
+            points: of_g.iter().filter_map(|r| point(r, "theory")).collect(),
+            bars: Vec::new(),
+        });
+    }
+    let alphas: Vec<f64> = rows.iter().filter_map(|r| r["alpha"].as_f64()).collect();
+    series.push(Series {
+        label: "honest share (revenue = α)".into(),
+        colour: "#7f7f7f",
+        dashed: true,
+        points: alphas.iter().map(|a| (*a, *a)).collect(),
+        bars: Vec::new(),
+    });
+    chart(
+        &series,
+        "pool share α",
+        "pool's share of the main chain",
+        false,
+    )
+}
+
+struct Series {
+    label: String,
+    colour: &'static str,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+    /// (x, low, high) interval bars.
+    bars: Vec<(f64, f64, f64)>,
+}
+
+/// A plain SVG line chart (own drawing, no dependency), log or linear y.
+fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
+    let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 240.0, 20.0, 50.0);
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| {
+        s.points
+            .iter()
+            .map(|p| p.1)
+            .chain(s.bars.iter().map(|b| b.1))
+    });
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let floor = 1e-9;
+    let (mut y0, mut y1) = ys
+        .filter(|y| !log_y || *y > floor)
+        .fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+    if y0 > y1 {
+        (y0, y1) = (0.0, 1.0);
+    }
+    let (x0, x1) = if x0 < x1 {
+        (x0, x1)
+    } else {
+        (x0 - 1.0, x0 + 1.0)
+    };
+    let ty = |y: f64| if log_y { y.max(floor).log10() } else { y };
+    let (ly0, ly1) = if log_y {
+        (ty(y0).floor(), ty(y1).ceil().max(ty(y0).floor() + 1.0))
+    } else {
+        (0.0, (y1 * 1.1).max(0.1))
+    };
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
+    let py = |y: f64| top + (1.0 - (ty(y) - ly0) / (ly1 - ly0)) * (h - top - bottom);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    s += &format!(
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom
+    );
+    if log_y {
+        let mut e = ly0;
+        while e <= ly1 {
+            let y = top + (1.0 - (e - ly0) / (ly1 - ly0)) * (h - top - bottom);
+            s += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">1e{e}</text>\n",
+                w - right,
+                left - 6.0,
+                y + 4.0
+            );
+            e += 1.0;
+        }
+    } else {
+        for i in 0..=5 {
+            let v = ly1 * f64::from(i) / 5.0;
+            let y = py(v);
+            s += &format!(
+                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>\n",
+                w - right,
+                left - 6.0,
+                y + 4.0
+            );
+        }
+    }
+    let mut xt: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    xt.sort_by(f64::total_cmp);
+    xt.dedup();
+    for x in xt {
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            px(x),
+            h - bottom + 16.0,
+            x
+        );
+    }
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>\n<text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{ylabel}{}</text>\n",
+        left + (w - left - right) / 2.0,
+        h - 10.0,
+        top + (h - top - bottom) / 2.0,
+        top + (h - top - bottom) / 2.0,
+        if log_y { " (log scale)" } else { "" }
+    );
+    for (i, ser) in series.iter().enumerate() {
+        let path: Vec<String> = ser
+            .points
+            .iter()
+            .filter(|p| !log_y || p.1 > floor)
+            .map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1)))
+            .collect();
+        let dash = if ser.dashed {
+            " stroke-dasharray=\"6 4\""
+        } else {
+            ""
+        };
+        if !path.is_empty() {
+            s += &format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{dash}/>\n",
+                path.join(" "),
+                ser.colour
+            );
+        }
+        if !ser.dashed && !ser.bars.is_empty() {
+            for p in ser.points.iter().filter(|p| !log_y || p.1 > floor) {
+                s += &format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{}\"/>\n",
+                    px(p.0),
+                    py(p.1),
+                    ser.colour
+                );
+            }
+            for b in &ser.bars {
+                s += &format!(
+                    "<line x1=\"{0:.1}\" y1=\"{1:.1}\" x2=\"{0:.1}\" y2=\"{2:.1}\" stroke=\"{3}\"/>\n",
+                    px(b.0),
+                    py(b.1.max(if log_y { floor } else { f64::MIN })),
+                    py(b.2),
+                    ser.colour
+                );
+            }
+        }
+        let ly = top + 14.0 + 18.0 * i as f64;
+        s += &format!(
+            "<line x1=\"{0}\" y1=\"{ly:.1}\" x2=\"{1}\" y2=\"{ly:.1}\" stroke=\"{2}\" stroke-width=\"2\"{dash}/><text x=\"{3}\" y=\"{4:.1}\">{5}</text>\n",
+            w - right + 10.0,
+            w - right + 34.0,
+            ser.colour,
+            w - right + 40.0,
+            ly + 4.0,
+            ser.label
+        );
+    }
+    s += "</svg>\n";
+    s
+}
