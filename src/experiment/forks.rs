@@ -1,1 +1,1052 @@
-//! (in progress)
+//! Forks from propagation delay: N miners on a network whose blocks take `delay_s` to reach
+//! each other, each holding its own [`Chain`] (the project's validation and most-work fork
+//! choice, first seen winning ties). The seed's picture: two blocks found at one height before
+//! either has propagated split the network, and the next block decides which branch survives.
+//!
+//! # The model
+//! Virtual time. The next block anywhere comes after an exponential wait of mean
+//! `block_time_s` (T) and belongs to node i with probability `shares[i]`, so each node is a
+//! Poisson process of rate `shares[i] / T`. The finder builds a real block on its own current tip
+//! ([`mine_on_tip`]: a [`Template`], the nonce ground by [`Kernel`] at nBits `0x207fffff`),
+//! submits it to its own chain at once, and every other node receives it `delay_s` (d) later
+//! (an event queue ordered by time, ties by order of sending). A block whose parent a node lacks
+//! waits in that node's buffer until the parent arrives (it cannot happen with one delay for all
+//! links, but is handled). When the finds stop, every block in flight is delivered and node 0's
+//! active chain is taken as the main chain; a block not on it is stale. Nodes that still
+//! disagree at that point hold tips of equal work (each keeps the one it saw first), so the
+//! number of stale blocks does not depend on whose chain is taken; [`ForkResult::tips_agree`]
+//! says whether they agree.
+//!
+//! A reorganisation is a node's tip moving to a branch that does not extend its old tip; its
+//! depth is the number of blocks removed from that node's active chain, counted over all nodes.
+//!
+//! # Theory
+//! The first-order stale rate is the chance that a block is found while the previous one is
+//! still propagating, `1 − e^(−d/T)` ([`first_order_stale_rate`]; e.g. Decker & Wattenhofer,
+//! "Information propagation in the Bitcoin network", 2013). In this model a block found during
+//! the delay by the node that found the previous block builds on it and forks nothing, so the
+//! expected rate is `(1 − Σ sᵢ²)(1 − e^(−d/T))` ([`expected_stale_rate`]; `(1 − 1/N)(1 − e^(−d/T))`
+//! for N equal nodes), up to terms of order `(d/T)²` (three or more blocks within one delay, a
+//! tie broken by a block itself found within the delay). For many nodes the two agree.
+//!
+//! # Long runs
+//! A run is cut into segments of at most [`SEGMENT_BLOCKS`] blocks. A segment mines its quota,
+//! then goes on until a *regeneration point*: nothing in flight and every node on the same tip.
+//! From there nothing can change what came before (every node mines on that tip, every block
+//! is known everywhere), and the future looks like a fresh start, so each segment runs on fresh
+//! chains with its own random numbers (seeded by the run's seed and the segment's index) and the
+//! segments run in parallel with rayon; the result does not depend on the number of threads.
+//! The same regeneration points cut each segment into independent cycles, which give the
+//! interval [`ForkResult::ci95`] (a ratio estimator; it stays honest when stale blocks come in
+//! clusters at large delays, where a binomial interval would be too narrow).
+
+use crate::block::{header_bytes, Template};
+use crate::chain::{Chain, ChainParams, SubmitError};
+use crate::hash::{Job, Kernel, IV};
+use crate::pow::retarget::RetargetParams;
+use crate::pow::{CompactTarget, Target};
+use bitcoin::block::{Header, Version};
+use bitcoin::hashes::Hash;
+use bitcoin::{Block, BlockHash, ScriptBuf, TxMerkleNode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
+
+/// The easiest nBits regtest allows: about every second nonce meets it.
+pub const SIM_BITS: u32 = 0x207f_ffff;
+/// Header time of the first block a simulation builds (later ones 1 s apart).
+pub(crate) const SIM_TIME0: u32 = 1_600_000_000;
+/// The wall clock passed to [`Chain::submit`]: far enough ahead that no header is "too new".
+pub(crate) const SIM_NOW: u32 = u32::MAX / 2;
+/// The most blocks one segment mines before looking for a regeneration point (see the module
+/// documentation). Small segments keep the chains in cache: 4096 runs 15–25% faster than 50,000.
+pub const SEGMENT_BLOCKS: u64 = 4_096;
+/// How many blocks past its quota a segment may go looking for a regeneration point before it
+/// stops anyway (only at extreme parameters: a selfish pool near α = 1/2, a delay of many block
+/// times); it bounds a segment's memory.
+pub const FORCE_END_AFTER: u64 = 1 << 18;
+
+/// A fresh in-memory regtest chain at fixed nBits [`SIM_BITS`].
+pub(crate) fn sim_chain() -> Chain {
+    let pow_limit = ChainParams::regtest().pow_limit;
+    Chain::new(
+        ChainParams::regtest(),
+        RetargetParams::fixed(CompactTarget::from_consensus(SIM_BITS), pow_limit),
+    )
+}
+
+/// Mines a real block on `chain`'s tip: a [`Template`] with the chain's next nBits and subsidy,
+/// coinbase `tag` as the extranonce, paying `payout`, its nonce ground with `kernel`. `time` is
+/// raised above the tip's time if needed (so above its median time past too: along every branch
+/// a simulation builds, times increase).
+pub(crate) fn mine_on_tip(
+    chain: &Chain,
+    time: u32,
+    tag: u64,
+    payout: &ScriptBuf,
+    kernel: Kernel,
+) -> Block {
+    let tip = chain.tip();
+    let height = tip.height + 1;
+    let time = time.max(tip.block.header.time.saturating_add(1));
+    let value = chain.params().subsidy(height);
+    let builder = |bits: CompactTarget| {
+        Template::builder(BlockHash::from_byte_array(tip.hash), height)
+            .time(time)
+            .bits(bits)
+            .value(value)
+            .payout(payout.clone())
+            .build()
+    };
+    // The chain's own nBits always decode (it validated them); the sim's are the fallback.
+    let template = match builder(chain.next_bits()) {
+        Ok(t) => t,
+        Err(_) => match builder(CompactTarget::from_consensus(SIM_BITS)) {
+            Ok(t) => t,
+            Err(_) => unreachable!("nBits 0x207fffff decode"),
+        },
+    };
+    // What `Template::job` and `Template::assemble` do, with the coinbase built and hashed once
+    // (a block of one transaction has its txid as merkle root).
+    let coinbase = template.coinbase(tag);
+    let root = bitcoin::merkle_tree::calculate_root(std::iter::once(
+        coinbase.compute_txid().to_raw_hash(),
+    ))
+    .map(TxMerkleNode::from_raw_hash)
+    .unwrap_or_else(TxMerkleNode::all_zeros);
+    let mut header = Header {
+        version: Version::from_consensus(template.version),
+        prev_blockhash: template.prev_hash,
+        merkle_root: root,
+        time: template.time,
+        bits: bitcoin::CompactTarget::from_consensus(template.bits.to_consensus()),
+        nonce: 0,
+    };
+    let job = sim_job(&header_bytes(&header), &template.target);
+    let mut hits = Vec::with_capacity(4);
+    let mut first = 0u32;
+    // About every second nonce meets nBits 0x207fffff. 2^32 nonces cannot all fail (2^-2^32).
+    while hits.is_empty() && first <= u32::MAX - GRIND_STEP {
+        kernel.scan(&job, first, GRIND_STEP, &mut hits);
+        first += GRIND_STEP;
+    }
+    header.nonce = hits.first().copied().unwrap_or(0);
+    Block {
+        header,
+        txdata: vec![coinbase],
+    }
+}
+
+/// Nonces per [`Kernel::scan`] call when grinding at nBits `0x207fffff`.
+const GRIND_STEP: u32 = 2;
+
+/// [`Job::new`] with the midstate from the `sha2` crate's compression function (SHA extensions
+/// where the CPU has them) rather than the portable one: the same job, 0.4 µs sooner.
+pub(crate) fn sim_job(header: &[u8; 80], target: &Target) -> Job {
+    let mut midstate = IV;
+    sha2::compress256(
+        &mut midstate,
+        &[*sha2::digest::generic_array::GenericArray::from_slice(
+            &header[..64],
+        )],
+    );
+    let mut tail = [0u32; 3];
+    for (i, w) in tail.iter_mut().enumerate() {
+        let b = &header[64 + 4 * i..68 + 4 * i];
+        *w = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Job {
+        midstate,
+        tail,
+        target: target.to_words(),
+    }
+}
+
+/// The grinding kernel: the plain `sha2` loop ([`Kernel::Sha2`]). A simulated block needs about
+/// two nonces at nBits `0x207fffff`, and there the SIMD kernels' per-call set-up and candidate
+/// checks cost 1–5 µs a block against 0.25 µs for the loop (measured on a Zen 4 EPYC).
+pub(crate) fn sim_kernel() -> Kernel {
+    Kernel::Sha2
+}
+
+/// A seed for part `index` of a run seeded with `seed` (SplitMix64 of both), so each part has
+/// its own stream whatever the number of threads.
+pub(crate) fn part_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed
+        ^ index
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(0x2545_f491_4f6c_dd1d);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One forks run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForkParams {
+    /// Each node's share of the hash rate (summing to 1; they are normalised).
+    pub shares: Vec<f64>,
+    /// Propagation delay between any two nodes, seconds.
+    pub delay_s: f64,
+    /// Mean time between blocks of the whole network, seconds.
+    pub block_time_s: f64,
+    /// Blocks to find (a run ends at the first regeneration point after this many).
+    pub blocks: u64,
+    pub seed: u64,
+}
+
+/// Why [`ForkParams`] cannot be run.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ForkParamsError {
+    #[error("at least one node is needed")]
+    NoNodes,
+    #[error("hash shares must be finite and not negative, with a positive sum")]
+    BadShares,
+    #[error("the delay must be finite and not negative")]
+    BadDelay,
+    #[error("the block time must be finite and positive")]
+    BadBlockTime,
+}
+
+impl ForkParams {
+    /// `n` nodes of equal share.
+    pub fn equal(n: usize, delay_s: f64, block_time_s: f64, blocks: u64, seed: u64) -> ForkParams {
+        ForkParams {
+            shares: vec![1.0 / n.max(1) as f64; n],
+            delay_s,
+            block_time_s,
+            blocks,
+            seed,
+        }
+    }
+
+    /// Whether [`run`] can use these parameters (it returns an empty result otherwise).
+    pub fn check(&self) -> Result<(), ForkParamsError> {
+        if self.shares.is_empty() {
+            return Err(ForkParamsError::NoNodes);
+        }
+        let sum: f64 = self.shares.iter().sum();
+        if self.shares.iter().any(|s| !s.is_finite() || *s < 0.0)
+            || sum.is_nan()
+            || sum <= 0.0
+            || !sum.is_finite()
+        {
+            return Err(ForkParamsError::BadShares);
+        }
+        if !self.delay_s.is_finite() || self.delay_s < 0.0 {
+            return Err(ForkParamsError::BadDelay);
+        }
+        if !self.block_time_s.is_finite() || self.block_time_s <= 0.0 {
+            return Err(ForkParamsError::BadBlockTime);
+        }
+        Ok(())
+    }
+}
+
+/// What a forks run measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForkResult {
+    /// Blocks found.
+    pub blocks: u64,
+    /// Blocks not on the final main chain.
+    pub stale: u64,
+    /// Reorganisations by depth (blocks removed from a node's active chain), over all nodes.
+    pub reorgs: BTreeMap<u32, u64>,
+    /// The first `trace_blocks` blocks' events, in order.
+    pub trace: Vec<TraceEvent>,
+    /// The traced blocks that ended stale (for [`svg`]).
+    pub traced_stale: Vec<BlockHash>,
+    /// Whether every node ended on the same tip (when not, their tips have equal work).
+    pub tips_agree: bool,
+    /// 95% interval of the stale rate from the independent cycles between regeneration points
+    /// (ratio estimator); `(0, 1)` with fewer than two cycles.
+    pub ci95: (f64, f64),
+    /// Independent cycles the interval rests on.
+    pub cycles: u64,
+}
+
+impl ForkResult {
+    /// Stale blocks over blocks found (0 for no blocks).
+    pub fn stale_rate(&self) -> f64 {
+        if self.blocks == 0 {
+            0.0
+        } else {
+            self.stale as f64 / self.blocks as f64
+        }
+    }
+}
+
+/// One thing that happened to a traced block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceEvent {
+    /// Virtual time, seconds from the start.
+    pub time_s: f64,
+    /// The node it happened at.
+    pub node: usize,
+    pub kind: TraceKind,
+    /// For `Found` and `Received` the block's; for `Reorg` the node's new tip's.
+    pub height: u32,
+    pub hash: BlockHash,
+    pub parent: BlockHash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceKind {
+    /// The node found the block (and made it its tip).
+    Found,
+    /// The block reached the node.
+    Received,
+    /// The block just received moved the node's tip to another branch, removing `depth` blocks
+    /// from its active chain; `hash` is the new tip.
+    Reorg { depth: u32 },
+}
+
+/// The first-order stale rate `1 − e^(−d/T)`: the chance that another block is found while one
+/// propagates (the issue's `theory`).
+pub fn first_order_stale_rate(delay_s: f64, block_time_s: f64) -> f64 {
+    1.0 - (-delay_s / block_time_s).exp()
+}
+
+/// This model's stale rate to first order in d/T: `(1 − Σ sᵢ²)(1 − e^(−d/T))`, the chance that
+/// the next block comes within the delay from a node other than the last block's finder (a node
+/// builds on its own blocks at once). `(1 − 1/N)(1 − e^(−d/T))` for N equal nodes.
+pub fn expected_stale_rate(p: &ForkParams) -> f64 {
+    let sum: f64 = p.shares.iter().sum();
+    if sum.is_nan() || sum <= 0.0 {
+        return 0.0;
+    }
+    let same: f64 = p.shares.iter().map(|s| (s / sum) * (s / sum)).sum();
+    (1.0 - same) * first_order_stale_rate(p.delay_s, p.block_time_s)
+}
+
+/// A pending delivery: block `block` reaches every node but its finder at `time`.
+#[derive(Clone, Copy, Debug)]
+struct Delivery {
+    time: f64,
+    seq: u64,
+    block: usize,
+}
+
+impl PartialEq for Delivery {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Delivery {}
+impl PartialOrd for Delivery {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delivery {
+    /// Reversed, so `BinaryHeap` pops the earliest (then the first sent).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.seq.cmp(&self.seq))
+    }
+}
+
+/// One node: its chain and the blocks waiting for their parent.
+struct Node {
+    chain: Chain,
+    orphans: HashMap<[u8; 32], Vec<usize>>,
+}
+
+/// What one segment measured.
+#[derive(Default)]
+struct Segment {
+    blocks: u64,
+    stale: u64,
+    reorgs: BTreeMap<u32, u64>,
+    trace: Vec<TraceEvent>,
+    traced_stale: Vec<BlockHash>,
+    tips_agree: bool,
+    cycles: Cycles,
+}
+
+/// Sums over independent cycles of (x, y) for a ratio estimate Σx / Σy and its interval.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct Cycles {
+    pub n: u64,
+    pub x: f64,
+    pub y: f64,
+    pub xx: f64,
+    pub yy: f64,
+    pub xy: f64,
+}
+
+impl Cycles {
+    pub fn add(&mut self, x: f64, y: f64) {
+        self.n += 1;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.yy += y * y;
+        self.xy += x * y;
+    }
+
+    pub fn merge(&mut self, o: &Cycles) {
+        self.n += o.n;
+        self.x += o.x;
+        self.y += o.y;
+        self.xx += o.xx;
+        self.yy += o.yy;
+        self.xy += o.xy;
+    }
+
+    /// 95% interval of Σx / Σy by the delta method over cycles, clamped to [0, 1]; (0, 1) with
+    /// fewer than two cycles or no y.
+    pub fn ratio_ci95(&self) -> (f64, f64) {
+        if self.n < 2 || self.y <= 0.0 {
+            return (0.0, 1.0);
+        }
+        let n = self.n as f64;
+        let r = self.x / self.y;
+        let s2 = ((self.xx - 2.0 * r * self.xy + r * r * self.yy) / (n - 1.0)).max(0.0);
+        let se = (s2 / n).sqrt() / (self.y / n);
+        ((r - 1.96 * se).max(0.0), (r + 1.96 * se).min(1.0))
+    }
+}
+
+/// Runs the network for `p.blocks` blocks (see the module documentation) and traces the first
+/// `trace_blocks` of them (0: no trace; at most [`SEGMENT_BLOCKS`]). Parameters that fail
+/// [`ForkParams::check`] give an empty result.
+pub fn run(p: &ForkParams, trace_blocks: u64) -> ForkResult {
+    let empty = ForkResult {
+        blocks: 0,
+        stale: 0,
+        reorgs: BTreeMap::new(),
+        trace: Vec::new(),
+        traced_stale: Vec::new(),
+        tips_agree: true,
+        ci95: (0.0, 1.0),
+        cycles: 0,
+    };
+    if p.check().is_err() || p.blocks == 0 {
+        return empty;
+    }
+    let kernel = sim_kernel();
+    let segments = p.blocks.div_ceil(SEGMENT_BLOCKS);
+    let parts: Vec<Segment> = (0..segments)
+        .into_par_iter()
+        .map(|i| {
+            let quota = SEGMENT_BLOCKS.min(p.blocks - i * SEGMENT_BLOCKS);
+            let trace = if i == 0 { trace_blocks } else { 0 };
+            segment(p, quota, trace, part_seed(p.seed, i), kernel)
+        })
+        .collect();
+    let mut out = empty;
+    let mut cycles = Cycles::default();
+    for s in parts {
+        out.blocks += s.blocks;
+        out.stale += s.stale;
+        for (d, c) in s.reorgs {
+            *out.reorgs.entry(d).or_default() += c;
+        }
+        out.trace.extend(s.trace);
+        out.traced_stale.extend(s.traced_stale);
+        out.tips_agree &= s.tips_agree;
+        cycles.merge(&s.cycles);
+    }
+    out.ci95 = cycles.ratio_ci95();
+    out.cycles = cycles.n;
+    out
+}
+
+/// Delivers block `b` to `node` (and any buffered children it frees), calling `on_reorg` with
+/// the depth and the chain after each reorganisation it causes.
+fn deliver(node: &mut Node, blocks: &[Block], b: usize, mut on_reorg: impl FnMut(u32, &Chain)) {
+    let mut pending = vec![b];
+    while let Some(b) = pending.pop() {
+        let old = node.chain.tip().hash;
+        match node.chain.submit(blocks[b].clone(), SIM_NOW) {
+            Ok(_) => {
+                let tip = node.chain.tip();
+                if tip.hash != old && tip.parent != old {
+                    // Walk the old branch back to the new active chain.
+                    let mut depth = 0u32;
+                    let mut cursor = node.chain.by_hash(&old);
+                    while let Some(e) = cursor {
+                        if node.chain.get(e.height).map(|a| a.hash) == Some(e.hash) {
+                            break;
+                        }
+                        depth += 1;
+                        cursor = node.chain.by_hash(&e.parent);
+                    }
+                    if depth > 0 {
+                        on_reorg(depth, &node.chain);
+                    }
+                }
+                if !node.orphans.is_empty() {
+                    let hash = blocks[b].block_hash().to_byte_array();
+                    if let Some(children) = node.orphans.remove(&hash) {
+                        pending.extend(children);
+                    }
+                }
+            }
+            Err(SubmitError::Rejected(crate::chain::Reject::PrevBlockNotFound)) => {
+                let parent = blocks[b].header.prev_blockhash.to_byte_array();
+                node.orphans.entry(parent).or_default().push(b);
+            }
+            // Every block here is valid and new to the node; nothing else can happen.
+            Err(_) => {}
+        }
+    }
+}
+
+fn hash_of(bytes: &[u8; 32]) -> BlockHash {
+    BlockHash::from_byte_array(*bytes)
+}
+
+/// One segment on fresh chains: `quota` blocks, then on to a regeneration point.
+fn segment(p: &ForkParams, quota: u64, trace_blocks: u64, seed: u64, kernel: Kernel) -> Segment {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = p.shares.len();
+    let sum: f64 = p.shares.iter().sum();
+    let mut cumulative = Vec::with_capacity(n);
+    let mut acc = 0.0;
+    for s in &p.shares {
+        acc += s / sum;
+        cumulative.push(acc);
+    }
+    let payouts: Vec<ScriptBuf> = (0..n).map(node_payout).collect();
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|_| Node {
+            chain: sim_chain(),
+            orphans: HashMap::new(),
+        })
+        .collect();
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut finders: Vec<usize> = Vec::new();
+    let mut heights: Vec<u32> = Vec::new();
+    let mut queue: BinaryHeap<Delivery> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut out = Segment::default();
+    let mut trace: Vec<TraceEvent> = Vec::new();
+    let mut now: f64;
+    let mut next_find = exp_wait(&mut rng, p.block_time_s);
+    // The last regeneration point: blocks found and node 0's height there.
+    let (mut cycle_found, mut cycle_height) = (0u64, 0u32);
+    loop {
+        let deliver_first = queue.peek().is_some_and(|d| d.time <= next_find);
+        if deliver_first {
+            let Some(d) = queue.pop() else { break };
+            now = d.time;
+            let traced = (d.block as u64) < trace_blocks;
+            let finder = finders[d.block];
+            for (k, node) in nodes.iter_mut().enumerate() {
+                if k == finder {
+                    continue;
+                }
+                if traced {
+                    trace.push(event(
+                        now,
+                        k,
+                        TraceKind::Received,
+                        &blocks[d.block],
+                        heights[d.block],
+                    ));
+                }
+                let mut reorgs = Vec::new();
+                deliver(node, &blocks, d.block, |depth, chain| {
+                    let tip = chain.tip();
+                    reorgs.push((depth, tip.height, hash_of(&tip.hash), hash_of(&tip.parent)));
+                });
+                for (depth, height, hash, parent) in reorgs {
+                    *out.reorgs.entry(depth).or_default() += 1;
+                    if traced {
+                        trace.push(TraceEvent {
+                            time_s: now,
+                            node: k,
+                            kind: TraceKind::Reorg { depth },
+                            height,
+                            hash,
+                            parent,
+                        });
+                    }
+                }
+            }
+        } else {
+            if out.blocks >= quota && queue.is_empty() {
+                // A regeneration point once every node holds the same tip.
+                let tip = nodes[0].chain.tip().hash;
+                if nodes.iter().all(|nd| nd.chain.tip().hash == tip) {
+                    break;
+                }
+                if out.blocks >= quota + FORCE_END_AFTER {
+                    break;
+                }
+            }
+            if out.blocks >= quota + FORCE_END_AFTER {
+                // Stop finding; deliver what is in flight, then end.
+                next_find = f64::INFINITY;
+                continue;
+            }
+            now = next_find;
+            next_find = now + exp_wait(&mut rng, p.block_time_s);
+            let u: f64 = rng.gen();
+            let k = cumulative.iter().position(|c| u < *c).unwrap_or(n - 1);
+            let index = blocks.len();
+            let time = SIM_TIME0.saturating_add(index as u32);
+            let block = mine_on_tip(&nodes[k].chain, time, index as u64, &payouts[k], kernel);
+            blocks.push(block);
+            finders.push(k);
+            heights.push(nodes[k].chain.height() + 1);
+            out.blocks += 1;
+            if (index as u64) < trace_blocks {
+                trace.push(event(
+                    now,
+                    k,
+                    TraceKind::Found,
+                    &blocks[index],
+                    heights[index],
+                ));
+            }
+            deliver(&mut nodes[k], &blocks, index, |_, _| {});
+            queue.push(Delivery {
+                time: now + p.delay_s,
+                seq,
+                block: index,
+            });
+            seq += 1;
+        }
+        if queue.is_empty() {
+            let tip = nodes[0].chain.tip().hash;
+            if nodes.iter().all(|nd| nd.chain.tip().hash == tip) {
+                let height = nodes[0].chain.height();
+                let found = out.blocks - cycle_found;
+                let kept = u64::from(height - cycle_height);
+                out.cycles
+                    .add(found.saturating_sub(kept) as f64, found as f64);
+                cycle_found = out.blocks;
+                cycle_height = height;
+            }
+        }
+    }
+    let main = &nodes[0].chain;
+    out.stale = out.blocks.saturating_sub(u64::from(main.height()));
+    let tip = main.tip().hash;
+    out.tips_agree = nodes.iter().all(|nd| nd.chain.tip().hash == tip);
+    for b in blocks.iter().take(trace_blocks as usize) {
+        let hash = b.block_hash();
+        let on_main = main
+            .by_hash(&hash.to_byte_array())
+            .and_then(|e| main.get(e.height))
+            .is_some_and(|e| e.hash == hash.to_byte_array());
+        if !on_main {
+            out.traced_stale.push(hash);
+        }
+    }
+    out.trace = trace;
+    out
+}
+
+/// An exponential wait of mean `mean`.
+fn exp_wait(rng: &mut StdRng, mean: f64) -> f64 {
+    let u: f64 = rng.gen();
+    -(1.0 - u).ln() * mean
+}
+
+/// Node `k`'s coinbase output script: a push of its index, so a block names its finder.
+fn node_payout(k: usize) -> ScriptBuf {
+    let mut bytes = vec![0x08];
+    bytes.extend_from_slice(&(k as u64).to_le_bytes());
+    ScriptBuf::from_bytes(bytes)
+}
+
+fn event(time_s: f64, node: usize, kind: TraceKind, block: &Block, height: u32) -> TraceEvent {
+    TraceEvent {
+        time_s,
+        node,
+        kind,
+        height,
+        hash: block.block_hash(),
+        parent: block.header.prev_blockhash,
+    }
+}
+
+/// Colours of the first nodes (green, red, purple as in the seed's figure, then more).
+const PALETTE: [&str; 10] = [
+    "#2e9d4a", "#d7302c", "#7d3cb5", "#1f6fc5", "#e08a00", "#0f9d9a", "#c2388f", "#7a5a2b",
+    "#5b6b7a", "#99a800",
+];
+
+fn colour(node: usize) -> &'static str {
+    PALETTE[node % PALETTE.len()]
+}
+
+/// A branch diagram of the traced blocks as SVG text: x is the height, one lane per branch
+/// (the main chain in the top lane), each block a rounded rectangle in its finder's colour with
+/// an edge to its parent, stale blocks faded, and under a block a marker for each node that
+/// switched its tip to it (a reorganisation), with the depth. Hover titles give details.
+pub fn svg(result: &ForkResult, p: &ForkParams) -> String {
+    const COL: f64 = 86.0;
+    const ROW: f64 = 78.0;
+    const W: f64 = 58.0;
+    const H: f64 = 34.0;
+    const LEFT: f64 = 20.0;
+    const TOP: f64 = 64.0;
+    // The traced blocks in order of finding.
+    struct Placed {
+        hash: BlockHash,
+        parent: BlockHash,
+        height: u32,
+        node: usize,
+        time: f64,
+        lane: usize,
+        stale: bool,
+    }
+    let stale: std::collections::HashSet<BlockHash> = result.traced_stale.iter().copied().collect();
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut index: HashMap<BlockHash, usize> = HashMap::new();
+    for e in result.trace.iter().filter(|e| e.kind == TraceKind::Found) {
+        index.insert(e.hash, placed.len());
+        placed.push(Placed {
+            hash: e.hash,
+            parent: e.parent,
+            height: e.height,
+            node: e.node,
+            time: e.time_s,
+            lane: 0,
+            stale: stale.contains(&e.hash),
+        });
+    }
+    // Lanes: the main chain in lane 0; a stale block continues its parent's lane when that lane
+    // is free at its height, else takes the lowest lane free there.
+    let mut taken: std::collections::HashSet<(usize, u32)> = std::collections::HashSet::new();
+    let mut lanes = 1usize;
+    for i in 0..placed.len() {
+        let lane = if !placed[i].stale {
+            0
+        } else {
+            let parent_lane = index.get(&placed[i].parent).map(|&j| placed[j].lane);
+            match parent_lane {
+                Some(l) if l > 0 && !taken.contains(&(l, placed[i].height)) => l,
+                // The lowest lane free at this height (a new one if none).
+                _ => {
+                    let l = (1..=lanes)
+                        .find(|&l| !taken.contains(&(l, placed[i].height)))
+                        .unwrap_or(lanes);
+                    lanes = lanes.max(l + 1);
+                    l
+                }
+            }
+        };
+        placed[i].lane = lane;
+        taken.insert((lane, placed[i].height));
+    }
+    let min_h = placed
+        .iter()
+        .map(|b| b.height)
+        .min()
+        .unwrap_or(1)
+        .saturating_sub(1);
+    let max_h = placed.iter().map(|b| b.height).max().unwrap_or(min_h);
+    let x = |h: u32| LEFT + f64::from(h - min_h) * COL;
+    let y = |lane: usize| TOP + lane as f64 * ROW;
+    // Reorg markers per block: (node, depth, time).
+    let mut switches: HashMap<BlockHash, Vec<(usize, u32, f64)>> = HashMap::new();
+    for e in &result.trace {
+        if let TraceKind::Reorg { depth } = e.kind {
+            switches
+                .entry(e.hash)
+                .or_default()
+                .push((e.node, depth, e.time_s));
+        }
+    }
+    let nodes = p.shares.len().max(1);
+    let width = x(max_h) + W + LEFT;
+    let width = width.max(LEFT * 2.0 + 96.0 * nodes.min(8) as f64);
+    let height = y(lanes) + 8.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{width:.0}" height="{height:.0}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="16" font-size="12">forks: {} nodes, delay {:.3} s, block time {:.3} s, first {} blocks (faded: stale; ◆ under a block: a node switched to it, with the blocks it dropped)</text>"#,
+        p.shares.len(),
+        p.delay_s,
+        p.block_time_s,
+        placed.len()
+    );
+    // Legend.
+    for k in 0..nodes.min(8) {
+        let lx = LEFT + 96.0 * k as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.1}" y="26" width="14" height="14" rx="3" fill="{}"/><text x="{:.1}" y="37">node {k}</text>"#,
+            colour(k),
+            lx + 18.0
+        );
+    }
+    // The block before the first traced one (genesis, or the segment's start), when referenced.
+    let roots: std::collections::BTreeSet<u32> = placed
+        .iter()
+        .filter(|b| !index.contains_key(&b.parent))
+        .map(|b| b.height.saturating_sub(1))
+        .collect();
+    for h in &roots {
+        let (bx, by) = (x(*h), y(0));
+        let _ = writeln!(
+            s,
+            r##"<rect x="{bx:.1}" y="{by:.1}" width="{W}" height="{H}" rx="7" fill="#bbbbbb"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            bx + W / 2.0,
+            by + H / 2.0 + 4.0,
+            if *h == 0 {
+                "genesis".to_string()
+            } else {
+                format!("#{h}")
+            }
+        );
+    }
+    // Edges first, so blocks draw over them.
+    for b in &placed {
+        let (cx, cy) = (x(b.height), y(b.lane) + H / 2.0);
+        let (px, py) = match index.get(&b.parent) {
+            Some(&j) => (x(placed[j].height) + W, y(placed[j].lane) + H / 2.0),
+            None => (x(b.height.saturating_sub(1)) + W, y(0) + H / 2.0),
+        };
+        let opacity = if b.stale { 0.35 } else { 1.0 };
+        let _ = writeln!(
+            s,
+            r##"<line x1="{px:.1}" y1="{py:.1}" x2="{cx:.1}" y2="{cy:.1}" stroke="#555555" stroke-width="1.5" opacity="{opacity}"/>"##
+        );
+    }
+    for b in &placed {
+        let (bx, by) = (x(b.height), y(b.lane));
+        let opacity = if b.stale { 0.35 } else { 1.0 };
+        let short = &b.hash.to_string()[..8];
+        let _ = writeln!(
+            s,
+            r#"<g opacity="{opacity}"><title>height {} found by node {} at t = {:.3} s, {}{}</title><rect x="{bx:.1}" y="{by:.1}" width="{W}" height="{H}" rx="7" fill="{}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white">#{} n{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white" font-size="9">{short}</text></g>"#,
+            b.height,
+            b.node,
+            b.time,
+            b.hash,
+            if b.stale { " (stale)" } else { "" },
+            colour(b.node),
+            bx + W / 2.0,
+            by + 14.0,
+            b.height,
+            b.node,
+            bx + W / 2.0,
+            by + 27.0
+        );
+        if let Some(list) = switches.get(&b.hash) {
+            for (i, (node, depth, t)) in list.iter().enumerate() {
+                let mx = bx + 6.0 + 13.0 * i as f64;
+                let my = by + H + 9.0;
+                let _ = writeln!(
+                    s,
+                    r#"<g><title>node {node} switched to this block at t = {t:.3} s, dropping {depth} block(s)</title><path d="M {mx:.1} {:.1} L {:.1} {my:.1} L {mx:.1} {:.1} L {:.1} {my:.1} Z" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="8">{depth}</text></g>"#,
+                    my - 5.0,
+                    mx + 5.0,
+                    my + 5.0,
+                    mx - 5.0,
+                    colour(*node),
+                    mx - 2.5,
+                    my + 14.0
+                );
+            }
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wilson score 95% interval (a private copy of `stats::wilson95`).
+    fn wilson(k: u64, n: u64) -> (f64, f64) {
+        if n == 0 {
+            return (0.0, 1.0);
+        }
+        let (n, p, z) = (n as f64, k as f64 / n as f64, 1.96f64);
+        let d = 1.0 + z * z / n;
+        let c = (p + z * z / (2.0 * n)) / d;
+        let h = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / d;
+        ((c - h).max(0.0), (c + h).min(1.0))
+    }
+
+    #[test]
+    fn no_delay_no_stale_blocks() {
+        let p = ForkParams::equal(4, 0.0, 600.0, 3_000, 7);
+        let r = run(&p, 0);
+        assert!(r.blocks >= 3_000);
+        assert_eq!(r.stale, 0);
+        assert!(r.reorgs.is_empty());
+        assert!(r.tips_agree);
+    }
+
+    #[test]
+    fn deterministic_for_a_seed() {
+        let p = ForkParams::equal(3, 30.0, 600.0, 2_000, 11);
+        let a = run(&p, 20);
+        let b = run(&p, 20);
+        assert_eq!(a, b);
+        let c = run(&ForkParams { seed: 12, ..p }, 20);
+        assert_ne!(a.trace, c.trace);
+    }
+
+    /// Small d/T with 10 equal nodes: the stale rate lies within the Wilson 95% interval of
+    /// this model's first-order expectation (1 − 1/N)(1 − e^(−d/T)); with N = 10 that differs
+    /// from the bare 1 − e^(−d/T) by 10%, more than the interval (so both are printed).
+    #[test]
+    fn stale_rate_matches_theory_at_small_delay() {
+        let t0 = std::time::Instant::now();
+        let p = ForkParams::equal(10, 6.0, 600.0, 20_000, 1);
+        let r = run(&p, 0);
+        let (lo, hi) = wilson(r.stale, r.blocks);
+        let want = expected_stale_rate(&p);
+        eprintln!(
+            "stale {} of {} = {:.5}, wilson ({lo:.5}, {hi:.5}), cycles ci ({:.5}, {:.5}); \
+             expected (1-1/N)(1-e^-d/T) = {want:.5}, 1-e^-d/T = {:.5}; reorgs {:?}; {:?}",
+            r.stale,
+            r.blocks,
+            r.stale_rate(),
+            r.ci95.0,
+            r.ci95.1,
+            first_order_stale_rate(p.delay_s, p.block_time_s),
+            r.reorgs,
+            t0.elapsed()
+        );
+        assert!(lo <= want && want <= hi, "{want} outside ({lo}, {hi})");
+        assert!(r.ci95.0 <= want && want <= r.ci95.1);
+    }
+
+    /// The issue's bare theory 1 − e^(−d/T) holds where the model's (1 − 1/N) factor is near 1:
+    /// with 32 nodes it is 3% off, a quarter of the interval's half-width at d/T = 0.01 and 20k
+    /// blocks. (Long runs, 400k blocks: N = 32, d/T = 0.01 gives 0.00961, interval (0.00931,
+    /// 0.00991), against 0.00964 expected and 0.00995 bare.)
+    #[test]
+    fn stale_rate_matches_bare_first_order_theory_with_many_nodes() {
+        let p = ForkParams::equal(32, 6.0, 600.0, 20_000, 2);
+        let r = run(&p, 0);
+        let (lo, hi) = wilson(r.stale, r.blocks);
+        let bare = first_order_stale_rate(p.delay_s, p.block_time_s);
+        eprintln!(
+            "32 nodes: stale {:.5} wilson ({lo:.5}, {hi:.5}), 1-e^-d/T {bare:.5}",
+            r.stale_rate()
+        );
+        assert!(lo <= bare && bare <= hi, "{bare} outside ({lo}, {hi})");
+    }
+
+    #[test]
+    fn ten_thousand_blocks_four_nodes_is_fast() {
+        let t0 = std::time::Instant::now();
+        let p = ForkParams::equal(4, 60.0, 600.0, 10_000, 3);
+        let r = run(&p, 0);
+        let took = t0.elapsed();
+        eprintln!(
+            "10k blocks, 4 nodes, d/T = 0.1: {took:?}, stale {} ({:.4}), reorgs {:?}",
+            r.stale,
+            r.stale_rate(),
+            r.reorgs
+        );
+        assert!(r.stale > 0 && !r.reorgs.is_empty());
+    }
+
+    /// A tag-balance check enough for our own output: every opening tag is closed in order.
+    fn balanced(svg: &str) -> bool {
+        let mut stack: Vec<&str> = Vec::new();
+        let mut rest = svg;
+        while let Some(i) = rest.find('<') {
+            rest = &rest[i + 1..];
+            let Some(j) = rest.find('>') else {
+                return false;
+            };
+            let tag = &rest[..j];
+            rest = &rest[j + 1..];
+            if let Some(name) = tag.strip_prefix('/') {
+                if stack.pop() != Some(name.trim()) {
+                    return false;
+                }
+            } else if !tag.ends_with('/') {
+                let name = tag.split_whitespace().next().unwrap_or("");
+                stack.push(name);
+            }
+        }
+        stack.is_empty()
+    }
+
+    #[test]
+    fn svg_is_well_formed_and_shows_forks() {
+        let p = ForkParams::equal(3, 200.0, 600.0, 60, 5);
+        let r = run(&p, 60);
+        assert!(r.trace.iter().any(|e| e.kind == TraceKind::Found));
+        let svg = svg(&r, &p);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(balanced(&svg), "unbalanced tags");
+        let rects = svg.matches("<rect").count();
+        let found = r
+            .trace
+            .iter()
+            .filter(|e| e.kind == TraceKind::Found)
+            .count();
+        // Background, a legend square per node, every block, and the genesis block.
+        assert_eq!(rects, 1 + 3 + found + 1, "{rects} rects for {found} blocks");
+        assert_eq!(
+            rects,
+            svg.matches("/>").count() - svg.matches("<line").count() - svg.matches("<path").count()
+        );
+        assert!(!r.traced_stale.is_empty(), "d/T = 1/3 over 60 blocks forks");
+        assert!(svg.contains("opacity=\"0.35\""));
+        assert!(svg.contains("switched to this block"));
+        if let Ok(path) = std::env::var("FORKS_SVG_OUT") {
+            let _ = std::fs::write(path, &svg);
+        }
+    }
+
+    #[test]
+    fn sim_job_is_job_new_and_blocks_are_valid() {
+        let chain = sim_chain();
+        let b = mine_on_tip(&chain, SIM_TIME0, 3, &node_payout(1), sim_kernel());
+        let bytes = header_bytes(&b.header);
+        let target = Target::from_compact(CompactTarget::from_consensus(SIM_BITS)).unwrap();
+        assert_eq!(sim_job(&bytes, &target), Job::new(&bytes, &target));
+        assert_eq!(b.header.merkle_root, b.compute_merkle_root().unwrap());
+        let mut chain = chain;
+        assert!(chain.submit(b, SIM_NOW).is_ok());
+    }
+
+    #[test]
+    fn orphans_wait_for_their_parent() {
+        let kernel = sim_kernel();
+        let mut source = sim_chain();
+        let mut blocks = Vec::new();
+        for i in 0..3 {
+            let b = mine_on_tip(
+                &source,
+                SIM_TIME0 + i,
+                u64::from(i),
+                &node_payout(0),
+                kernel,
+            );
+            source.submit(b.clone(), SIM_NOW).unwrap();
+            blocks.push(b);
+        }
+        let mut node = Node {
+            chain: sim_chain(),
+            orphans: HashMap::new(),
+        };
+        for b in [2, 1, 0] {
+            deliver(&mut node, &blocks, b, |_, _| {});
+        }
+        assert_eq!(node.chain.tip().hash, source.tip().hash);
+        assert!(node.orphans.is_empty());
+    }
+}
