@@ -40,9 +40,9 @@ pub use bitcoin;
 pub mod backend;
 pub mod block;
 pub mod chain;
-pub mod experiment;
 #[cfg(feature = "node")]
 pub mod client;
+pub mod experiment;
 pub mod hash;
 pub mod mining;
 #[cfg(feature = "node")]

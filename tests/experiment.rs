@@ -115,3 +115,37 @@ fn live_mode_and_bad_shares_are_refused_with_the_fix_named() {
     assert!(!ok);
     assert!(stderr.contains("from 0 to 1"), "{stderr}");
 }
+
+#[test]
+fn forks_and_selfish_rows_carry_the_interface_fields() {
+    let v = json(&[
+        "forks",
+        "--nodes",
+        "4",
+        "--delay",
+        "0,20000",
+        "--block-time",
+        "600",
+        "--blocks",
+        "3000",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    for key in ["delay_ms", "stale_rate", "ci95", "theory"] {
+        assert!(!rows[0][key].is_null(), "{key}: {}", rows[0]);
+    }
+    // No delay, no forks.
+    assert_eq!(f(&rows[0]["stale_rate"]), 0.0);
+    assert!(f(&rows[1]["stale_rate"]) > 0.0, "{}", rows[1]);
+    let v = json(&[
+        "selfish", "--alpha", "0.2,0.45", "--gamma", "0", "--blocks", "20000",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    for key in ["alpha", "gamma", "revenue", "ci95", "theory"] {
+        assert!(!rows[0][key].is_null(), "{key}: {}", rows[0]);
+    }
+    // Below the threshold selfish mining loses; well above it, it pays.
+    assert!(f(&rows[0]["revenue"]) < 0.2, "{}", rows[0]);
+    assert!(f(&rows[1]["revenue"]) > 0.45, "{}", rows[1]);
+    assert!(v["thresholds"][0]["theory"].as_f64().is_some());
+}

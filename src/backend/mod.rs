@@ -3,9 +3,9 @@
 
 mod combined;
 mod cpu;
-mod limited;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+mod limited;
 
 pub use combined::CombinedBackend;
 

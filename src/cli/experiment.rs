@@ -115,8 +115,8 @@ struct ForksArgs {
     /// Mean block interval T in seconds.
     #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = positive)]
     block_time: f64,
-    /// Blocks per delay, found over 8 independent runs (for the interval).
-    #[arg(long, value_name = "N", default_value_t = 80_000, value_parser = clap::value_parser!(u64).range(80..=1_000_000_000))]
+    /// Blocks per delay.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
     blocks: u64,
     /// Blocks drawn in the --svg branch diagram (a short run at the largest delay).
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..=2000))]
@@ -127,14 +127,14 @@ struct ForksArgs {
 
 #[derive(Args, Debug)]
 struct SelfishArgs {
-    /// Selfish pool shares α, comma-separated, each in (0, 0.5).
-    #[arg(long, value_name = "A[,A...]", value_delimiter = ',', default_values_t = [0.25, 0.3, 0.35, 0.4, 0.45], value_parser = share)]
+    /// Selfish pool shares α, comma-separated, each in (0, 0.5), ascending for the threshold.
+    #[arg(long, value_name = "A[,A...]", value_delimiter = ',', default_values_t = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45], value_parser = pool_share)]
     alpha: Vec<f64>,
     /// γ: the share of honest miners that mine on the pool's block during a tie, each in [0, 1].
     #[arg(long, value_name = "G[,G...]", value_delimiter = ',', default_values_t = [0.0, 0.5], value_parser = unit)]
     gamma: Vec<f64>,
-    /// Blocks per (α, γ), found over 8 independent runs (for the interval).
-    #[arg(long, value_name = "N", default_value_t = 400_000, value_parser = clap::value_parser!(u64).range(80..=1_000_000_000))]
+    /// Blocks per (α, γ).
+    #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
     blocks: u64,
     #[command(flatten)]
     common: Common,
@@ -155,6 +155,17 @@ fn share(text: &str) -> Result<f64, String> {
     } else {
         Err(format!(
             "{text}: a share of the hash rate is between 0 and 1, e.g. 0.1"
+        ))
+    }
+}
+
+fn pool_share(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 && v < 0.5 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{text}: a selfish pool's share is between 0 and 0.5 (from half the hash rate it simply out-mines everyone), e.g. 0.3"
         ))
     }
 }
@@ -206,7 +217,7 @@ pub(crate) fn experiment(args: ExperimentArgs) -> Result<()> {
         Kind::DoubleSpend(a) => double_spend(a),
         Kind::Finality(a) => finality(a),
         Kind::Forks(a) => forks_run(a)?,
-        Kind::Selfish(a) => selfish_run(a),
+        Kind::Selfish(a) => selfish_run(a)?,
     };
     let seconds = started.elapsed().as_secs_f64();
     emit(report, common, seconds)
@@ -333,14 +344,6 @@ fn finality(a: &FinalityArgs) -> Report {
     }
 }
 
-/// Runs of a sim split over 8 seeds, for an interval from the spread of their means.
-const SPLITS: u64 = 8;
-
-fn split_seed(seed: u64, i: u64) -> u64 {
-    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9))
-}
-
 fn forks_run(a: &ForksArgs) -> Result<Report> {
     let shares: Vec<f64> = if a.shares.is_empty() {
         vec![1.0 / a.nodes as f64; a.nodes as usize]
@@ -353,48 +356,31 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
     }
     let mut rows = Vec::new();
     let mut blocks = 0;
-    let per_run = a.blocks.div_ceil(SPLITS);
     for &delay_ms in &a.delay {
-        let runs: Vec<forks::ForkResult> = (0..SPLITS)
-            .map(|i| {
-                forks::run(
-                    &forks::ForkParams {
-                        shares: shares.clone(),
-                        delay_s: delay_ms / 1000.0,
-                        block_time_s: a.block_time,
-                        blocks: per_run,
-                        seed: split_seed(a.common.seed, i),
-                    },
-                    0,
-                )
-            })
-            .collect();
-        let (found, stale): (u64, u64) = runs
-            .iter()
-            .fold((0, 0), |(f, s), r| (f + r.blocks, s + r.stale));
-        blocks += found;
-        let rates: Vec<f64> = runs
-            .iter()
-            .map(|r| r.stale as f64 / r.blocks.max(1) as f64)
-            .collect();
-        let (_, ci) = spread(&rates);
-        let mut reorgs = std::collections::BTreeMap::new();
-        for r in &runs {
-            for (depth, n) in &r.reorgs {
-                *reorgs.entry(*depth).or_insert(0u64) += n;
-            }
-        }
+        let params = forks::ForkParams {
+            shares: shares.clone(),
+            delay_s: delay_ms / 1000.0,
+            block_time_s: a.block_time,
+            blocks: a.blocks,
+            seed: a.common.seed,
+        };
+        params.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = forks::run(&params, 0);
+        blocks += r.blocks;
         progress(&format!(
-            "delay {delay_ms} ms: {stale} of {found} blocks stale"
+            "delay {delay_ms} ms: {} of {} blocks stale",
+            r.stale, r.blocks
         ));
         rows.push(json!({
             "delay_ms": delay_ms,
-            "stale_rate": stale as f64 / found.max(1) as f64,
-            "ci95": [ci.0, ci.1],
+            "stale_rate": r.stale_rate(),
+            "ci95": [r.ci95.0, r.ci95.1],
             "theory": theory::stale_rate(delay_ms / 1000.0, a.block_time),
-            "blocks": found,
-            "stale": stale,
-            "reorgs": reorgs.iter().map(|(d, n)| (d.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "theory_same_miner_excluded": forks::expected_stale_rate(&params),
+            "blocks": r.blocks,
+            "stale": r.stale,
+            "tips_agree": r.tips_agree,
+            "reorgs": r.reorgs.iter().map(|(d, n)| (d.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         }));
     }
     let largest = a.delay.iter().copied().fold(0.0, f64::max);
@@ -408,7 +394,15 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
     let diagram = forks::run(&diagram_params, a.diagram_blocks);
     Ok(Report {
         kind: "forks",
-        columns: vec!["delay_ms", "stale_rate", "ci95", "theory", "blocks", "stale"],
+        columns: vec![
+            "delay_ms",
+            "stale_rate",
+            "ci95",
+            "theory",
+            "theory_same_miner_excluded",
+            "blocks",
+            "stale",
+        ],
         rows,
         extra: vec![
             ("nodes", json!(shares.len())),
@@ -416,46 +410,46 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
             ("block_time_s", json!(a.block_time)),
         ],
         notes: vec![
-            "theory: 1 − e^(−delay/T), the chance another block is found while one propagates (first order; a block found by the same miner meanwhile is no fork, so with N equal miners expect about (1 − 1/N) of it)".into(),
-            "ci95: from the spread of 8 independent runs".into(),
+            "theory: 1 − e^(−delay/T), the chance another block is found while one propagates (first order)".into(),
+            "theory_same_miner_excluded: (1 − Σ share²)(1 − e^(−delay/T)): a block found meanwhile by the same miner builds on its own and is no fork".into(),
         ],
         svg: Some(forks::svg(&diagram, &diagram_params)),
         blocks,
     })
 }
 
-fn selfish_run(a: &SelfishArgs) -> Report {
+fn selfish_run(a: &SelfishArgs) -> Result<Report> {
     let mut rows = Vec::new();
     let mut blocks = 0;
-    let per_run = a.blocks.div_ceil(SPLITS);
     let mut thresholds = Vec::new();
     for &gamma in &a.gamma {
         let mut curve = Vec::new();
         for &alpha in &a.alpha {
-            let runs: Vec<selfish::SelfishResult> = (0..SPLITS)
-                .map(|i| {
-                    selfish::run(&selfish::SelfishParams {
-                        alpha,
-                        gamma,
-                        blocks: per_run,
-                        seed: split_seed(a.common.seed, i),
-                    })
-                })
-                .collect();
-            blocks += runs.iter().map(|r| r.blocks).sum::<u64>();
-            let revenues: Vec<f64> = runs.iter().map(|r| r.revenue).collect();
-            let (revenue, ci) = spread(&revenues);
+            let params = selfish::SelfishParams {
+                alpha,
+                gamma,
+                blocks: a.blocks,
+                seed: a.common.seed,
+            };
+            params
+                .check()
+                .map_err(|e| anyhow::anyhow!("--alpha {alpha} --gamma {gamma}: {e}"))?;
+            let r = selfish::run(&params);
+            blocks += r.blocks;
             progress(&format!(
-                "alpha {alpha} gamma {gamma}: revenue {revenue:.4}"
+                "alpha {alpha} gamma {gamma}: revenue {:.4}",
+                r.revenue
             ));
-            curve.push((alpha, revenue));
+            curve.push((alpha, r.revenue));
             rows.push(json!({
                 "alpha": alpha,
                 "gamma": gamma,
-                "revenue": revenue,
-                "ci95": [ci.0, ci.1],
+                "revenue": r.revenue,
+                "ci95": [r.ci95.0, r.ci95.1],
                 "theory": theory::selfish_revenue(alpha, gamma),
-                "blocks": runs.iter().map(|r| r.blocks).sum::<u64>(),
+                "main_chain": r.main_chain,
+                "pool_blocks": r.pool_blocks,
+                "blocks": r.blocks,
             }));
         }
         // Where the measured revenue crosses α: linear between the neighbouring points.
@@ -472,26 +466,18 @@ fn selfish_run(a: &SelfishArgs) -> Report {
         }));
     }
     let svg = plot_selfish(&rows);
-    Report {
+    Ok(Report {
         kind: "selfish",
         columns: vec!["alpha", "gamma", "revenue", "ci95", "theory"],
         rows,
         extra: vec![("thresholds", Value::Array(thresholds))],
         notes: vec![
-            "theory: Eyal & Sirer 2014, (α(1−α)²(4α+γ(1−2α)) − α³) / (1 − α(1+(2−α)α)); threshold (1−γ)/(3−2γ)".into(),
-            "ci95: from the spread of 8 independent runs".into(),
+            "theory: Eyal & Sirer 2014, (α(1−α)²(4α+γ(1−2α)) − α³) / (1 − α(1+(2−α)α)); threshold (1−γ)/(3−2γ), found where the measured revenue crosses α (linear between neighbouring α)".into(),
+            "ci95: a ratio estimate over the independent cycles between the pool's returns to no lead".into(),
         ],
         svg: Some(svg),
         blocks,
-    }
-}
-
-/// Mean of a few run figures and its 95% interval from their spread.
-fn spread(values: &[f64]) -> (f64, (f64, f64)) {
-    let n = values.len() as u64;
-    let sum: f64 = values.iter().sum();
-    let sum_sq: f64 = values.iter().map(|v| v * v).sum();
-    stats::mean_ci95(n, sum, sum_sq)
+    })
 }
 
 fn fmt(v: &Value) -> String {
