@@ -7,7 +7,7 @@
 //! Virtual time. The next block anywhere comes after an exponential wait of mean
 //! `block_time_s` (T) and belongs to node i with probability `shares[i]`, so each node is a
 //! Poisson process of rate `shares[i] / T`. The finder builds a real block on its own current tip
-//! ([`mine_on_tip`]: a [`Template`], the nonce ground by [`Kernel`] at nBits `0x207fffff`),
+//! (`mine_on_tip`: a [`Template`], the nonce ground by [`Kernel`] at nBits `0x207fffff`),
 //! submits it to its own chain at once, and every other node receives it `delay_s` (d) later
 //! (an event queue ordered by time, ties by order of sending). A block whose parent a node lacks
 //! waits in that node's buffer until the parent arrives (it cannot happen with one delay for all
