@@ -172,6 +172,22 @@ pub(crate) fn sim_kernel() -> Kernel {
     Kernel::Sha2
 }
 
+/// Runs `blocks` in segments of at most [`SEGMENT_BLOCKS`] in parallel: `segment(index, quota,
+/// seed)` for each, seeded by [`part_seed`], results in segment order.
+pub(crate) fn in_segments<T: Send>(
+    blocks: u64,
+    seed: u64,
+    segment: impl Fn(u64, u64, u64) -> T + Sync,
+) -> Vec<T> {
+    (0..blocks.div_ceil(SEGMENT_BLOCKS))
+        .into_par_iter()
+        .map(|i| {
+            let quota = SEGMENT_BLOCKS.min(blocks - i * SEGMENT_BLOCKS);
+            segment(i, quota, part_seed(seed, i))
+        })
+        .collect()
+}
+
 /// A seed for part `index` of a run seeded with `seed` (SplitMix64 of both), so each part has
 /// its own stream whatever the number of threads.
 pub(crate) fn part_seed(seed: u64, index: u64) -> u64 {
@@ -431,15 +447,10 @@ pub fn run(p: &ForkParams, trace_blocks: u64) -> ForkResult {
         return empty;
     }
     let kernel = sim_kernel();
-    let segments = p.blocks.div_ceil(SEGMENT_BLOCKS);
-    let parts: Vec<Segment> = (0..segments)
-        .into_par_iter()
-        .map(|i| {
-            let quota = SEGMENT_BLOCKS.min(p.blocks - i * SEGMENT_BLOCKS);
-            let trace = if i == 0 { trace_blocks } else { 0 };
-            segment(p, quota, trace, part_seed(p.seed, i), kernel)
-        })
-        .collect();
+    let parts: Vec<Segment> = in_segments(p.blocks, p.seed, |i, quota, seed| {
+        let trace = if i == 0 { trace_blocks } else { 0 };
+        segment(p, quota, trace, seed, kernel)
+    });
     let mut out = empty;
     let mut cycles = Cycles::default();
     for s in parts {

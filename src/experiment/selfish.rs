@@ -47,15 +47,13 @@
 //! pool publishing what it has and the honest chain's fork choice settling it.)
 
 use super::forks::{
-    mine_on_tip, part_seed, sim_chain, sim_kernel, Cycles, FORCE_END_AFTER, SEGMENT_BLOCKS,
-    SIM_NOW, SIM_TIME0,
+    in_segments, mine_on_tip, sim_chain, sim_kernel, Cycles, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
 };
 use crate::chain::Chain;
 use crate::hash::Kernel;
 use bitcoin::{Block, ScriptBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use std::collections::VecDeque;
 
 /// One selfish-mining run.
@@ -140,14 +138,9 @@ pub fn run(p: &SelfishParams) -> SelfishResult {
         return out;
     }
     let kernel = sim_kernel();
-    let segments = p.blocks.div_ceil(SEGMENT_BLOCKS);
-    let parts: Vec<Segment> = (0..segments)
-        .into_par_iter()
-        .map(|i| {
-            let quota = SEGMENT_BLOCKS.min(p.blocks - i * SEGMENT_BLOCKS);
-            segment(p, quota, part_seed(p.seed, i), kernel)
-        })
-        .collect();
+    let parts: Vec<Segment> = in_segments(p.blocks, p.seed, |_, quota, seed| {
+        segment(p, quota, seed, kernel)
+    });
     let mut cycles = Cycles::default();
     for s in &parts {
         out.blocks += s.blocks;
