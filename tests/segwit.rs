@@ -338,6 +338,7 @@ fn mine_node_submits_a_block_with_the_commitment() {
         payout: payout(),
         blocks: Some(1),
         max_backoff: Duration::from_secs(1),
+        scan_slice: miner::client::DEFAULT_SCAN_SLICE,
     };
     let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
     let mut blocks: Vec<Submitted> = Vec::new();

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod live;
+
 #[derive(Args, Debug)]
 pub(crate) struct ExperimentArgs {
     #[command(subcommand)]
@@ -40,7 +42,9 @@ enum Kind {
 enum Mode {
     /// Virtual time, real blocks connected by the chain code (seconds for millions of blocks).
     Sim,
-    /// Real `miner` nodes on loopback (not built yet).
+    /// Real nodes (the code of `miner node`, peering over 127.0.0.1) and real miners (the loop
+    /// of `miner mine --node`, held to their shares by --max-hashrate) in real time: fewer
+    /// trials, each row beside the range the sim gives for a run of that size.
     Live,
 }
 
@@ -62,62 +66,82 @@ struct Common {
     /// Also draw the figure here as SVG.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Live: all miners' hash rate together in H/s (k/M suffixes), split by their shares; the
+    /// chain's difficulty is this × the block time.
+    #[arg(long, value_name = "RATE", default_value = "50k", value_parser = hashrate)]
+    hashrate: f64,
+    /// Live: stop after this many seconds per row and report what was measured.
+    #[arg(long, value_name = "S", default_value_t = 900.0, value_parser = positive)]
+    timeout: f64,
 }
 
 #[derive(Args, Debug)]
 struct DoubleSpendArgs {
-    /// Attacker shares of the hash rate, comma-separated, each in (0, 1).
-    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', default_values_t = [0.1, 0.3], value_parser = share)]
+    /// Attacker shares of the hash rate, comma-separated, each in (0, 1) [default: 0.1,0.3
+    /// (sim), 0.3 (live)].
+    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', value_parser = share)]
     attacker: Vec<f64>,
-    /// Confirmations the merchant waits for (the payment's block counted), comma-separated.
-    #[arg(long, value_name = "Z[,Z...]", value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6], value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Confirmations the merchant waits for (the payment's block counted), comma-separated
+    /// [default: 1,2,3,4,5,6 (sim), 1,2 (live)].
+    #[arg(long, value_name = "Z[,Z...]", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1000))]
     confirmations: Vec<u32>,
-    /// Races per (q, z).
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
-    trials: u64,
+    /// Races per (q, z) [default: 100000 (sim), 20 (live)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    trials: Option<u64>,
     /// The attacker gives up once it is this many blocks behind after the merchant accepted
-    /// (default: never; a race is cut off only when its remaining chance is below 1e-12).
+    /// [default: never in sim, where a race is cut off only when its remaining chance is below
+    /// 1e-12; 5 in live, which must end its races].
     #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u32).range(1..))]
     give_up: Option<u32>,
-    /// Mean block interval in seconds, to turn the attack's length in blocks into time.
-    #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = positive)]
-    block_time: f64,
+    /// Mean block interval in seconds: turns the attack's length in blocks into time (sim), the
+    /// live network's block time (live) [default: 600 (sim), 0.5 (live)].
+    #[arg(long, value_name = "S", value_parser = positive)]
+    block_time: Option<f64>,
     #[command(flatten)]
     common: Common,
 }
 
 #[derive(Args, Debug)]
 struct FinalityArgs {
-    /// Attacker shares of the hash rate, comma-separated, each in (0, 1).
-    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', default_values_t = [0.1], value_parser = share)]
+    /// Attacker shares of the hash rate, comma-separated, each in (0, 1) [default: 0.1 (sim),
+    /// 0.3 (live)].
+    #[arg(long, value_name = "Q[,Q...]", value_delimiter = ',', value_parser = share)]
     attacker: Vec<f64>,
-    /// Depths k, comma-separated.
-    #[arg(long, value_name = "K[,K...]", value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5, 6], value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Depths k, comma-separated [default: 1,2,3,4,5,6 (sim), 1,2 (live)].
+    #[arg(long, value_name = "K[,K...]", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=1000))]
     depth: Vec<u32>,
-    /// Races per (q, k).
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
-    trials: u64,
+    /// Races per (q, k) [default: 100000 (sim), 20 (live)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    trials: Option<u64>,
+    /// The attacker gives up once it is this many blocks behind after the block is k deep
+    /// [default: never in sim; 5 in live].
+    #[arg(long, value_name = "BLOCKS", value_parser = clap::value_parser!(u32).range(1..))]
+    give_up: Option<u32>,
+    /// Live: the network's mean block interval in seconds [default: 0.5].
+    #[arg(long, value_name = "S", value_parser = positive)]
+    block_time: Option<f64>,
     #[command(flatten)]
     common: Common,
 }
 
 #[derive(Args, Debug)]
 struct ForksArgs {
-    /// Miners (nodes), equal shares unless --shares.
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=1000))]
-    nodes: u64,
+    /// Miners (nodes), equal shares unless --shares [default: 10 (sim), 3 (live)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=1000))]
+    nodes: Option<u64>,
     /// Hash shares per node, comma-separated (normalised to sum 1); overrides --nodes.
     #[arg(long, value_name = "S[,S...]", value_delimiter = ',', value_parser = positive)]
     shares: Vec<f64>,
-    /// Propagation delays in milliseconds, comma-separated.
-    #[arg(long, value_name = "MS[,MS...]", value_delimiter = ',', default_values_t = [0.0, 1000.0, 5000.0, 20000.0], value_parser = non_negative)]
+    /// Propagation delays in milliseconds, comma-separated [default: 0,1000,5000,20000 (sim),
+    /// 0,100,300 (live, where it is each node's --relay-delay)].
+    #[arg(long, value_name = "MS[,MS...]", value_delimiter = ',', value_parser = non_negative)]
     delay: Vec<f64>,
-    /// Mean block interval T in seconds.
-    #[arg(long, value_name = "S", default_value_t = 600.0, value_parser = positive)]
-    block_time: f64,
-    /// Blocks per delay.
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
-    blocks: u64,
+    /// Mean block interval T in seconds [default: 600 (sim), 1 (live)].
+    #[arg(long, value_name = "S", value_parser = positive)]
+    block_time: Option<f64>,
+    /// Blocks per delay [default: 100000 (sim), 60 (live)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
+    blocks: Option<u64>,
     /// Blocks drawn in the --svg branch diagram (a short run at the largest delay).
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..=2000))]
     diagram_blocks: u64,
@@ -127,17 +151,136 @@ struct ForksArgs {
 
 #[derive(Args, Debug)]
 struct SelfishArgs {
-    /// Selfish pool shares α, comma-separated, each in (0, 0.5), ascending for the threshold.
-    #[arg(long, value_name = "A[,A...]", value_delimiter = ',', default_values_t = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45], value_parser = pool_share)]
+    /// Selfish pool shares α, comma-separated, each in (0, 0.5), ascending for the threshold
+    /// [default: 0.2,0.25,0.3,0.35,0.4,0.45 (sim), 0.35 (live)].
+    #[arg(long, value_name = "A[,A...]", value_delimiter = ',', value_parser = pool_share)]
     alpha: Vec<f64>,
-    /// γ: the share of honest miners that mine on the pool's block during a tie, each in [0, 1].
+    /// γ: the share of honest miners that mine on the pool's block during a tie, each in [0, 1]
+    /// (live: rounded to whole honest nodes, at most (N−1)/N) [default: 0,0.5].
     #[arg(long, value_name = "G[,G...]", value_delimiter = ',', default_values_t = [0.0, 0.5], value_parser = unit)]
     gamma: Vec<f64>,
-    /// Blocks per (α, γ).
-    #[arg(long, value_name = "N", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
-    blocks: u64,
+    /// Blocks per (α, γ) [default: 200000 (sim), 100 (live)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(10..=1_000_000_000))]
+    blocks: Option<u64>,
+    /// Live: honest nodes, each mining an equal part of 1 − α.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=32))]
+    honest_nodes: u64,
+    /// Live: the honest nodes' --relay-delay in ms; the pool's block must reach the γ-nodes
+    /// before the honest one does, so keep it well above a few milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100.0, value_parser = non_negative)]
+    relay_delay: f64,
+    /// Live: the network's mean block interval in seconds [default: 1].
+    #[arg(long, value_name = "S", value_parser = positive)]
+    block_time: Option<f64>,
     #[command(flatten)]
     common: Common,
+}
+
+impl Common {
+    fn live(&self) -> bool {
+        self.mode == Mode::Live
+    }
+}
+
+/// `list` if given, else the mode's default.
+fn or<T: Clone>(list: &[T], live: bool, sim_default: &[T], live_default: &[T]) -> Vec<T> {
+    match (list.is_empty(), live) {
+        (false, _) => list.to_vec(),
+        (true, false) => sim_default.to_vec(),
+        (true, true) => live_default.to_vec(),
+    }
+}
+
+impl DoubleSpendArgs {
+    fn attacker(&self) -> Vec<f64> {
+        or(&self.attacker, self.common.live(), &[0.1, 0.3], &[0.3])
+    }
+    fn confirmations(&self) -> Vec<u32> {
+        or(
+            &self.confirmations,
+            self.common.live(),
+            &[1, 2, 3, 4, 5, 6],
+            &[1, 2],
+        )
+    }
+    fn trials(&self) -> u64 {
+        self.trials
+            .unwrap_or(if self.common.live() { 20 } else { 100_000 })
+    }
+    fn block_time(&self) -> f64 {
+        self.block_time
+            .unwrap_or(if self.common.live() { 0.5 } else { 600.0 })
+    }
+}
+
+impl FinalityArgs {
+    fn attacker(&self) -> Vec<f64> {
+        or(&self.attacker, self.common.live(), &[0.1], &[0.3])
+    }
+    fn depth(&self) -> Vec<u32> {
+        or(
+            &self.depth,
+            self.common.live(),
+            &[1, 2, 3, 4, 5, 6],
+            &[1, 2],
+        )
+    }
+    fn trials(&self) -> u64 {
+        self.trials
+            .unwrap_or(if self.common.live() { 20 } else { 100_000 })
+    }
+}
+
+impl ForksArgs {
+    fn nodes(&self) -> u64 {
+        self.nodes
+            .unwrap_or(if self.common.live() { 3 } else { 10 })
+    }
+    fn delay(&self) -> Vec<f64> {
+        or(
+            &self.delay,
+            self.common.live(),
+            &[0.0, 1000.0, 5000.0, 20000.0],
+            &[0.0, 100.0, 300.0],
+        )
+    }
+    fn block_time(&self) -> f64 {
+        self.block_time
+            .unwrap_or(if self.common.live() { 1.0 } else { 600.0 })
+    }
+    fn blocks(&self) -> u64 {
+        self.blocks
+            .unwrap_or(if self.common.live() { 60 } else { 100_000 })
+    }
+    /// Each miner's share, normalised.
+    fn shares(&self) -> Result<Vec<f64>> {
+        let shares: Vec<f64> = if self.shares.is_empty() {
+            let n = self.nodes();
+            vec![1.0 / n as f64; n as usize]
+        } else {
+            let sum: f64 = self.shares.iter().sum();
+            self.shares.iter().map(|s| s / sum).collect()
+        };
+        if shares.len() < 2 {
+            bail!("--shares: give at least two miners' shares, e.g. --shares 0.6,0.4");
+        }
+        Ok(shares)
+    }
+}
+
+impl SelfishArgs {
+    fn alpha(&self) -> Vec<f64> {
+        or(
+            &self.alpha,
+            self.common.live(),
+            &[0.2, 0.25, 0.3, 0.35, 0.4, 0.45],
+            &[0.35],
+        )
+    }
+    fn blocks(&self) -> u64 {
+        self.blocks
+            .unwrap_or(if self.common.live() { 100 } else { 200_000 })
+    }
 }
 
 fn parse_f64(text: &str) -> Result<f64, String> {
@@ -188,6 +331,12 @@ fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+fn hashrate(text: &str) -> Result<f64, String> {
+    miner::sim::parse_rate(text)
+        .filter(|r| *r >= 100.0)
+        .ok_or_else(|| format!("{text}: expected a hash rate of at least 100 H/s, e.g. 50k"))
+}
+
 fn non_negative(text: &str) -> Result<f64, String> {
     let v = parse_f64(text)?;
     if v >= 0.0 {
@@ -204,16 +353,13 @@ pub(crate) fn experiment(args: ExperimentArgs) -> Result<()> {
         Kind::Selfish(a) => &a.common,
         Kind::Finality(a) => &a.common,
     };
-    if common.mode == Mode::Live {
-        bail!(
-            "--mode live is not built yet: it needs rate-limited miners (--max-hashrate) and an \
-             attacker node that withholds blocks. Run --mode sim (the default) for the figures; \
-             the forks between real nodes can be watched with `miner node --relay-delay MS` \
-             (see the README's \"Peers\" section)"
-        );
-    }
     let started = Instant::now();
+    let live = common.mode == Mode::Live;
     let report = match &args.kind {
+        Kind::DoubleSpend(a) if live => live::double_spend(a)?,
+        Kind::Finality(a) if live => live::finality(a)?,
+        Kind::Forks(a) if live => live::forks(a)?,
+        Kind::Selfish(a) if live => live::selfish(a)?,
         Kind::DoubleSpend(a) => double_spend(a),
         Kind::Finality(a) => finality(a),
         Kind::Forks(a) => forks_run(a)?,
@@ -242,14 +388,14 @@ fn progress(text: &str) {
 fn double_spend(a: &DoubleSpendArgs) -> Report {
     let mut rows = Vec::new();
     let mut blocks = 0;
-    for &q in &a.attacker {
-        for &z in &a.confirmations {
+    for q in a.attacker() {
+        for z in a.confirmations() {
             let r = race::race(&race::RaceParams {
                 q,
                 z,
                 premine: true,
                 give_up: a.give_up,
-                trials: a.trials,
+                trials: a.trials(),
                 seed: a.common.seed,
             });
             blocks += r.blocks;
@@ -271,7 +417,7 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
                 "exact": exact,
                 "exact_over_nakamoto": if nakamoto > 0.0 { exact / nakamoto } else { f64::NAN },
                 "mean_blocks_to_success": r.mean_blocks_to_success,
-                "mean_attack_s": r.mean_blocks_to_success * a.block_time,
+                "mean_attack_s": r.mean_blocks_to_success * a.block_time(),
                 "cut_off": r.cut_off,
                 "give_up": a.give_up,
             }));
@@ -292,10 +438,10 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
             "mean_attack_s",
         ],
         rows,
-        extra: vec![("block_time_s", json!(a.block_time))],
+        extra: vec![("block_time_s", json!(a.block_time()))],
         notes: vec![
             "p: measured success; nakamoto: Nakamoto 2008 §11 (Poisson: above the exact figure at z = 1, below it from z = 2); exact: Rosenfeld 2014 / Grunspan & Pérez-Marco 2017, I_4pq(z, 1/2)".into(),
-            format!("mean_attack_s: blocks from the race start to a successful publication × {} s", a.block_time),
+            format!("mean_attack_s: blocks from the race start to a successful publication × {} s", a.block_time()),
         ],
         svg: Some(svg),
         blocks,
@@ -305,14 +451,14 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
 fn finality(a: &FinalityArgs) -> Report {
     let mut rows = Vec::new();
     let mut blocks = 0;
-    for &q in &a.attacker {
-        for &k in &a.depth {
+    for q in a.attacker() {
+        for k in a.depth() {
             let r = race::race(&race::RaceParams {
                 q,
                 z: k,
                 premine: false,
-                give_up: None,
-                trials: a.trials,
+                give_up: a.give_up,
+                trials: a.trials(),
                 seed: a.common.seed,
             });
             blocks += r.blocks;
@@ -345,23 +491,15 @@ fn finality(a: &FinalityArgs) -> Report {
 }
 
 fn forks_run(a: &ForksArgs) -> Result<Report> {
-    let shares: Vec<f64> = if a.shares.is_empty() {
-        vec![1.0 / a.nodes as f64; a.nodes as usize]
-    } else {
-        let sum: f64 = a.shares.iter().sum();
-        a.shares.iter().map(|s| s / sum).collect()
-    };
-    if shares.len() < 2 {
-        bail!("--shares: give at least two miners' shares, e.g. --shares 0.6,0.4");
-    }
+    let shares = a.shares()?;
     let mut rows = Vec::new();
     let mut blocks = 0;
-    for &delay_ms in &a.delay {
+    for delay_ms in a.delay() {
         let params = forks::ForkParams {
             shares: shares.clone(),
             delay_s: delay_ms / 1000.0,
-            block_time_s: a.block_time,
-            blocks: a.blocks,
+            block_time_s: a.block_time(),
+            blocks: a.blocks(),
             seed: a.common.seed,
         };
         params.check().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -375,7 +513,7 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
             "delay_ms": delay_ms,
             "stale_rate": r.stale_rate(),
             "ci95": [r.ci95.0, r.ci95.1],
-            "theory": theory::stale_rate(delay_ms / 1000.0, a.block_time),
+            "theory": theory::stale_rate(delay_ms / 1000.0, a.block_time()),
             "theory_same_miner_excluded": forks::expected_stale_rate(&params),
             "blocks": r.blocks,
             "stale": r.stale,
@@ -383,11 +521,11 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
             "reorgs": r.reorgs.iter().map(|(d, n)| (d.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         }));
     }
-    let largest = a.delay.iter().copied().fold(0.0, f64::max);
+    let largest = a.delay().into_iter().fold(0.0, f64::max);
     let diagram_params = forks::ForkParams {
         shares: shares.clone(),
         delay_s: largest / 1000.0,
-        block_time_s: a.block_time,
+        block_time_s: a.block_time(),
         blocks: a.diagram_blocks,
         seed: a.common.seed,
     };
@@ -407,7 +545,7 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
         extra: vec![
             ("nodes", json!(shares.len())),
             ("shares", json!(shares)),
-            ("block_time_s", json!(a.block_time)),
+            ("block_time_s", json!(a.block_time())),
         ],
         notes: vec![
             "theory: 1 − e^(−delay/T), the chance another block is found while one propagates (first order)".into(),
@@ -424,11 +562,11 @@ fn selfish_run(a: &SelfishArgs) -> Result<Report> {
     let mut thresholds = Vec::new();
     for &gamma in &a.gamma {
         let mut curve = Vec::new();
-        for &alpha in &a.alpha {
+        for alpha in a.alpha() {
             let params = selfish::SelfishParams {
                 alpha,
                 gamma,
-                blocks: a.blocks,
+                blocks: a.blocks(),
                 seed: a.common.seed,
             };
             params
@@ -530,7 +668,14 @@ fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
     if common.json {
         let mut object = serde_json::Map::new();
         object.insert("kind".into(), json!(report.kind));
-        object.insert("mode".into(), json!("sim"));
+        object.insert(
+            "mode".into(),
+            json!(if common.mode == Mode::Live {
+                "live"
+            } else {
+                "sim"
+            }),
+        );
         object.insert("seed".into(), json!(common.seed));
         object.insert("rows".into(), Value::Array(report.rows));
         for (k, v) in report.extra {
@@ -594,8 +739,13 @@ fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
     }
     writeln!(
         stdout,
-        "{} blocks built and connected in {seconds:.2} s ({rate:.0} blocks/s, {} threads)",
+        "{} blocks {} in {seconds:.2} s ({rate:.0} blocks/s, {} threads)",
         report.blocks,
+        if common.mode == Mode::Live {
+            "mined on live nodes, with their sims,"
+        } else {
+            "built and connected"
+        },
         rayon::current_num_threads()
     )?;
     Ok(())

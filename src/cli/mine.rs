@@ -259,6 +259,7 @@ pub(crate) fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
         payout: args.payout.script.clone(),
         blocks: args.blocks,
         max_backoff: std::time::Duration::from_secs(30),
+        scan_slice: miner::client::DEFAULT_SCAN_SLICE,
     };
     let json_out = args.json;
     let accepted = run(

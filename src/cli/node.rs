@@ -66,8 +66,8 @@ pub(crate) struct NodeArgs {
     /// `ADDR:PORT@MS` sets the relay delay for that peer alone (see --relay-delay).
     #[arg(long, value_name = "ADDR:PORT[@MS]", value_parser = parse_connect)]
     pub(crate) connect: Vec<miner::node::p2p::Dial>,
-    /// Hold every outgoing block announcement and block sent to peers this many milliseconds,
-    /// to set propagation delay on loopback for experiments (forks between nodes).
+    /// Hold every outgoing block announcement this many milliseconds (the block goes at once when
+    /// asked for), to set propagation delay on loopback for experiments (forks between nodes).
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub(crate) relay_delay: u64,
     /// Ban score at which a misbehaving peer is dropped and its address banned (Core's -banscore).

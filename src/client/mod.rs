@@ -309,6 +309,23 @@ pub struct ClientOptions {
     pub blocks: Option<u64>,
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// About how long one backend call may run before the client looks again at the stale
+    /// and cancel flags: the nonce range of each call is sized from the rate measured so far
+    /// ([`DEFAULT_SCAN_SLICE`] for `mine --node`; live experiments use ~10 ms so a new tip
+    /// is followed within that).
+    pub scan_slice: Duration,
+}
+
+/// How long one backend call runs by default before the client checks for a new tip.
+pub const DEFAULT_SCAN_SLICE: Duration = Duration::from_millis(100);
+
+/// Nonces in the next backend call: `slice` of work at the rate the last call ran, at most
+/// four times the last count (so a slow backend is not handed seconds of work at first), and
+/// between 256 and 2^26.
+fn next_slice(last: u64, hashes: u64, took: Duration, slice: Duration) -> u64 {
+    let rate = hashes as f64 / took.as_secs_f64().max(1e-6);
+    let want = (rate * slice.as_secs_f64()) as u64;
+    want.min(last.saturating_mul(4)).clamp(256, 1 << 26)
 }
 
 /// Mines against the node until `options.blocks` are accepted or `cancel` is raised. Calls
@@ -327,6 +344,7 @@ pub fn run(
     let mut backoff = Duration::from_secs(1);
     let mut was_down = false;
     let watcher = TipWatcher::start(client);
+    let mut slice: u64 = 4096;
     while !cancel.load(Ordering::SeqCst) && options.blocks.is_none_or(|n| accepted < n) {
         let gbt = client.call(
             "getblocktemplate",
@@ -368,16 +386,19 @@ pub fn run(
         let mut found = None;
         'jobs: for extranonce in 0u64.. {
             let job = nt.template.job(extranonce);
-            // Scan in slices so a stale template or a cancel is noticed promptly.
+            // Scan in slices of about `scan_slice` so a stale template or a cancel is noticed
+            // promptly, whatever the backend's rate.
             let mut next = 0u64;
             while next < NONCE_END {
                 if cancel.load(Ordering::SeqCst) || stale.load(Ordering::SeqCst) {
                     break 'jobs;
                 }
-                let end = (next + (1 << 26)).min(NONCE_END);
+                let end = (next + slice).min(NONCE_END);
+                let t = Instant::now();
                 let report = backend
                     .scan(&job.job, next..end, StopAt::FirstHit, cancel, progress)
                     .map_err(|e| ClientError::BadReply(format!("backend failed: {e}")))?;
+                slice = next_slice(slice, report.hashes, t.elapsed(), options.scan_slice);
                 hashes += report.hashes;
                 if let Some(&nonce) = report.hits.first() {
                     found = Some((extranonce, nonce));

@@ -6,6 +6,8 @@
 //! (`theory`).
 
 pub mod forks;
+#[cfg(feature = "node")]
+pub mod live;
 pub mod race;
 pub mod selfish;
 pub mod stats;

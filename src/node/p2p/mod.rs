@@ -45,7 +45,8 @@ pub struct Settings {
     pub bantime: Duration,
     /// A requested block not delivered in this long costs the peer 50 and is asked again.
     pub stall_timeout: Duration,
-    /// Outgoing block announcements and blocks are held this long (for experiments).
+    /// Outgoing block announcements are held this long (for experiments); blocks asked for go
+    /// at once.
     pub relay_delay: Duration,
 }
 

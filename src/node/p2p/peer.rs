@@ -51,7 +51,7 @@ const DOWNLOAD_WINDOW: u32 = 1024;
 /// Blocks queued to request from one peer; past it, more headers are asked for only once the
 /// queue drains.
 const MAX_WANTED: usize = 8000;
-/// Blocks waiting for their relay delay to pass, per peer.
+/// Announcements waiting for their relay delay to pass, per peer; past it they go at once.
 const MAX_DELAYED: usize = 50_000;
 /// Time to complete the version/verack handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -79,11 +79,10 @@ type Incoming = (
     Option<tokio::sync::OwnedSemaphorePermit>,
 );
 
-/// Something to send once the relay delay has passed.
-enum Delayed {
-    Message(bitcoin::p2p::message::NetworkMessage),
-    Block(BlockHash),
-}
+/// An announcement to send once the relay delay has passed. Only announcements wait: a block
+/// the peer asks for after the (held) announcement goes at once, so a block reaches a peer
+/// `--relay-delay` plus one round trip after it was connected here.
+type Delayed = bitcoin::p2p::message::NetworkMessage;
 
 /// Per-peer state.
 struct Sync {
@@ -324,7 +323,7 @@ async fn session(
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
-            } => send_due(writer, state, sync).await,
+            } => send_due(writer, sync).await,
             _ = stall_check.tick() => match stalled(state, info, settings, sync) {
                 Ok(_) => request_blocks(writer, state, info, sync, true).await,
                 Err(e) => Err(e),
@@ -410,34 +409,21 @@ fn get_headers(locator: Vec<BlockHash>) -> GetHeadersMessage {
 
 /// Sends `message` now, or queues it behind the relay delay.
 async fn relay(writer: &mut Writer, sync: &mut Sync, item: Delayed) -> Result<(), String> {
-    if sync.delay.is_zero() {
-        return match item {
-            Delayed::Message(m) => writer.send(m).await,
-            Delayed::Block(_) => Ok(()),
-        };
+    if sync.delay.is_zero() || sync.delayed.len() >= MAX_DELAYED {
+        return writer.send(item).await;
     }
     sync.delayed.push_back((Instant::now() + sync.delay, item));
     Ok(())
 }
 
 /// Sends what the relay delay held and is now due.
-async fn send_due(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Result<(), String> {
+async fn send_due(writer: &mut Writer, sync: &mut Sync) -> Result<(), String> {
     let now = Instant::now();
     while sync.delayed.front().is_some_and(|(at, _)| *at <= now) {
         let Some((_, item)) = sync.delayed.pop_front() else {
             break;
         };
-        match item {
-            Delayed::Message(m) => writer.send(m).await?,
-            Delayed::Block(hash) => match state.block(&hash) {
-                Some(block) => writer.send(NetworkMessage::Block(block)).await?,
-                None => {
-                    writer
-                        .send(NetworkMessage::NotFound(vec![Inventory::Block(hash)]))
-                        .await?
-                }
-            },
-        }
+        writer.send(item).await?;
     }
     Ok(())
 }
@@ -455,7 +441,7 @@ async fn announce(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Re
     } else {
         NetworkMessage::Inv(vec![Inventory::Block(hash)])
     };
-    relay(writer, sync, Delayed::Message(message)).await
+    relay(writer, sync, message).await
 }
 
 /// Releases blocks the peer has not delivered in time (50 points), so they are asked again;
@@ -794,14 +780,9 @@ async fn handle(
             for item in items {
                 match item {
                     Inventory::Block(h) | Inventory::WitnessBlock(h) if state.has_block(&h) => {
-                        if !sync.delay.is_zero() {
-                            if sync.delayed.len() < MAX_DELAYED {
-                                relay(writer, sync, Delayed::Block(h)).await?;
-                            } else {
-                                missing.push(item);
-                            }
-                        } else if let Some(block) = state.block(&h) {
-                            writer.send(NetworkMessage::Block(block)).await?;
+                        match state.block(&h) {
+                            Some(block) => writer.send(NetworkMessage::Block(block)).await?,
+                            None => missing.push(item),
                         }
                     }
                     other => missing.push(other),

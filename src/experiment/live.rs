@@ -1,0 +1,1034 @@
+//! Live runs: the sims' scenarios on real nodes with real mining.
+//!
+//! A live run starts real nodes in this process — the code of `miner node`: a chain store
+//! (redb) in a temporary directory, the JSON-RPC server and, for honest nodes, P2P over
+//! 127.0.0.1 — and real miners — the loop of `miner mine --node`: getblocktemplate with a
+//! longpoll, SHA-256d on the CPU, submitblock — each held to its share of the hash rate by
+//! [`RateLimited`] (`--max-hashrate`). The chain's difficulty D is the expected number of
+//! hashes per block, so D = total hash rate × block time.
+//!
+//! Honest nodes peer with each other (every pair), each holding its block announcements for
+//! the relay delay (`miner node --relay-delay`). An attacker (double-spend, finality) or a
+//! selfish pool is a node of its own with no peers: its blocks reach the honest network only
+//! when the driver publishes them (`submitblock` to honest nodes, as a pool would broadcast),
+//! and it follows the honest chain when the driver hands it the honest blocks. The driver
+//! hears of every block the moment its miner's `submitblock` returns, and applies the same
+//! rules as the sims (`race`, `selfish`); which branch wins is decided by the nodes' own fork
+//! choice, and every figure is read back from the nodes' chains over RPC.
+
+use crate::backend::{CpuBackend, RateLimited};
+use crate::chain::{Chain, ChainParams};
+use crate::client::{self, ClientOptions, RpcClient, Submitted};
+use crate::hash::{display_hash, Kernel};
+use crate::node::p2p::{Config, Dial, Settings};
+use crate::node::{Credentials, NodeState, Server};
+use crate::pow::retarget::RetargetParams;
+use crate::pow::Difficulty;
+use bitcoin::hashes::Hash;
+use bitcoin::ScriptBuf;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long one backend call of a live miner runs before it looks for a new tip.
+const SCAN_SLICE: Duration = Duration::from_millis(10);
+/// RPC calls of the driver.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The network's common settings.
+#[derive(Clone, Debug)]
+pub struct LiveParams {
+    /// All miners' hash rate together, H/s.
+    pub hashrate: f64,
+    /// Mean block interval, seconds.
+    pub block_time_s: f64,
+    /// The run stops (with what it has) after this long.
+    pub timeout: Duration,
+    /// Whether to print progress lines on stderr.
+    pub verbose: bool,
+}
+
+impl LiveParams {
+    /// Expected hashes per block.
+    pub fn difficulty(&self) -> f64 {
+        self.hashrate * self.block_time_s
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(self.hashrate.is_finite() && self.hashrate >= 100.0) {
+            return Err(format!(
+                "hash rate {} H/s: a live run needs at least 100 H/s",
+                self.hashrate
+            ));
+        }
+        let d = self.difficulty();
+        if !(d.is_finite() && d >= 4.0) {
+            return Err(format!(
+                "hash rate × block time = {d} hashes per block: too few for a difficulty (at least 4); raise --hashrate or --block-time"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A block a live miner found, as its `submitblock` answered.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub miner: usize,
+    pub node: usize,
+    pub height: u32,
+    /// Display hash (as RPC prints it).
+    pub hash: String,
+    /// Display hash of its parent.
+    pub parent: String,
+    /// It became its node's tip (`submitblock` answered null).
+    pub tip: bool,
+    /// The node stored it (tip or side branch).
+    pub accepted: bool,
+}
+
+impl Found {
+    fn from(miner: usize, node: usize, s: &Submitted) -> Found {
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&s.header[4..36]);
+        let side = s.rejected.as_deref() == Some("inconclusive");
+        Found {
+            miner,
+            node,
+            height: s.height,
+            hash: display_hash(&s.hash),
+            parent: display_hash(&prev),
+            tip: s.rejected.is_none(),
+            accepted: s.rejected.is_none() || side,
+        }
+    }
+}
+
+/// One node: the server of `miner node`, on its own thread and runtime.
+pub struct Node {
+    pub rpc: RpcClient,
+    state: Arc<NodeState>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    fn call(&self, method: &str, params: Value) -> Result<Value, String> {
+        self.rpc
+            .call(method, params, RPC_TIMEOUT)
+            .map_err(|e| format!("{method}: {e}"))
+    }
+
+    /// Tip height.
+    pub fn height(&self) -> Result<u32, String> {
+        let v = self.call("getblockcount", json!([]))?;
+        v.as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .ok_or_else(|| format!("getblockcount answered {v}"))
+    }
+
+    /// Tip hash.
+    pub fn best(&self) -> Result<String, String> {
+        let v = self.call("getbestblockhash", json!([]))?;
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("getbestblockhash answered {v}"))
+    }
+
+    /// Hash of the active chain's block at `height`.
+    pub fn hash_at(&self, height: u32) -> Result<String, String> {
+        let v = self.call("getblockhash", json!([height]))?;
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("getblockhash answered {v}"))
+    }
+
+    fn raw(&self, hash: &str) -> Result<String, String> {
+        let v = self.call("getblock", json!([hash, 0]))?;
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("getblock answered {v}"))
+    }
+
+    /// Submits a block (hex); Ok whether it became the tip, went to a side branch or was
+    /// already there.
+    fn submit(&self, raw: &str) -> Result<(), String> {
+        match self.call("submitblock", json!([raw]))? {
+            Value::Null => Ok(()),
+            Value::String(s) if s == "inconclusive" || s == "duplicate" => Ok(()),
+            other => Err(format!("submitblock refused a relayed block: {other}")),
+        }
+    }
+
+    /// The active chain's hashes at heights `from..=to`.
+    pub fn chain(&self, from: u32, to: u32) -> Result<Vec<String>, String> {
+        (from..=to).map(|h| self.hash_at(h)).collect()
+    }
+
+    /// `branchlen` of every `valid-fork` tip, by tip hash.
+    fn fork_tips(&self) -> Result<Vec<(String, u64)>, String> {
+        let v = self.call("getchaintips", json!([]))?;
+        Ok(v.as_array()
+            .map(|tips| {
+                tips.iter()
+                    .filter(|t| t["status"] == "valid-fork")
+                    .filter_map(|t| {
+                        Some((t["hash"].as_str()?.to_string(), t["branchlen"].as_u64()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn peers(&self) -> Result<usize, String> {
+        let v = self.call("getpeerinfo", json!([]))?;
+        Ok(v.as_array().map_or(0, Vec::len))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.state.shut_down();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One miner: `client::run` on its own thread with a rate-limited one-thread CPU backend.
+struct Miner {
+    cancel: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Miner {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Nodes, miners and the channel their blocks come through. Dropping it stops the miners,
+/// then the nodes, and removes the stores.
+pub struct Net {
+    miners: Vec<Option<Miner>>,
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+    tx: Sender<Found>,
+    rx: Receiver<Found>,
+    kernel: Kernel,
+    /// Every block found so far, in the order the driver heard of it.
+    pub found: Vec<Found>,
+    pub started: Instant,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.miners.clear();
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Net {
+    /// `honest` nodes peering with each other (announcements held `delay`) and `isolated`
+    /// nodes with no peers, all on a fixed-difficulty regtest chain of `params.difficulty()`.
+    pub fn start(
+        params: &LiveParams,
+        honest: usize,
+        delay: Duration,
+        isolated: usize,
+    ) -> Result<Net, String> {
+        params.check()?;
+        let dir = std::env::temp_dir().join(format!(
+            "miner-live-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let (tx, rx) = channel();
+        let mut net = Net {
+            miners: Vec::new(),
+            nodes: Vec::new(),
+            dir,
+            tx,
+            rx,
+            kernel: Kernel::best(),
+            found: Vec::new(),
+            started: Instant::now(),
+        };
+        let difficulty = Difficulty::from_f64(params.difficulty())
+            .map_err(|e| format!("difficulty {}: {e}", params.difficulty()))?;
+        let listeners = (0..honest)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+        let addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+        for (i, listener) in listeners.into_iter().enumerate() {
+            // Node i dials every node before it: one connection per pair.
+            let dials = addrs[..i]
+                .iter()
+                .map(|&addr| Dial {
+                    addr,
+                    relay_delay: None,
+                })
+                .collect();
+            let node = net.start_node(&difficulty, Some((listener, dials, delay)))?;
+            net.nodes.push(node);
+        }
+        for _ in 0..isolated {
+            let node = net.start_node(&difficulty, None)?;
+            net.nodes.push(node);
+        }
+        // Wait until every honest pair is connected.
+        let until = Instant::now() + Duration::from_secs(20);
+        for node in &net.nodes[..honest] {
+            while node.peers()? < honest - 1 {
+                if Instant::now() > until {
+                    return Err("the honest nodes did not connect to each other in 20 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        net.started = Instant::now();
+        Ok(net)
+    }
+
+    fn start_node(
+        &self,
+        difficulty: &Difficulty,
+        p2p: Option<(TcpListener, Vec<Dial>, Duration)>,
+    ) -> Result<Node, String> {
+        let index = self.nodes.len();
+        let params = ChainParams::regtest();
+        let retarget = RetargetParams::fixed(
+            difficulty.to_target().to_compact_lossy(),
+            params.pow_limit,
+        );
+        let store = self.dir.join(format!("node{index}")).join("chain.redb");
+        if let Some(parent) = store.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let chain = Chain::open(&store, params, retarget)
+            .map_err(|e| format!("node {index}: chain store: {e}"))?;
+        let backend =
+            CpuBackend::new(self.kernel, Some(1)).map_err(|e| format!("node {index}: {e}"))?;
+        let state = Arc::new(NodeState::new(chain, Box::new(backend)));
+        let credentials = Credentials::cookie();
+        let server = Server::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            state.clone(),
+            credentials.clone(),
+            None,
+        )
+        .map_err(|e| format!("node {index}: {e}"))?;
+        let addr = server
+            .local_addr()
+            .ok_or_else(|| format!("node {index}: no RPC address"))?;
+        let server = match p2p {
+            Some((listener, connect, relay_delay)) => server.with_p2p(Config {
+                listen: Some(listener),
+                connect,
+                magic: None,
+                settings: Settings {
+                    relay_delay,
+                    ..Settings::default()
+                },
+            }),
+            None => server,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("live-node-{index}"))
+                .spawn(move || server.run(stop))
+                .map_err(|e| format!("node {index}: {e}"))?
+        };
+        Ok(Node {
+            rpc: RpcClient::new(
+                &format!("http://{addr}"),
+                &credentials.user,
+                &credentials.password,
+            ),
+            state,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts miner `id` on node `node` at `rate` H/s (replacing one with that id).
+    pub fn start_miner(&mut self, id: usize, node: usize, rate: f64) -> Result<(), String> {
+        let inner =
+            CpuBackend::new(self.kernel, Some(1)).map_err(|e| format!("miner {id}: {e}"))?;
+        let backend = RateLimited::new(Box::new(inner), rate);
+        let rpc = self.nodes[node].rpc.clone();
+        let tx = self.tx.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        // Each miner pays to its own script, so every block's finder is on the chain too.
+        let mut tag = [0u8; 20];
+        tag[..8].copy_from_slice(&(id as u64).to_le_bytes());
+        let payout = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(tag));
+        let thread = {
+            let cancel = cancel.clone();
+            std::thread::Builder::new()
+                .name(format!("live-miner-{id}"))
+                .spawn(move || {
+                    let options = ClientOptions {
+                        payout,
+                        blocks: None,
+                        max_backoff: Duration::from_secs(1),
+                        scan_slice: SCAN_SLICE,
+                    };
+                    let progress = AtomicU64::new(0);
+                    let _ = client::run(
+                        &rpc,
+                        &backend,
+                        &options,
+                        &cancel,
+                        &progress,
+                        |s| {
+                            let _ = tx.send(Found::from(id, node, s));
+                        },
+                        |_| {},
+                    );
+                })
+                .map_err(|e| format!("miner {id}: {e}"))?
+        };
+        if self.miners.len() <= id {
+            self.miners.resize_with(id + 1, || None);
+        }
+        self.miners[id] = Some(Miner {
+            cancel,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Stops miner `id` (its last block, if any, still comes through the channel).
+    pub fn stop_miner(&mut self, id: usize) {
+        if let Some(slot) = self.miners.get_mut(id) {
+            *slot = None;
+        }
+    }
+
+    /// Stops every miner.
+    pub fn stop_miners(&mut self) {
+        self.miners.clear();
+    }
+
+    /// The next block found, waiting at most `wait`.
+    pub fn next(&mut self, wait: Duration) -> Option<Found> {
+        match self.rx.recv_timeout(wait) {
+            Ok(f) => {
+                self.found.push(f.clone());
+                Some(f)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Takes every block already reported.
+    pub fn drain(&mut self) {
+        while let Ok(f) = self.rx.try_recv() {
+            self.found.push(f);
+        }
+    }
+
+    /// Copies `from`'s active chain at heights `lo..=hi` to node `to`.
+    pub fn copy(&self, from: usize, to: usize, lo: u32, hi: u32) -> Result<(), String> {
+        for h in lo..=hi {
+            let hash = self.nodes[from].hash_at(h)?;
+            let raw = self.nodes[from].raw(&hash)?;
+            self.nodes[to].submit(&raw)?;
+        }
+        Ok(())
+    }
+
+    /// The highest height at or below `at` where nodes `a` and `b` have the same block.
+    pub fn common(&self, a: usize, b: usize, at: u32) -> Result<u32, String> {
+        let mut h = at.min(self.nodes[a].height()?).min(self.nodes[b].height()?);
+        while h > 0 && self.nodes[a].hash_at(h)? != self.nodes[b].hash_at(h)? {
+            h -= 1;
+        }
+        Ok(h)
+    }
+
+    /// Waits (at most `wait`) until nodes `0..n` have the same tip.
+    pub fn settle(&self, n: usize, wait: Duration) -> Result<bool, String> {
+        let until = Instant::now() + wait;
+        loop {
+            let tips = self.nodes[..n]
+                .iter()
+                .map(Node::best)
+                .collect::<Result<HashSet<_>, _>>()?;
+            if tips.len() <= 1 {
+                return Ok(true);
+            }
+            if Instant::now() > until {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Blocks stored by their own node (tip or side branch), by hash, with their miner.
+    fn accepted(&self) -> HashMap<String, usize> {
+        self.found
+            .iter()
+            .filter(|f| f.accepted)
+            .map(|f| (f.hash.clone(), f.miner))
+            .collect()
+    }
+}
+
+fn say(verbose: bool, text: &str) {
+    if verbose {
+        eprintln!("{text}");
+    }
+}
+
+/// A live forks run.
+#[derive(Clone, Debug)]
+pub struct ForksLive {
+    pub shares: Vec<f64>,
+    pub delay: Duration,
+    /// Blocks to find.
+    pub blocks: u64,
+}
+
+/// What a live forks run measured.
+#[derive(Clone, Debug)]
+pub struct ForksLiveResult {
+    /// Blocks found and stored by their node.
+    pub blocks: u64,
+    /// Of them, not on node 0's final active chain.
+    pub stale: u64,
+    /// Whether every node ended on the same tip.
+    pub tips_agree: bool,
+    /// Branch lengths of the stale branches the nodes saw (getchaintips `valid-fork`).
+    pub reorgs: BTreeMap<u64, u64>,
+    /// Mean seconds between blocks, measured.
+    pub block_interval_s: f64,
+    pub seconds: f64,
+    /// Blocks a node refused.
+    pub refused: u64,
+}
+
+/// N nodes, each with a miner at its share, every pair peered with the relay delay.
+pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, String> {
+    let n = run.shares.len();
+    let mut net = Net::start(params, n, run.delay, 0)?;
+    for (i, share) in run.shares.iter().enumerate() {
+        net.start_miner(i, i, share * params.hashrate)?;
+    }
+    let deadline = net.started + params.timeout;
+    let mut count = 0u64;
+    while count < run.blocks && Instant::now() < deadline {
+        if let Some(f) = net.next(Duration::from_millis(200)) {
+            count += 1;
+            if count.is_multiple_of(10) {
+                say(
+                    params.verbose,
+                    &format!(
+                        "  live: {count} of {} blocks (height {})",
+                        run.blocks, f.height
+                    ),
+                );
+            }
+        }
+    }
+    let seconds = net.started.elapsed().as_secs_f64();
+    net.stop_miners();
+    net.drain();
+    let tips_agree = net.settle(n, run.delay * 3 + Duration::from_secs(3))?;
+    let top = net.nodes[0].height()?;
+    let main: HashSet<String> = net.nodes[0].chain(1, top)?.into_iter().collect();
+    let accepted = net.accepted();
+    let stale = accepted.keys().filter(|h| !main.contains(*h)).count() as u64;
+    let mut tips = HashMap::new();
+    for node in &net.nodes {
+        for (hash, len) in node.fork_tips()? {
+            tips.insert(hash, len);
+        }
+    }
+    let mut reorgs = BTreeMap::new();
+    for len in tips.values() {
+        *reorgs.entry(*len).or_insert(0) += 1;
+    }
+    let refused = net.found.iter().filter(|f| !f.accepted).count() as u64;
+    let blocks = accepted.len() as u64;
+    Ok(ForksLiveResult {
+        blocks,
+        stale,
+        tips_agree,
+        reorgs,
+        block_interval_s: seconds / (blocks.max(1) as f64),
+        seconds,
+        refused,
+    })
+}
+
+/// A live double-spend (`premine`) or finality race.
+#[derive(Clone, Debug)]
+pub struct RaceLive {
+    pub q: f64,
+    pub z: u32,
+    pub premine: bool,
+    pub give_up: Option<u32>,
+    pub trials: u64,
+}
+
+/// What the live races measured.
+#[derive(Clone, Debug, Default)]
+pub struct RaceLiveResult {
+    pub trials: u64,
+    pub successes: u64,
+    /// Mean seconds from the race start (the payment released, or the block found) to the
+    /// honest node's reorganisation onto the attacker's branch, over successes.
+    pub mean_attack_s: f64,
+    /// Blocks found in all.
+    pub blocks: u64,
+    pub seconds: f64,
+}
+
+const HONEST: usize = 0;
+const ATTACKER: usize = 1;
+
+/// One honest node and miner (share 1 − q), one attacker node and miner (share q) that mines
+/// only during a trial. A trial: the attacker's node takes the honest chain; with `premine`
+/// (Rosenfeld's model) the attacker mines until its private branch is one block longer than
+/// the honest one since they parted (adopting the honest chain whenever that is longer), and
+/// only then is the payment released, in the next honest block; without it the race starts
+/// when an honest block is found, the attacker mining on its parent. The merchant accepts at
+/// z honest blocks counting the payment's; from then on the attacker publishes its branch as
+/// soon as it is longer — success once the honest node has reorganised onto it — or gives up
+/// `give_up` blocks behind.
+pub fn race(params: &LiveParams, run: &RaceLive) -> Result<RaceLiveResult, String> {
+    let mut net = Net::start(params, 1, Duration::ZERO, 1)?;
+    net.start_miner(HONEST, HONEST, (1.0 - run.q) * params.hashrate)?;
+    let deadline = net.started + params.timeout;
+    let mut result = RaceLiveResult::default();
+    let mut attack_s = 0.0;
+    while result.trials < run.trials && Instant::now() < deadline {
+        match race_trial(&mut net, params, run, deadline)? {
+            Some(Some(seconds)) => {
+                result.successes += 1;
+                attack_s += seconds;
+                result.trials += 1;
+            }
+            Some(None) => result.trials += 1,
+            None => break,
+        }
+        say(
+            params.verbose,
+            &format!(
+                "  live q {} {} {}: {} of {} attacks succeeded",
+                run.q,
+                if run.premine { "z" } else { "depth" },
+                run.z,
+                result.successes,
+                result.trials
+            ),
+        );
+    }
+    net.stop_miners();
+    net.drain();
+    result.blocks = net.found.iter().filter(|f| f.accepted).count() as u64;
+    result.seconds = net.started.elapsed().as_secs_f64();
+    result.mean_attack_s = attack_s / result.successes.max(1) as f64;
+    Ok(result)
+}
+
+/// One trial: `Some(Some(seconds))` on success, `Some(None)` on failure, `None` when the run
+/// ran out of time.
+fn race_trial(
+    net: &mut Net,
+    params: &LiveParams,
+    run: &RaceLive,
+    deadline: Instant,
+) -> Result<Option<Option<f64>>, String> {
+    let wait = Duration::from_millis(100);
+    // The race's base: the honest tip (with a pre-mined block) or the parent of the next honest
+    // block (without); the attacker's node takes the honest chain up to it. A block the
+    // attacker found as its last trial ended may hold the attacker's node at equal height on
+    // its own branch (first seen wins): then the race starts at a later honest block.
+    let mut base;
+    loop {
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        base = if run.premine {
+            net.nodes[HONEST].height()?
+        } else {
+            match net.next(wait) {
+                Some(f) if f.miner == HONEST && f.tip => f.height - 1,
+                _ => continue,
+            }
+        };
+        let common = net.common(HONEST, ATTACKER, base)?;
+        if base > common {
+            net.copy(HONEST, ATTACKER, common + 1, base)?;
+        }
+        if net.nodes[ATTACKER].best()? == net.nodes[HONEST].hash_at(base)? {
+            break;
+        }
+        if run.premine {
+            net.next(wait);
+        }
+    }
+    net.start_miner(ATTACKER, ATTACKER, run.q * params.hashrate)?;
+    let heights = |net: &Net, base: u32| -> Result<(u32, u32), String> {
+        Ok((
+            net.nodes[ATTACKER].height()?.saturating_sub(base),
+            net.nodes[HONEST].height()?.saturating_sub(base),
+        ))
+    };
+    // With a pre-mined block: wait until the attacker leads by one.
+    let mut started = Instant::now();
+    let mut h0 = 0;
+    if run.premine {
+        loop {
+            let (a, h) = heights(net, base)?;
+            if h > a {
+                // The honest chain is longer: take it and start over from its tip.
+                let top = base + h;
+                net.copy(HONEST, ATTACKER, base + 1, top)?;
+                base = top;
+                continue;
+            }
+            if a == h + 1 {
+                h0 = h;
+                started = Instant::now();
+                break;
+            }
+            if Instant::now() > deadline {
+                net.stop_miner(ATTACKER);
+                return Ok(None);
+            }
+            net.next(wait);
+        }
+    }
+    let outcome = loop {
+        let (a, h) = heights(net, base)?;
+        let accepted = h >= h0 + run.z;
+        if accepted && a > h {
+            // Publish the private branch: the honest node decides by its own fork choice.
+            let tip = net.nodes[ATTACKER].best()?;
+            net.copy(ATTACKER, HONEST, base + 1, base + a)?;
+            if net.nodes[HONEST].best()? == tip {
+                break Some(Some(started.elapsed().as_secs_f64()));
+            }
+            // The honest node found another block meanwhile: the race goes on.
+            continue;
+        }
+        if accepted && run.give_up.is_some_and(|g| h >= a + g) {
+            break Some(None);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        net.next(wait);
+    };
+    net.stop_miner(ATTACKER);
+    Ok(outcome)
+}
+
+/// A live selfish-mining run.
+#[derive(Clone, Debug)]
+pub struct SelfishLive {
+    pub alpha: f64,
+    pub gamma: f64,
+    /// Honest nodes, each with an equal share of 1 − α.
+    pub honest_nodes: usize,
+    /// Relay delay between honest nodes.
+    pub delay: Duration,
+    /// Blocks to find.
+    pub blocks: u64,
+}
+
+impl SelfishLive {
+    /// Honest nodes, besides the finder, that receive the pool's block at a tie, and the γ
+    /// that gives: each honest node holds 1/N of the honest hash rate, so γ is what they
+    /// hold, k/N (at most (N − 1)/N: the finder keeps its own block).
+    pub fn gamma_nodes(&self) -> (usize, f64) {
+        let n = self.honest_nodes.max(1);
+        let k = ((self.gamma * n as f64).round() as usize).min(n - 1);
+        (k, k as f64 / n as f64)
+    }
+}
+
+/// What a live selfish run measured.
+#[derive(Clone, Debug)]
+pub struct SelfishLiveResult {
+    pub main_chain: u64,
+    pub pool_blocks: u64,
+    pub revenue: f64,
+    /// Blocks found in all (stored by their node).
+    pub blocks: u64,
+    pub gamma_effective: f64,
+    pub tips_agree: bool,
+    pub seconds: f64,
+}
+
+/// Eyal & Sirer's strategy, driven from the pool's node: `honest_nodes` honest nodes peered
+/// with the relay delay, the pool's node apart. At a tie the pool sends its block to the
+/// finder and to the γ-nodes, which take it first (the honest block reaches them after the
+/// relay delay) and mine on it.
+pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResult, String> {
+    let n = run.honest_nodes.max(1);
+    let pool = n;
+    let (k, gamma_effective) = run.gamma_nodes();
+    let mut net = Net::start(params, n, run.delay, 1)?;
+    for i in 0..n {
+        net.start_miner(i, i, (1.0 - run.alpha) * params.hashrate / n as f64)?;
+    }
+    net.start_miner(pool, pool, run.alpha * params.hashrate)?;
+    let deadline = net.started + params.timeout;
+    // The pool's view: the branch point, its private blocks above it, and the public chain's
+    // height.
+    let (mut base, mut private, mut public) = (0u32, 0u32, 0u32);
+    // Every publication sends the branch from its base (blocks a node has are answered
+    // `duplicate`): nodes left out at a tie need the earlier blocks.
+    let publish = |net: &Net, lo: u32, hi: u32, to: &[usize]| -> Result<(), String> {
+        for &node in to {
+            net.copy(pool, node, lo, hi)?;
+        }
+        Ok(())
+    };
+    let everyone: Vec<usize> = (0..n).collect();
+    let mut count = 0u64;
+    while count < run.blocks && Instant::now() < deadline {
+        let Some(f) = net.next(Duration::from_millis(200)) else {
+            continue;
+        };
+        count += 1;
+        if !f.tip {
+            continue;
+        }
+        if f.miner == pool {
+            if f.height != base + private + 1 {
+                continue;
+            }
+            let tie = base + private == public;
+            private += 1;
+            if tie && private == 2 {
+                // The pool wins the tie: publish the whole branch.
+                publish(&net, base + 1, base + private, &everyone)?;
+                base += private;
+                public = base;
+                private = 0;
+            }
+        } else {
+            if f.height <= public {
+                continue;
+            }
+            let mine = base + private;
+            let lead = i64::from(mine) - i64::from(public);
+            public = f.height;
+            match lead {
+                i64::MIN..=0 => {
+                    // Adopt the honest chain (the finder's).
+                    net.copy(f.node, pool, base + 1, f.height)?;
+                    base = f.height;
+                    private = 0;
+                }
+                1 => {
+                    // A tie: the finder and the γ-nodes get the pool's block now.
+                    let mut to = vec![f.node];
+                    to.extend((0..n).filter(|&i| i != f.node).take(k));
+                    publish(&net, base + 1, mine, &to)?;
+                }
+                2 => {
+                    publish(&net, base + 1, mine, &everyone)?;
+                    base = mine;
+                    public = mine;
+                    private = 0;
+                }
+                _ => {
+                    // Far ahead: publish up to the honest height, keeping the lead.
+                    publish(&net, base + 1, f.height, &everyone)?;
+                }
+            }
+        }
+        if count.is_multiple_of(20) {
+            say(
+                params.verbose,
+                &format!(
+                    "  live alpha {} gamma {}: {count} of {} blocks",
+                    run.alpha, run.gamma, run.blocks
+                ),
+            );
+        }
+    }
+    let seconds = net.started.elapsed().as_secs_f64();
+    net.stop_miners();
+    net.drain();
+    let tips_agree = net.settle(n, run.delay * 3 + Duration::from_secs(3))?;
+    let top = net.nodes[0].height()?;
+    let accepted = net.accepted();
+    let main = net.nodes[0].chain(1, top)?;
+    let pool_blocks = main
+        .iter()
+        .filter(|h| accepted.get(*h) == Some(&pool))
+        .count() as u64;
+    let main_chain = main.len() as u64;
+    Ok(SelfishLiveResult {
+        main_chain,
+        pool_blocks,
+        revenue: pool_blocks as f64 / main_chain.max(1) as f64,
+        blocks: accepted.len() as u64,
+        gamma_effective,
+        tips_agree,
+        seconds,
+    })
+}
+
+/// The central 95% range of Binomial(n, p) / n: what a run of `n` trials shows 95% of the time
+/// when the sim's probability is right.
+pub fn binomial_range95(p: f64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let p = p.clamp(0.0, 1.0);
+    // Walk the pmf in log space.
+    let ln_pmf = |k: u64| -> f64 {
+        let (nf, kf) = (n as f64, k as f64);
+        let ln_choose = ln_gamma(nf + 1.0) - ln_gamma(kf + 1.0) - ln_gamma(nf - kf + 1.0);
+        let a = if k == 0 { 0.0 } else { kf * p.ln() };
+        let b = if k == n {
+            0.0
+        } else {
+            (nf - kf) * (1.0 - p).ln()
+        };
+        ln_choose + a + b
+    };
+    let mut cdf = 0.0;
+    let (mut lo, mut hi) = (None, None);
+    for k in 0..=n {
+        cdf += ln_pmf(k).exp();
+        if lo.is_none() && cdf > 0.025 {
+            lo = Some(k);
+        }
+        if hi.is_none() && cdf >= 0.975 {
+            hi = Some(k);
+            break;
+        }
+    }
+    let nf = n as f64;
+    (lo.unwrap_or(0) as f64 / nf, hi.unwrap_or(n) as f64 / nf)
+}
+
+/// The central 95% range of samples (2.5% and 97.5% order statistics).
+pub fn sample_range95(samples: &mut [f64]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 1.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.025), at(0.975))
+}
+
+/// ln Γ(x), Lanczos (g = 7, n = 9), for x > 0.
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return std::f64::consts::PI.ln()
+            - (std::f64::consts::PI * x).sin().abs().ln()
+            - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_ranges_hold_95_percent() {
+        // n = 10, p = 0.5: P(X ≤ 1) = 0.0107, P(X ≤ 2) = 0.0547, P(X ≤ 7) = 0.9453,
+        // P(X ≤ 8) = 0.9893, so the central range is 2..=8.
+        assert_eq!(binomial_range95(0.5, 10), (0.2, 0.8));
+        assert_eq!(binomial_range95(0.0, 20), (0.0, 0.0));
+        assert_eq!(binomial_range95(1.0, 20), (1.0, 1.0));
+        let (lo, hi) = binomial_range95(0.01, 1000);
+        assert!(lo > 0.0 && lo < 0.01 && hi > 0.01 && hi < 0.02, "{lo} {hi}");
+    }
+
+    #[test]
+    fn ln_gamma_matches_factorials() {
+        let mut f = 1.0f64;
+        for n in 1..30u32 {
+            f *= f64::from(n);
+            assert!((ln_gamma(f64::from(n) + 1.0) - f.ln()).abs() < 1e-9, "{n}");
+        }
+    }
+
+    #[test]
+    fn gamma_maps_to_whole_honest_nodes() {
+        let run = |gamma, honest_nodes| SelfishLive {
+            alpha: 0.3,
+            gamma,
+            honest_nodes,
+            delay: Duration::ZERO,
+            blocks: 1,
+        };
+        assert_eq!(run(0.0, 2).gamma_nodes(), (0, 0.0));
+        assert_eq!(run(0.5, 2).gamma_nodes(), (1, 0.5));
+        assert_eq!(run(1.0, 2).gamma_nodes(), (1, 0.5));
+        assert_eq!(run(0.5, 4).gamma_nodes(), (2, 0.5));
+    }
+
+    #[test]
+    fn a_pair_of_live_nodes_mines_and_agrees() {
+        let params = LiveParams {
+            hashrate: 20_000.0,
+            block_time_s: 0.1,
+            timeout: Duration::from_secs(60),
+            verbose: false,
+        };
+        let r = forks(
+            &params,
+            &ForksLive {
+                shares: vec![0.5, 0.5],
+                delay: Duration::ZERO,
+                blocks: 10,
+            },
+        )
+        .expect("live run");
+        assert!(r.blocks >= 10, "{r:?}");
+        assert!(r.tips_agree, "{r:?}");
+        assert_eq!(r.refused, 0, "{r:?}");
+    }
+}
