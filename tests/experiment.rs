@@ -104,10 +104,24 @@ fn finality_rows_and_files() {
 }
 
 #[test]
-fn live_mode_and_bad_shares_are_refused_with_the_fix_named() {
-    let (ok, _, stderr) = run(&["double-spend", "--mode", "live"]);
+fn bad_live_rates_and_bad_shares_are_refused_with_the_fix_named() {
+    let (ok, _, stderr) = run(&["double-spend", "--mode", "live", "--hashrate", "10"]);
     assert!(!ok);
-    assert!(stderr.contains("--mode sim"), "{stderr}");
+    assert!(stderr.contains("at least 100 H/s"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "forks",
+        "--mode",
+        "live",
+        "--hashrate",
+        "100",
+        "--block-time",
+        "0.01",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("raise --hashrate or --block-time"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = run(&["double-spend", "--attacker", "1.5"]);
     assert!(!ok);
     assert!(stderr.contains("between 0 and 1"), "{stderr}");

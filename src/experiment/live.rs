@@ -315,10 +315,8 @@ impl Net {
     ) -> Result<Node, String> {
         let index = self.nodes.len();
         let params = ChainParams::regtest();
-        let retarget = RetargetParams::fixed(
-            difficulty.to_target().to_compact_lossy(),
-            params.pow_limit,
-        );
+        let retarget =
+            RetargetParams::fixed(difficulty.to_target().to_compact_lossy(), params.pow_limit);
         let store = self.dir.join(format!("node{index}")).join("chain.redb");
         if let Some(parent) = store.parent() {
             std::fs::create_dir_all(parent)
@@ -899,9 +897,9 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
     })
 }
 
-/// The central 95% range of Binomial(n, p) / n: what a run of `n` trials shows 95% of the time
-/// when the sim's probability is right.
-pub fn binomial_range95(p: f64, n: u64) -> (f64, f64) {
+/// The central range of Binomial(n, p) / n leaving `tail` out on each side (0.025: the 95%
+/// range): what a run of `n` trials shows that often when the sim's probability is right.
+pub fn binomial_range(p: f64, n: u64, tail: f64) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
@@ -922,10 +920,10 @@ pub fn binomial_range95(p: f64, n: u64) -> (f64, f64) {
     let (mut lo, mut hi) = (None, None);
     for k in 0..=n {
         cdf += ln_pmf(k).exp();
-        if lo.is_none() && cdf > 0.025 {
+        if lo.is_none() && cdf > tail {
             lo = Some(k);
         }
-        if hi.is_none() && cdf >= 0.975 {
+        if hi.is_none() && cdf >= 1.0 - tail {
             hi = Some(k);
             break;
         }
@@ -934,14 +932,15 @@ pub fn binomial_range95(p: f64, n: u64) -> (f64, f64) {
     (lo.unwrap_or(0) as f64 / nf, hi.unwrap_or(n) as f64 / nf)
 }
 
-/// The central 95% range of samples (2.5% and 97.5% order statistics).
-pub fn sample_range95(samples: &mut [f64]) -> (f64, f64) {
+/// The central range of samples leaving `tail` out on each side (order statistics).
+pub fn sample_range(samples: &mut [f64], tail: f64) -> (f64, f64) {
     if samples.is_empty() {
         return (0.0, 1.0);
     }
     samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.025), at(0.975))
+    let last = (samples.len() - 1) as f64;
+    let at = |q: f64| samples[(last * q).round() as usize];
+    (at(tail), at(1.0 - tail))
 }
 
 /// ln Γ(x), Lanczos (g = 7, n = 9), for x > 0.
@@ -979,10 +978,12 @@ mod tests {
     fn binomial_ranges_hold_95_percent() {
         // n = 10, p = 0.5: P(X ≤ 1) = 0.0107, P(X ≤ 2) = 0.0547, P(X ≤ 7) = 0.9453,
         // P(X ≤ 8) = 0.9893, so the central range is 2..=8.
-        assert_eq!(binomial_range95(0.5, 10), (0.2, 0.8));
-        assert_eq!(binomial_range95(0.0, 20), (0.0, 0.0));
-        assert_eq!(binomial_range95(1.0, 20), (1.0, 1.0));
-        let (lo, hi) = binomial_range95(0.01, 1000);
+        assert_eq!(binomial_range(0.5, 10, 0.025), (0.2, 0.8));
+        // P(X = 0) = 0.00098 is above 0.0005, so 0 is inside the 99.9% range.
+        assert_eq!(binomial_range(0.5, 10, 0.0005).0, 0.0);
+        assert_eq!(binomial_range(0.0, 20, 0.025), (0.0, 0.0));
+        assert_eq!(binomial_range(1.0, 20, 0.025), (1.0, 1.0));
+        let (lo, hi) = binomial_range(0.01, 1000, 0.025);
         assert!(lo > 0.0 && lo < 0.01 && hi > 0.01 && hi < 0.02, "{lo} {hi}");
     }
 

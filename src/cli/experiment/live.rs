@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Sim runs behind the range of a forks or selfish row.
-const REPLICATES: u64 = 400;
+const REPLICATES: u64 = 2000;
 /// Sim races behind a race row's probability.
 const SIM_RACES: u64 = 20_000;
 /// Races give up this many blocks behind unless told (a live race must end).
@@ -35,7 +35,13 @@ fn in_range(v: f64, (lo, hi): (f64, f64)) -> bool {
     v >= lo - 1e-12 && v <= hi + 1e-12
 }
 
-/// The sim's success probability for a race and the range a run of `trials` races gives.
+/// Tails left out of `sim_range95` and `sim_range999` (the latter is what the tests check, so
+/// that a correct live run fails them once in a thousand).
+const TAIL95: f64 = 0.025;
+const TAIL999: f64 = 0.0005;
+
+/// The sim's success probability for a race and the 95% and 99.9% ranges a run of `trials`
+/// races gives.
 fn race_sim(
     q: f64,
     z: u32,
@@ -43,7 +49,7 @@ fn race_sim(
     give_up: u32,
     trials: u64,
     seed: u64,
-) -> (f64, (f64, f64)) {
+) -> (f64, (f64, f64), (f64, f64)) {
     let r = race::race(&race::RaceParams {
         q,
         z,
@@ -53,7 +59,11 @@ fn race_sim(
         seed,
     });
     let p = r.successes as f64 / r.trials.max(1) as f64;
-    (p, live::binomial_range95(p, trials))
+    (
+        p,
+        live::binomial_range(p, trials, TAIL95),
+        live::binomial_range(p, trials, TAIL999),
+    )
 }
 
 pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
@@ -78,7 +88,7 @@ pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
             .map_err(|e| anyhow!("live run q {q} z {z}: {e}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
-            let (sim_p, range) = race_sim(q, z, true, give_up, r.trials, a.common.seed);
+            let (sim_p, range, range999) = race_sim(q, z, true, give_up, r.trials, a.common.seed);
             let (nakamoto, exact) = (theory::nakamoto(q, z), theory::exact(q, z));
             rows.push(json!({
                 "q": q,
@@ -91,6 +101,7 @@ pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
                 "exact": exact,
                 "sim_p": sim_p,
                 "sim_range95": range,
+                "sim_range999": range999,
                 "in_sim_range": in_range(p, range),
                 "mean_attack_s": if r.successes > 0 { json!(r.mean_attack_s) } else { Value::Null },
                 "give_up": give_up,
@@ -143,7 +154,7 @@ pub(super) fn finality(a: &FinalityArgs) -> Result<Report> {
             .map_err(|e| anyhow!("live run q {q} depth {k}: {e}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
-            let (sim_p, range) = race_sim(q, k, false, give_up, r.trials, a.common.seed);
+            let (sim_p, range, range999) = race_sim(q, k, false, give_up, r.trials, a.common.seed);
             rows.push(json!({
                 "q": q,
                 "depth": k,
@@ -154,6 +165,7 @@ pub(super) fn finality(a: &FinalityArgs) -> Result<Report> {
                 "theory": theory::finality(q, k),
                 "sim_p": sim_p,
                 "sim_range95": range,
+                "sim_range999": range999,
                 "in_sim_range": in_range(p, range),
                 "give_up": give_up,
                 "seconds": r.seconds,
@@ -221,7 +233,8 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
             })
             .collect();
         let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-        let range = live::sample_range95(&mut sims);
+        let range = live::sample_range(&mut sims, TAIL95);
+        let range999 = live::sample_range(&mut sims, TAIL999);
         rows.push(json!({
             "delay_ms": delay_ms,
             "stale_rate": rate,
@@ -236,6 +249,7 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
             }),
             "sim_stale_rate": sim_mean,
             "sim_range95": range,
+            "sim_range999": range999,
             "in_sim_range": in_range(rate, range),
             "blocks": r.blocks,
             "stale": r.stale,
@@ -311,7 +325,8 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                 })
                 .collect();
             let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-            let range = live::sample_range95(&mut sims);
+            let range = live::sample_range(&mut sims, TAIL95);
+            let range999 = live::sample_range(&mut sims, TAIL999);
             // The live run's own interval: the sim runs' spread around the live figure.
             let half = (range.1 - range.0) / 2.0;
             rows.push(json!({
@@ -323,6 +338,7 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                 "theory": theory::selfish_revenue(alpha, g),
                 "sim_revenue": sim_mean,
                 "sim_range95": range,
+                "sim_range999": range999,
                 "in_sim_range": in_range(r.revenue, range),
                 "main_chain": r.main_chain,
                 "pool_blocks": r.pool_blocks,
