@@ -49,3 +49,4 @@ pub mod mining;
 pub mod node;
 pub mod pow;
 pub mod sim;
+pub mod stratum;
