@@ -805,7 +805,10 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
     // `duplicate`): nodes left out at a tie need the earlier blocks.
     let publish = |net: &Net, lo: u32, hi: u32, to: &[usize]| -> Result<(), String> {
         for &node in to {
-            net.copy(pool, node, lo, hi)?;
+            // From where the node and the pool's chain part (the node may not have the base
+            // yet, or hold another honest block at its height).
+            let from = net.common(pool, node, lo.saturating_sub(1))?;
+            net.copy(pool, node, (from + 1).min(lo), hi)?;
         }
         Ok(())
     };
@@ -842,7 +845,10 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
             match lead {
                 i64::MIN..=0 => {
                     // Adopt the honest chain (the finder's).
-                    net.copy(f.node, pool, base + 1, f.height)?;
+                    // From where the finder's chain and the pool's part: honest nodes may have
+                    // forked among themselves below the finder's block.
+                    let from = net.common(f.node, pool, base)?;
+                    net.copy(f.node, pool, from + 1, f.height)?;
                     base = f.height;
                     private = 0;
                 }
