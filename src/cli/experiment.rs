@@ -661,8 +661,15 @@ fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
         }
         std::fs::write(path, out).with_context(|| format!("--csv {}", path.display()))?;
     }
-    if let (Some(path), Some(svg)) = (&common.svg, &report.svg) {
-        std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?;
+    match (&common.svg, &report.svg) {
+        (Some(path), Some(svg)) => {
+            std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?
+        }
+        (Some(path), None) => eprintln!(
+            "warning: --svg {}: a live forks run draws no branch diagram; the sim draws it (--mode sim --svg FILE)",
+            path.display()
+        ),
+        _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     if common.json {
