@@ -85,6 +85,46 @@ pub(crate) struct NodeArgs {
     /// `fabfb5da`); Bitcoin SV's regtest speaks `dab5bffa`.
     #[arg(long, value_name = "HEX", value_parser = parse_magic)]
     pub(crate) p2p_magic: Option<bitcoin::p2p::Magic>,
+    /// Serve Stratum v1 miners on [ADDR:]PORT (address 127.0.0.1 unless given; port 0: any free
+    /// port, printed as `stratum: listening on ADDR:PORT`). Off unless given.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub(crate) stratum: Option<std::net::SocketAddr>,
+    /// Who may mine over Stratum: `any` (any user and password), `rpc` (the node's RPC user and
+    /// password, or `__cookie__` and the cookie file's password), or a FILE of `user:password`
+    /// lines.
+    #[arg(
+        long,
+        value_name = "any|rpc|FILE",
+        default_value = "any",
+        requires = "stratum"
+    )]
+    pub(crate) stratum_auth: String,
+    /// Initial share difficulty of a Stratum connection (Bitcoin difficulty: a share meets
+    /// 0xFFFF·2^208 / D; fractional ok). Never above the network's: then every share is a block.
+    #[arg(long, value_name = "D", default_value = "1", value_parser = parse_share_difficulty, requires = "stratum")]
+    pub(crate) stratum_difficulty: f64,
+    /// Vardiff: seconds between shares each connection's difficulty is moved toward.
+    #[arg(long, value_name = "S", default_value = "5", value_parser = parse_interval, requires = "stratum")]
+    pub(crate) stratum_share_interval: f64,
+    /// Vardiff floor (and the lowest `mining.suggest_difficulty` honoured).
+    #[arg(long, value_name = "D", default_value = "0.001", value_parser = parse_share_difficulty, requires = "stratum")]
+    pub(crate) stratum_min_difficulty: f64,
+    /// Vardiff ceiling.
+    #[arg(long, value_name = "D", default_value = "1e15", value_parser = parse_share_difficulty, requires = "stratum")]
+    pub(crate) stratum_max_difficulty: f64,
+    /// Address (or hex output script) the coinbase of Stratum-mined blocks pays
+    /// [default: OP_TRUE, anyone can spend, as `mine` pays].
+    #[arg(long, value_name = "ADDRESS", requires = "stratum")]
+    pub(crate) stratum_payout: Option<String>,
+    /// Stratum miners connected at once; past it new connections are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000), requires = "stratum")]
+    pub(crate) stratum_max_connections: u64,
+    /// Seconds a Stratum miner has to subscribe and authorize after connecting.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "stratum")]
+    pub(crate) stratum_handshake_timeout: u64,
+    /// Seconds a Stratum miner may send nothing before it is disconnected.
+    #[arg(long, value_name = "S", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "stratum")]
+    pub(crate) stratum_idle_timeout: u64,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as `miner=debug`).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: String,
@@ -140,6 +180,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
             Some(store.parent().unwrap_or(&datadir).join(".cookie")),
         ),
     };
+    let network = chain.params().network;
     let mut state = NodeState::new(chain, backend);
     state.longpoll_timeout = std::time::Duration::from_secs(args.longpoll_timeout);
     let state = Arc::new(state);
@@ -153,6 +194,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(args.rpc_idle_timeout),
         ..Limits::default()
     };
+    let credentials_for_stratum = credentials.clone();
     let server = Server::bind(
         std::net::SocketAddr::new(args.rpcbind, args.rpcport),
         state.clone(),
@@ -183,6 +225,14 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     } else {
         server
     };
+    let (server, stratum_at) = match args.stratum {
+        Some(at) => {
+            let config = stratum_config(&args, at, network, &credentials_for_stratum)?;
+            let bound = config.local_addr();
+            (server.with_stratum(config), bound)
+        }
+        None => (server, None),
+    };
     if !args.rpcbind.is_loopback() {
         eprintln!(
             "warning: --rpcbind {} is not loopback: the node's RPC is open to the network (anyone who can reach it may try passwords; failed attempts are delayed 250 ms)",
@@ -199,6 +249,9 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     );
     if let Some(at) = p2p_addr {
         eprintln!("listening for peers on {at}");
+    }
+    if let Some(at) = stratum_at {
+        eprintln!("stratum: listening on {at}");
     }
     for dial in &args.connect {
         match dial.relay_delay {
@@ -222,6 +275,71 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     let (height, tip) = state.tip();
     eprintln!("miner node stopped at height {height} ({tip})");
     Ok(())
+}
+
+/// The Stratum server's settings from the `--stratum-*` flags.
+fn stratum_config(
+    args: &NodeArgs,
+    at: std::net::SocketAddr,
+    network: bitcoin::Network,
+    rpc: &miner::node::Credentials,
+) -> Result<miner::node::stratum::Config> {
+    use miner::node::stratum::{Auth, Config};
+    use std::time::Duration;
+    let payout = match &args.stratum_payout {
+        Some(text) => {
+            let payout = miner::block::Payout::parse(text)
+                .map_err(|e| anyhow::anyhow!("--stratum-payout {text}: {e}"))?;
+            payout
+                .check_network(network)
+                .map_err(|e| anyhow::anyhow!("--stratum-payout: {e}"))?;
+            payout.script
+        }
+        None => miner::block::Payout::op_true().script,
+    };
+    let auth = match args.stratum_auth.as_str() {
+        "any" => Auth::Any,
+        "rpc" => Auth::Users([(rpc.user.clone(), rpc.password.clone())].into()),
+        file => Auth::from_file(std::path::Path::new(file))
+            .map_err(|e| anyhow::anyhow!("--stratum-auth {file}: {e} (or use `any` or `rpc`)"))?,
+    };
+    let (min, max) = (args.stratum_min_difficulty, args.stratum_max_difficulty);
+    if min > max {
+        anyhow::bail!("--stratum-min-difficulty {min} is above --stratum-max-difficulty {max}: lower the floor or raise the ceiling");
+    }
+    let d = args.stratum_difficulty;
+    if d < min || d > max {
+        anyhow::bail!("--stratum-difficulty {d} is outside [{min}, {max}]: give one within --stratum-min-difficulty and --stratum-max-difficulty");
+    }
+    let listener = std::net::TcpListener::bind(at).with_context(|| {
+        format!("--stratum {at}: cannot listen for Stratum miners (is the port in use? pick another, or 0 for any free port)")
+    })?;
+    let mut config = Config::new(listener, payout);
+    config.auth = auth;
+    config.difficulty = d;
+    config.min_difficulty = min;
+    config.max_difficulty = max;
+    config.share_interval = Duration::from_secs_f64(args.stratum_share_interval);
+    config.max_connections = args.stratum_max_connections as usize;
+    config.handshake_timeout = Duration::from_secs(args.stratum_handshake_timeout);
+    config.idle_timeout = Duration::from_secs(args.stratum_idle_timeout);
+    Ok(config)
+}
+
+/// A share difficulty: a positive finite number (fractions ok).
+fn parse_share_difficulty(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .ok_or_else(|| format!("{text}: expected a positive number, e.g. 1, 0.001 or 1e6"))
+}
+
+/// Seconds between shares: 0.1 to 3600.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.1..=3600.0).contains(s))
+        .ok_or_else(|| format!("{text}: expected seconds from 0.1 to 3600, e.g. 5"))
 }
 
 /// `--listen`: `PORT` (on 127.0.0.1) or `ADDR:PORT`.

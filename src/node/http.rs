@@ -71,6 +71,7 @@ pub struct Server {
     cookie_file: Option<PathBuf>,
     limits: Limits,
     p2p: Option<super::p2p::Config>,
+    stratum: Option<super::stratum::Config>,
 }
 
 /// Why the server did not start.
@@ -109,6 +110,7 @@ impl Server {
             cookie_file,
             limits: Limits::default(),
             p2p: None,
+            stratum: None,
         })
     }
 
@@ -127,6 +129,13 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// Also serves Stratum v1 miners (`--stratum`) on the same runtime; HTTP replies then carry
+    /// `X-Stratum: stratum+tcp://ADDR:PORT`.
+    pub fn with_stratum(mut self, config: super::stratum::Config) -> Server {
+        self.stratum = Some(config);
+        self
     }
 
     /// Serves until `stop` is raised (by a signal) or the `stop` method is called.
@@ -150,18 +159,31 @@ impl Server {
             cookie_file,
             limits,
             p2p,
+            stratum,
         } = self;
         if let Some(config) = p2p {
             let _guard = runtime.enter();
             super::p2p::spawn(config, state.clone(), stop.clone());
         }
+        let stratum_at = stratum.as_ref().and_then(|c| c.local_addr());
+        let stratum_task = stratum.map(|config| {
+            let _guard = runtime.enter();
+            super::stratum::spawn(config, state.clone(), stop.clone())
+        });
         let shared = Arc::new(Shared {
             longpolls: Arc::new(Semaphore::new(limits.max_longpolls)),
             state,
             credentials,
             limits,
+            stratum_at,
         });
         runtime.block_on(serve(shared.clone(), listener, stop));
+        if let Some(task) = stratum_task {
+            // Every miner is told client.reconnect before the runtime goes.
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+            });
+        }
         runtime.shutdown_timeout(Duration::from_secs(2));
         if let Some(path) = &cookie_file {
             // Remove the cookie only if it is still ours.
@@ -180,6 +202,8 @@ struct Shared {
     credentials: Credentials,
     limits: Limits,
     longpolls: Arc<Semaphore>,
+    /// Where Stratum miners connect, when `--stratum` listens (the `X-Stratum` header).
+    stratum_at: Option<SocketAddr>,
 }
 
 /// Adds one to a gauge for as long as it lives.
@@ -278,6 +302,13 @@ async fn connection(
     let _open = Gauge::up(&stats.connections_open);
     NodeStats::bump(&stats.connections_total);
     let _ = stream.set_nodelay(true);
+    // A Stratum address on all interfaces is named by the address this client reached.
+    let x_stratum = shared.stratum_at.and_then(|mut at| {
+        if at.ip().is_unspecified() {
+            at.set_ip(stream.local_addr().ok()?.ip());
+        }
+        HeaderValue::from_str(&format!("stratum+tcp://{at}")).ok()
+    });
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last_ms: AtomicU64::new(0),
@@ -286,11 +317,15 @@ async fn connection(
     let service = {
         let (shared, activity) = (shared.clone(), activity.clone());
         hyper::service::service_fn(move |request| {
-            let (shared, activity) = (shared.clone(), activity.clone());
+            let (shared, activity, x_stratum) =
+                (shared.clone(), activity.clone(), x_stratum.clone());
             async move {
                 activity.in_flight.fetch_add(1, Ordering::SeqCst);
                 activity.touch();
-                let response = handle(&shared, request, peer).await;
+                let mut response = handle(&shared, request, peer).await;
+                if let Some(value) = x_stratum {
+                    response.headers_mut().insert("x-stratum", value);
+                }
                 activity.touch();
                 activity.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok::<_, Infallible>(response)

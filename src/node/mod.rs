@@ -4,6 +4,7 @@
 mod http;
 pub mod p2p;
 mod rpc;
+pub mod stratum;
 
 pub use http::{Limits, ServeError, Server};
 pub use rpc::{NodeState, NodeStats, RpcError};

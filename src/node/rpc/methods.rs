@@ -380,6 +380,16 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 .collect();
             Ok(Value::Array(tips))
         }
+        "getstratuminfo" => {
+            no_more(params, 0, "getstratuminfo")?;
+            match state.stratum.get() {
+                Some(stats) => Ok(stats.to_json()),
+                None => Err(RpcError::new(
+                    MISC_ERROR,
+                    "Stratum is off: start the node with --stratum [ADDR:]PORT",
+                )),
+            }
+        }
         "uptime" => {
             no_more(params, 0, "uptime")?;
             Ok(json!(state.uptime()))

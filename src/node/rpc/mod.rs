@@ -34,6 +34,8 @@ pub struct NodeState {
     pub longpoll_timeout: Duration,
     /// Connected P2P peers (`getpeerinfo`).
     pub peers: crate::node::p2p::Peers,
+    /// The Stratum server's figures (`getstratuminfo`), set when `--stratum` listens.
+    pub stratum: std::sync::OnceLock<std::sync::Arc<crate::node::stratum::Stats>>,
 }
 
 /// Counters, reported by `getnodestats`.
@@ -73,6 +75,55 @@ impl NodeState {
             stats: NodeStats::default(),
             longpoll_timeout: Duration::from_secs(60),
             peers: Default::default(),
+            stratum: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The template for the next block on the tip, paying `payout` (Stratum's jobs).
+    pub(crate) fn template_for(
+        &self,
+        payout: &bitcoin::ScriptBuf,
+    ) -> Result<crate::block::Template, String> {
+        crate::mining::next_template(&self.chain(), payout).map_err(|e| e.to_string())
+    }
+
+    /// Seconds until a block on the tip can carry a time the chain accepts (see
+    /// [`crate::mining::clock_wait`]); 0 when none.
+    pub(crate) fn clock_wait(&self) -> u32 {
+        crate::mining::clock_wait(&self.chain(), crate::mining::unix_now())
+    }
+
+    /// A block mined elsewhere (a Stratum share), validated and stored as `submitblock` does:
+    /// wakes the tip watch when it becomes the tip. Returns the new height, or why it was refused.
+    pub(crate) fn submit_mined(
+        &self,
+        block: bitcoin::Block,
+        source: &str,
+    ) -> Result<(crate::chain::Accepted, u32), String> {
+        use crate::chain::{Accepted, SubmitError};
+        let hash = block.block_hash();
+        let mut chain = self.chain();
+        match chain.submit(block, crate::mining::unix_now()) {
+            Ok(accepted) => {
+                NodeStats::bump(&self.stats.blocks_accepted);
+                if accepted == Accepted::Tip {
+                    self.tip_moved(&chain);
+                }
+                let height = chain
+                    .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
+                    .map_or(0, |e| e.height);
+                Ok((accepted, height))
+            }
+            Err(SubmitError::Rejected(r)) => {
+                NodeStats::bump(&self.stats.blocks_rejected);
+                tracing::info!(%hash, reason = %r, "{source}: block rejected");
+                Err(r.to_string())
+            }
+            Err(SubmitError::Store(e)) => {
+                NodeStats::bump(&self.stats.store_faults);
+                tracing::error!(%hash, error = %e, "{source}: store fault, block not stored");
+                Err(format!("block not stored: {e}"))
+            }
         }
     }
 

@@ -1,0 +1,1151 @@
+//! The Stratum v1 server (`miner node --stratum [ADDR:]PORT`): stock miners (cpuminer, cgminer,
+//! bfgminer, ASIC firmware) mine the node's chain over long-lived TCP connections of JSON lines.
+//!
+//! One tokio task per connection on the node's runtime (no thread per miner), a bounded write
+//! queue per miner (a miner that does not read is dropped, never waited on), lines of at most
+//! [`Config::max_line_bytes`], a handshake and an idle timeout, a connection limit. A task
+//! watching the tip builds a template paying `--stratum-payout` on every new tip and sends the
+//! job (clean) to every authorized miner at once. A share is checked against the network
+//! target first: one that meets it is assembled into a block and submitted to the chain at once
+//! (on the blocking pool, as `submitblock` runs); then against the connection's share target,
+//! DIFF1 / difficulty, where the difficulty is never above the network's. Vardiff moves each
+//! connection's difficulty toward one share per `--stratum-share-interval`.
+
+pub mod share;
+
+use self::share::{check, effective_difficulty, rolled_version, Submission};
+use super::rpc::NodeState;
+use crate::block::Template;
+use crate::pow::Target;
+use crate::stratum::{hex_u32, Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+/// Who may mine (`--stratum-auth`).
+#[derive(Clone)]
+pub enum Auth {
+    /// Any user name and password.
+    Any,
+    /// These `user → password` pairs (the RPC credentials, or a file of `user:password` lines).
+    Users(HashMap<String, String>),
+}
+
+/// Names the users, never their passwords.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Any => write!(f, "Any"),
+            Auth::Users(users) => write!(f, "Users({} users)", users.len()),
+        }
+    }
+}
+
+impl Auth {
+    fn allows(&self, user: &str, password: &str) -> bool {
+        match self {
+            Auth::Any => true,
+            Auth::Users(users) => users.get(user).is_some_and(|p| {
+                p.len() == password.len()
+                    && p.bytes()
+                        .zip(password.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }),
+        }
+    }
+
+    /// Reads a file of `user:password` lines (blank lines and `#` comments skipped).
+    pub fn from_file(path: &std::path::Path) -> Result<Auth, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the Stratum user file {}: {e}", path.display()))?;
+        let mut users = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, password) = line.split_once(':').ok_or_else(|| {
+                format!("{} line {}: expected user:password", path.display(), n + 1)
+            })?;
+            users.insert(user.to_string(), password.to_string());
+        }
+        if users.is_empty() {
+            return Err(format!(
+                "{}: no user:password lines, so no miner could log in",
+                path.display()
+            ));
+        }
+        Ok(Auth::Users(users))
+    }
+}
+
+/// The Stratum server's settings; each is a `miner node` flag or a documented constant.
+#[derive(Debug)]
+pub struct Config {
+    pub listener: std::net::TcpListener,
+    pub auth: Auth,
+    /// Initial share difficulty of a connection.
+    pub difficulty: f64,
+    /// Vardiff floor and ceiling.
+    pub min_difficulty: f64,
+    pub max_difficulty: f64,
+    /// Target time between shares of one connection (vardiff).
+    pub share_interval: Duration,
+    /// Output script the coinbase of Stratum-mined blocks pays.
+    pub payout: bitcoin::ScriptBuf,
+    /// Miners connected at once; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Bytes of one JSON line; a longer line closes the connection.
+    pub max_line_bytes: usize,
+    /// Time from connecting to a subscribed and authorized session.
+    pub handshake_timeout: Duration,
+    /// Time a connection may send nothing before it is closed.
+    pub idle_timeout: Duration,
+    /// Lines queued for a miner that is not reading; past it the miner is dropped.
+    pub write_queue: usize,
+    /// Time between refreshed (not clean) jobs on an unchanged tip.
+    pub refresh: Duration,
+}
+
+impl Config {
+    /// The defaults for a bound listener.
+    pub fn new(listener: std::net::TcpListener, payout: bitcoin::ScriptBuf) -> Config {
+        Config {
+            listener,
+            auth: Auth::Any,
+            difficulty: 1.0,
+            min_difficulty: 0.001,
+            max_difficulty: 1e15,
+            share_interval: Duration::from_secs(5),
+            payout,
+            max_connections: 20_000,
+            max_line_bytes: MAX_LINE_BYTES,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            write_queue: 256,
+            refresh: Duration::from_secs(30),
+        }
+    }
+
+    /// The address miners connect to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// Longest JSON line accepted (16 KiB).
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Jobs kept for late shares; older job ids answer 21 "Job not found".
+const KEEP_JOBS: usize = 8;
+/// Time a write to a miner may take before the miner is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sliding window of the hash-rate estimate.
+const RATE_WINDOW: Duration = Duration::from_secs(600);
+/// Failed `mining.authorize` calls before a connection is closed.
+const MAX_AUTH_FAILURES: u32 = 5;
+/// Delay before a refused `mining.authorize` is answered.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
+/// Distinct worker names tracked for `getstratuminfo` (totals count them all).
+const MAX_WORKERS: usize = 65_536;
+/// Closed sessions whose extranonce1 can still be restored by a resubscribe.
+const KEEP_SESSIONS: usize = 100_000;
+
+/// Stratum's error codes.
+const OTHER: i64 = 20;
+const STALE: i64 = 21;
+const DUPLICATE: i64 = 22;
+const LOW_DIFFICULTY: i64 = 23;
+const UNAUTHORIZED: i64 = 24;
+const NOT_SUBSCRIBED: i64 = 25;
+
+/// Per-worker figures.
+#[derive(Default, Debug)]
+struct Worker {
+    accepted: u64,
+    rejected: u64,
+    blocks: u64,
+    difficulty: f64,
+    first: Option<Instant>,
+    /// Accepted shares' difficulties in the last [`RATE_WINDOW`].
+    window: VecDeque<(Instant, f64)>,
+}
+
+impl Worker {
+    fn hashrate(&mut self, now: Instant) -> f64 {
+        while self
+            .window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.window.pop_front();
+        }
+        let Some(first) = self.first else { return 0.0 };
+        let span = now.duration_since(first).min(RATE_WINDOW).as_secs_f64();
+        let work: f64 = self.window.iter().map(|(_, d)| d).sum();
+        work * 4_294_967_296.0 / span.max(1.0)
+    }
+}
+
+/// What `getstratuminfo` reports.
+#[derive(Debug)]
+pub struct Stats {
+    pub listening: SocketAddr,
+    pub connections: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub shares_accepted: AtomicU64,
+    pub shares_rejected: AtomicU64,
+    pub blocks: AtomicU64,
+    pub lines_too_long: AtomicU64,
+    pub slow_readers_dropped: AtomicU64,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+impl Stats {
+    fn new(listening: SocketAddr) -> Stats {
+        Stats {
+            listening,
+            connections: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            shares_accepted: AtomicU64::new(0),
+            shares_rejected: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+            lines_too_long: AtomicU64::new(0),
+            slow_readers_dropped: AtomicU64::new(0),
+            workers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn workers(&self) -> MutexGuard<'_, HashMap<String, Worker>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, worker: &str, accepted: Option<f64>, block: bool, difficulty: f64) {
+        let counter = if accepted.is_some() {
+            &self.shares_accepted
+        } else {
+            &self.shares_rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if block {
+            self.blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut workers = self.workers();
+        if workers.len() >= MAX_WORKERS && !workers.contains_key(worker) {
+            return;
+        }
+        let w = workers.entry(worker.to_string()).or_default();
+        let now = Instant::now();
+        w.difficulty = difficulty;
+        w.first.get_or_insert(now);
+        match accepted {
+            Some(d) => {
+                w.accepted += 1;
+                w.window.push_back((now, d));
+                if w.window.len() > 100_000 {
+                    w.window.pop_front();
+                }
+            }
+            None => w.rejected += 1,
+        }
+        if block {
+            w.blocks += 1;
+        }
+    }
+
+    /// The `getstratuminfo` answer.
+    pub fn to_json(&self) -> Value {
+        let now = Instant::now();
+        let mut total_rate = 0.0;
+        let mut list: Vec<Value> = self
+            .workers()
+            .iter_mut()
+            .map(|(name, w)| {
+                let rate = w.hashrate(now);
+                total_rate += rate;
+                json!({
+                    "worker": name,
+                    "shares_accepted": w.accepted,
+                    "shares_rejected": w.rejected,
+                    "blocks": w.blocks,
+                    "difficulty": w.difficulty,
+                    "hashrate_hs": rate,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a["worker"].as_str().cmp(&b["worker"].as_str()));
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "listening": format!("stratum+tcp://{}", self.listening),
+            "connections": get(&self.connections),
+            "connections_total": get(&self.connections_total),
+            "connections_refused": get(&self.connections_refused),
+            "workers": list,
+            "shares_accepted": get(&self.shares_accepted),
+            "shares_rejected": get(&self.shares_rejected),
+            "blocks": get(&self.blocks),
+            "hashrate_hs": total_rate,
+            "lines_too_long": get(&self.lines_too_long),
+            "slow_readers_dropped": get(&self.slow_readers_dropped),
+        })
+    }
+}
+
+/// A job sent to miners, with what judging its shares needs.
+struct JobEntry {
+    job: Job,
+    template: Template,
+    network_target: Target,
+    /// Shares already seen (duplicates answer 22).
+    seen: Mutex<HashSet<[u8; 20]>>,
+    /// The `mining.notify` line with clean_jobs false and true, serialized once for every miner.
+    notify_lines: [String; 2],
+}
+
+/// Extranonce1 values: unique among live connections; a closed session's can be restored.
+struct Sessions {
+    live: HashSet<u32>,
+    closed: HashSet<u32>,
+    order: VecDeque<u32>,
+    next: u32,
+}
+
+impl Sessions {
+    fn open(&mut self, wanted: Option<u32>) -> u32 {
+        if let Some(w) = wanted {
+            if self.closed.remove(&w) {
+                self.live.insert(w);
+                return w;
+            }
+        }
+        loop {
+            self.next = self.next.wrapping_add(1);
+            let n = self.next;
+            if !self.live.contains(&n) && !self.closed.contains(&n) {
+                self.live.insert(n);
+                return n;
+            }
+        }
+    }
+
+    fn close(&mut self, en1: u32) {
+        self.live.remove(&en1);
+        self.closed.insert(en1);
+        self.order.push_back(en1);
+        while self.order.len() > KEEP_SESSIONS {
+            if let Some(old) = self.order.pop_front() {
+                if !self.live.contains(&old) {
+                    self.closed.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// What every connection shares.
+struct Pool {
+    state: Arc<NodeState>,
+    auth: Auth,
+    difficulty: f64,
+    min_difficulty: f64,
+    max_difficulty: f64,
+    share_interval: Duration,
+    payout: bitcoin::ScriptBuf,
+    max_line_bytes: usize,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    write_queue: usize,
+    refresh: Duration,
+    stats: Arc<Stats>,
+    jobs: Mutex<VecDeque<Arc<JobEntry>>>,
+    current: watch::Sender<Option<Arc<JobEntry>>>,
+    shutdown: watch::Sender<bool>,
+    sessions: Mutex<Sessions>,
+    next_job: AtomicU64,
+}
+
+impl Pool {
+    fn jobs(&self) -> MutexGuard<'_, VecDeque<Arc<JobEntry>>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Starts the Stratum server on the current runtime; the returned task ends once every miner
+/// was told `client.reconnect` after `stop` (or the node's `stop`).
+pub(crate) fn spawn(
+    config: Config,
+    state: Arc<NodeState>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let listening = config
+        .local_addr()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let stats = Arc::new(Stats::new(listening));
+    let _ = state.stratum.set(stats.clone());
+    let mut seed = [0u8; 4];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut seed);
+    let min_difficulty = config.min_difficulty;
+    let max_difficulty = config.max_difficulty.max(min_difficulty);
+    let pool = Arc::new(Pool {
+        state,
+        auth: config.auth,
+        difficulty: config.difficulty.clamp(min_difficulty, max_difficulty),
+        min_difficulty,
+        max_difficulty,
+        share_interval: config.share_interval.max(Duration::from_millis(100)),
+        payout: config.payout,
+        max_line_bytes: config.max_line_bytes,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+        write_queue: config.write_queue.max(8),
+        refresh: config.refresh,
+        stats,
+        jobs: Mutex::new(VecDeque::new()),
+        current: watch::Sender::new(None),
+        shutdown: watch::Sender::new(false),
+        sessions: Mutex::new(Sessions {
+            live: HashSet::new(),
+            closed: HashSet::new(),
+            order: VecDeque::new(),
+            next: u32::from_le_bytes(seed),
+        }),
+        next_job: AtomicU64::new(1),
+    });
+    let listener = config.listener;
+    let max_connections = config.max_connections.max(1);
+    tokio::spawn(async move {
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "stratum: cannot register the listening socket");
+                return;
+            }
+        };
+        tokio::spawn(make_jobs(pool.clone()));
+        accept(pool, listener, max_connections, stop).await;
+    })
+}
+
+async fn accept(
+    pool: Arc<Pool>,
+    listener: tokio::net::TcpListener,
+    max: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let connections = Arc::new(Semaphore::new(max));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = connections.clone().try_acquire_owned() else {
+                        pool.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, limit = max, "stratum: connection limit reached: connection closed");
+                        drop(stream);
+                        continue;
+                    };
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        connection(&pool, stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "stratum: accept failed; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = tick.tick() => {
+                if stop.load(Ordering::SeqCst) || pool.state.stopping() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    pool.shutdown.send_replace(true);
+    // Let every miner receive its client.reconnect.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while connections.available_permits() < max && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Builds a job on every new tip (clean) and every `refresh` (not clean), and publishes it.
+async fn make_jobs(pool: Arc<Pool>) {
+    let mut tip = pool.state.watch_tip();
+    let mut shutdown = pool.shutdown.subscribe();
+    let mut last_tip = String::new();
+    loop {
+        let now_tip = tip.borrow_and_update().clone();
+        if pool.state.stopping() || *shutdown.borrow() {
+            return;
+        }
+        let clean = now_tip != last_tip;
+        // Blocks faster than one a second push the median time past ahead of the clock: wait
+        // for the clock rather than hand out a job whose blocks the chain must refuse.
+        let state = pool.state.clone();
+        let wait = tokio::task::spawn_blocking(move || state.clock_wait())
+            .await
+            .unwrap_or(0);
+        if wait > 0 {
+            tracing::debug!(
+                seconds = wait,
+                "stratum: waiting for the clock to pass the median time of the last blocks"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                _ = shutdown.changed() => return,
+            }
+        }
+        let (state, payout) = (pool.state.clone(), pool.payout.clone());
+        match tokio::task::spawn_blocking(move || state.template_for(&payout)).await {
+            Ok(Ok(template)) => {
+                last_tip = now_tip;
+                let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
+                let job = Job::from_template(id, &template, clean);
+                let network_target = template.target;
+                let notify_lines = [false, true].map(|clean| {
+                    let mut params = job.to_notify();
+                    params[8] = json!(clean);
+                    let mut line = json!({"id": null, "method": "mining.notify", "params": params})
+                        .to_string();
+                    line.push('\n');
+                    line
+                });
+                let entry = Arc::new(JobEntry {
+                    job,
+                    template,
+                    network_target,
+                    seen: Mutex::new(HashSet::new()),
+                    notify_lines,
+                });
+                {
+                    let mut jobs = pool.jobs();
+                    jobs.push_back(entry.clone());
+                    while jobs.len() > KEEP_JOBS {
+                        jobs.pop_front();
+                    }
+                }
+                tracing::debug!(job = %entry.job.id, height = entry.template.height, clean, "stratum: new job");
+                pool.current.send_replace(Some(entry));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "stratum: cannot build a template; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stratum: template task failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            changed = tip.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(pool.refresh) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One line read, the end of the stream, or a line over the limit.
+enum Line {
+    Complete,
+    Eof,
+    TooLong,
+}
+
+/// Reads up to a `\n` into `buf` (without it). Cancel-safe: bytes taken from the reader are
+/// already in `buf`, so a `select!` may drop this future and call it again.
+async fn read_line(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(Line::Eof);
+        }
+        if let Some(i) = available.iter().position(|b| *b == b'\n') {
+            if buf.len() + i > max {
+                return Ok(Line::TooLong);
+            }
+            buf.extend_from_slice(&available[..i]);
+            reader.consume(i + 1);
+            return Ok(Line::Complete);
+        }
+        let n = available.len();
+        if buf.len() + n > max {
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(available);
+        reader.consume(n);
+    }
+}
+
+/// Vardiff's state of one connection.
+struct Vardiff {
+    since: Instant,
+    shares: u32,
+}
+
+/// One miner's session.
+struct Conn {
+    peer: SocketAddr,
+    out: mpsc::Sender<String>,
+    /// The write queue overflowed: the miner is not reading.
+    dead: bool,
+    extranonce1: Option<u32>,
+    workers: HashSet<String>,
+    auth_failures: u32,
+    version_mask: u32,
+    difficulty: f64,
+    /// The difficulty before the last change, accepted until `previous_until`.
+    previous: f64,
+    previous_until: Instant,
+    /// Floor asked with `mining.configure` minimum-difficulty.
+    min_asked: f64,
+    /// The difficulty last sent with `mining.set_difficulty`.
+    sent_difficulty: Option<f64>,
+    /// Jobs flow once subscribed and authorized.
+    jobs_on: bool,
+    vardiff: Vardiff,
+}
+
+impl Conn {
+    fn send(&mut self, value: &Value) {
+        let mut line = value.to_string();
+        line.push('\n');
+        if self.out.try_send(line).is_err() {
+            self.dead = true;
+        }
+    }
+
+    fn reply(&mut self, id: &Value, result: Value) {
+        self.send(&json!({"id": id, "result": result, "error": null}));
+    }
+
+    fn error(&mut self, id: &Value, code: i64, message: &str) {
+        self.send(&json!({"id": id, "result": null, "error": [code, message, null]}));
+    }
+
+    /// Sends `mining.set_difficulty` if the applied difficulty differs from the last sent.
+    fn send_difficulty(&mut self, network_target: Option<&Target>) {
+        let d = match network_target {
+            Some(t) => effective_difficulty(self.difficulty, t),
+            None => self.difficulty,
+        };
+        if self.sent_difficulty != Some(d) {
+            self.sent_difficulty = Some(d);
+            self.send(&json!({"id": null, "method": "mining.set_difficulty", "params": [d]}));
+        }
+    }
+
+    fn notify(&mut self, entry: &JobEntry, clean: bool) {
+        self.send_difficulty(Some(&entry.network_target));
+        let line = &entry.notify_lines[usize::from(clean)];
+        if self.out.try_send(line.clone()).is_err() {
+            self.dead = true;
+        }
+    }
+
+    fn set_difficulty(&mut self, d: f64, grace: Duration) {
+        if d != self.difficulty {
+            self.previous = self.difficulty;
+            self.previous_until = Instant::now() + grace;
+            self.difficulty = d;
+        }
+    }
+
+    /// The difficulty a share must meet now (the lower of the current and, briefly after a
+    /// change, the previous one), before the network clamp.
+    fn accepted_difficulty(&self) -> f64 {
+        if Instant::now() < self.previous_until {
+            self.difficulty.min(self.previous)
+        } else {
+            self.difficulty
+        }
+    }
+}
+
+async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let stats = &pool.stats;
+    stats.connections.fetch_add(1, Ordering::Relaxed);
+    stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let (out, mut queue) = mpsc::channel::<String>(pool.write_queue);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = queue.recv().await {
+            match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(line.as_bytes())).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), write.shutdown()).await;
+    });
+    let mut reader = BufReader::with_capacity(4096, read);
+    let mut jobs = pool.current.subscribe();
+    jobs.mark_unchanged();
+    let mut shutdown = pool.shutdown.subscribe();
+    let opened = Instant::now();
+    let mut conn = Conn {
+        peer,
+        out,
+        dead: false,
+        extranonce1: None,
+        workers: HashSet::new(),
+        auth_failures: 0,
+        version_mask: 0,
+        difficulty: pool.difficulty,
+        previous: pool.difficulty,
+        previous_until: opened,
+        min_asked: 0.0,
+        sent_difficulty: None,
+        jobs_on: false,
+        vardiff: Vardiff {
+            since: opened,
+            shares: 0,
+        },
+    };
+    let mut buf = Vec::new();
+    let mut last_line = opened;
+    let mut vardiff = tokio::time::interval_at(opened + pool.share_interval, pool.share_interval);
+    let why = loop {
+        let idle_at = last_line + pool.idle_timeout;
+        let deadline = if conn.jobs_on {
+            idle_at
+        } else {
+            idle_at.min(opened + pool.handshake_timeout)
+        };
+        tokio::select! {
+            read = read_line(&mut reader, &mut buf, pool.max_line_bytes) => match read {
+                Ok(Line::Complete) => {
+                    last_line = Instant::now();
+                    let line = std::mem::take(&mut buf);
+                    handle_line(pool, &mut conn, &line).await;
+                }
+                Ok(Line::Eof) => break "closed by the miner",
+                Ok(Line::TooLong) => {
+                    stats.lines_too_long.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, limit = pool.max_line_bytes, "stratum: line too long: connection closed");
+                    break "line too long";
+                }
+                Err(_) => break "read error",
+            },
+            changed = jobs.changed() => {
+                if changed.is_err() {
+                    break "server stopping";
+                }
+                let entry = jobs.borrow_and_update().clone();
+                if let (true, Some(entry)) = (conn.jobs_on, entry) {
+                    conn.notify(&entry, entry.job.clean);
+                }
+            }
+            _ = shutdown.changed() => {
+                conn.send(&json!({"id": null, "method": "client.reconnect", "params": []}));
+                break "server stopping";
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                break if conn.jobs_on { "idle timeout" } else { "handshake timeout" };
+            }
+            _ = vardiff.tick() => retarget(pool, &mut conn, &jobs, false),
+        }
+        if conn.dead {
+            stats.slow_readers_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "stratum: miner not reading (write queue full): dropped");
+            break "write queue full";
+        }
+        if conn.auth_failures >= MAX_AUTH_FAILURES {
+            break "too many failed authorizations";
+        }
+    };
+    tracing::debug!(%peer, reason = why, "stratum: connection closed");
+    if let Some(en1) = conn.extranonce1 {
+        pool.sessions().close(en1);
+    }
+    let dead = conn.dead;
+    drop(conn);
+    let mut writer = writer;
+    // A miner that is not reading gets nothing more; the others get what is queued (the
+    // client.reconnect included) for up to 2 s.
+    if dead
+        || tokio::time::timeout(Duration::from_secs(2), &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
+    stats.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Vardiff: after enough shares (or time), moves the difficulty toward one share per
+/// `share_interval`, by a factor of 1/4 to 16 per step, within the floor and ceiling.
+fn retarget(
+    pool: &Pool,
+    conn: &mut Conn,
+    jobs: &watch::Receiver<Option<Arc<JobEntry>>>,
+    after_share: bool,
+) {
+    if !conn.jobs_on {
+        return;
+    }
+    let interval = pool.share_interval.as_secs_f64();
+    let elapsed = conn.vardiff.since.elapsed().as_secs_f64();
+    let shares = conn.vardiff.shares;
+    let enough = (shares >= 8 && elapsed > 0.0) || elapsed >= interval * 6.0;
+    if !enough || (after_share && shares < 8) {
+        return;
+    }
+    let per_share = elapsed / f64::from(shares.max(1));
+    let factor = (interval / per_share.max(1e-6)).clamp(0.25, 16.0);
+    let floor = pool
+        .min_difficulty
+        .max(conn.min_asked)
+        .min(pool.max_difficulty);
+    // The rate was measured at the difficulty applied (clamped to the network's).
+    let applied = conn
+        .sent_difficulty
+        .unwrap_or(conn.difficulty)
+        .min(conn.difficulty);
+    let d = (applied * factor).clamp(floor, pool.max_difficulty);
+    conn.vardiff = Vardiff {
+        since: Instant::now(),
+        shares: 0,
+    };
+    if (d / conn.difficulty - 1.0).abs() < 0.2 {
+        return;
+    }
+    let grace = pool.share_interval.mul_f64(2.0).max(Duration::from_secs(5));
+    conn.set_difficulty(d, grace);
+    let entry = jobs.borrow().clone();
+    conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
+}
+
+async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    let message: Value = match serde_json::from_slice(line) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            conn.error(
+                &Value::Null,
+                OTHER,
+                "malformed message: expected a JSON object",
+            );
+            return;
+        }
+    };
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // A reply to something we sent (none expects an answer): ignored.
+        if message.get("result").is_none() && message.get("error").is_none() {
+            conn.error(&id, OTHER, "malformed message: no method");
+        }
+        return;
+    };
+    let empty = Vec::new();
+    let params = message
+        .get("params")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    match method {
+        "mining.subscribe" => subscribe(pool, conn, &id, params),
+        "mining.authorize" => authorize(pool, conn, &id, params).await,
+        "mining.submit" => submit(pool, conn, &id, params).await,
+        "mining.configure" => configure(pool, conn, &id, params),
+        "mining.suggest_difficulty" | "mining.suggest_target" => {
+            let d = match (method, params.first()) {
+                ("mining.suggest_difficulty", Some(v)) => v.as_f64(),
+                (_, Some(v)) => crate::stratum::hex_bytes(v, "target").ok().and_then(|b| {
+                    let b: [u8; 32] = b.try_into().ok()?;
+                    let mut le = b;
+                    le.reverse();
+                    Some(crate::stratum::difficulty_of(&le))
+                }),
+                _ => None,
+            };
+            match d.filter(|d| d.is_finite() && *d > 0.0) {
+                Some(d) => {
+                    let floor = pool
+                        .min_difficulty
+                        .max(conn.min_asked)
+                        .min(pool.max_difficulty);
+                    let d = d.clamp(floor, pool.max_difficulty);
+                    conn.set_difficulty(d, pool.share_interval.max(Duration::from_secs(5)));
+                    if conn.jobs_on {
+                        let entry = pool.current.borrow().clone();
+                        conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
+                    }
+                    conn.reply(&id, json!(true));
+                }
+                None => conn.error(&id, OTHER, "expected a positive difficulty"),
+            }
+        }
+        "mining.extranonce.subscribe" => {
+            // The extranonce1 of a session never changes, so no mining.set_extranonce follows.
+            conn.reply(&id, json!(true))
+        }
+        "mining.ping" => conn.reply(&id, json!("pong")),
+        "mining.get_transactions" => conn.reply(&id, json!([])),
+        _ => conn.error(&id, OTHER, &format!("unknown method {method:?}")),
+    }
+}
+
+fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
+    let en1 = match conn.extranonce1 {
+        Some(en1) => en1,
+        None => {
+            let wanted = params
+                .get(1)
+                .and_then(Value::as_str)
+                .and_then(|s| hex::decode(s).ok())
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes);
+            let en1 = pool.sessions().open(wanted);
+            conn.extranonce1 = Some(en1);
+            en1
+        }
+    };
+    let session = hex::encode(en1.to_be_bytes());
+    conn.reply(
+        id,
+        json!([
+            [
+                ["mining.set_difficulty", session],
+                ["mining.notify", session]
+            ],
+            session,
+            EXTRANONCE2_SIZE
+        ]),
+    );
+    start_jobs(pool, conn);
+}
+
+async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
+    let user = params.first().and_then(Value::as_str).unwrap_or("");
+    let password = params.get(1).and_then(Value::as_str).unwrap_or("");
+    if user.is_empty() || user.len() > 256 || !pool.auth.allows(user, password) {
+        conn.auth_failures += 1;
+        tracing::warn!(peer = %conn.peer, user, "stratum: authorization refused");
+        // As the RPC's 250 ms: guessing passwords costs the guesser time (no thread is held).
+        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+        conn.send(&json!({"id": id, "result": false, "error": [UNAUTHORIZED, "unauthorized worker", null]}));
+        return;
+    }
+    if conn.workers.len() < 64 {
+        conn.workers.insert(user.to_string());
+    }
+    conn.reply(id, json!(true));
+    start_jobs(pool, conn);
+}
+
+/// Once subscribed and authorized: the difficulty and the current job.
+fn start_jobs(pool: &Pool, conn: &mut Conn) {
+    if conn.jobs_on || conn.extranonce1.is_none() || conn.workers.is_empty() {
+        return;
+    }
+    conn.jobs_on = true;
+    conn.vardiff = Vardiff {
+        since: Instant::now(),
+        shares: 0,
+    };
+    let entry = pool.current.borrow().clone();
+    match entry {
+        Some(entry) => conn.notify(&entry, true),
+        None => conn.send_difficulty(None),
+    }
+}
+
+fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
+    let names: Vec<&str> = params
+        .first()
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let empty = serde_json::Map::new();
+    let options = params.get(1).and_then(Value::as_object).unwrap_or(&empty);
+    let mut result = serde_json::Map::new();
+    for name in names {
+        match name {
+            "version-rolling" => {
+                let asked = options
+                    .get("version-rolling.mask")
+                    .and_then(|v| hex_u32(v, "version-rolling.mask").ok())
+                    .unwrap_or(u32::MAX);
+                conn.version_mask = VERSION_ROLLING_MASK & asked;
+                result.insert("version-rolling".into(), json!(true));
+                result.insert(
+                    "version-rolling.mask".into(),
+                    json!(crate::stratum::u32_hex(conn.version_mask)),
+                );
+            }
+            "minimum-difficulty" => {
+                let v = options
+                    .get("minimum-difficulty.value")
+                    .and_then(Value::as_f64)
+                    .filter(|d| d.is_finite() && *d >= 0.0);
+                if let Some(v) = v {
+                    conn.min_asked = v.min(pool.max_difficulty);
+                    if conn.difficulty < conn.min_asked {
+                        conn.set_difficulty(conn.min_asked, Duration::ZERO);
+                    }
+                }
+                result.insert("minimum-difficulty".into(), json!(v.is_some()));
+            }
+            other => {
+                result.insert(other.into(), json!(false));
+            }
+        }
+    }
+    conn.reply(id, Value::Object(result));
+}
+
+async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value]) {
+    let worker = params.first().and_then(Value::as_str).unwrap_or("");
+    let Some(en1) = conn.extranonce1 else {
+        pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
+    };
+    if !conn.workers.contains(worker) {
+        pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
+    }
+    let reject = |conn: &mut Conn, code: i64, message: &str| {
+        pool.stats.record(worker, None, false, conn.difficulty);
+        conn.error(id, code, message);
+    };
+    if params.len() < 5 {
+        return reject(conn, OTHER, "mining.submit: expected 5 or 6 params");
+    }
+    let job_id = params[1].as_str().unwrap_or("");
+    let en2 = crate::stratum::hex_bytes(&params[2], "extranonce2")
+        .ok()
+        .and_then(|b| <[u8; 4]>::try_from(b).ok());
+    let Some(en2) = en2 else {
+        return reject(conn, OTHER, "extranonce2: expected 8 hex digits");
+    };
+    let (Ok(ntime), Ok(nonce)) = (hex_u32(&params[3], "ntime"), hex_u32(&params[4], "nonce"))
+    else {
+        return reject(conn, OTHER, "ntime and nonce: expected 8 hex digits each");
+    };
+    let bits = match params.get(5) {
+        None | Some(Value::Null) => None,
+        Some(v) => match hex_u32(v, "version bits") {
+            Ok(b) => Some(b),
+            Err(_) => return reject(conn, OTHER, "version bits: expected 8 hex digits"),
+        },
+    };
+    let (entry, latest) = {
+        let jobs = pool.jobs();
+        let entry = jobs.iter().rev().find(|e| e.job.id == job_id).cloned();
+        (entry, jobs.back().map(|e| e.job.prev_hash))
+    };
+    let Some(entry) = entry else {
+        return reject(conn, STALE, "Job not found");
+    };
+    if latest != Some(entry.job.prev_hash) {
+        return reject(
+            conn,
+            STALE,
+            "Job not found (stale: the chain has a new tip)",
+        );
+    }
+    if ntime < entry.job.ntime || ntime > crate::mining::unix_now().saturating_add(7200) {
+        return reject(conn, OTHER, "ntime out of range");
+    }
+    let Some(version) = rolled_version(entry.job.version, conn.version_mask, bits) else {
+        return reject(conn, OTHER, "version bits outside the negotiated mask");
+    };
+    let s = Submission {
+        extranonce1: en1.to_be_bytes(),
+        extranonce2: en2,
+        ntime,
+        nonce,
+        version,
+    };
+    let difficulty = effective_difficulty(conn.accepted_difficulty(), &entry.network_target);
+    let verdict = check(&entry.job, &s, difficulty, &entry.network_target);
+    if !verdict.share {
+        return reject(conn, LOW_DIFFICULTY, "Low difficulty share");
+    }
+    let fresh = entry
+        .seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(s.key());
+    if !fresh {
+        return reject(conn, DUPLICATE, "Duplicate share");
+    }
+    let mut block = false;
+    if verdict.block {
+        block = submit_block(pool, &entry, &s, &verdict, worker).await;
+    }
+    pool.stats
+        .record(worker, Some(difficulty), block, difficulty);
+    conn.vardiff.shares += 1;
+    conn.reply(id, json!(true));
+    let jobs = pool.current.subscribe();
+    retarget(pool, conn, &jobs, true);
+}
+
+/// Assembles the block a share found and submits it to the chain (on the blocking pool).
+/// Whether the chain took it.
+async fn submit_block(
+    pool: &Arc<Pool>,
+    entry: &Arc<JobEntry>,
+    s: &Submission,
+    verdict: &share::Verdict,
+    worker: &str,
+) -> bool {
+    let Some(extranonce) = crate::stratum::template_extranonce(&s.extranonce1, &s.extranonce2)
+    else {
+        return false;
+    };
+    let mut block = entry.template.assemble(extranonce, s.nonce);
+    block.header.time = s.ntime;
+    block.header.version = bitcoin::block::Version::from_consensus(s.version as i32);
+    let assembled = crate::block::header_bytes(&block.header);
+    if assembled != verdict.header {
+        tracing::error!(
+            hash = %verdict.display_hash(),
+            "stratum: the assembled block's header differs from the share's: not submitted"
+        );
+        return false;
+    }
+    let state = pool.state.clone();
+    let hash = verdict.display_hash();
+    let height = entry.template.height;
+    match tokio::task::spawn_blocking(move || state.submit_mined(block, "stratum")).await {
+        Ok(Ok((accepted, height))) => {
+            tracing::info!(worker, height, %hash, tip = accepted == crate::chain::Accepted::Tip, "stratum: block found and accepted");
+            true
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(worker, height, %hash, reason, "stratum: block found but refused by the chain");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "stratum: block submission failed");
+            false
+        }
+    }
+}
