@@ -51,8 +51,34 @@ pub(crate) struct MineArgs {
     pub(crate) memory: bool,
     /// Mine for a node instead of a local chain: its JSON-RPC URL (getblocktemplate and
     /// submitblock), e.g. http://127.0.0.1:18443 for `miner node` or a regtest bitcoind.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "pool")]
     pub(crate) node: Option<String>,
+    /// Mine for a Stratum v1 pool instead of a local chain: stratum+tcp://HOST:PORT (e.g. a
+    /// `miner node --stratum 3333` at stratum+tcp://127.0.0.1:3333). Repeat for failover: the
+    /// pools are tried in order, and mining returns to an earlier one when it answers again.
+    #[arg(long, value_name = "URL", conflicts_with = "memory")]
+    pub(crate) pool: Vec<String>,
+    /// Worker name for --pool (`mining.authorize`); pools usually want ACCOUNT.WORKER.
+    #[arg(long, value_name = "USER", default_value = "miner", requires = "pool")]
+    pub(crate) user: String,
+    /// Worker password for --pool.
+    #[arg(long, value_name = "PASSWORD", default_value = "x", requires = "pool")]
+    pub(crate) pass: String,
+    /// With --pool: stop after N accepted shares (with --blocks, whichever comes first).
+    #[arg(long, value_name = "N", requires = "pool", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) shares: Option<u64>,
+    /// With several --pool: seconds between probes of the earlier pools while mining on a later
+    /// one.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15.0,
+        requires = "pool"
+    )]
+    pub(crate) failback_interval: f64,
+    /// With --pool: do not offer BIP 310 version rolling (`mining.configure`).
+    #[arg(long, requires = "pool")]
+    pub(crate) no_version_rolling: bool,
     /// RPC user for --node (with --rpcpassword).
     #[arg(long, value_name = "USER", requires = "rpcpassword", requires = "node")]
     pub(crate) rpcuser: Option<String>,
@@ -76,6 +102,9 @@ pub(crate) struct MineArgs {
 pub(crate) fn mine(args: MineArgs) -> Result<()> {
     if let Some(url) = args.node.clone() {
         return mine_for_node(&url, args);
+    }
+    if !args.pool.is_empty() {
+        return mine_for_pool(args);
     }
     let backend = args.backend.with_datadir(args.datadir.as_deref()).build()?;
     let params = ChainParams::load(&args.chain).context("--chain")?;
@@ -311,6 +340,137 @@ pub(crate) fn mine_for_node(url: &str, args: MineArgs) -> Result<()> {
         println!("{accepted} blocks accepted by {url} in {seconds:.2} s, {rate}");
     }
     exit_130_if(cancel.load(Ordering::SeqCst));
+    Ok(())
+}
+
+pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
+    use miner::client::stratum::{parse_pool_url, run, PoolOptions, ShareResult};
+    let pools = args
+        .pool
+        .iter()
+        .map(|p| parse_pool_url(p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--pool")?;
+    if !(args.failback_interval.is_finite() && args.failback_interval > 0.0) {
+        bail!(
+            "--failback-interval {}: give a number of seconds above 0, e.g. 15",
+            args.failback_interval
+        );
+    }
+    let backend = args.backend.with_datadir(args.datadir.as_deref()).build()?;
+    let names: Vec<&str> = pools.iter().map(|p| p.url.as_str()).collect();
+    eprintln!(
+        "mining for {} as {} with {}{}",
+        names.join(", then "),
+        args.user,
+        backend.name(),
+        args.backend.kernel_line()
+    );
+    let mut options = PoolOptions::new(pools);
+    options.user = args.user.clone();
+    options.password = args.pass.clone();
+    options.blocks = args.blocks;
+    options.shares = args.shares;
+    options.version_rolling = !args.no_version_rolling;
+    options.failback_interval = std::time::Duration::from_secs_f64(args.failback_interval);
+    let cancel = ctrl_c_flag();
+    let progress = Arc::new(AtomicU64::new(0));
+    let live = LiveRate::start("mining".into(), progress.clone());
+    let started = Instant::now();
+    let json_out = args.json;
+    let stats = run(
+        &options,
+        backend.as_ref(),
+        &cancel,
+        &progress,
+        |s| {
+            live.suspend(|| {
+                let (result, sent, reason) = match &s.result {
+                    ShareResult::Accepted => ("accepted", true, None),
+                    ShareResult::Rejected(r) => ("rejected", true, Some(r.clone())),
+                    ShareResult::Stale { sent, reason } => ("stale", *sent, Some(reason.clone())),
+                };
+                if json_out {
+                    println!(
+                        "{}",
+                        json!({"type": "share", "pool": s.pool, "job": s.job,
+                               "extranonce2": s.extranonce2, "ntime": s.ntime, "nonce": s.nonce,
+                               "version": s.version, "hash": s.hash,
+                               "difficulty": s.share_difficulty,
+                               "hash_difficulty": s.hash_difficulty, "block": s.block,
+                               "result": result, "sent": sent, "reason": reason})
+                    );
+                } else {
+                    println!(
+                        "share {result:<8}  {}  job {}  nonce {}  D {}{}{}",
+                        s.hash,
+                        s.job,
+                        s.nonce,
+                        s.share_difficulty,
+                        if s.block { "  block" } else { "" },
+                        reason.map(|r| format!("  ({r})")).unwrap_or_default()
+                    );
+                }
+            })
+        },
+        |event| live.suspend(|| eprintln!("{event}")),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(live);
+    let interrupted = cancel.load(Ordering::SeqCst);
+    let total = |f: fn(&miner::client::stratum::PoolStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let (accepted, rejected, stale, blocks) = (
+        total(|s| s.accepted),
+        total(|s| s.rejected),
+        total(|s| s.stale),
+        total(|s| s.blocks),
+    );
+    let rate = HashRate::from_count(progress.load(Ordering::SeqCst), seconds);
+    if args.json {
+        for s in &stats {
+            println!(
+                "{}",
+                json!({"type": "pool_summary", "pool": s.url, "accepted": s.accepted,
+                       "rejected": s.rejected, "stale": s.stale, "stale_unsent": s.stale_unsent,
+                       "blocks": s.blocks, "hashes": s.hashes, "seconds": s.seconds,
+                       "hashrate_hs": s.hashrate(), "connects": s.connects,
+                       "failures": s.failures, "difficulty": s.difficulty,
+                       "version_mask": format!("{:08x}", s.version_mask)})
+            );
+        }
+        let (kernel, kernel_choice, kernel_rates) = args.backend.kernel_json();
+        println!(
+            "{}",
+            json!({"type": "summary", "accepted": accepted, "rejected": rejected, "stale": stale,
+                   "blocks": blocks, "seconds": seconds, "mean_hashrate_hs": rate.0,
+                   "interrupted": interrupted, "kernel": kernel,
+                   "kernel_choice": kernel_choice, "kernel_rates_mhs": kernel_rates})
+        );
+    } else {
+        if interrupted {
+            println!("interrupted");
+        }
+        for s in &stats {
+            println!(
+                "pool {}: {} accepted, {} rejected, {} stale ({} not sent) shares, {} blocks; {} over {:.2} s connected ({} connects, {} failures)",
+                s.url,
+                s.accepted,
+                s.rejected,
+                s.stale,
+                s.stale_unsent,
+                s.blocks,
+                HashRate(s.hashrate()),
+                s.seconds,
+                s.connects,
+                s.failures
+            );
+        }
+        println!(
+            "{accepted} shares accepted, {rejected} rejected, {stale} stale, {blocks} blocks in {seconds:.2} s, {rate}"
+        );
+    }
+    print_parts(backend.as_ref(), args.json);
+    exit_130_if(interrupted);
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 //! that speaks BIP 22 (`miner node`, bitcoind), builds its own coinbase to the payout, mines with
 //! any backend, longpolls for new tips, submits, and reconnects with backoff.
 
+pub mod stratum;
+
 use crate::backend::{Backend, StopAt, NONCE_END};
 use crate::block::{header_bytes, header_hash, Template};
 use crate::pow::CompactTarget;
