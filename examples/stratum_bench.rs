@@ -229,7 +229,7 @@ async fn fanout_miner(
 }
 
 fn fanout(o: &Options, rt: &tokio::runtime::Runtime) -> Value {
-    let node = Node::start(&o.miner, "fanout", &["-d", "1e-3"]);
+    let node = Node::start(&o.miner, "fanout", &["-d", "1000"]);
     let rss_idle = node.rss_kib();
     eprintln!(
         "fan-out: node up, VmRSS {rss_idle} KiB; opening {} connections",
