@@ -146,6 +146,9 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 const KEEP_JOBS: usize = 8;
 /// Time a write to a miner may take before the miner is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Free slots of the write queue kept before the next request is read: a request's handling
+/// queues a reply and perhaps a difficulty and a job.
+const REPLY_HEADROOM: usize = 16;
 /// Sliding window of the hash-rate estimate.
 const RATE_WINDOW: Duration = Duration::from_secs(600);
 /// Failed `mining.authorize` calls before a connection is closed.
@@ -408,7 +411,7 @@ pub(crate) fn spawn(
         max_line_bytes: config.max_line_bytes,
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
-        write_queue: config.write_queue.max(8),
+        write_queue: config.write_queue.max(2 * REPLY_HEADROOM),
         refresh: config.refresh,
         stats,
         jobs: Mutex::new(VecDeque::new()),
@@ -740,6 +743,15 @@ async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: Socke
                     last_line = Instant::now();
                     let line = std::mem::take(&mut buf);
                     handle_line(pool, &mut conn, &line).await;
+                    // Back-pressure: pipelined requests wait (the next line is not read) until
+                    // the replies drain; a miner that leaves them unread for WRITE_TIMEOUT is
+                    // dropped.
+                    if !conn.dead && conn.out.capacity() < REPLY_HEADROOM {
+                        match tokio::time::timeout(WRITE_TIMEOUT, conn.out.reserve_many(REPLY_HEADROOM)).await {
+                            Ok(Ok(permits)) => drop(permits),
+                            _ => conn.dead = true,
+                        }
+                    }
                 }
                 Ok(Line::Eof) => break "closed by the miner",
                 Ok(Line::TooLong) => {
