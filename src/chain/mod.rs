@@ -8,11 +8,12 @@ pub mod store;
 pub use params::{ChainParams, ControllerDefaults, ParamsError};
 pub use store::StoreError;
 
-use crate::block::{header_bits, header_hash};
-use crate::pow::retarget::{AsertAnchor, BlockInfo, RetargetParams, ASERT_ANCHOR_HEIGHT};
+use crate::block::header_bits;
+use crate::pow::retarget::{
+    Algorithm, AsertAnchor, BlockInfo, RetargetParams, ASERT_ANCHOR_HEIGHT,
+};
 use crate::pow::{CompactTarget, Target, Work};
 use bitcoin::hashes::Hash;
-use bitcoin::script::Builder;
 use bitcoin::{Amount, Block, BlockHash};
 use std::collections::HashMap;
 use std::path::Path;
@@ -90,6 +91,118 @@ pub struct Entry {
     pub info: BlockInfo,
     /// The block at [`ASERT_ANCHOR_HEIGHT`] (2) of this branch, asert's anchor; `None` below it.
     pub anchor: Option<[u8; 32]>,
+    /// The header times of this block and its ancestors, newest first: the first
+    /// `min(height + 1, MEDIAN_TIME_SPAN)` are set. A child's median time past reads them
+    /// without walking the tree.
+    times: [u32; MEDIAN_TIME_SPAN],
+    /// The parent's slot in [`Chain::entries`]; [`NO_SLOT`] for genesis.
+    parent_slot: u32,
+}
+
+/// The parent slot of genesis.
+const NO_SLOT: u32 = u32::MAX;
+
+impl Entry {
+    /// How many of [`Entry::times`] are set.
+    fn time_count(&self) -> usize {
+        (self.height as usize + 1).min(MEDIAN_TIME_SPAN)
+    }
+
+    /// The times a child at `time` carries: its own, then this block's.
+    fn child_times(&self, time: u32) -> [u32; MEDIAN_TIME_SPAN] {
+        let mut times = [0; MEDIAN_TIME_SPAN];
+        times[0] = time;
+        times[1..].copy_from_slice(&self.times[..MEDIAN_TIME_SPAN - 1]);
+        times
+    }
+}
+
+/// SHA-256d of a header, raw byte order: [`crate::block::header_hash`] without the heap (the
+/// 80 bytes of its consensus encoding laid out on the stack).
+pub(crate) fn header_hash(header: &bitcoin::block::Header) -> [u8; 32] {
+    crate::hash::sha256d(&header_bytes(header))
+}
+
+/// The 80 bytes of a header's consensus encoding: [`crate::block::header_bytes`] without the
+/// heap.
+pub(crate) fn header_bytes(header: &bitcoin::block::Header) -> [u8; 80] {
+    let mut b = [0u8; 80];
+    b[0..4].copy_from_slice(&header.version.to_consensus().to_le_bytes());
+    b[4..36].copy_from_slice(header.prev_blockhash.as_byte_array());
+    b[36..68].copy_from_slice(header.merkle_root.as_byte_array());
+    b[68..72].copy_from_slice(&header.time.to_le_bytes());
+    b[72..76].copy_from_slice(&header.bits.to_consensus().to_le_bytes());
+    b[76..80].copy_from_slice(&header.nonce.to_le_bytes());
+    b
+}
+
+/// The BIP 34 height push a coinbase's script must start with, as
+/// `Builder::new().push_int(height)` writes it (`OP_0`, `OP_1`..`OP_16`, else the minimal
+/// little-endian number with its length), without the heap.
+pub(crate) struct HeightPush {
+    bytes: [u8; 6],
+    len: usize,
+}
+
+impl HeightPush {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+pub(crate) fn bip34_push(height: u32) -> HeightPush {
+    let mut bytes = [0u8; 6];
+    let len = match height {
+        // OP_0.
+        0 => 1,
+        // OP_PUSHNUM_1 (0x51) .. OP_PUSHNUM_16.
+        1..=16 => {
+            bytes[0] = 0x50 + height as u8;
+            1
+        }
+        _ => {
+            // Script number: little-endian, a 0x00 after a top byte with its sign bit set.
+            let mut n = height;
+            let mut len = 1;
+            while n > 0xff {
+                bytes[len] = n as u8;
+                len += 1;
+                n >>= 8;
+            }
+            bytes[len] = n as u8;
+            len += 1;
+            if n & 0x80 != 0 {
+                bytes[len] = 0;
+                len += 1;
+            }
+            // A direct push of len - 1 bytes (at most 5).
+            bytes[0] = (len - 1) as u8;
+            len
+        }
+    };
+    HeightPush { bytes, len }
+}
+
+/// What one nBits value decodes to, kept for the controller's initial nBits (every block's
+/// under a fixed controller), so checking and inserting a block at them is no big-integer work.
+#[derive(Clone, Debug)]
+struct KnownBits {
+    bits: CompactTarget,
+    /// The target when it decodes and is within the pow limit (else no hash meets it).
+    target: Option<Target>,
+    /// One block's work at these bits (0 if they do not decode).
+    work: Work,
+}
+
+impl KnownBits {
+    fn new(bits: CompactTarget, pow_limit: Target) -> KnownBits {
+        let decoded = Target::from_compact(bits);
+        KnownBits {
+            bits,
+            target: decoded.as_ref().ok().copied().filter(|t| *t <= pow_limit),
+            work: decoded.map(|t| t.work()).unwrap_or_default(),
+        }
+    }
 }
 
 /// Hashes block-hash keys cheaply: each 8 bytes folded in with one 64×64→128-bit multiply, mixed
@@ -149,10 +262,16 @@ impl std::hash::Hasher for BlockHashState {
 pub struct Chain {
     params: ChainParams,
     retarget: RetargetParams,
-    entries: HashMap<[u8; 32], Entry, BlockHasher>,
-    /// The most-work chain, by height.
-    active: Vec<[u8; 32]>,
+    /// Every block, in the order they were added (genesis first): slots never move, so a
+    /// parent is found by its slot without hashing, and an entry is moved once, when added.
+    entries: Vec<Entry>,
+    /// The slot of each block by hash.
+    slots: HashMap<[u8; 32], u32, BlockHasher>,
+    /// The most-work chain, by height: slots.
+    active: Vec<u32>,
     store: Option<Store>,
+    /// The controller's initial nBits, decoded.
+    known: KnownBits,
 }
 
 impl Chain {
@@ -164,6 +283,8 @@ impl Chain {
         let work = Target::from_compact(bits)
             .map(|t| t.work())
             .unwrap_or_default();
+        let mut times = [0; MEDIAN_TIME_SPAN];
+        times[0] = genesis.header.time;
         let entry = Entry {
             info: BlockInfo {
                 height: 0,
@@ -176,16 +297,21 @@ impl Chain {
             parent: [0; 32],
             chain_work: work,
             anchor: None,
+            times,
+            parent_slot: NO_SLOT,
         };
+        let known = KnownBits::new(retarget.initial, retarget.pow_limit);
         Chain {
+            known,
             params,
             retarget,
-            entries: {
-                let mut entries = HashMap::with_hasher(BlockHasher::new());
-                entries.insert(hash, entry);
-                entries
+            entries: vec![entry],
+            slots: {
+                let mut slots = HashMap::with_hasher(BlockHasher::new());
+                slots.insert(hash, 0);
+                slots
             },
-            active: vec![hash],
+            active: vec![0],
             store: None,
         }
     }
@@ -203,8 +329,8 @@ impl Chain {
         for (_, block) in blocks {
             // Validated before it was stored; `insert` recomputes its place in the tree.
             let hash = header_hash(&block.header);
-            let Some(parent) = chain
-                .entries
+            let Some(&parent) = chain
+                .slots
                 .get(&block.header.prev_blockhash.to_byte_array())
             else {
                 return Err(StoreError::Corrupt(format!(
@@ -212,7 +338,6 @@ impl Chain {
                     crate::hash::display_hash(&hash)
                 )));
             };
-            let parent = parent.hash;
             chain.insert(block, hash, parent);
         }
         chain.store = Some(store);
@@ -268,7 +393,7 @@ impl Chain {
     }
 
     pub fn tip(&self) -> &Entry {
-        &self.entries[&self.active[self.active.len() - 1]]
+        &self.entries[self.active[self.active.len() - 1] as usize]
     }
 
     pub fn tip_hash(&self) -> BlockHash {
@@ -277,21 +402,30 @@ impl Chain {
 
     /// The block at `height` on the most-work chain.
     pub fn get(&self, height: u32) -> Option<&Entry> {
-        self.active.get(height as usize).map(|h| &self.entries[h])
+        self.active
+            .get(height as usize)
+            .map(|&slot| &self.entries[slot as usize])
     }
 
     /// Any stored block, on the most-work chain or not.
     pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&Entry> {
-        self.entries.get(hash)
+        self.slots
+            .get(hash)
+            .map(|&slot| &self.entries[slot as usize])
+    }
+
+    /// The parent of `e`, if it has one.
+    fn parent_of(&self, e: &Entry) -> Option<&Entry> {
+        self.entries.get(e.parent_slot as usize)
     }
 
     /// Blocks no stored block builds on: the active tip and the tips of side branches.
     pub fn tips(&self) -> Vec<&Entry> {
         let parents: std::collections::HashSet<&[u8; 32]> =
-            self.entries.values().map(|e| &e.parent).collect();
+            self.entries.iter().map(|e| &e.parent).collect();
         let mut tips: Vec<&Entry> = self
             .entries
-            .values()
+            .iter()
             .filter(|e| !parents.contains(&e.hash))
             .collect();
         tips.sort_by(|a, b| b.height.cmp(&a.height).then(a.hash.cmp(&b.hash)));
@@ -303,16 +437,24 @@ impl Chain {
         self.entries.len()
     }
 
+    /// Makes room for `additional` more blocks without growing (a caller that knows how many
+    /// blocks it will add, such as a simulation's segment).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+        self.slots.reserve(additional);
+        self.active.reserve(additional);
+    }
+
     /// Up to `k` blocks ending at `hash`, oldest first, genesis excluded.
     fn recent(&self, hash: &[u8; 32], k: usize) -> Vec<BlockInfo> {
         let mut out = Vec::with_capacity(k);
-        let mut cursor = self.entries.get(hash);
+        let mut cursor = self.by_hash(hash);
         while let Some(e) = cursor {
             if e.height == 0 || out.len() == k {
                 break;
             }
             out.push(e.info);
-            cursor = self.entries.get(&e.parent);
+            cursor = self.parent_of(e);
         }
         out.reverse();
         out
@@ -320,7 +462,8 @@ impl Chain {
 
     /// nBits a child of `parent` must carry.
     fn bits_after(&self, parent: &Entry) -> CompactTarget {
-        if parent.height == 0 {
+        // A fixed controller demands its nBits whatever the history.
+        if parent.height == 0 || self.retarget.algorithm == Algorithm::Fixed {
             return self.retarget.initial;
         }
         let recent = self.recent(&parent.hash, self.retarget.history_needed());
@@ -328,30 +471,19 @@ impl Chain {
         // Bitcoin Cash Node does.
         let anchor = parent
             .anchor
-            .and_then(|a| self.entries.get(&a))
-            .and_then(|a| {
-                Some(AsertAnchor::new(
-                    &a.info,
-                    &self.entries.get(&a.parent)?.info,
-                ))
-            });
+            .and_then(|a| self.by_hash(&a))
+            .and_then(|a| Some(AsertAnchor::new(&a.info, &self.parent_of(a)?.info)));
         self.retarget
             .next_bits_with_anchor(&recent, anchor.as_ref())
     }
 
     /// Median time of `parent` and its 10 ancestors, as Core's `GetMedianTimePast`.
     fn median_time_after(&self, parent: &Entry) -> u32 {
-        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
-        let mut cursor = Some(parent);
-        while let Some(e) = cursor {
-            times.push(e.block.header.time);
-            if times.len() == MEDIAN_TIME_SPAN || e.height == 0 {
-                break;
-            }
-            cursor = self.entries.get(&e.parent);
-        }
+        let n = parent.time_count();
+        let mut times = parent.times;
+        let times = &mut times[..n];
         times.sort_unstable();
-        times[times.len() / 2]
+        times[n / 2]
     }
 
     /// nBits the next block on the tip must carry.
@@ -367,6 +499,9 @@ impl Chain {
     /// Core's `CheckProofOfWork`: `bits` decode to a positive target that is not above the
     /// chain's pow limit, and `hash` (raw byte order) meets it.
     pub fn proof_of_work_holds(&self, bits: CompactTarget, hash: &[u8; 32]) -> bool {
+        if bits == self.known.bits {
+            return self.known.target.is_some_and(|t| t.is_met_by(hash));
+        }
         match Target::from_compact(bits) {
             Ok(target) => target <= self.retarget.pow_limit && target.is_met_by(hash),
             Err(_) => false,
@@ -394,14 +529,14 @@ impl Chain {
         blocks: Vec<Block>,
         now: u32,
     ) -> Vec<Result<Accepted, SubmitError>> {
-        let old_tip = self.tip().hash;
+        let old_tip = self.active[self.active.len() - 1];
+        // What this batch adds is the entries from here on.
+        let old_len = self.entries.len();
         let mut answers = Vec::with_capacity(blocks.len());
-        let mut added = Vec::new();
         for block in blocks {
             match self.check(&block, now) {
                 Ok((hash, parent, _)) => {
                     answers.push(Ok(self.insert(block, hash, parent)));
-                    added.push(hash);
                 }
                 Err(e) => answers.push(Err(e)),
             }
@@ -409,21 +544,19 @@ impl Chain {
         let Some(store) = self.store.as_mut() else {
             return answers;
         };
-        if added.is_empty() {
+        if self.entries.len() == old_len {
             return answers;
         }
-        let staged: Vec<(u32, &Block)> = added
+        let staged: Vec<(u32, &Block)> = self.entries[old_len..]
             .iter()
-            .map(|h| {
-                let e = &self.entries[h];
-                (e.height, &e.block)
-            })
+            .map(|e| (e.height, &e.block))
             .collect();
         if let Err(e) = store.put_many(&staged) {
             // Undo: drop what was added and put the old tip back.
-            for h in &added {
-                self.entries.remove(h);
+            for e in &self.entries[old_len..] {
+                self.slots.remove(&e.hash);
             }
+            self.entries.truncate(old_len);
             self.set_tip(old_tip);
             let why = e.to_string();
             for answer in answers.iter_mut().filter(|a| a.is_ok()) {
@@ -434,23 +567,27 @@ impl Chain {
     }
 
     /// Makes the branch ending at `tip` (a stored block) the active chain.
-    fn set_tip(&mut self, tip: [u8; 32]) {
+    fn set_tip(&mut self, tip: u32) {
         let mut branch = Vec::new();
         let mut cursor = tip;
-        while self.active.get(self.entries[&cursor].height as usize) != Some(&cursor) {
+        while self
+            .active
+            .get(self.entries[cursor as usize].height as usize)
+            != Some(&cursor)
+        {
             branch.push(cursor);
-            cursor = self.entries[&cursor].parent;
+            cursor = self.entries[cursor as usize].parent_slot;
         }
-        let fork_height = self.entries[&cursor].height as usize;
+        let fork_height = self.entries[cursor as usize].height as usize;
         self.active.truncate(fork_height + 1);
         self.active.extend(branch.into_iter().rev());
     }
 
-    /// Core's checks of `block` against its parent: its hash, its parent's and its height, or
-    /// why it is refused.
-    fn check(&self, block: &Block, now: u32) -> Result<([u8; 32], [u8; 32], u32), SubmitError> {
+    /// Core's checks of `block` against its parent: its hash, its parent's slot and its
+    /// height, or why it is refused.
+    fn check(&self, block: &Block, now: u32) -> Result<([u8; 32], u32, u32), SubmitError> {
         let hash = header_hash(&block.header);
-        if self.entries.contains_key(&hash) {
+        if self.slots.contains_key(&hash) {
             return Err(Reject::Duplicate.into());
         }
         // Context-free checks first, as Core's CheckBlock does. Core's CheckProofOfWork fails
@@ -464,7 +601,8 @@ impl Chain {
         if !block.check_merkle_root() {
             return Err(Reject::BadMerkleRoot.into());
         }
-        if bitcoin::consensus::encode::serialize(block).len() > MAX_BLOCK_SIZE {
+        // The length of its consensus serialization, counted without serializing.
+        if block.total_size() > MAX_BLOCK_SIZE {
             return Err(Reject::BlockLength.into());
         }
         let Some(coinbase) = block.txdata.first() else {
@@ -481,12 +619,11 @@ impl Chain {
             return Err(Reject::CoinbaseLength.into());
         }
         // Contextual checks against the parent.
-        let Some(parent) = self
-            .entries
-            .get(&block.header.prev_blockhash.to_byte_array())
+        let Some(&parent_slot) = self.slots.get(&block.header.prev_blockhash.to_byte_array())
         else {
             return Err(Reject::PrevBlockNotFound.into());
         };
+        let parent = &self.entries[parent_slot as usize];
         let height = parent.height + 1;
         if bits != self.bits_after(parent) {
             return Err(Reject::BadDiffBits.into());
@@ -497,11 +634,10 @@ impl Chain {
         if block.header.time > now.saturating_add(MAX_FUTURE_BLOCK_TIME) {
             return Err(Reject::TimeTooNew.into());
         }
-        let bip34 = Builder::new().push_int(i64::from(height)).into_script();
         if !coinbase.input[0]
             .script_sig
             .as_bytes()
-            .starts_with(bip34.as_bytes())
+            .starts_with(bip34_push(height).as_slice())
         {
             return Err(Reject::CoinbaseHeight.into());
         }
@@ -515,18 +651,24 @@ impl Chain {
             Some(v) if v <= self.params.subsidy(height) => {}
             _ => return Err(Reject::CoinbaseAmount.into()),
         }
-        Ok((hash, parent.hash, height))
+        Ok((hash, parent_slot, height))
     }
 
     /// Adds a validated block under `parent` and applies fork choice.
-    fn insert(&mut self, block: Block, hash: [u8; 32], parent: [u8; 32]) -> Accepted {
-        let p = &self.entries[&parent];
+    fn insert(&mut self, block: Block, hash: [u8; 32], parent_slot: u32) -> Accepted {
+        let p = &self.entries[parent_slot as usize];
+        let parent = p.hash;
         let height = p.height + 1;
         let bits = header_bits(&block.header);
-        let work = Target::from_compact(bits)
-            .map(|t| t.work())
-            .unwrap_or_default();
-        let chain_work = p.chain_work.clone() + work;
+        let mut chain_work = p.chain_work.clone();
+        if bits == self.known.bits {
+            chain_work += &self.known.work;
+        } else {
+            chain_work += &Target::from_compact(bits)
+                .map(|t| t.work())
+                .unwrap_or_default();
+        }
+        let times = p.child_times(block.header.time);
         let anchor = if u64::from(height) == ASERT_ANCHOR_HEIGHT {
             Some(hash)
         } else {
@@ -544,14 +686,23 @@ impl Chain {
             parent,
             chain_work,
             anchor,
+            times,
+            parent_slot,
         };
         let heavier = entry.chain_work > self.tip().chain_work;
-        self.entries.insert(hash, entry);
+        let slot = self.entries.len() as u32;
+        self.entries.push(entry);
+        self.slots.insert(hash, slot);
         if !heavier {
             return Accepted::SideBranch;
         }
-        // Reorganize: walk back from the new tip until the active chain is met.
-        self.set_tip(hash);
+        if self.active.last() == Some(&parent_slot) {
+            // It extends the tip: nothing to walk.
+            self.active.push(slot);
+        } else {
+            // Reorganize: walk back from the new tip until the active chain is met.
+            self.set_tip(slot);
+        }
         Accepted::Tip
     }
 }
@@ -559,9 +710,45 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::header_hash;
     use crate::block::Template;
     use crate::hash::{display_hash, Kernel};
+    use bitcoin::script::Builder;
     use bitcoin::ScriptBuf;
+
+    #[test]
+    fn height_push_is_builders_push_int() {
+        let mut heights: Vec<u32> = (0..70_000).collect();
+        for shift in 16..32 {
+            let top = 1u32 << shift;
+            heights.extend([top - 1, top, top + 1, top | 0x80, top + 0x7f]);
+        }
+        heights.extend([0x7f_ffff, 0x80_0000, 0x7fff_ffff, 0x8000_0000, u32::MAX]);
+        for h in heights {
+            let want = Builder::new().push_int(i64::from(h)).into_script();
+            assert_eq!(bip34_push(h).as_slice(), want.as_bytes(), "height {h}");
+        }
+    }
+
+    #[test]
+    fn header_hash_and_size_match_the_serializing_ones() {
+        let c = regtest();
+        let b = next_block(&c, 1_700_000_000, c.params().subsidy(1), 1);
+        for block in [&b, &c.tip().block] {
+            assert_eq!(
+                super::header_bytes(&block.header)[..],
+                bitcoin::consensus::encode::serialize(&block.header)[..]
+            );
+            assert_eq!(
+                super::header_hash(&block.header),
+                header_hash(&block.header)
+            );
+            assert_eq!(
+                block.total_size(),
+                bitcoin::consensus::encode::serialize(block).len()
+            );
+        }
+    }
 
     /// Mines the next block of `chain` with the portable kernel (easy bits only).
     fn next_block(chain: &Chain, time: u32, value: Amount, height: u32) -> Block {

@@ -39,15 +39,22 @@
 //! The same regeneration points cut each segment into independent cycles, which give the
 //! interval [`ForkResult::ci95`] (a ratio estimator; it stays honest when stale blocks come in
 //! clusters at large delays, where a binomial interval would be too narrow).
+//!
+//! [`Template`]: crate::block::Template
 
+#[cfg(test)]
 use crate::block::{header_bytes, Template};
+use crate::chain::{bip34_push, header_bytes as chain_header_bytes};
 use crate::chain::{Chain, ChainParams, SubmitError};
 use crate::hash::{Job, Kernel, IV};
 use crate::pow::retarget::RetargetParams;
 use crate::pow::{CompactTarget, Target};
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
-use bitcoin::{Block, BlockHash, ScriptBuf, TxMerkleNode};
+use bitcoin::{
+    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
+    TxOut, Witness,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -69,19 +76,22 @@ pub const SEGMENT_BLOCKS: u64 = 4_096;
 /// times); it bounds a segment's memory.
 pub const FORCE_END_AFTER: u64 = 1 << 18;
 
-/// A fresh in-memory regtest chain at fixed nBits [`SIM_BITS`].
+/// A fresh in-memory regtest chain at fixed nBits [`SIM_BITS`], with room for a segment's
+/// blocks (so it does not grow, moving every block, as they come).
 pub(crate) fn sim_chain() -> Chain {
     let pow_limit = ChainParams::regtest().pow_limit;
-    Chain::new(
+    let mut chain = Chain::new(
         ChainParams::regtest(),
         RetargetParams::fixed(CompactTarget::from_consensus(SIM_BITS), pow_limit),
-    )
+    );
+    chain.reserve(SEGMENT_BLOCKS as usize + SEGMENT_BLOCKS as usize / 4);
+    chain
 }
 
-/// Mines a real block on `chain`'s tip: a [`Template`] with the chain's next nBits and subsidy,
-/// coinbase `tag` as the extranonce, paying `payout`, its nonce ground with `kernel`. `time` is
-/// raised above the tip's time if needed (so above its median time past too: along every branch
-/// a simulation builds, times increase).
+/// Mines a real block on `chain`'s tip: what a [`Template`](crate::block::Template) with the
+/// chain's next nBits and subsidy, coinbase `tag` as the extranonce and paying `payout` would
+/// assemble, its nonce ground with `kernel`. `time` is raised above the tip's time if needed (so
+/// above its median time past too: along every branch a simulation builds, times increase).
 pub(crate) fn mine_on_tip(
     chain: &Chain,
     time: u32,
@@ -91,41 +101,38 @@ pub(crate) fn mine_on_tip(
 ) -> Block {
     let tip = chain.tip();
     let height = tip.height + 1;
-    let time = time.max(tip.block.header.time.saturating_add(1));
+    // A template's time is at least 1 (its median time past, 0 here, plus 1).
+    let time = time.max(tip.block.header.time.saturating_add(1)).max(1);
     let value = chain.params().subsidy(height);
-    let builder = |bits: CompactTarget| {
-        Template::builder(BlockHash::from_byte_array(tip.hash), height)
-            .time(time)
-            .bits(bits)
-            .value(value)
-            .payout(payout.clone())
-            .build()
-    };
     // The chain's own nBits always decode (it validated them); the sim's are the fallback.
-    let template = match builder(chain.next_bits()) {
-        Ok(t) => t,
-        Err(_) => match builder(CompactTarget::from_consensus(SIM_BITS)) {
-            Ok(t) => t,
-            Err(_) => unreachable!("nBits 0x207fffff decode"),
-        },
+    let bits = chain.next_bits();
+    let (bits, target) = if bits.to_consensus() == SIM_BITS {
+        (bits, SIM_TARGET)
+    } else {
+        match Target::from_compact(bits) {
+            Ok(t) => (bits, t),
+            Err(_) => (CompactTarget::from_consensus(SIM_BITS), SIM_TARGET),
+        }
     };
-    // What `Template::job` and `Template::assemble` do, with the coinbase built and hashed once
-    // (a block of one transaction has its txid as merkle root).
-    let coinbase = template.coinbase(tag);
+    // What `Template::builder(tip, height)...build()`, `Template::job` and `Template::assemble`
+    // make (the template's defaults: version 0x20000000, no other transactions, no witness
+    // commitment), with the coinbase built with one allocation per part and hashed once (a
+    // block of one transaction has its txid as merkle root).
+    let coinbase = sim_coinbase(height, tag, value, payout);
     let root = bitcoin::merkle_tree::calculate_root(std::iter::once(
         coinbase.compute_txid().to_raw_hash(),
     ))
     .map(TxMerkleNode::from_raw_hash)
     .unwrap_or_else(TxMerkleNode::all_zeros);
     let mut header = Header {
-        version: Version::from_consensus(template.version),
-        prev_blockhash: template.prev_hash,
+        version: Version::from_consensus(SIM_VERSION),
+        prev_blockhash: BlockHash::from_byte_array(tip.hash),
         merkle_root: root,
-        time: template.time,
-        bits: bitcoin::CompactTarget::from_consensus(template.bits.to_consensus()),
+        time,
+        bits: bitcoin::CompactTarget::from_consensus(bits.to_consensus()),
         nonce: 0,
     };
-    let job = sim_job(&header_bytes(&header), &template.target);
+    let job = sim_job(&chain_header_bytes(&header), &target);
     let mut hits = Vec::with_capacity(4);
     let mut first = 0u32;
     // About every second nonce meets nBits 0x207fffff. 2^32 nonces cannot all fail (2^-2^32).
@@ -137,6 +144,40 @@ pub(crate) fn mine_on_tip(
     Block {
         header,
         txdata: vec![coinbase],
+    }
+}
+
+/// The header version of a [`Template`](crate::block::Template) (its builder's default).
+const SIM_VERSION: i32 = 0x2000_0000;
+
+/// The target of nBits [`SIM_BITS`] (`0x7fffff` × 256^29), decoded once and for all.
+const SIM_TARGET: Target = Target::from_words([0, 0, 0, 0, 0, 0, 0, 0x7fff_ff00]);
+
+/// [`Template::coinbase`](crate::block::Template::coinbase) of a template at `height` paying
+/// `value` to `payout` with no other transactions and no witness commitment, for extranonce
+/// `tag`: the BIP 34 height, the extranonce and the `/miner/` tag in the script, each part
+/// allocated once at its size.
+fn sim_coinbase(height: u32, tag: u64, value: Amount, payout: &ScriptBuf) -> Transaction {
+    let push = bip34_push(height);
+    let mut script = Vec::with_capacity(push.as_slice().len() + 9 + 8);
+    script.extend_from_slice(push.as_slice());
+    script.push(8);
+    script.extend_from_slice(&tag.to_le_bytes());
+    script.push(7);
+    script.extend_from_slice(b"/miner/");
+    Transaction {
+        version: bitcoin::transaction::Version::ONE,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::from_bytes(script),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![TxOut {
+            value,
+            script_pubkey: payout.clone(),
+        }],
     }
 }
 
@@ -470,12 +511,22 @@ pub fn run(p: &ForkParams, trace_blocks: u64) -> ForkResult {
 }
 
 /// Delivers block `b` to `node` (and any buffered children it frees), calling `on_reorg` with
-/// the depth and the chain after each reorganisation it causes.
-fn deliver(node: &mut Node, blocks: &[Block], b: usize, mut on_reorg: impl FnMut(u32, &Chain)) {
-    let mut pending = vec![b];
-    while let Some(b) = pending.pop() {
+/// the depth and the chain after each reorganisation it causes. `owned` is block `b` itself when
+/// the caller hands it over (no copy is made then); it must not be one the node will buffer.
+fn deliver(
+    node: &mut Node,
+    blocks: &[Block],
+    b: usize,
+    owned: Option<Block>,
+    mut on_reorg: impl FnMut(u32, &Chain),
+) {
+    // `b` first, then the children it frees, last freed first.
+    let mut next = Some((b, owned));
+    let mut pending: Vec<usize> = Vec::new();
+    while let Some((b, owned)) = next.take().or_else(|| pending.pop().map(|c| (c, None))) {
         let old = node.chain.tip().hash;
-        match node.chain.submit(blocks[b].clone(), SIM_NOW) {
+        let block = owned.unwrap_or_else(|| blocks[b].clone());
+        match node.chain.submit(block, SIM_NOW) {
             Ok(_) => {
                 let tip = node.chain.tip();
                 if tip.hash != old && tip.parent != old {
@@ -550,10 +601,39 @@ fn segment(p: &ForkParams, quota: u64, trace_blocks: u64, seed: u64, kernel: Ker
             now = d.time;
             let traced = (d.block as u64) < trace_blocks;
             let finder = finders[d.block];
-            for (k, node) in nodes.iter_mut().enumerate() {
+            // The last node to receive the block may take it rather than a copy, when nothing
+            // will need it again: it is not traced and no node buffers blocks (so none can
+            // buffer it, and this node has its parent).
+            let last = if finder == n - 1 {
+                n.wrapping_sub(2)
+            } else {
+                n - 1
+            };
+            for k in 0..n {
                 if k == finder {
                     continue;
                 }
+                let owned = if k == last
+                    && !traced
+                    && nodes.iter().all(|nd| nd.orphans.is_empty())
+                    && nodes[k]
+                        .chain
+                        .by_hash(&blocks[d.block].header.prev_blockhash.to_byte_array())
+                        .is_some()
+                {
+                    // A stand-in with the header (all that is read of it from now on).
+                    let header = blocks[d.block].header;
+                    Some(std::mem::replace(
+                        &mut blocks[d.block],
+                        Block {
+                            header,
+                            txdata: Vec::new(),
+                        },
+                    ))
+                } else {
+                    None
+                };
+                let node = &mut nodes[k];
                 if traced {
                     trace.push(event(
                         now,
@@ -564,7 +644,7 @@ fn segment(p: &ForkParams, quota: u64, trace_blocks: u64, seed: u64, kernel: Ker
                     ));
                 }
                 let mut reorgs = Vec::new();
-                deliver(node, &blocks, d.block, |depth, chain| {
+                deliver(node, &blocks, d.block, owned, |depth, chain| {
                     let tip = chain.tip();
                     reorgs.push((depth, tip.height, hash_of(&tip.hash), hash_of(&tip.parent)));
                 });
@@ -618,7 +698,7 @@ fn segment(p: &ForkParams, quota: u64, trace_blocks: u64, seed: u64, kernel: Ker
                     heights[index],
                 ));
             }
-            deliver(&mut nodes[k], &blocks, index, |_, _| {});
+            deliver(&mut nodes[k], &blocks, index, None, |_, _| {});
             queue.push(Delivery {
                 time: now + p.delay_s,
                 seq,
@@ -1035,6 +1115,46 @@ mod tests {
     }
 
     #[test]
+    fn sim_target_decodes_sim_bits() {
+        assert_eq!(
+            Target::from_compact(CompactTarget::from_consensus(SIM_BITS)).unwrap(),
+            SIM_TARGET
+        );
+    }
+
+    /// `mine_on_tip` builds, at every height, the block a [`Template`] with the same settings
+    /// assembles (heights 1–16 take `OP_n`, later ones a pushed number, from 128 with a sign
+    /// byte).
+    #[test]
+    fn mine_on_tip_is_the_templates_block() {
+        let kernel = sim_kernel();
+        let mut chain = sim_chain();
+        for i in 0..300u32 {
+            let tip = chain.tip().clone();
+            let payout = node_payout(i as usize % 3);
+            let tag = u64::from(i) * 0x0101_0101_0101;
+            let b = mine_on_tip(&chain, SIM_TIME0 + i, tag, &payout, kernel);
+            let t = Template::builder(BlockHash::from_byte_array(tip.hash), tip.height + 1)
+                .time(SIM_TIME0 + i)
+                .bits(chain.next_bits())
+                .value(chain.params().subsidy(tip.height + 1))
+                .payout(payout)
+                .build()
+                .unwrap();
+            assert_eq!(
+                b,
+                t.assemble(tag, b.header.nonce),
+                "height {}",
+                tip.height + 1
+            );
+            let mut unmined = b.header;
+            unmined.nonce = 0;
+            assert_eq!(t.job(tag).header, header_bytes(&unmined));
+            chain.submit(b, SIM_NOW).unwrap();
+        }
+    }
+
+    #[test]
     fn orphans_wait_for_their_parent() {
         let kernel = sim_kernel();
         let mut source = sim_chain();
@@ -1055,7 +1175,7 @@ mod tests {
             orphans: HashMap::new(),
         };
         for b in [2, 1, 0] {
-            deliver(&mut node, &blocks, b, |_, _| {});
+            deliver(&mut node, &blocks, b, None, |_, _| {});
         }
         assert_eq!(node.chain.tip().hash, source.tip().hash);
         assert!(node.orphans.is_empty());
