@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Measures `miner mine --pool` against `miner bench` in one session, as BENCHMARKS.md reports it:
 # ROUNDS times, alternately,
-#   1. `miner bench --threads T --seconds S --json`: the all-threads rate of the kernel `mine`
-#      picks (the report's "kernel");
+#   1. `miner bench --threads T --seconds B --json` (B = BENCH_SECONDS per measurement; bench
+#      measures every kernel): the all-threads rate of the kernel `mine` picks (the report's
+#      "kernel");
 #   2. a fresh `miner node --stratum 127.0.0.1:0 -d 1e12 --stratum-difficulty 0.01` and
 #      `miner mine --pool stratum+tcp://ADDR --threads T --json` for S seconds (then SIGINT): the
 #      pool summary's hashrate_hs (hashes over the seconds connected);
 # and prints each round's ratio pool / bench, and the mean.
 # Usage: scripts/measure-pool.sh   Environment: MINER (default target/release/miner), ROUNDS (3),
-# SECONDS_EACH (10), THREADS (all logical CPUs). Needs python3.
+# SECONDS_EACH (10, the mine --pool run), BENCH_SECONDS (2), THREADS (all logical CPUs).
+# Needs python3.
 set -euo pipefail
 export MINER=${MINER:-target/release/miner}
 export ROUNDS=${ROUNDS:-3}
 export SECONDS_EACH=${SECONDS_EACH:-10}
 export THREADS=${THREADS:-$(nproc)}
+export BENCH_SECONDS=${BENCH_SECONDS:-2}
 lscpu | grep -E '^(Model name|CPU family|Model|CPU\(s\)):' || true
 exec python3 - <<'PY'
 import json, os, signal, subprocess, tempfile, time
@@ -22,7 +25,7 @@ miner, rounds = os.environ["MINER"], int(os.environ["ROUNDS"])
 secs, threads = float(os.environ["SECONDS_EACH"]), os.environ["THREADS"]
 
 def bench():
-    out = subprocess.run([miner, "bench", "--threads", threads, "--seconds", str(secs), "--json"],
+    out = subprocess.run([miner, "bench", "--threads", threads, "--seconds", os.environ["BENCH_SECONDS"], "--json"],
                          capture_output=True, text=True, check=True).stdout
     d = json.loads(out)
     k = next(k for k in d["kernels"] if k["kernel"] == d["kernel"])
