@@ -1037,6 +1037,25 @@ fn our_client_mines_blocks_on_our_server() {
     assert!(info["shares_accepted"].as_u64().unwrap() >= 3, "{info}");
 }
 
+/// The GPU backend through the client (in CI: Mesa's lavapipe). Without a Vulkan device the client
+/// fails and so does this test, naming the device error, as tests/gpu.rs does.
+#[test]
+fn our_client_on_the_gpu_backend_mines_blocks_on_our_server() {
+    let node = NodeProc::start("gpu");
+    let before = node.call("getblockcount", json!([])).as_u64().unwrap();
+    let mut client = Client::start(&["--pool", &node.url(), "--blocks", "2", "--backend", "gpu"]);
+    let code = client.wait(Duration::from_secs(120));
+    assert_eq!(code, 0, "--backend gpu: {}", client.logs());
+    let s = client.pool_summary(&node.url());
+    assert!(s["blocks"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(s["rejected"], json!(0), "{}", client.logs());
+    let after = node.call("getblockcount", json!([])).as_u64().unwrap();
+    assert!(
+        after >= before + 2,
+        "the chain grew from {before} to {after}"
+    );
+}
+
 #[test]
 fn a_new_tip_on_our_server_gives_a_clean_job_and_no_stale_share_is_sent() {
     let node = NodeProc::start("tips");
