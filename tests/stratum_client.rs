@@ -910,6 +910,11 @@ const RPC_PASS: &str = "p";
 
 impl NodeProc {
     fn start(name: &str) -> NodeProc {
+        NodeProc::start_on(name, "127.0.0.1:0")
+    }
+
+    /// A node whose Stratum server listens on `stratum` (to come back where a killed one was).
+    fn start_on(name: &str, stratum: &str) -> NodeProc {
         let dir = std::env::temp_dir().join(format!(
             "miner-stratum-client-{name}-{}",
             std::process::id()
@@ -925,7 +930,7 @@ impl NodeProc {
                 "--rpcpassword",
                 RPC_PASS,
             ])
-            .args(["-d", "1e4", "--stratum", "127.0.0.1:0", "--datadir"])
+            .args(["-d", "1e4", "--stratum", stratum, "--datadir"])
             .arg(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1135,6 +1140,14 @@ fn failover_between_two_of_our_nodes() {
         &client,
         || count(&second) >= h2 + 2,
     );
+    // The first pool comes back where it was: the client returns to it.
+    let back = NodeProc::start_on("fo1b", &first.stratum);
+    wait_for(
+        "blocks on the first pool once it is back",
+        Duration::from_secs(60),
+        &client,
+        || count(&back) >= 2,
+    );
     let mut client = client;
     client.interrupt();
     assert_eq!(
@@ -1148,4 +1161,5 @@ fn failover_between_two_of_our_nodes() {
     assert!(a["accepted"].as_u64().unwrap() >= 2, "{a}");
     assert!(b["accepted"].as_u64().unwrap() >= 2, "{b}");
     assert!(a["failures"].as_u64().unwrap() >= 1, "{a}");
+    assert!(a["connects"].as_u64().unwrap() >= 2, "{a}");
 }
