@@ -324,7 +324,7 @@ pub const DEFAULT_SCAN_SLICE: Duration = Duration::from_millis(100);
 /// Nonces in the next backend call: `slice` of work at the rate the last call ran, at most
 /// four times the last count (so a slow backend is not handed seconds of work at first), and
 /// between 256 and 2^26.
-fn next_slice(last: u64, hashes: u64, took: Duration, slice: Duration) -> u64 {
+pub(crate) fn next_slice(last: u64, hashes: u64, took: Duration, slice: Duration) -> u64 {
     let rate = hashes as f64 / took.as_secs_f64().max(1e-6);
     let want = (rate * slice.as_secs_f64()) as u64;
     want.min(last.saturating_mul(4)).clamp(256, 1 << 26)
@@ -523,7 +523,8 @@ impl Drop for TipWatcher {
     }
 }
 
-fn sleep_unless(cancel: &AtomicBool, d: Duration) {
+/// Sleeps `d` in 50 ms steps, ending early once `cancel` is raised.
+pub(crate) fn sleep_unless(cancel: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until && !cancel.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));

@@ -12,6 +12,7 @@
 //! bits inside the pool's mask (rolled before a new extranonce2 is taken). A share found for a job
 //! that a clean `mining.notify` has replaced is counted stale and not sent.
 
+use super::{next_slice, sleep_unless};
 use crate::backend::{Backend, StopAt, NONCE_END};
 use crate::hash::{display_hash, sha256d};
 use crate::pow::{CompactTarget, Target};
@@ -1379,21 +1380,6 @@ fn is_stale_error(error: &Value) -> bool {
     }
     let text = error_text(error).to_ascii_lowercase();
     text.contains("stale") || text.contains("job not found")
-}
-
-/// Nonces in the next backend call: `slice` of work at the rate the last call ran, at most four
-/// times the last count, between 256 and 2^26.
-fn next_slice(last: u64, hashes: u64, took: Duration, slice: Duration) -> u64 {
-    let rate = hashes as f64 / took.as_secs_f64().max(1e-6);
-    let want = (rate * slice.as_secs_f64()) as u64;
-    want.min(last.saturating_mul(4)).clamp(256, 1 << 26)
-}
-
-fn sleep_unless(cancel: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until && !cancel.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[cfg(test)]
