@@ -25,7 +25,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -194,25 +195,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// A connection that has sent `mining.subscribe` and `mining.authorize` as `worker`: its reply
+/// lines and its write half.
+async fn login(
+    addr: SocketAddr,
+    worker: &str,
+) -> Result<(Lines<AsyncBufReader<OwnedReadHalf>>, OwnedWriteHalf), String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (read, mut write) = stream.into_split();
+    let hello = format!(
+        "{}\n{}\n",
+        json!({"id": 1, "method": "mining.subscribe", "params": ["stratum-bench/1"]}),
+        json!({"id": 2, "method": "mining.authorize", "params": [worker, "x"]})
+    );
+    write
+        .write_all(hello.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((AsyncBufReader::new(read).lines(), write))
+}
+
 /// One miner of the fan-out: subscribe, authorize, then report every notify's arrival.
 async fn fanout_miner(
     addr: SocketAddr,
     ready: Arc<AtomicUsize>,
     notes: mpsc::UnboundedSender<Instant>,
 ) -> Result<(), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (read, mut write) = stream.into_split();
-    let hello = concat!(
-        r#"{"id":1,"method":"mining.subscribe","params":["stratum-bench/1"]}"#,
-        "\n",
-        r#"{"id":2,"method":"mining.authorize","params":["bench","x"]}"#,
-        "\n"
-    );
-    write
-        .write_all(hello.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut lines = AsyncBufReader::new(read).lines();
+    let (mut lines, write) = login(addr, "bench").await?;
     let mut first = true;
     while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
         if line.contains("\"mining.notify\"") {
@@ -300,19 +309,7 @@ fn fanout(o: &Options, rt: &tokio::runtime::Runtime) -> Value {
 
 /// One flooder: `shares` distinct submits for the first job, pipelined; returns the accepted.
 async fn flooder(addr: SocketAddr, index: usize, shares: usize) -> Result<(usize, usize), String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (read, mut write) = stream.into_split();
-    let hello = concat!(
-        r#"{"id":1,"method":"mining.subscribe","params":["stratum-bench/1"]}"#,
-        "\n",
-        r#"{"id":2,"method":"mining.authorize","params":["flood","x"]}"#,
-        "\n"
-    );
-    write
-        .write_all(hello.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut lines = AsyncBufReader::new(read).lines();
+    let (mut lines, mut write) = login(addr, "flood").await?;
     let (job, ntime) = loop {
         let line = lines
             .next_line()
