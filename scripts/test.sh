@@ -111,5 +111,10 @@ if [ "${CI:-}" = true ]; then
   say "MINER_REQUIRE_KERNELS=$MINER_REQUIRE_KERNELS (kernel tests fail if one of these is missing)"
 fi
 
+# Under CI nothing is built twice, so incremental data (as large again as the build) is not kept.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL-0}"
+fi
+
 # --no-fail-fast: every suite runs and every failure is listed, not only the first suite's.
 exec cargo test --no-fail-fast "$@"

@@ -487,6 +487,15 @@ fn unknown_methods_and_malformed_lines_are_answered_and_the_connection_stays() {
         m.call("mining.suggest_difficulty", json!([1e-6]))["result"],
         true
     );
+    // cpuminer-opt's form: the difficulty as a quoted string.
+    assert_eq!(
+        m.call("mining.suggest_difficulty", json!(["0.000001"]))["result"],
+        true
+    );
+    assert_eq!(
+        error_code(&m.call("mining.suggest_difficulty", json!(["lots"]))),
+        20
+    );
     m.login("w");
     let share = m.grind("w", 9, None, true, 0);
     assert_eq!(m.call("mining.submit", share)["result"], true);

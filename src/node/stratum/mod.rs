@@ -886,7 +886,10 @@ async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
         "mining.configure" => configure(pool, conn, &id, params),
         "mining.suggest_difficulty" | "mining.suggest_target" => {
             let d = match (method, params.first()) {
-                ("mining.suggest_difficulty", Some(v)) => v.as_f64(),
+                // cpuminer-opt sends the value as a quoted string ("0.5").
+                ("mining.suggest_difficulty", Some(v)) => v
+                    .as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())),
                 (_, Some(v)) => crate::stratum::hex_bytes(v, "target").ok().and_then(|b| {
                     let b: [u8; 32] = b.try_into().ok()?;
                     let mut le = b;
