@@ -163,3 +163,183 @@ fn forks_and_selfish_rows_carry_the_interface_fields() {
     assert!(f(&rows[1]["revenue"]) > 0.45, "{}", rows[1]);
     assert!(v["thresholds"][0]["theory"].as_f64().is_some());
 }
+
+// ------------------------------------------------------------------------------------------
+// The other consensus systems (pos, dpos, pbft) and the comparison.
+
+#[test]
+fn pos_rows_report_the_stake_test_the_interval_and_the_hash_ratio() {
+    let dir = std::env::temp_dir().join(format!("miner-pos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let genesis = dir.join("genesis.json");
+    let csv = dir.join("pos.csv");
+    let svg = dir.join("pos.svg");
+    let v = json(&[
+        "pos",
+        "--accounts",
+        "40",
+        "--blocks",
+        "1500",
+        "--pow-hashrate",
+        "1M",
+        "--write-genesis",
+        genesis.to_str().expect("path"),
+        "--csv",
+        csv.to_str().expect("path"),
+        "--svg",
+        svg.to_str().expect("path"),
+    ]);
+    assert_eq!(v["kind"], "pos");
+    let row = &v["rows"][0];
+    assert_eq!(row["blocks"], 1500);
+    assert_eq!(row["accounts"], 40);
+    // Blocks follow stake: the χ² test does not reject at 0.001.
+    assert!(f(&row["p_value"]) > 0.001, "{row}");
+    // One try per account per second: about 40 × 10 hashes a block; PoW at 1 MH/s × 10 s.
+    let per_block = f(&row["kernel_hashes_per_block"]);
+    assert!((320.0..480.0).contains(&per_block), "{row}");
+    assert_eq!(f(&row["pow_hashes_per_block"]), 1e7);
+    assert!((f(&row["pow_to_pos"]) - 1e7 / per_block).abs() < 1.0, "{row}");
+    assert_eq!(row["supply_before"], row["supply_after"]);
+    assert_eq!(v["per_account"].as_array().map(Vec::len), Some(40));
+    // The genesis written can be read back and gives the same run.
+    let again = json(&[
+        "pos",
+        "--genesis",
+        genesis.to_str().expect("path"),
+        "--blocks",
+        "1500",
+        "--pow-hashrate",
+        "1M",
+    ]);
+    assert_eq!(again["rows"][0]["chi_square"], row["chi_square"]);
+    assert!(std::fs::read_to_string(&csv)
+        .expect("csv")
+        .starts_with("accounts,blocks"));
+    assert!(std::fs::read_to_string(&svg)
+        .expect("svg")
+        .contains("<svg"));
+    // A bad genesis file is named, with the problem.
+    std::fs::write(&genesis, "{\"accounts\": []}").expect("write");
+    let (ok, _, stderr) = run(&["pos", "--genesis", genesis.to_str().expect("path")]);
+    assert!(!ok);
+    assert!(stderr.contains("--genesis"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dpos_rows_show_irreversibility_stop_past_a_third_offline() {
+    let v = json(&[
+        "dpos",
+        "--delegates",
+        "21",
+        "--offline",
+        "0,0.2,0.4",
+        "--rounds",
+        "50",
+        "--pos-blocks",
+        "200",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    // No one offline: irreversible after ⌊2N/3⌋ = 14 slots at least (0.5 s each).
+    assert!(f(&rows[0]["irreversible_p50_s"]) >= 7.0, "{}", rows[0]);
+    assert_eq!(rows[0]["confirmations_needed"], 15);
+    // 20% (4 of 21) offline: slower; 40% (8 of 21) offline: nothing becomes irreversible.
+    assert!(f(&rows[1]["irreversible_p50_s"]) > f(&rows[0]["irreversible_p50_s"]));
+    assert_eq!(rows[2]["irreversible_blocks"], 0, "{}", rows[2]);
+    assert!(rows[2]["irreversible_p50_s"].is_null());
+    for row in rows {
+        assert!(f(&row["blocks_gini"]) > 0.0 && !row["pos_blocks_gini"].is_null());
+    }
+    // Voting out replaces the offline delegates and irreversibility resumes.
+    let v = json(&[
+        "dpos",
+        "--delegates",
+        "21",
+        "--offline",
+        "0.4",
+        "--rounds",
+        "50",
+        "--vote-out",
+        "0.5",
+        "--pos-blocks",
+        "0",
+    ]);
+    let row = &v["rows"][0];
+    assert_eq!(row["voted_out"], 8, "{row}");
+    assert!(f(&row["irreversible_blocks"]) > 0.0, "{row}");
+    let (ok, _, stderr) = run(&["dpos", "--delegates", "101", "--accounts", "50"]);
+    assert!(!ok && stderr.contains("101"), "{stderr}");
+}
+
+#[test]
+fn pbft_keeps_safety_and_liveness_up_to_f_and_loses_one_past_it() {
+    let v = json(&["pbft", "--replicas", "4,7", "--requests", "40"]);
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 6, "faulty 0, f, f+1 for each N");
+    for row in rows {
+        let tolerated = row["faulty"].as_u64() <= row["f"].as_u64();
+        assert_eq!(row["safety_ok"], true, "{row}");
+        assert_eq!(row["liveness_ok"], tolerated, "{row}");
+    }
+    // Messages per request grow with N²: PREPARE and COMMIT go all to all.
+    let m4 = f(&rows[0]["messages_per_request"]);
+    let m7 = f(&rows[3]["messages_per_request"]);
+    assert!(m7 / m4 > 2.0, "{m4} {m7}");
+    // Two colluding Byzantine replicas of 4 (the primary equivocating) break safety.
+    let v = json(&[
+        "pbft",
+        "--replicas",
+        "4",
+        "--faulty",
+        "2",
+        "--fault",
+        "collude",
+        "--requests",
+        "20",
+    ]);
+    assert_eq!(v["rows"][0]["safety_ok"], false, "{}", v["rows"][0]);
+    let (ok, _, stderr) = run(&["pbft", "--fault", "sleepy"]);
+    assert!(!ok && stderr.contains("sleepy"), "{stderr}");
+    let (ok, _, stderr) = run(&["pbft", "--replicas", "4", "--faulty", "9"]);
+    assert!(!ok && stderr.contains("--faulty"), "{stderr}");
+}
+
+#[test]
+fn compare_prints_every_system_with_finite_columns() {
+    let v = json(&[
+        "compare",
+        "--accounts",
+        "30",
+        "--blocks",
+        "300",
+        "--requests",
+        "30",
+        "--pow-blocks",
+        "3",
+        "--pow-difficulty",
+        "20000",
+    ]);
+    let rows = v["rows"].as_array().expect("rows");
+    let systems: Vec<&str> = rows.iter().filter_map(|r| r["system"].as_str()).collect();
+    assert_eq!(systems, ["PoW", "PoS", "DPoS", "PBFT"]);
+    for row in rows {
+        for key in [
+            "blocks_per_s",
+            "tx_per_s",
+            "finality_s",
+            "hashes_per_block",
+            "messages_per_block",
+            "fault_tolerance",
+            "nakamoto_coefficient",
+        ] {
+            let x = f(&row[key]);
+            assert!(x.is_finite() && x > 0.0, "{key}: {row}");
+        }
+    }
+    // PoW spends far more hashes a block than PoS; PBFT finalises far sooner than PoW.
+    assert!(f(&rows[0]["hashes_per_block"]) > 100.0 * f(&rows[1]["hashes_per_block"]));
+    assert!(f(&rows[3]["finality_s"]) < f(&rows[0]["finality_s"]) / 100.0);
+    assert_eq!(v["pow_run"]["blocks"], 3);
+}

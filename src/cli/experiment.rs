@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod consensus;
 mod live;
 
 #[derive(Args, Debug)]
@@ -36,6 +37,21 @@ enum Kind {
     /// q who began a private branch when it was found (no pre-mined block): what "wait 6
     /// blocks" buys.
     Finality(FinalityArgs),
+    /// The seed's proof of stake: account A may make the next block at second t when
+    /// SHA-256d(Hash(B_prev) ‖ A ‖ t) ≤ bal(A)·M/D. Each account's share of blocks against its
+    /// share of stake (χ²), block intervals, and the hashes a block costs beside PoW's.
+    Pos(consensus::PosArgs),
+    /// Delegated proof of stake: stake-weighted votes elect N delegates that produce in a
+    /// shuffled round-robin; a block is irreversible once 2/3 + 1 of them have built on it.
+    /// Time to irreversibility against N and offline delegates, throughput, concentration.
+    Dpos(consensus::DposArgs),
+    /// PBFT (Castro & Liskov): N replicas, REQUEST / PRE-PREPARE / PREPARE / COMMIT / REPLY,
+    /// checkpoints, view changes, injected faults. Safety and liveness per fault count,
+    /// messages per request against N, latency.
+    Pbft(consensus::PbftArgs),
+    /// PoW (the engine's real hashing), PoS, DPoS and PBFT side by side: throughput, time to
+    /// finality, hashes and messages per block, tolerance to faulty participants.
+    Compare(consensus::CompareArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,6 +69,20 @@ struct Common {
     /// sim: virtual time with real blocks and the chain's own fork choice; live: real nodes.
     #[arg(long, value_enum, default_value = "sim")]
     mode: Mode,
+    #[command(flatten)]
+    out: Output,
+    /// Live: all miners' hash rate together in H/s (k/M suffixes), split by their shares; the
+    /// chain's difficulty is this × the block time.
+    #[arg(long, value_name = "RATE", default_value = "50k", value_parser = hashrate)]
+    hashrate: f64,
+    /// Live: stop after this many seconds per row and report what was measured.
+    #[arg(long, value_name = "S", default_value_t = 900.0, value_parser = positive)]
+    timeout: f64,
+}
+
+/// The seed and the outputs, the same for every kind.
+#[derive(Args, Debug)]
+struct Output {
     /// Random seed: the same seed gives the same figures, whatever the thread count.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -66,13 +96,6 @@ struct Common {
     /// Also draw the figure here as SVG.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
-    /// Live: all miners' hash rate together in H/s (k/M suffixes), split by their shares; the
-    /// chain's difficulty is this × the block time.
-    #[arg(long, value_name = "RATE", default_value = "50k", value_parser = hashrate)]
-    hashrate: f64,
-    /// Live: stop after this many seconds per row and report what was measured.
-    #[arg(long, value_name = "S", default_value_t = 900.0, value_parser = positive)]
-    timeout: f64,
 }
 
 #[derive(Args, Debug)]
@@ -347,26 +370,35 @@ fn non_negative(text: &str) -> Result<f64, String> {
 }
 
 pub(crate) fn experiment(args: ExperimentArgs) -> Result<()> {
-    let common = match &args.kind {
-        Kind::DoubleSpend(a) => &a.common,
-        Kind::Forks(a) => &a.common,
-        Kind::Selfish(a) => &a.common,
-        Kind::Finality(a) => &a.common,
-    };
     let started = Instant::now();
-    let live = common.mode == Mode::Live;
-    let report = match &args.kind {
-        Kind::DoubleSpend(a) if live => live::double_spend(a)?,
-        Kind::Finality(a) if live => live::finality(a)?,
-        Kind::Forks(a) if live => live::forks(a)?,
-        Kind::Selfish(a) if live => live::selfish(a)?,
-        Kind::DoubleSpend(a) => double_spend(a),
-        Kind::Finality(a) => finality(a),
-        Kind::Forks(a) => forks_run(a)?,
-        Kind::Selfish(a) => selfish_run(a)?,
+    let (report, out, live) = match &args.kind {
+        Kind::DoubleSpend(a) if a.common.live() => (live::double_spend(a)?, &a.common, true),
+        Kind::Finality(a) if a.common.live() => (live::finality(a)?, &a.common, true),
+        Kind::Forks(a) if a.common.live() => (live::forks(a)?, &a.common, true),
+        Kind::Selfish(a) if a.common.live() => (live::selfish(a)?, &a.common, true),
+        Kind::DoubleSpend(a) => (double_spend(a), &a.common, false),
+        Kind::Finality(a) => (finality(a), &a.common, false),
+        Kind::Forks(a) => (forks_run(a)?, &a.common, false),
+        Kind::Selfish(a) => (selfish_run(a)?, &a.common, false),
+        Kind::Pos(a) => {
+            return emit_timed(consensus::pos(a)?, &a.out, false, started);
+        }
+        Kind::Dpos(a) => {
+            return emit_timed(consensus::dpos(a)?, &a.out, false, started);
+        }
+        Kind::Pbft(a) => {
+            let live = a.mode == consensus::PbftMode::Live;
+            return emit_timed(consensus::pbft(a)?, &a.out, live, started);
+        }
+        Kind::Compare(a) => {
+            return emit_timed(consensus::compare(a)?, &a.out, false, started);
+        }
     };
-    let seconds = started.elapsed().as_secs_f64();
-    emit(report, common, seconds)
+    emit_timed(report, &out.out, live, started)
+}
+
+fn emit_timed(report: Report, out: &Output, live: bool, started: Instant) -> Result<()> {
+    emit(report, out, live, started.elapsed().as_secs_f64())
 }
 
 /// What a run found: its rows (JSON objects with the interface's field names), the column
@@ -379,6 +411,8 @@ struct Report {
     notes: Vec<String>,
     svg: Option<String>,
     blocks: u64,
+    /// The closing line, where "N blocks built and connected" does not fit the kind.
+    footer: Option<String>,
 }
 
 fn progress(text: &str) {
@@ -396,7 +430,7 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
                 premine: true,
                 give_up: a.give_up,
                 trials: a.trials(),
-                seed: a.common.seed,
+                seed: a.common.out.seed,
             });
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
@@ -425,6 +459,7 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
     }
     let svg = plot_by_q(&rows, "z", "confirmations z", &["nakamoto", "exact"]);
     Report {
+        footer: None,
         kind: "double-spend",
         columns: vec![
             "q",
@@ -459,7 +494,7 @@ fn finality(a: &FinalityArgs) -> Report {
                 premine: false,
                 give_up: a.give_up,
                 trials: a.trials(),
-                seed: a.common.seed,
+                seed: a.common.out.seed,
             });
             blocks += r.blocks;
             let (lo, hi) = stats::wilson95(r.successes, r.trials);
@@ -480,6 +515,7 @@ fn finality(a: &FinalityArgs) -> Report {
     }
     let svg = plot_by_q(&rows, "depth", "depth k", &["theory"]);
     Report {
+        footer: None,
         kind: "finality",
         columns: vec!["q", "depth", "p", "ci95", "trials", "theory"],
         rows,
@@ -500,7 +536,7 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
             delay_s: delay_ms / 1000.0,
             block_time_s: a.block_time(),
             blocks: a.blocks(),
-            seed: a.common.seed,
+            seed: a.common.out.seed,
         };
         params.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         let r = forks::run(&params, 0);
@@ -527,10 +563,11 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
         delay_s: largest / 1000.0,
         block_time_s: a.block_time(),
         blocks: a.diagram_blocks,
-        seed: a.common.seed,
+        seed: a.common.out.seed,
     };
     let diagram = forks::run(&diagram_params, a.diagram_blocks);
     Ok(Report {
+        footer: None,
         kind: "forks",
         columns: vec![
             "delay_ms",
@@ -567,7 +604,7 @@ fn selfish_run(a: &SelfishArgs) -> Result<Report> {
                 alpha,
                 gamma,
                 blocks: a.blocks(),
-                seed: a.common.seed,
+                seed: a.common.out.seed,
             };
             params
                 .check()
@@ -605,6 +642,7 @@ fn selfish_run(a: &SelfishArgs) -> Result<Report> {
     }
     let svg = plot_selfish(&rows);
     Ok(Report {
+        footer: None,
         kind: "selfish",
         columns: vec!["alpha", "gamma", "revenue", "ci95", "theory"],
         rows,
@@ -637,11 +675,12 @@ fn fmt(v: &Value) -> String {
             format!("[{}]", items.iter().map(fmt).collect::<Vec<_>>().join(", "))
         }
         Value::Null => "-".into(),
+        Value::String(text) => text.clone(),
         other => other.to_string(),
     }
 }
 
-fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
+fn emit(report: Report, common: &Output, live: bool, seconds: f64) -> Result<()> {
     let rate = report.blocks as f64 / seconds.max(1e-9);
     if let Some(path) = &common.csv {
         let mut out = String::new();
@@ -675,14 +714,7 @@ fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
     if common.json {
         let mut object = serde_json::Map::new();
         object.insert("kind".into(), json!(report.kind));
-        object.insert(
-            "mode".into(),
-            json!(if common.mode == Mode::Live {
-                "live"
-            } else {
-                "sim"
-            }),
-        );
+        object.insert("mode".into(), json!(if live { "live" } else { "sim" }));
         object.insert("seed".into(), json!(common.seed));
         object.insert("rows".into(), Value::Array(report.rows));
         for (k, v) in report.extra {
@@ -744,17 +776,20 @@ fn emit(report: Report, common: &Common, seconds: f64) -> Result<()> {
     for note in &report.notes {
         writeln!(stdout, "{note}")?;
     }
-    writeln!(
-        stdout,
-        "{} blocks {} in {seconds:.2} s ({rate:.0} blocks/s, {} threads)",
-        report.blocks,
-        if common.mode == Mode::Live {
-            "mined on live nodes, with their sims,"
-        } else {
-            "built and connected"
-        },
-        rayon::current_num_threads()
-    )?;
+    match &report.footer {
+        Some(footer) => writeln!(stdout, "{footer} in {seconds:.2} s")?,
+        None => writeln!(
+            stdout,
+            "{} blocks {} in {seconds:.2} s ({rate:.0} blocks/s, {} threads)",
+            report.blocks,
+            if live {
+                "mined on live nodes, with their sims,"
+            } else {
+                "built and connected"
+            },
+            rayon::current_num_threads()
+        )?,
+    }
     Ok(())
 }
 

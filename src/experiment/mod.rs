@@ -5,10 +5,15 @@
 //! figure comes with its 95% interval and the published result it is checked against
 //! (`theory`).
 
+pub mod compare;
+pub mod dpos;
 pub mod forks;
 #[cfg(feature = "node")]
 pub mod live;
+pub mod pbft;
+pub mod pos;
 pub mod race;
 pub mod selfish;
+pub mod stake;
 pub mod stats;
 pub mod theory;

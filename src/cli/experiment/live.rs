@@ -88,7 +88,8 @@ pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
             .map_err(|e| anyhow!("live run q {q} z {z}: {e}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
-            let (sim_p, range, range999) = race_sim(q, z, true, give_up, r.trials, a.common.seed);
+            let (sim_p, range, range999) =
+                race_sim(q, z, true, give_up, r.trials, a.common.out.seed);
             let (nakamoto, exact) = (theory::nakamoto(q, z), theory::exact(q, z));
             rows.push(json!({
                 "q": q,
@@ -111,6 +112,7 @@ pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
     }
     let svg = plot_by_q(&rows, "z", "confirmations z", &["nakamoto", "exact"]);
     Ok(Report {
+        footer: None,
         kind: "double-spend",
         columns: vec![
             "q", "z", "p", "ci95", "trials", "sim_p", "sim_range95", "in_sim_range", "exact",
@@ -154,7 +156,8 @@ pub(super) fn finality(a: &FinalityArgs) -> Result<Report> {
             .map_err(|e| anyhow!("live run q {q} depth {k}: {e}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
-            let (sim_p, range, range999) = race_sim(q, k, false, give_up, r.trials, a.common.seed);
+            let (sim_p, range, range999) =
+                race_sim(q, k, false, give_up, r.trials, a.common.out.seed);
             rows.push(json!({
                 "q": q,
                 "depth": k,
@@ -174,6 +177,7 @@ pub(super) fn finality(a: &FinalityArgs) -> Result<Report> {
     }
     let svg = plot_by_q(&rows, "depth", "depth k", &["theory"]);
     Ok(Report {
+        footer: None,
         kind: "finality",
         columns: vec![
             "q", "depth", "p", "ci95", "trials", "sim_p", "sim_range95", "in_sim_range", "theory",
@@ -225,7 +229,7 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
                         delay_s: delay_ms / 1000.0,
                         block_time_s: block_time,
                         blocks: r.blocks.max(10),
-                        seed: a.common.seed.wrapping_add(i),
+                        seed: a.common.out.seed.wrapping_add(i),
                     },
                     0,
                 )
@@ -245,7 +249,7 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
                 delay_s: delay_ms / 1000.0,
                 block_time_s: block_time,
                 blocks: r.blocks,
-                seed: a.common.seed,
+                seed: a.common.out.seed,
             }),
             "sim_stale_rate": sim_mean,
             "sim_range95": range,
@@ -260,6 +264,7 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
         }));
     }
     Ok(Report {
+        footer: None,
         kind: "forks",
         columns: vec![
             "delay_ms",
@@ -319,7 +324,7 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                         alpha,
                         gamma: g,
                         blocks: r.blocks.max(10),
-                        seed: a.common.seed.wrapping_add(i),
+                        seed: a.common.out.seed.wrapping_add(i),
                     })
                     .revenue
                 })
@@ -350,6 +355,7 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
     }
     let svg = plot_selfish(&rows);
     Ok(Report {
+        footer: None,
         kind: "selfish",
         columns: vec![
             "alpha",

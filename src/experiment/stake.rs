@@ -1,0 +1,796 @@
+//! What the seed's stake-based systems ([`pos`](super::pos), [`dpos`](super::dpos)) share:
+//! accounts and their balances, the genesis allocation file, the block header they hash, and the
+//! measures their results are judged with (concentration: Gini and the Nakamoto coefficient;
+//! goodness of fit: Pearson's χ²).
+//!
+//! # Accounts
+//! An account is a name and a balance; its 20-byte id is the first 20 bytes of SHA-256 of the
+//! name's UTF-8 bytes ([`account_id`]): a fixed-width value for the kernel and the headers to
+//! hash, derived from the name alone so that a genesis file needs no ids. Names must therefore
+//! be unique.
+//!
+//! # The genesis allocation file
+//! JSON, one object per account, in the order the results list them:
+//!
+//! ```json
+//! {"accounts": [{"name": "alice", "balance": 1000}, {"name": "bob", "balance": 250}]}
+//! ```
+//!
+//! [`load_genesis`] reads and checks it (at least one account, unique non-empty names, a
+//! positive total that fits in `u64`); [`write_genesis`] writes one; [`default_genesis`] makes a
+//! skewed (Pareto) allocation so that the concentration figures have something to show.
+
+use crate::hash::sha256d;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Nakamoto-coefficient threshold for control of block production and of the chain's history
+/// in PoW and PoS: more than half.
+pub const MAJORITY: f64 = 0.5;
+
+/// Nakamoto-coefficient threshold for BFT-style finality (DPoS irreversibility, PBFT): more than
+/// a third of the producers can stop blocks from becoming final.
+pub const BFT_THIRD: f64 = 1.0 / 3.0;
+
+/// Expected count below which a χ² cell is merged (see [`chi_square`]).
+pub const MIN_EXPECTED_PER_CELL: f64 = 5.0;
+
+/// One account: a name, its id and its balance (the stake it holds, in indivisible units).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub name: String,
+    /// `SHA-256(name)[..20]` ([`account_id`]), shown as hex.
+    #[serde(serialize_with = "hex_bytes")]
+    pub id: [u8; 20],
+    pub balance: u64,
+}
+
+impl Account {
+    /// An account named `name` holding `balance`, its id derived from the name.
+    pub fn new(name: impl Into<String>, balance: u64) -> Account {
+        let name = name.into();
+        Account {
+            id: account_id(&name),
+            name,
+            balance,
+        }
+    }
+}
+
+/// An account's id: the first 20 bytes of SHA-256 of the name's UTF-8 bytes. Twenty bytes, as a
+/// Bitcoin address's hash, is ample against accidental collisions and keeps the kernel's
+/// preimage ([`pos::kernel_preimage`](super::pos::kernel_preimage)) short.
+pub fn account_id(name: &str) -> [u8; 20] {
+    let digest = Sha256::digest(name.as_bytes());
+    let mut id = [0u8; 20];
+    id.copy_from_slice(&digest[..20]);
+    id
+}
+
+fn hex_bytes<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+/// Why a genesis allocation or an account list cannot be used. Each message says what is wrong
+/// and how to fix it; `origin` names the file (or "the account list").
+#[derive(Debug, thiserror::Error)]
+pub enum StakeError {
+    #[error("cannot read the genesis file {origin}: {source}; check the path, or write a default allocation with stake::write_genesis")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the genesis file {origin}: {source}; check that the folder exists and is writable")]
+    Write {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin} is not a valid genesis allocation (line {line}, column {column}: {message}); expected {{\"accounts\": [{{\"name\": \"alice\", \"balance\": 1000}}, ...]}} with whole, non-negative balances")]
+    BadJson {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "{origin} lists no accounts; add at least one {{\"name\": ..., \"balance\": ...}} entry"
+    )]
+    Empty { origin: String },
+    #[error("entry {index} of {origin} has an empty name; give every account a name (its id is derived from it)")]
+    EmptyName { origin: String, index: usize },
+    #[error("account name '{name}' appears twice in {origin} (entries {first} and {second}); names must be unique because the account id is derived from the name")]
+    DuplicateName {
+        origin: String,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("accounts '{first}' and '{second}' in {origin} have the same id; build accounts with Account::new so that the id is derived from the name")]
+    DuplicateId {
+        origin: String,
+        first: String,
+        second: String,
+    },
+    #[error("the balances in {origin} add up to 0; give at least one account a positive balance (stake decides who makes blocks)")]
+    ZeroTotal { origin: String },
+    #[error("the balances in {origin} add up to more than 2^64 - 1; use smaller units")]
+    TotalOverflow { origin: String },
+    #[error("chi-square: {observed} observed counts but {expected} expected shares; give one share per cell")]
+    LengthMismatch { observed: usize, expected: usize },
+    #[error("chi-square: expected shares must be finite and not negative, with a positive sum")]
+    BadShares,
+}
+
+/// The genesis file's layout.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisFile {
+    accounts: Vec<GenesisEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisEntry {
+    name: String,
+    balance: u64,
+}
+
+/// Reads a genesis allocation file (see the module documentation) and checks it as
+/// [`check_accounts`] does.
+pub fn load_genesis(path: impl AsRef<Path>) -> Result<Vec<Account>, StakeError> {
+    let path = path.as_ref();
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| StakeError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    let file: GenesisFile = serde_json::from_str(&text).map_err(|e| StakeError::BadJson {
+        origin: origin.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let accounts: Vec<Account> = file
+        .accounts
+        .into_iter()
+        .map(|e| Account::new(e.name, e.balance))
+        .collect();
+    check_accounts_in(&accounts, &origin)?;
+    Ok(accounts)
+}
+
+/// Writes `accounts` as a genesis allocation file (pretty-printed JSON; ids are not written,
+/// they follow from the names).
+pub fn write_genesis(path: impl AsRef<Path>, accounts: &[Account]) -> Result<(), StakeError> {
+    let path = path.as_ref();
+    let file = GenesisFile {
+        accounts: accounts
+            .iter()
+            .map(|a| GenesisEntry {
+                name: a.name.clone(),
+                balance: a.balance,
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&file).map_err(|e| StakeError::Write {
+        origin: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| StakeError::Write {
+        origin: path.display().to_string(),
+        source,
+    })
+}
+
+/// Checks an account list: not empty, names non-empty and unique, ids unique, a positive total
+/// that fits in `u64`. Returns the total (the supply).
+pub fn check_accounts(accounts: &[Account]) -> Result<u64, StakeError> {
+    check_accounts_in(accounts, "the account list")
+}
+
+fn check_accounts_in(accounts: &[Account], origin: &str) -> Result<u64, StakeError> {
+    let origin = origin.to_string();
+    if accounts.is_empty() {
+        return Err(StakeError::Empty { origin });
+    }
+    let mut names: HashMap<&str, usize> = HashMap::with_capacity(accounts.len());
+    let mut ids: HashMap<[u8; 20], usize> = HashMap::with_capacity(accounts.len());
+    let mut total: u64 = 0;
+    for (i, a) in accounts.iter().enumerate() {
+        if a.name.is_empty() {
+            return Err(StakeError::EmptyName { origin, index: i });
+        }
+        if let Some(&first) = names.get(a.name.as_str()) {
+            return Err(StakeError::DuplicateName {
+                origin,
+                name: a.name.clone(),
+                first,
+                second: i,
+            });
+        }
+        names.insert(&a.name, i);
+        if let Some(&first) = ids.get(&a.id) {
+            return Err(StakeError::DuplicateId {
+                origin,
+                first: accounts[first].name.clone(),
+                second: a.name.clone(),
+            });
+        }
+        ids.insert(a.id, i);
+        total = total
+            .checked_add(a.balance)
+            .ok_or_else(|| StakeError::TotalOverflow {
+                origin: origin.clone(),
+            })?;
+    }
+    if total == 0 {
+        return Err(StakeError::ZeroTotal { origin });
+    }
+    Ok(total)
+}
+
+/// Pareto shape of [`default_genesis`]: α = log₄5 ≈ 1.16 is the "80/20" distribution (a fifth of
+/// the holders own four fifths of the stake, in expectation over a large population).
+pub const DEFAULT_PARETO_ALPHA: f64 = 1.16;
+/// The smallest balance [`default_genesis`] gives.
+pub const DEFAULT_MIN_BALANCE: u64 = 1_000;
+/// The largest balance [`default_genesis`] gives, in multiples of the smallest: it keeps the
+/// total far from `u64::MAX` for any sensible number of accounts.
+pub const DEFAULT_MAX_MULTIPLE: f64 = 1e9;
+
+/// `n_accounts` accounts named `acct000`, `acct001`, ... with Pareto-distributed balances
+/// (shape [`DEFAULT_PARETO_ALPHA`], at least [`DEFAULT_MIN_BALANCE`]): a few large holders and
+/// many small ones, as real stake distributions are, so that Gini coefficients and Nakamoto
+/// coefficients say something. Deterministic for a seed.
+pub fn default_genesis(n_accounts: usize, seed: u64) -> Vec<Account> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let width = n_accounts.saturating_sub(1).to_string().len().max(3);
+    (0..n_accounts)
+        .map(|i| {
+            // 1 - [0, 1) is (0, 1]: never 0, so the power is finite.
+            let u: f64 = 1.0 - rng.gen::<f64>();
+            let multiple = u
+                .powf(-1.0 / DEFAULT_PARETO_ALPHA)
+                .min(DEFAULT_MAX_MULTIPLE);
+            let balance = (DEFAULT_MIN_BALANCE as f64 * multiple).floor() as u64;
+            Account::new(format!("acct{i:0width$}"), balance)
+        })
+        .collect()
+}
+
+/// Gini coefficient of `values`: 0 when all are equal, `1 − 1/n` when one holds everything.
+/// `G = Σᵢ (2i − n − 1)·x₍ᵢ₎ / (n·Σx)` over the values sorted ascending (i from 1); 0 for no
+/// values or a zero total. Zeros count as entities holding nothing.
+pub fn gini(values: &[u64]) -> f64 {
+    let n = values.len();
+    let total: u128 = values.iter().map(|&v| u128::from(v)).sum();
+    if n == 0 || total == 0 {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let nf = n as f64;
+    let weighted: f64 = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (2.0 * (i as f64 + 1.0) - nf - 1.0) * x as f64)
+        .sum();
+    weighted / (nf * total as f64)
+}
+
+/// Nakamoto coefficient: the smallest number of entities that together hold more than
+/// `threshold` of the total of `values` (balances for stake, counts of blocks made for block
+/// production).
+///
+/// Which threshold matters depends on the consensus: [`MAJORITY`] (1/2) for control of the
+/// chain in PoW and PoS (a majority of hash rate or stake can outpace everyone else); for
+/// BFT-style finality, as DPoS's irreversibility and PBFT have, [`BFT_THIRD`] (1/3): more than
+/// a third of the producers withholding their confirmations stops blocks from becoming final.
+///
+/// 0 for a zero total; `values.len()` when no set of entities exceeds the threshold (a
+/// threshold of 1 or more).
+pub fn nakamoto_coefficient(values: &[u64], threshold: f64) -> usize {
+    let total: u128 = values.iter().map(|&v| u128::from(v)).sum();
+    if total == 0 {
+        return 0;
+    }
+    let bar = threshold.max(0.0) * total as f64;
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut held: u128 = 0;
+    for (k, &v) in sorted.iter().enumerate() {
+        held += u128::from(v);
+        if held as f64 > bar {
+            return k + 1;
+        }
+    }
+    values.len()
+}
+
+/// Pearson's χ² goodness-of-fit test of counts against the shares a model expects.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ChiSquare {
+    /// `Σ (observed − expected)² / expected` over the cells after merging.
+    pub statistic: f64,
+    /// Degrees of freedom: cells after merging, less one.
+    pub df: u64,
+    /// `P(χ²_df ≥ statistic)`, [`gamma_q`]`(df/2, statistic/2)`; 1 when `df` is 0.
+    pub p_value: f64,
+    /// Cells tested (after merging).
+    pub cells: usize,
+    /// Input cells merged because their expected count was below [`MIN_EXPECTED_PER_CELL`].
+    pub merged: usize,
+}
+
+/// χ² test of `observed` counts against `expected_shares` (one per cell, normalised by their
+/// sum, so they need not add up to exactly 1): expected count `nᵢ = N·shareᵢ / Σshare` with
+/// `N = Σ observed`.
+///
+/// The χ² distribution is a large-sample approximation that needs every expected count to be
+/// at least about 5 (Cochran's rule), so cells expected below [`MIN_EXPECTED_PER_CELL`] are
+/// merged into one pooled cell; if the pooled cell is itself expected below 5 it is merged
+/// with the smallest of the other cells. With no other cell everything is one cell: `df` 0, p 1.
+pub fn chi_square(observed: &[u64], expected_shares: &[f64]) -> Result<ChiSquare, StakeError> {
+    if observed.len() != expected_shares.len() {
+        return Err(StakeError::LengthMismatch {
+            observed: observed.len(),
+            expected: expected_shares.len(),
+        });
+    }
+    let share_sum: f64 = expected_shares.iter().sum();
+    if expected_shares.iter().any(|s| !s.is_finite() || *s < 0.0)
+        || !share_sum.is_finite()
+        || share_sum <= 0.0
+    {
+        return Err(StakeError::BadShares);
+    }
+    let n: f64 = observed.iter().map(|&o| o as f64).sum();
+    let mut cells: Vec<(f64, f64)> = Vec::with_capacity(observed.len());
+    let mut pooled = (0.0, 0.0);
+    let mut merged = 0usize;
+    for (&o, &s) in observed.iter().zip(expected_shares) {
+        let e = n * s / share_sum;
+        if e < MIN_EXPECTED_PER_CELL {
+            pooled.0 += o as f64;
+            pooled.1 += e;
+            merged += 1;
+        } else {
+            cells.push((o as f64, e));
+        }
+    }
+    if merged > 0 {
+        if pooled.1 >= MIN_EXPECTED_PER_CELL || cells.is_empty() {
+            cells.push(pooled);
+        } else if let Some(smallest) = cells
+            .iter_mut()
+            .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+        {
+            smallest.0 += pooled.0;
+            smallest.1 += pooled.1;
+        }
+    }
+    let df = cells.len().saturating_sub(1) as u64;
+    if df == 0 {
+        return Ok(ChiSquare {
+            statistic: 0.0,
+            df,
+            p_value: 1.0,
+            cells: cells.len(),
+            merged,
+        });
+    }
+    let statistic: f64 = cells
+        .iter()
+        .map(|&(o, e)| {
+            if e > 0.0 {
+                (o - e) * (o - e) / e
+            } else if o > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    Ok(ChiSquare {
+        statistic,
+        df,
+        p_value: chi_square_p(statistic, df),
+        cells: cells.len(),
+        merged,
+    })
+}
+
+/// Upper tail of the χ² distribution with `df` degrees of freedom: `Q(df/2, x/2)`.
+pub fn chi_square_p(x: f64, df: u64) -> f64 {
+    if df == 0 {
+        return 1.0;
+    }
+    gamma_q(df as f64 / 2.0, x / 2.0)
+}
+
+/// Relative accuracy the incomplete-gamma iterations stop at.
+const GAMMA_EPS: f64 = 1e-15;
+/// Iteration cap (the series needs about √a·few terms near x ≈ a; the fraction fewer).
+const GAMMA_MAX_ITER: usize = 10_000;
+/// Smallest magnitude Lentz's method lets a denominator take.
+const GAMMA_TINY: f64 = 1e-300;
+
+/// The regularized upper incomplete gamma function `Q(a, x) = Γ(a, x)/Γ(a)` for `a > 0`.
+///
+/// As Numerical Recipes' `gammq`: for `x < a + 1` the series of the lower function `P(a, x)`
+/// converges fast and `Q = 1 − P`; above, the continued fraction for `Q` (evaluated with
+/// Lentz's modified method) converges fast and gives the small tail values without the
+/// cancellation `1 − P` would suffer. 1 for `x ≤ 0`, NaN for `a ≤ 0` or NaN inputs.
+pub fn gamma_q(a: f64, x: f64) -> f64 {
+    if a.is_nan() || x.is_nan() || a <= 0.0 {
+        return f64::NAN;
+    }
+    if x <= 0.0 {
+        return 1.0;
+    }
+    if x == f64::INFINITY {
+        return 0.0;
+    }
+    if x < a + 1.0 {
+        (1.0 - gamma_p_series(a, x)).max(0.0)
+    } else {
+        gamma_q_fraction(a, x)
+    }
+}
+
+/// `e^(−x) x^a / Γ(a)`, the factor both expansions share, in logarithms.
+fn gamma_prefactor(a: f64, x: f64) -> f64 {
+    (-x + a * x.ln() - ln_gamma(a)).exp()
+}
+
+/// `P(a, x) = e^(−x) x^a / Γ(a+1) · Σₙ xⁿ / ((a+1)…(a+n))`.
+fn gamma_p_series(a: f64, x: f64) -> f64 {
+    let mut ap = a;
+    let mut term = 1.0 / a;
+    let mut sum = term;
+    for _ in 0..GAMMA_MAX_ITER {
+        ap += 1.0;
+        term *= x / ap;
+        sum += term;
+        if term.abs() < sum.abs() * GAMMA_EPS {
+            break;
+        }
+    }
+    sum * gamma_prefactor(a, x)
+}
+
+/// `Q(a, x) = e^(−x) x^a / Γ(a) · 1/(x+1−a− 1·(1−a)/(x+3−a− 2·(2−a)/(x+5−a− …)))`, by Lentz.
+fn gamma_q_fraction(a: f64, x: f64) -> f64 {
+    let mut b = x + 1.0 - a;
+    let mut c = 1.0 / GAMMA_TINY;
+    let mut d = 1.0 / b;
+    let mut h = d;
+    for i in 1..=GAMMA_MAX_ITER {
+        let an = -(i as f64) * (i as f64 - a);
+        b += 2.0;
+        d = an * d + b;
+        if d.abs() < GAMMA_TINY {
+            d = GAMMA_TINY;
+        }
+        c = b + an / c;
+        if c.abs() < GAMMA_TINY {
+            c = GAMMA_TINY;
+        }
+        d = 1.0 / d;
+        let delta = d * c;
+        h *= delta;
+        if (delta - 1.0).abs() < GAMMA_EPS {
+            break;
+        }
+    }
+    gamma_prefactor(a, x) * h
+}
+
+/// `ln Γ(x)` for `x > 0`: Lanczos' approximation with g = 7 and nine coefficients (relative
+/// error about 1e-15), with the reflection formula below 1/2.
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const COEF: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Γ(x)Γ(1−x) = π / sin(πx).
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut sum = COEF[0];
+    for (i, &c) in COEF.iter().enumerate().skip(1) {
+        sum += c / (x + i as f64);
+    }
+    let t = x + G + 0.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// Length of [`StakeHeader::encode`].
+pub const HEADER_LEN: usize = 104;
+
+/// The header of a stake block, hashed to identify it: `Hash(B) = SHA-256d(encode())`.
+///
+/// Fixed-width fields, integers little-endian, hashes in internal byte order (as Bitcoin's
+/// header, DESIGN §3):
+///
+/// | bytes | field |
+/// |---|---|
+/// | 0..32 | `prev`: the parent block's hash |
+/// | 32..40 | `height`: u64 |
+/// | 40..60 | `maker`: the making account's id (zero for genesis) |
+/// | 60..68 | `time`: u64 — PoS: seconds since 1970; DPoS: the slot number |
+/// | 68..72 | `bits`: u32, the compact per-stake-unit target (PoS; 0 in DPoS) |
+/// | 72..104 | `tx_digest`: [`tx_digest`] of the block's transfers |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StakeHeader {
+    pub prev: [u8; 32],
+    pub height: u64,
+    pub maker: [u8; 20],
+    pub time: u64,
+    pub bits: u32,
+    pub tx_digest: [u8; 32],
+}
+
+impl StakeHeader {
+    /// The header's bytes, as the table above.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..32].copy_from_slice(&self.prev);
+        b[32..40].copy_from_slice(&self.height.to_le_bytes());
+        b[40..60].copy_from_slice(&self.maker);
+        b[60..68].copy_from_slice(&self.time.to_le_bytes());
+        b[68..72].copy_from_slice(&self.bits.to_le_bytes());
+        b[72..104].copy_from_slice(&self.tx_digest);
+        b
+    }
+
+    /// `SHA-256d(encode())`, raw byte order.
+    pub fn hash(&self) -> [u8; 32] {
+        sha256d(&self.encode())
+    }
+}
+
+/// A transfer between two accounts (by index into the account list), its fee going to the
+/// block's maker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Transfer {
+    pub from: u32,
+    pub to: u32,
+    pub amount: u64,
+    pub fee: u64,
+}
+
+/// Bytes of one transfer in [`tx_digest`]: sender id, receiver id, amount and fee (u64 LE).
+pub const TRANSFER_LEN: usize = 56;
+
+/// The digest a header commits its transfers with: SHA-256d of their concatenated encodings
+/// (sender id ‖ receiver id ‖ amount ‖ fee, [`TRANSFER_LEN`] bytes each), or 32 zero bytes for
+/// none. A flat digest, not a Merkle tree: nothing here proves inclusion of one transfer.
+pub fn tx_digest(transfers: &[Transfer], accounts: &[Account]) -> [u8; 32] {
+    if transfers.is_empty() {
+        return [0u8; 32];
+    }
+    let mut bytes = Vec::with_capacity(transfers.len() * TRANSFER_LEN);
+    for t in transfers {
+        let id = |i: u32| accounts.get(i as usize).map(|a| a.id).unwrap_or([0xff; 20]);
+        bytes.extend_from_slice(&id(t.from));
+        bytes.extend_from_slice(&id(t.to));
+        bytes.extend_from_slice(&t.amount.to_le_bytes());
+        bytes.extend_from_slice(&t.fee.to_le_bytes());
+    }
+    sha256d(&bytes)
+}
+
+/// The genesis allocation's digest, committed to by the genesis block's `tx_digest`: SHA-256d
+/// of each account's id and balance (u64 LE) in order.
+pub fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(accounts.len() * 28);
+    for a in accounts {
+        bytes.extend_from_slice(&a.id);
+        bytes.extend_from_slice(&a.balance.to_le_bytes());
+    }
+    sha256d(&bytes)
+}
+
+/// `q`-quantile of sorted values by the nearest-rank method (the smallest value with at least
+/// `q` of the values at or below it); NaN when empty.
+pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs()
+    }
+
+    #[test]
+    fn ids_are_the_sha256_prefix_of_the_name() {
+        let a = Account::new("alice", 5);
+        let full = Sha256::digest(b"alice");
+        assert_eq!(&a.id[..], &full[..20]);
+        assert_eq!(
+            hex::encode(a.id),
+            "2bd806c97f0e00af1a1fc3328fa763a9269723c8"
+        );
+    }
+
+    #[test]
+    fn chi_square_p_values_match_tables() {
+        // The 5% critical values of χ² for df = 1, 2, 10 (any table).
+        assert!(close(chi_square_p(3.841_458_820_694_124, 1), 0.05, 1e-9));
+        assert!(close(chi_square_p(3.84, 1), 0.050_043_521_248_705, 1e-9));
+        assert!(close(chi_square_p(18.307_038_053_275_146, 10), 0.05, 1e-9));
+        assert!(close(chi_square_p(18.307, 10), 0.050_000_589_091_398, 1e-9));
+        // df = 2: Q(1, x/2) = e^(−x/2) exactly.
+        assert!(close(chi_square_p(10.0, 2), (-5.0f64).exp(), 1e-12));
+        // Far tail through the continued fraction: χ²=100, df=1 is erfc(√50) = 1.523970…e−23.
+        assert!(close(
+            chi_square_p(100.0, 1),
+            1.523_970_604_832_105e-23,
+            1e-9
+        ));
+        // The 1% critical value for df = 100 (x/2 = 67.9 > a + 1 = 51: the continued fraction).
+        assert!(close(
+            chi_square_p(135.806_723, 100),
+            0.010_000_000_263_358,
+            1e-9
+        ));
+        // Below the mean: the series side. Median of χ²₁ is 0.454936.
+        assert!(close(chi_square_p(0.454_936_423_119_572_8, 1), 0.5, 1e-9));
+        assert_eq!(chi_square_p(0.0, 3), 1.0);
+        assert!(gamma_q(-1.0, 1.0).is_nan());
+        assert!(close(ln_gamma(0.5), 0.572_364_942_924_700_1, 1e-14));
+        assert!(close(ln_gamma(10.0), 362_880f64.ln(), 1e-14));
+    }
+
+    #[test]
+    fn chi_square_merges_small_cells_and_detects_a_misfit() {
+        // Fair die, 600 rolls exactly as expected: statistic 0, p 1.
+        let fit = chi_square(&[100; 6], &[1.0; 6]).unwrap();
+        assert_eq!((fit.statistic, fit.df, fit.merged), (0.0, 5, 0));
+        assert!(close(fit.p_value, 1.0, 1e-12));
+        // Two cells expected at 1 and 2 are pooled (expected 3), then merged into the smallest
+        // other cell, leaving 2 cells, df 1.
+        let merged = chi_square(&[50, 47, 1, 2], &[50.0, 47.0, 1.0, 2.0]).unwrap();
+        assert_eq!((merged.cells, merged.merged, merged.df), (2, 2, 1));
+        assert_eq!(merged.statistic, 0.0);
+        // A loaded die.
+        let bad = chi_square(&[200, 80, 80, 80, 80, 80], &[1.0; 6]).unwrap();
+        assert!(bad.p_value < 1e-10, "{bad:?}");
+        assert!(matches!(
+            chi_square(&[1, 2], &[1.0]),
+            Err(StakeError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            chi_square(&[1, 2], &[0.0, 0.0]),
+            Err(StakeError::BadShares)
+        ));
+        assert!(matches!(
+            chi_square(&[1, 2], &[f64::NAN, 1.0]),
+            Err(StakeError::BadShares)
+        ));
+    }
+
+    #[test]
+    fn gini_and_nakamoto() {
+        assert_eq!(gini(&[5, 5, 5, 5]), 0.0);
+        assert!(close(gini(&[0, 0, 0, 10]), 0.75, 1e-12));
+        // Known value: 1, 2, 3, 4, 5 has G = 4/15.
+        assert!(close(gini(&[3, 1, 5, 2, 4]), 4.0 / 15.0, 1e-12));
+        assert_eq!(gini(&[]), 0.0);
+        assert_eq!(gini(&[0, 0]), 0.0);
+        // 40 + 30 = 70 > 50; 40 alone is not.
+        assert_eq!(nakamoto_coefficient(&[10, 30, 40, 20], MAJORITY), 2);
+        // Exactly half is not control: 50 of 100 needs one more.
+        assert_eq!(nakamoto_coefficient(&[50, 25, 25], MAJORITY), 2);
+        assert_eq!(nakamoto_coefficient(&[51, 49], MAJORITY), 1);
+        // One third: 7 equal producers of 21 hold exactly 1/3; it takes 8.
+        assert_eq!(nakamoto_coefficient(&[1; 21], BFT_THIRD), 8);
+        assert_eq!(nakamoto_coefficient(&[0, 0], MAJORITY), 0);
+        assert_eq!(nakamoto_coefficient(&[1, 1], 1.0), 2);
+    }
+
+    #[test]
+    fn default_genesis_is_skewed_valid_and_deterministic() {
+        let a = default_genesis(100, 7);
+        assert_eq!(a, default_genesis(100, 7));
+        assert_ne!(a, default_genesis(100, 8));
+        assert_eq!(a.len(), 100);
+        assert_eq!(a[0].name, "acct000");
+        assert!(a.iter().all(|x| x.balance >= DEFAULT_MIN_BALANCE));
+        check_accounts(&a).unwrap();
+        let balances: Vec<u64> = a.iter().map(|x| x.balance).collect();
+        let g = gini(&balances);
+        assert!(g > 0.3 && g < 0.95, "gini {g}");
+        assert!(nakamoto_coefficient(&balances, MAJORITY) < 30);
+    }
+
+    #[test]
+    fn account_list_errors_name_the_problem() {
+        let dup = vec![
+            Account::new("a", 1),
+            Account::new("b", 1),
+            Account::new("a", 1),
+        ];
+        let e = check_accounts(&dup).unwrap_err();
+        assert!(matches!(
+            e,
+            StakeError::DuplicateName {
+                first: 0,
+                second: 2,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("'a' appears twice"), "{e}");
+        assert!(matches!(
+            check_accounts(&[Account::new("a", 0)]),
+            Err(StakeError::ZeroTotal { .. })
+        ));
+        assert!(matches!(check_accounts(&[]), Err(StakeError::Empty { .. })));
+        assert!(matches!(
+            check_accounts(&[Account::new("a", u64::MAX), Account::new("b", 1)]),
+            Err(StakeError::TotalOverflow { .. })
+        ));
+        let mut same_id = vec![Account::new("a", 1), Account::new("b", 1)];
+        same_id[1].id = same_id[0].id;
+        assert!(matches!(
+            check_accounts(&same_id),
+            Err(StakeError::DuplicateId { .. })
+        ));
+        assert_eq!(
+            check_accounts(&[Account::new("a", 3), Account::new("b", 4)]).unwrap(),
+            7
+        );
+    }
+
+    #[test]
+    fn header_encoding_is_fixed_width() {
+        let h = StakeHeader {
+            prev: [1; 32],
+            height: 0x0203,
+            maker: [4; 20],
+            time: 0x0506,
+            bits: 0x0708_090a,
+            tx_digest: [0x0b; 32],
+        };
+        let b = h.encode();
+        assert_eq!(&b[32..40], &[3, 2, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[60..68], &[6, 5, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[68..72], &[0x0a, 9, 8, 7]);
+        assert_eq!(h.hash(), sha256d(&b));
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile_sorted(&v, 0.5), 5.0);
+        assert_eq!(quantile_sorted(&v, 0.9), 9.0);
+        assert_eq!(quantile_sorted(&v, 0.99), 10.0);
+        assert_eq!(quantile_sorted(&v, 0.0), 1.0);
+        assert!(quantile_sorted(&[], 0.5).is_nan());
+    }
+}
