@@ -908,7 +908,7 @@ fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
         s.points
             .iter()
             .map(|p| p.1)
-            .chain(s.bars.iter().map(|b| b.1))
+            .chain(s.bars.iter().flat_map(|b| [b.1, b.2]))
     });
     let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
     let floor = 1e-9;
@@ -971,12 +971,23 @@ fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
         .collect();
     xt.sort_by(f64::total_cmp);
     xt.dedup();
+    // One tick per x where they are few (the rows' own values), else six evenly spaced.
+    if xt.len() > 12 {
+        xt = (0..=5)
+            .map(|i| x0 + (x1 - x0) * f64::from(i) / 5.0)
+            .collect();
+    }
     for x in xt {
+        let label = format!("{x:.4}");
+        let label = if label.contains('.') {
+            label.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &label
+        };
         s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
             px(x),
             h - bottom + 16.0,
-            x
         );
     }
     s += &format!(

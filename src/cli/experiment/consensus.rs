@@ -80,7 +80,7 @@ pub(crate) struct DposArgs {
     #[arg(long, value_name = "N[,N...]", value_delimiter = ',', default_values_t = [21, 51, 101])]
     delegates: Vec<usize>,
     /// Shares of the delegates offline from the start, comma-separated, each in [0, 1].
-    #[arg(long, value_name = "S[,S...]", value_delimiter = ',', default_values_t = [0.0, 0.2, 0.4], value_parser = super::unit)]
+    #[arg(long, value_name = "S[,S...]", value_delimiter = ',', default_values_t = [0.0, 0.1, 0.2, 0.3, 0.4], value_parser = super::unit)]
     offline: Vec<f64>,
     /// Seconds per production slot.
     #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = positive)]
@@ -370,14 +370,14 @@ fn plot_shares(accounts: &[pos::PosAccount], blocks: u64) -> String {
     chart(
         &[
             Series {
-                label: "blocks made (95% interval)".into(),
+                label: "measured (95% interval)".into(),
                 colour: "#1f77b4",
                 dashed: false,
                 points: points.iter().map(|p| (p.0, p.1)).collect(),
                 bars: points.iter().map(|p| (p.0, p.2, p.3)).collect(),
             },
             Series {
-                label: "share of blocks = share of stake".into(),
+                label: "blocks share = stake share".into(),
                 colour: "#7f7f7f",
                 dashed: true,
                 points: vec![(0.0, 0.0), (top, top)],
@@ -515,7 +515,7 @@ fn plot_irreversibility(rows: &[Value]) -> String {
         .iter()
         .enumerate()
         .map(|(i, n)| Series {
-            label: format!("N = {n} delegates (p50, bars to p99)"),
+            label: format!("N = {n}: p50, bar to p99"),
             colour: colours[i % colours.len()],
             dashed: false,
             points: rows
@@ -613,6 +613,8 @@ fn pbft_params(a: &PbftArgs, n: usize, k: usize, live: bool) -> Result<PbftParam
 
 fn pbft_row(r: &PbftResult, fault: &str) -> Value {
     let f = r.n.saturating_sub(1) / 3;
+    // Per-request figures mean nothing when no request completed: null, shown as '-'.
+    let done = |x: f64| (r.requests_completed > 0).then_some(x);
     json!({
         "n": r.n,
         "f": f,
@@ -627,12 +629,12 @@ fn pbft_row(r: &PbftResult, fault: &str) -> Value {
         "requests_issued": r.requests_issued,
         "view_changes": r.view_changes,
         "messages_total": r.messages_total,
-        "messages_per_request": r.messages_per_request,
-        "messages_per_request_over_n2": r.messages_per_request / (r.n * r.n) as f64,
+        "messages_per_request": done(r.messages_per_request),
+        "messages_per_request_over_n2": done(r.messages_per_request / (r.n * r.n) as f64),
         "messages": serde_json::to_value(&r.messages).unwrap_or(Value::Null),
-        "latency_mean_ms": r.latency_mean_ms,
-        "latency_p50_ms": r.latency_p50_ms,
-        "latency_p99_ms": r.latency_p99_ms,
+        "latency_mean_ms": done(r.latency_mean_ms),
+        "latency_p50_ms": done(r.latency_p50_ms),
+        "latency_p99_ms": done(r.latency_p99_ms),
         "max_log_len": r.max_log_len,
         "stable_checkpoint": r.stable_checkpoint,
         "mac_failures": r.mac_failures,
@@ -731,14 +733,14 @@ fn plot_messages(rows: &[Value]) -> String {
     chart(
         &[
             Series {
-                label: "messages per request, measured".into(),
+                label: "measured".into(),
                 colour: "#1f77b4",
                 dashed: false,
                 points: clean.clone(),
                 bars: Vec::new(),
             },
             Series {
-                label: "c·N² through the first point".into(),
+                label: "c·N² (through N = first)".into(),
                 colour: "#7f7f7f",
                 dashed: true,
                 points: clean.iter().map(|(n, _)| (*n, c * n * n)).collect(),
