@@ -199,7 +199,10 @@ fn pos_rows_report_the_stake_test_the_interval_and_the_hash_ratio() {
     let per_block = f(&row["kernel_hashes_per_block"]);
     assert!((320.0..480.0).contains(&per_block), "{row}");
     assert_eq!(f(&row["pow_hashes_per_block"]), 1e7);
-    assert!((f(&row["pow_to_pos"]) - 1e7 / per_block).abs() < 1.0, "{row}");
+    assert!(
+        (f(&row["pow_to_pos"]) - 1e7 / per_block).abs() < 1.0,
+        "{row}"
+    );
     assert_eq!(row["supply_before"], row["supply_after"]);
     assert_eq!(v["per_account"].as_array().map(Vec::len), Some(40));
     // The genesis written can be read back and gives the same run.
@@ -216,9 +219,7 @@ fn pos_rows_report_the_stake_test_the_interval_and_the_hash_ratio() {
     assert!(std::fs::read_to_string(&csv)
         .expect("csv")
         .starts_with("accounts,blocks"));
-    assert!(std::fs::read_to_string(&svg)
-        .expect("svg")
-        .contains("<svg"));
+    assert!(std::fs::read_to_string(&svg).expect("svg").contains("<svg"));
     // A bad genesis file is named, with the problem.
     std::fs::write(&genesis, "{\"accounts\": []}").expect("write");
     let (ok, _, stderr) = run(&["pos", "--genesis", genesis.to_str().expect("path")]);

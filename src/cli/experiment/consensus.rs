@@ -293,7 +293,7 @@ pub(crate) fn pos(a: &PosArgs) -> Result<Report> {
         "final_d": r.final_d,
     });
     let mut by_stake: Vec<&pos::PosAccount> = r.per_account.iter().collect();
-    by_stake.sort_by(|x, y| y.genesis_balance.cmp(&x.genesis_balance));
+    by_stake.sort_by_key(|x| std::cmp::Reverse(x.genesis_balance));
     let mut notes = vec![
         format!(
             "chi_square, df, p_value: each account's main-chain blocks against its mean share of stake (χ² test; p above 0.001 means the shares agree); collisions (several makers in one second) {}",

@@ -23,16 +23,27 @@
 //!   matching checkpoints make it stable: h moves up to n and every log entry at or below it is
 //!   discarded. A replica that finds itself behind a stable checkpoint fetches the state from
 //!   the others and checks it against the checkpoint's digest (state transfer).
-//! - View change: a backup waiting for a request starts a timer (restarted after every
+//! - View change: a replica waiting for a request starts a timer (restarted after every
 //!   execution); on expiry it multicasts VIEW-CHANGE ⟨v + 1, n, C, P, i⟩ (its stable checkpoint
 //!   n, the Q checkpoints proving it, and a prepared certificate for every request prepared
-//!   above n) and accepts no more normal-case messages of view v. The new primary collects Q
-//!   view-changes and multicasts NEW-VIEW ⟨v + 1, V, O⟩: O re-issues, for every n between the
-//!   highest stable checkpoint in V and the highest prepared n, the request prepared in the
-//!   highest view, or a null request. Backups recompute O before they enter the view. A replica
-//!   that sees N − Q + 1 view-changes for higher views joins the lowest; one whose view change
-//!   does not complete in time moves on to the next view with its timeout doubled. A client
-//!   that times out sends its request to all replicas, so that backups learn of it.
+//!   above n) and accepts no more normal-case messages of view v, nor a NEW-VIEW for any view
+//!   below v + 1. The new primary collects Q view-changes and multicasts NEW-VIEW
+//!   ⟨v + 1, V, O⟩: O re-issues, for every n between the highest stable checkpoint in V and the
+//!   highest prepared n, the request prepared in the highest view, or a null request. Backups
+//!   recompute O before they enter the view. A replica that sees N − Q + 1 view-changes for
+//!   higher views joins the lowest; one whose view change does not complete in time moves on to
+//!   the next view. A client that times out sends its request to all replicas, so that backups
+//!   learn of it.
+//!
+//! Choices the papers leave open, each found necessary by randomised runs (see the tests):
+//! every waiting replica runs the timer, the primary too (the paper names backups; a primary
+//! one commit short, with the others done or gone, would otherwise wait for ever); each
+//! expiry doubles the timeout and it is never reset (a timeout below the network's delays then
+//! grows past them instead of causing view change after view change); VIEW-CHANGE messages are
+//! kept per view and sender, not just each sender's latest (links reorder); and normal-case
+//! messages up to one window above the high water mark are kept, though not acted on, until
+//! h moves (a replica slightly behind would otherwise drop them and fall back on state
+//! transfer).
 //!
 //! Every message carries an authenticator: one HMAC-SHA256 per receiver (one per replica, or
 //! the single one of a REPLY's client) over the sender and the message's bytes, each with the
@@ -80,6 +91,9 @@ pub const NULL_DIGEST: Digest = [0; 32];
 /// Views ahead of its own for which a replica keeps normal-case messages (they arrive before
 /// the NEW-VIEW that opens the view, links reorder).
 const VIEW_AHEAD: u64 = 4;
+
+/// Views above its own for which a replica keeps VIEW-CHANGE messages.
+const VC_AHEAD: u64 = 64;
 
 /// A replica's view-change timeout doubles at most up to this multiple of the base.
 const TIMEOUT_CAP: f64 = 64.0;
@@ -250,8 +264,8 @@ pub struct PbftParams {
     pub link_delay_ms: f64,
     /// Sim: the mean of the exponential jitter added to each message's delay, ms.
     pub jitter_ms: f64,
-    /// A backup's view-change timer, and a client's wait before it sends its request to all
-    /// replicas, ms.
+    /// A replica's view-change timer (doubled at each expiry), and a client's wait before it
+    /// sends its request to all replicas (doubled at each retry, up to 8×), ms.
     pub view_change_timeout_ms: f64,
     /// The run stops here, finished or not, ms (virtual in the sim, real live).
     pub time_limit_ms: f64,
@@ -366,7 +380,7 @@ pub fn default_quorum(n: usize) -> usize {
 }
 
 /// Messages sent, by type: a multicast to m receivers counts m.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MessageCounts {
     /// Client requests, client retransmissions and backups' forwards to the primary.
     pub request: u64,
@@ -1487,8 +1501,10 @@ pub struct Replica {
     assigned: BTreeSet<(usize, u64)>,
     timer: Option<f64>,
     timeout: f64,
-    /// The latest valid VIEW-CHANGE of each replica (its own included).
-    view_changes: BTreeMap<usize, Signed<ViewChange>>,
+    /// Valid VIEW-CHANGE messages (its own included) by (view, sender), for views above its
+    /// own up to VC_AHEAD: all of them, not each sender's latest, since links reorder and a
+    /// quorum for a lower view may still be forming after a sender moved on.
+    view_changes: BTreeMap<(u64, usize), Signed<ViewChange>>,
     /// The stable checkpoint whose state it is fetching.
     fetching: Option<u64>,
     /// Collude: the (v, n, d) it voted for.
@@ -1587,20 +1603,20 @@ impl Replica {
                 true
             }
             Message::PrePrepare(pp) if from == Node::Replica(self.cfg.primary(pp.view)) => {
-                self.on_pre_prepare(narrow(msg, pp), now)
+                self.on_pre_prepare(narrow(msg, pp))
             }
             Message::Prepare(p) if from == Node::Replica(p.replica) => {
-                self.on_prepare(narrow(msg, p), now)
+                self.on_prepare(narrow(msg, p))
             }
-            Message::Commit(c) if from == Node::Replica(c.replica) => self.on_commit(c, now),
+            Message::Commit(c) if from == Node::Replica(c.replica) => self.on_commit(c),
             Message::Checkpoint(c) if from == Node::Replica(c.replica) => {
-                self.on_checkpoint(narrow(msg, c), now)
+                self.on_checkpoint(narrow(msg, c))
             }
             Message::ViewChange(vc) if from == Node::Replica(vc.replica) => {
                 self.on_view_change(narrow(msg, vc), now)
             }
             Message::NewView(nv) if from == Node::Replica(self.cfg.primary(nv.view)) => {
-                self.on_new_view(nv, now)
+                self.on_new_view(nv)
             }
             Message::FetchState(f) if from == Node::Replica(f.replica) => {
                 self.on_fetch(f);
@@ -1708,9 +1724,9 @@ impl Replica {
     fn after(&mut self, now: f64) {
         loop {
             let before = (self.next_seq, self.last_exec, self.low);
-            self.take_due_pre_prepares(now);
-            self.propose_pending(now);
-            self.execute_ready(now);
+            self.take_due_pre_prepares();
+            self.propose_pending();
+            self.execute_ready();
             if before == (self.next_seq, self.last_exec, self.low) {
                 break;
             }
@@ -1768,7 +1784,7 @@ impl Replica {
     }
 
     /// The primary assigns sequence numbers to waiting requests, within the window.
-    fn propose_pending(&mut self, now: f64) {
+    fn propose_pending(&mut self) {
         if !self.is_primary() || !self.normal() {
             return;
         }
@@ -1832,11 +1848,11 @@ impl Replica {
                 }
             };
             self.log.entry(seq).or_default().pre_prepare = Some(logged);
-            self.check(seq, now);
+            self.check(seq);
         }
     }
 
-    fn on_pre_prepare(&mut self, pp: Signed<PrePrepare>, now: f64) -> bool {
+    fn on_pre_prepare(&mut self, pp: Signed<PrePrepare>) -> bool {
         if let Some(req) = &pp.body.request {
             // A validly signed request is pending whatever the primary did with it.
             if self.valid_request(req) {
@@ -1858,12 +1874,12 @@ impl Replica {
         if v != self.view || !self.normal() || self.is_primary() || !self.in_window(seq) {
             return true;
         }
-        self.accept_pre_prepare(pp, now)
+        self.accept_pre_prepare(pp)
     }
 
     /// Accepts the kept pre-prepares of the current view that are now within the window;
     /// drops those of past views.
-    fn take_due_pre_prepares(&mut self, now: f64) {
+    fn take_due_pre_prepares(&mut self) {
         self.future = self.future.split_off(&(self.view, 0));
         if !self.normal() || self.is_primary() {
             return;
@@ -1876,12 +1892,12 @@ impl Replica {
             .collect();
         for k in due {
             if let Some(pp) = self.future.remove(&k) {
-                self.accept_pre_prepare(pp, now);
+                self.accept_pre_prepare(pp);
             }
         }
     }
 
-    fn accept_pre_prepare(&mut self, pp: Signed<PrePrepare>, now: f64) -> bool {
+    fn accept_pre_prepare(&mut self, pp: Signed<PrePrepare>) -> bool {
         let (v, seq, d) = (pp.body.view, pp.body.seq, pp.body.digest);
         let slot = self.log.entry(seq).or_default();
         if let Some(old) = &slot.pre_prepare {
@@ -1892,7 +1908,7 @@ impl Replica {
         }
         slot.pre_prepare = Some(pp);
         self.vote_prepare(v, seq, d);
-        self.check(seq, now);
+        self.check(seq);
         true
     }
 
@@ -1995,7 +2011,7 @@ impl Replica {
             .insert(self.id);
     }
 
-    fn on_prepare(&mut self, p: Signed<Prepare>, now: f64) -> bool {
+    fn on_prepare(&mut self, p: Signed<Prepare>) -> bool {
         let b = &p.body;
         if b.replica == self.cfg.primary(b.view) {
             return false; // the primary's pre-prepare is its prepare
@@ -2014,11 +2030,11 @@ impl Replica {
             .entry((v, d))
             .or_default()
             .insert(from, p);
-        self.check(seq, now);
+        self.check(seq);
         true
     }
 
-    fn on_commit(&mut self, c: &Commit, now: f64) -> bool {
+    fn on_commit(&mut self, c: &Commit) -> bool {
         if !self.accepts_view(c.view) || !self.in_reach(c.seq) {
             return true;
         }
@@ -2032,12 +2048,12 @@ impl Replica {
             .entry((c.view, c.digest))
             .or_default()
             .insert(c.replica);
-        self.check(c.seq, now);
+        self.check(c.seq);
         true
     }
 
     /// Prepared → commit; committed-local → record and execute.
-    fn check(&mut self, seq: u64, now: f64) {
+    fn check(&mut self, seq: u64) {
         let q = self.cfg.quorum;
         let Some(slot) = self.log.get_mut(&seq) else {
             return;
@@ -2075,12 +2091,6 @@ impl Replica {
         }
         if slot.committed.is_none() {
             slot.committed = Some((d, pp.body.request.clone()));
-            if std::env::var_os("PBFT_TRACE").is_some() {
-                eprintln!(
-                    "TRACE {now:.1} r{} commit n{seq} v{v} d{:02x}{:02x} low {} exec {}",
-                    self.id, d[0], d[1], self.low, self.last_exec
-                );
-            }
         }
         match self.stats.committed.get(&seq) {
             None => {
@@ -2091,20 +2101,20 @@ impl Replica {
             }
             _ => {}
         }
-        self.execute_ready(now);
+        self.execute_ready();
     }
 
-    fn execute_ready(&mut self, now: f64) {
+    fn execute_ready(&mut self) {
         loop {
             let n = self.last_exec + 1;
             let Some((d, req)) = self.log.get(&n).and_then(|s| s.committed.clone()) else {
                 break;
             };
-            self.execute(n, d, req, now);
+            self.execute(n, d, req);
         }
     }
 
-    fn execute(&mut self, n: u64, d: Digest, req: Option<Signed<Request>>, now: f64) {
+    fn execute(&mut self, n: u64, d: Digest, req: Option<Signed<Request>>) {
         self.state.extend(n, &d);
         self.last_exec = n;
         self.stats.executed += 1;
@@ -2124,7 +2134,7 @@ impl Replica {
                 self.timer = None;
             }
         }
-        if n % self.cfg.checkpoint_interval == 0 {
+        if n.is_multiple_of(self.cfg.checkpoint_interval) {
             let digest = self.state.digest();
             self.snapshots.insert(n, self.state.clone());
             let body = Checkpoint {
@@ -2140,14 +2150,14 @@ impl Replica {
                     auth: s.auth,
                 };
                 self.checkpoints.entry(n).or_default().insert(self.id, own);
-                self.check_stable(n, now);
+                self.check_stable(n);
             }
         }
     }
 
-    fn on_checkpoint(&mut self, c: Signed<Checkpoint>, now: f64) -> bool {
+    fn on_checkpoint(&mut self, c: Signed<Checkpoint>) -> bool {
         let (seq, from) = (c.body.seq, c.body.replica);
-        if seq % self.cfg.checkpoint_interval != 0 {
+        if !seq.is_multiple_of(self.cfg.checkpoint_interval) {
             return false;
         }
         if seq <= self.low {
@@ -2171,11 +2181,11 @@ impl Replica {
                 }
             }
         }
-        self.check_stable(seq, now);
+        self.check_stable(seq);
         true
     }
 
-    fn check_stable(&mut self, seq: u64, now: f64) {
+    fn check_stable(&mut self, seq: u64) {
         let q = self.cfg.quorum;
         let Some(by) = self.checkpoints.get(&seq) else {
             return;
@@ -2186,13 +2196,13 @@ impl Replica {
         }
         if let Some((d, mut proof)) = groups.into_iter().find(|(_, v)| v.len() >= q) {
             proof.truncate(q);
-            self.adopt_stable(seq, d, proof, now);
+            self.adopt_stable(seq, d, proof);
         }
     }
 
     /// Makes checkpoint `seq` stable: h moves up, the log below it goes, and a replica that has
     /// not executed that far fetches the state.
-    fn adopt_stable(&mut self, seq: u64, d: Digest, proof: Vec<Signed<Checkpoint>>, _now: f64) {
+    fn adopt_stable(&mut self, seq: u64, d: Digest, proof: Vec<Signed<Checkpoint>>) {
         if seq <= self.low {
             return;
         }
@@ -2271,7 +2281,7 @@ impl Replica {
         };
         let s = self.send(Dest::Replicas, Message::ViewChange(vc.clone()));
         self.view_changes.insert(
-            self.id,
+            (to, self.id),
             Signed {
                 from: s.from,
                 body: vc,
@@ -2294,7 +2304,7 @@ impl Replica {
                 return false;
             }
         } else {
-            if b.stable_seq % self.cfg.checkpoint_interval != 0 {
+            if !b.stable_seq.is_multiple_of(self.cfg.checkpoint_interval) {
                 return false;
             }
             let mut senders = BTreeSet::new();
@@ -2345,33 +2355,28 @@ impl Replica {
 
     fn on_view_change(&mut self, vc: Signed<ViewChange>, now: f64) -> bool {
         let (v, from) = (vc.body.new_view, vc.body.replica);
-        if v <= self.view {
+        if v <= self.view || v > self.view + VC_AHEAD || self.view_changes.contains_key(&(v, from))
+        {
             return true;
         }
         if !self.valid_view_change(&vc) {
             return false;
         }
-        if self
-            .view_changes
-            .get(&from)
-            .is_some_and(|old| old.body.new_view >= v)
-        {
-            return true;
-        }
-        self.view_changes.insert(from, vc);
-        // Join: N − Q + 1 replicas want views above ours, so one honest replica does.
+        self.view_changes.insert((v, from), vc);
+        // Join: N − Q + 1 other replicas want views above ours, so one honest replica does;
+        // go to the lowest of those views.
         let base = match self.status {
             Status::ViewChange { to, .. } => to,
             Status::Normal => self.view,
         };
-        let higher: Vec<u64> = self
-            .view_changes
-            .iter()
-            .filter(|(&j, c)| j != self.id && c.body.new_view > base)
-            .map(|(_, c)| c.body.new_view)
+        let higher = self.view_changes.range((base + 1, 0)..);
+        let senders: BTreeSet<usize> = higher
+            .clone()
+            .map(|(&(_, j), _)| j)
+            .filter(|&j| j != self.id)
             .collect();
-        if higher.len() >= self.cfg.weak_quorum() {
-            if let Some(&lowest) = higher.iter().min() {
+        if senders.len() >= self.cfg.weak_quorum() {
+            if let Some((&(lowest, _), _)) = higher.into_iter().find(|(&(_, j), _)| j != self.id) {
                 self.start_view_change(lowest, now);
             }
         }
@@ -2382,11 +2387,7 @@ impl Replica {
     /// With Q view-changes for `v`: the new primary sends NEW-VIEW; the others arm the timer
     /// that bounds the wait for it.
     fn check_view_change(&mut self, v: u64, now: f64) {
-        let count = self
-            .view_changes
-            .values()
-            .filter(|c| c.body.new_view == v)
-            .count();
+        let count = self.view_changes.range((v, 0)..(v + 1, 0)).count();
         if count < self.cfg.quorum
             || self.status
                 != (Status::ViewChange {
@@ -2397,20 +2398,20 @@ impl Replica {
             return;
         }
         if self.cfg.primary(v) == self.id {
-            self.send_new_view(v, now);
+            self.send_new_view(v);
         } else {
             self.status = Status::ViewChange { to: v, armed: true };
             self.timer = Some(now + self.timeout);
         }
     }
 
-    fn send_new_view(&mut self, v: u64, now: f64) {
+    fn send_new_view(&mut self, v: u64) {
         let mut chosen: Vec<Signed<ViewChange>> = Vec::new();
-        if let Some(own) = self.view_changes.get(&self.id) {
+        if let Some(own) = self.view_changes.get(&(v, self.id)) {
             chosen.push(own.clone());
         }
-        for (&j, c) in &self.view_changes {
-            if j != self.id && c.body.new_view == v && chosen.len() < self.cfg.quorum {
+        for (&(_, j), c) in self.view_changes.range((v, 0)..(v + 1, 0)) {
+            if j != self.id && chosen.len() < self.cfg.quorum {
                 chosen.push(c.clone());
             }
         }
@@ -2434,10 +2435,10 @@ impl Replica {
             pre_prepares,
         };
         self.send(Dest::Replicas, Message::NewView(nv.clone()));
-        self.install_new_view(&nv, plan, now);
+        self.install_new_view(&nv, plan);
     }
 
-    fn on_new_view(&mut self, nv: &NewView, now: f64) -> bool {
+    fn on_new_view(&mut self, nv: &NewView) -> bool {
         let v = nv.view;
         // Having sent VIEW-CHANGE for `to`, a replica is past every lower view: were it to
         // enter one and prepare there, its VIEW-CHANGE (already sent, without those
@@ -2483,19 +2484,19 @@ impl Replica {
                 return false;
             }
         }
-        self.install_new_view(nv, plan, now);
+        self.install_new_view(nv, plan);
         true
     }
 
-    fn install_new_view(&mut self, nv: &NewView, plan: Plan, now: f64) {
+    fn install_new_view(&mut self, nv: &NewView, plan: Plan) {
         let v = nv.view;
         self.view = v;
         self.status = Status::Normal;
         self.timer = None;
         self.stats.views_installed += 1;
-        self.view_changes.retain(|_, c| c.body.new_view > v);
+        self.view_changes = self.view_changes.split_off(&(v + 1, 0));
         if plan.min_s > self.low {
-            self.adopt_stable(plan.min_s, plan.stable_digest, plan.proof, now);
+            self.adopt_stable(plan.min_s, plan.stable_digest, plan.proof);
         }
         for slot in self.log.values_mut() {
             slot.pre_prepare = None;
@@ -2514,7 +2515,7 @@ impl Replica {
             }
             self.log.entry(seq).or_default().pre_prepare = Some(pp.clone());
             self.vote_prepare(v, seq, pp.body.digest);
-            self.check(seq, now);
+            self.check(seq);
         }
         self.next_seq = plan.max_s.max(self.low);
         // Pre-prepares that came before this NEW-VIEW are taken next, in `after`.
@@ -3070,7 +3071,7 @@ mod tests {
         }
         for n in 1..40 {
             let (q, f) = (default_quorum(n), (n - 1) / 3);
-            assert!(2 * q >= n + f + 1, "n {n}");
+            assert!(2 * q > n + f, "n {n}: two quorums share f + 1 replicas");
             assert!(q <= n - f, "n {n}: live with f silent");
         }
     }
