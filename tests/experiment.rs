@@ -301,6 +301,23 @@ fn pbft_keeps_safety_and_liveness_up_to_f_and_loses_one_past_it() {
         "20",
     ]);
     assert_eq!(v["rows"][0]["safety_ok"], false, "{}", v["rows"][0]);
+    // The same replicas over loopback TCP.
+    let v = json(&[
+        "pbft",
+        "--mode",
+        "live",
+        "--replicas",
+        "4",
+        "--faulty",
+        "0,1",
+        "--requests",
+        "10",
+    ]);
+    assert_eq!(v["mode"], "live");
+    for row in v["rows"].as_array().expect("rows") {
+        assert_eq!(row["liveness_ok"], true, "{row}");
+        assert_eq!(row["requests_completed"], 10, "{row}");
+    }
     let (ok, _, stderr) = run(&["pbft", "--fault", "sleepy"]);
     assert!(!ok && stderr.contains("sleepy"), "{stderr}");
     let (ok, _, stderr) = run(&["pbft", "--replicas", "4", "--faulty", "9"]);

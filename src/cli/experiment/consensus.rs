@@ -690,7 +690,7 @@ pub(crate) fn pbft(a: &PbftArgs) -> Result<Report> {
             "latency_p99_ms",
         ],
         rows,
-        extra: vec![("mode", json!(if live { "live" } else { "sim" }))],
+        extra: Vec::new(),
         notes: vec![
             "f = ⌊(N−1)/3⌋; safety_ok: no two honest replicas committed different requests at one sequence number; liveness_ok: every request completed (f + 1 matching replies) before the time limit".into(),
             "past f faulty replicas PBFT loses liveness (silent, crash: fewer than 2f + 1 answer) or, with a quorum small enough to stay live (--quorum n-f), safety (collude)".into(),
@@ -869,7 +869,9 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<Report> {
         blocks_per_s: pbft_rate,
         tx_per_s: pbft_rate * a.txs_per_block as f64,
         finality_s: pb.latency_mean_ms / 1000.0,
-        hashes_per_block: pb.messages_per_request + 1.0,
+        // Each message is one HMAC-SHA256 made by its sender and one checked by its receiver;
+        // each replica digests the request once.
+        hashes_per_block: 2.0 * pb.messages_per_request + a.replicas as f64,
         messages_per_block: pb.messages_per_request,
         fault_tolerance: f as f64 / a.replicas as f64,
         tolerance_of: "replicas".into(),
@@ -917,7 +919,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<Report> {
                 "finality_s: PoW and PoS wait z = {z} blocks, where an attacker with q = {} succeeds at most {} of the time (exact formula; PoS: the same race on stake); DPoS measured (mean time to the last irreversible block); PBFT measured (mean time to the client's f + 1 matching replies)",
                 a.attacker, a.risk
             ),
-            "hashes_per_block: PoW measured (this machine's rate × the interval: what one such machine spends per block); PoS measured (kernel tries: accounts × seconds); DPoS 1 (the block's own hash, nothing searched); PBFT measured (one MAC per message sent, and the request digest)".into(),
+            "hashes_per_block: PoW measured (this machine's rate × the interval: what one such machine spends per block); PoS measured (kernel tries: accounts × seconds); DPoS 1 (the block's own hash, nothing searched); PBFT from its measured messages (an HMAC made and one checked per message, and each replica's digest of the request)".into(),
             "messages_per_block: PoW, PoS, DPoS count one delivery of the block to each other participant (N − 1: a formula, not a network run); PBFT measured (every message sent per request)".into(),
             "fault_tolerance: the largest share of participants that may fail or attack with the system still safe and live: PoW and PoS < 1/2 (a 0.5 attacker wins every race, measured above), DPoS the delegates that may be offline with blocks still becoming irreversible (N − ⌊2N/3⌋ − 1, measured by `miner experiment dpos`), PBFT f/N (measured by `miner experiment pbft`)".into(),
             "nakamoto_coefficient: fewest participants with over half the blocks: PoW assumes hash rate spread as the stake; PoS and DPoS measured; PBFT f + 1, the replicas that can stall it".into(),
