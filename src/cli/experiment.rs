@@ -87,7 +87,8 @@ struct Output {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Print the rows as one JSON object (field names are an interface: q, z/depth, p, ci95,
-    /// trials, nakamoto, exact, theory; delay_ms, stale_rate; alpha, gamma, revenue).
+    /// trials, nakamoto, exact, theory; delay_ms, stale_rate; alpha, gamma, revenue; the pos,
+    /// dpos, pbft and compare fields are listed in the README).
     #[arg(long)]
     json: bool,
     /// Also write the rows as CSV here.
@@ -704,6 +705,10 @@ fn emit(report: Report, common: &Output, live: bool, seconds: f64) -> Result<()>
         (Some(path), Some(svg)) => {
             std::fs::write(path, svg).with_context(|| format!("--svg {}", path.display()))?
         }
+        (Some(path), None) if report.kind == "compare" => eprintln!(
+            "warning: --svg {}: compare draws no figure; `miner experiment pos|dpos|pbft --svg FILE` draw theirs",
+            path.display()
+        ),
         (Some(path), None) => eprintln!(
             "warning: --svg {}: a live forks run draws no branch diagram; the sim draws it (--mode sim --svg FILE)",
             path.display()
