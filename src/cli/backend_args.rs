@@ -34,7 +34,7 @@ pub(crate) struct BackendArgs {
     /// CPU worker threads [default: one per logical CPU].
     #[arg(long, short = 't', value_name = "T", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) threads: Option<u16>,
-    /// CPU kernel: avx512, sha-ni, avx2, soft or sha2 [default: the fastest on this CPU, measured
+    /// CPU kernel: avx512, sha-ni, avx2 (x86-64), armv8-sha, neon (aarch64), soft or sha2 [default: the fastest on this CPU, measured
     /// at start-up (tens of ms) and cached per CPU model in the data directory's
     /// kernel-calibration.json].
     #[arg(long, value_name = "NAME")]

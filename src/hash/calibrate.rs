@@ -1,15 +1,16 @@
 //! Choosing the CPU kernel by measurement, and remembering the choice per CPU.
 //!
 //! No fixed order of kernels is right on every CPU: on a Zen 4 EPYC (AVX-512 executed as two
-//! 256-bit halves) `sha-ni` beats `avx512`, on Zen 5 `avx512` leads, and on a CPU without SHA-NI
-//! or AVX2 the plain `sha2` loop (which uses the ARMv8 SHA instructions on aarch64) beats our
-//! portable kernel. So at start-up every available kernel runs for a few milliseconds on the real
-//! job path ([`Kernel::scan`] on a job no nonce meets), round-robin so frequency changes hit them
-//! all alike, timed by the thread's CPU clock so a loaded machine does not skew it, and the
-//! fastest wins ([`calibrate`], about 0.1 s in all). When the two fastest come within 10% of each
-//! other, or a kernel's rounds disagree by more than 15% (a disturbed measurement), those two are
-//! measured again, at most twice more ([`judge`] is the rule); a result still disturbed after that
-//! is used for the run but not cached (`kernel_choice` says `calibrated (noisy: not cached)`).
+//! 256-bit halves) `sha-ni` beats `avx512`, on Zen 5 `avx512` leads, on an x86 CPU without SHA-NI
+//! or AVX2 the plain `sha2` loop can beat our portable kernel, and on aarch64 the `sha2` loop uses
+//! the ARMv8 SHA instructions too, so it competes with `armv8-sha`. So at start-up every available
+//! kernel runs for a few milliseconds on the real job path ([`Kernel::scan`] on a job no nonce
+//! meets), round-robin so frequency changes hit them all alike, timed by the thread's CPU clock so
+//! a loaded machine does not skew it, and the fastest wins ([`calibrate`], about 0.1 s in all).
+//! When the two fastest come within 10% of each other, or a kernel's rounds disagree by more than
+//! 15% (a disturbed measurement), those two are measured again, at most twice more ([`judge`] is
+//! the rule); a result still disturbed after that is used for the run but not cached
+//! (`kernel_choice` says `calibrated (noisy: not cached)`).
 //!
 //! The result is cached in a JSON file in the data directory ([`CACHE_FILE`]), one entry per
 //! [`CpuIdentity`]: the CPU's model, the set of kernels available (so `MINER_DISABLE_KERNELS` or

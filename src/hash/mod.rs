@@ -3,10 +3,30 @@
 //! Every kernel has the same signature, `scan(job, first, count, hits)`: hash the headers with
 //! nonces `first .. first + count` and push every nonce whose hash meets the job's target.
 //! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
-//! every kernel and falls back to the portable one.
+//! every kernel of its architecture (x86-64 or aarch64) and falls back to the portable one.
 
+/// Runs `$body` with `$t` bound to each literal in turn: straight-line code for the kernels'
+/// round and schedule loops, so that the message schedule stays in registers instead of an
+/// array in memory (LLVM keeps the longer of these loops rolled otherwise). Defined before the
+/// kernel modules, so in scope in them.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+macro_rules! unroll {
+    ($t:ident in [$($n:literal)*] $body:block) => {
+        $({
+            let $t: usize = $n;
+            $body
+        })*
+    };
+}
+
+// The aarch64 kernels are `unsafe fn`s too (the SHA-2 one needs a CPU feature), reached only
+// through [`Kernel::scan`].
+#[cfg(target_arch = "aarch64")]
+mod arm_neon;
+#[cfg(target_arch = "aarch64")]
+mod arm_sha2;
 pub mod calibrate;
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod lanes;
 pub mod sha2_loop;
 pub mod soft;
@@ -140,16 +160,25 @@ pub enum Kernel {
     Avx2,
     /// AVX-512, 16 nonces in 16 lanes.
     Avx512,
+    /// aarch64 NEON (Advanced SIMD, every aarch64 CPU): 4 nonces in the 4 lanes of a 128-bit
+    /// vector, the lane body of the x86 lane kernels.
+    Neon,
+    /// The ARMv8 SHA-256 instructions (`sha256h`, `sha256h2`, `sha256su0/1`), four nonces
+    /// interleaved.
+    ArmSha,
 }
 
 impl Kernel {
-    /// Every kernel, baseline first.
-    pub const ALL: [Kernel; 5] = [
+    /// Every kernel, baseline first (the x86-64 ones, then the aarch64 ones; a CPU has at most
+    /// one family).
+    pub const ALL: [Kernel; 7] = [
         Kernel::Sha2,
         Kernel::Soft,
         Kernel::Avx2,
         Kernel::ShaNi,
         Kernel::Avx512,
+        Kernel::Neon,
+        Kernel::ArmSha,
     ];
 
     /// The name used on the command line and in reports.
@@ -160,6 +189,8 @@ impl Kernel {
             Kernel::ShaNi => "sha-ni",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512 => "avx512",
+            Kernel::Neon => "neon",
+            Kernel::ArmSha => "armv8-sha",
         }
     }
 
@@ -174,6 +205,8 @@ impl Kernel {
             Kernel::ShaNi => shani_available(),
             Kernel::Avx2 => avx2_available(),
             Kernel::Avx512 => avx512_available(),
+            Kernel::Neon => neon_available(),
+            Kernel::ArmSha => arm_sha2_available(),
         }
     }
 
@@ -185,11 +218,20 @@ impl Kernel {
             .collect()
     }
 
-    /// A fixed order, fastest first on the x86-64 CPUs measured when it was written. No fixed
-    /// order is right everywhere (sha-ni leads on Zen 4, avx512 on Zen 5; without SHA-NI the
-    /// `sha2` loop may beat `soft`), so the kernel is chosen by measurement
-    /// ([`calibrate`]); this order is only the fallback when a measurement gives nothing.
-    pub const PREFERENCE: [Kernel; 4] = [Kernel::Avx512, Kernel::ShaNi, Kernel::Avx2, Kernel::Soft];
+    /// A fixed order, fastest first on the x86-64 CPUs measured when it was written (and, for
+    /// the aarch64 kernels, by instruction counts: BENCHMARKS.md). No fixed order is right
+    /// everywhere (sha-ni leads on Zen 4, avx512 on Zen 5; without SHA-NI the `sha2` loop may
+    /// beat `soft`), so the kernel is chosen by measurement ([`calibrate`]); this order is only
+    /// the fallback when a measurement gives nothing. No CPU has kernels of both families, so
+    /// their relative order does not matter.
+    pub const PREFERENCE: [Kernel; 6] = [
+        Kernel::Avx512,
+        Kernel::ShaNi,
+        Kernel::Avx2,
+        Kernel::ArmSha,
+        Kernel::Neon,
+        Kernel::Soft,
+    ];
 
     /// The first kernel of [`Kernel::PREFERENCE`] in `available`; the portable one if none.
     pub fn fastest_of(available: &[Kernel]) -> Kernel {
@@ -255,6 +297,29 @@ impl Kernel {
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::ShaNi | Kernel::Avx2 | Kernel::Avx512 => {
                 unreachable!("x86 kernels are never available off x86-64")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => {
+                assert!(neon_available(), "the neon kernel needs NEON");
+                // SAFETY: `neon_available()` just confirmed at run time (it is part of the
+                // aarch64 baseline, so this is a formality) that the CPU has NEON, which
+                // `arm_neon::scan` is compiled for.
+                unsafe { arm_neon::scan(job, first, count, hits) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::ArmSha => {
+                assert!(
+                    arm_sha2_available(),
+                    "the armv8-sha kernel needs the ARMv8 SHA-256 instructions"
+                );
+                // SAFETY: `arm_sha2_available()` just confirmed at run time that the CPU has
+                // NEON and the SHA-256 instructions (FEAT_SHA256, `sha2`), which `arm_sha2::scan`
+                // is compiled for.
+                unsafe { arm_sha2::scan(job, first, count, hits) }
+            }
+            #[cfg(not(target_arch = "aarch64"))]
+            Kernel::Neon | Kernel::ArmSha => {
+                unreachable!("aarch64 kernels are never available off aarch64")
             }
         }
     }
@@ -334,7 +399,10 @@ impl ShaNiBuild {
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no sha-ni build is available off x86-64")
+        {
+            let _ = (job, hits);
+            unreachable!("no sha-ni build is available off x86-64")
+        }
     }
 
     /// The interleaved-stream counts [`ShaNiBuild::scan_streams`] is compiled for.
@@ -398,7 +466,10 @@ impl ShaNiBuild {
             dispatch!(1 2 4 6 8 10);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("no sha-ni build is available off x86-64")
+        {
+            let _ = (job, hits);
+            unreachable!("no sha-ni build is available off x86-64")
+        }
     }
 }
 
@@ -442,6 +513,29 @@ fn shani_available() -> bool {
     }
 }
 
+fn neon_available() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+fn arm_sha2_available() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("neon")
+            && std::arch::is_aarch64_feature_detected!("sha2")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
 fn avx2_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -471,10 +565,15 @@ impl fmt::Display for Kernel {
     }
 }
 
-/// Error for [`Kernel::from_str`].
+/// Error for [`Kernel::from_str`]; it lists every name in [`Kernel::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown kernel '{0}'; known kernels: sha2, soft, avx2, sha-ni, avx512")]
+#[error("unknown kernel '{0}'; known kernels: {known}", known = known_kernel_names())]
 pub struct UnknownKernel(String);
+
+/// `sha2, soft, avx2, ...`: every kernel's name, as `--kernel` takes it.
+fn known_kernel_names() -> String {
+    Kernel::ALL.map(Kernel::name).join(", ")
+}
 
 impl FromStr for Kernel {
     type Err = UnknownKernel;

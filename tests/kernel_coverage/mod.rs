@@ -5,7 +5,8 @@
 //! kernels would go untested without a word. [`tested_kernels`] prints what it skips and why, and
 //! `MINER_REQUIRE_KERNELS=avx512,sha-ni,avx2` (a comma list of kernel names, as `--kernel` takes
 //! them) turns a skip of any kernel named there into a test failure: `scripts/test.sh` sets it
-//! under CI, whose machines have those kernels.
+//! under CI, whose machines have those kernels, and `armv8-sha,neon` for its aarch64 run under
+//! qemu-user.
 
 use miner::hash::{Kernel, ShaNiBuild};
 
@@ -19,10 +20,14 @@ pub fn tested_kernels(test: &str) -> Vec<Kernel> {
     let hidden = env_list("MINER_DISABLE_KERNELS");
     let mut missing = Vec::new();
     for kernel in Kernel::ALL.into_iter().filter(|k| !available.contains(k)) {
-        let why = if hidden.iter().any(|h| h == kernel.name()) {
-            "hidden by MINER_DISABLE_KERNELS"
-        } else {
-            "this CPU lacks its instructions"
+        let why = match architecture(kernel) {
+            _ if hidden.iter().any(|h| h == kernel.name()) => {
+                "hidden by MINER_DISABLE_KERNELS".to_string()
+            }
+            Some(arch) if arch != std::env::consts::ARCH => {
+                format!("an {arch} kernel, and this is {}", std::env::consts::ARCH)
+            }
+            _ => "this CPU lacks its instructions".to_string(),
         };
         eprintln!("{test}: skipped kernel {kernel}: {why}");
         missing.push((kernel, why));
@@ -39,6 +44,15 @@ pub fn tested_kernels(test: &str) -> Vec<Kernel> {
         }
     }
     available
+}
+
+/// The architecture whose instructions a kernel uses; `None` for the portable ones.
+fn architecture(kernel: Kernel) -> Option<&'static str> {
+    match kernel {
+        Kernel::Sha2 | Kernel::Soft => None,
+        Kernel::Avx2 | Kernel::ShaNi | Kernel::Avx512 => Some("x86_64"),
+        Kernel::Neon | Kernel::ArmSha => Some("aarch64"),
+    }
 }
 
 /// The builds of the `sha-ni` kernel this CPU runs, narrowest first, printing those skipped. A
