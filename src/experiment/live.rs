@@ -913,7 +913,9 @@ pub fn binomial_range(p: f64, n: u64, tail: f64) -> (f64, f64) {
     // Walk the pmf in log space.
     let ln_pmf = |k: u64| -> f64 {
         let (nf, kf) = (n as f64, k as f64);
-        let ln_choose = ln_gamma(nf + 1.0) - ln_gamma(kf + 1.0) - ln_gamma(nf - kf + 1.0);
+        let ln_choose = super::stake::ln_gamma(nf + 1.0)
+            - super::stake::ln_gamma(kf + 1.0)
+            - super::stake::ln_gamma(nf - kf + 1.0);
         let a = if k == 0 { 0.0 } else { kf * p.ln() };
         let b = if k == n {
             0.0
@@ -949,33 +951,6 @@ pub fn sample_range(samples: &mut [f64], tail: f64) -> (f64, f64) {
     (at(tail), at(1.0 - tail))
 }
 
-/// ln Γ(x), Lanczos (g = 7, n = 9), for x > 0.
-fn ln_gamma(x: f64) -> f64 {
-    const G: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        return std::f64::consts::PI.ln()
-            - (std::f64::consts::PI * x).sin().abs().ln()
-            - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = G[0];
-    let t = x + 7.5;
-    for (i, g) in G.iter().enumerate().skip(1) {
-        a += g / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -998,7 +973,10 @@ mod tests {
         let mut f = 1.0f64;
         for n in 1..30u32 {
             f *= f64::from(n);
-            assert!((ln_gamma(f64::from(n) + 1.0) - f.ln()).abs() < 1e-9, "{n}");
+            assert!(
+                (super::super::stake::ln_gamma(f64::from(n) + 1.0) - f.ln()).abs() < 1e-9,
+                "{n}"
+            );
         }
     }
 
