@@ -110,6 +110,9 @@ impl Found {
     }
 }
 
+/// Where `settle_breaking_ties` pays its tie-breaking block (a regtest address).
+const TIE_BREAK_ADDRESS: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+
 /// One node: the server of `miner node`, on its own thread and runtime.
 pub struct Node {
     pub rpc: RpcClient,
@@ -467,6 +470,30 @@ impl Net {
         Ok(h)
     }
 
+    /// Waits (at most `wait` each time) until nodes `0..n` have the same tip. An equal-work tie
+    /// left when the miners stopped never resolves by itself (each node keeps the branch it saw
+    /// first), so then node 0 mines one more block (`generatetoaddress`), as the next block of a
+    /// longer run would, and the nodes take the branch it extends; at most three times. The
+    /// extra blocks are found by no miner of the run, so no figure counts them.
+    pub fn settle_breaking_ties(
+        &self,
+        n: usize,
+        wait: Duration,
+        verbose: bool,
+    ) -> Result<bool, String> {
+        for _ in 0..3 {
+            if self.settle(n, wait)? {
+                return Ok(true);
+            }
+            say(
+                verbose,
+                "  the nodes ended on tied branches: node 0 mines one more block (not counted) to settle them",
+            );
+            self.nodes[0].call("generatetoaddress", json!([1, TIE_BREAK_ADDRESS]))?;
+        }
+        self.settle(n, wait)
+    }
+
     /// Waits (at most `wait`) until nodes `0..n` have the same tip.
     pub fn settle(&self, n: usize, wait: Duration) -> Result<bool, String> {
         let until = Instant::now() + wait;
@@ -554,7 +581,8 @@ pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, St
     let seconds = net.started.elapsed().as_secs_f64();
     net.stop_miners();
     net.drain();
-    let tips_agree = net.settle(n, run.delay * 3 + Duration::from_secs(3))?;
+    let tips_agree =
+        net.settle_breaking_ties(n, run.delay * 3 + Duration::from_secs(3), params.verbose)?;
     let top = net.nodes[0].height()?;
     let main: HashSet<String> = net.nodes[0].chain(1, top)?.into_iter().collect();
     let accepted = net.accepted();
@@ -883,7 +911,8 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
     let seconds = net.started.elapsed().as_secs_f64();
     net.stop_miners();
     net.drain();
-    let tips_agree = net.settle(n, run.delay * 3 + Duration::from_secs(3))?;
+    let tips_agree =
+        net.settle_breaking_ties(n, run.delay * 3 + Duration::from_secs(3), params.verbose)?;
     let top = net.nodes[0].height()?;
     let accepted = net.accepted();
     let main = net.nodes[0].chain(1, top)?;
@@ -891,7 +920,8 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
         .iter()
         .filter(|h| accepted.get(*h) == Some(&pool))
         .count() as u64;
-    let main_chain = main.len() as u64;
+    // Blocks the run's miners found (not a tie-breaking block of `settle_breaking_ties`).
+    let main_chain = main.iter().filter(|h| accepted.contains_key(*h)).count() as u64;
     Ok(SelfishLiveResult {
         main_chain,
         pool_blocks,
