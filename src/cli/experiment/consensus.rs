@@ -514,21 +514,9 @@ fn plot_irreversibility(rows: &[Value]) -> String {
     let series: Vec<Series> = ns
         .iter()
         .enumerate()
-        .map(|(i, n)| Series {
-            label: format!("N = {n}: p50, bar to p99"),
-            colour: colours[i % colours.len()],
-            dashed: false,
-            points: rows
-                .iter()
-                .filter(|r| r["delegates"].as_u64() == Some(*n))
-                .filter_map(|r| {
-                    Some((
-                        r["offline_share"].as_f64()?,
-                        r["irreversible_p50_s"].as_f64()?,
-                    ))
-                })
-                .collect(),
-            bars: rows
+        .map(|(i, n)| {
+            // (offline share, p50, p99) of the rows of N where a block became irreversible.
+            let bars: Vec<(f64, f64, f64)> = rows
                 .iter()
                 .filter(|r| r["delegates"].as_u64() == Some(*n))
                 .filter_map(|r| {
@@ -538,7 +526,14 @@ fn plot_irreversibility(rows: &[Value]) -> String {
                         r["irreversible_p99_s"].as_f64()?,
                     ))
                 })
-                .collect(),
+                .collect();
+            Series {
+                label: format!("N = {n}: p50, bar to p99"),
+                colour: colours[i % colours.len()],
+                dashed: false,
+                points: bars.iter().map(|b| (b.0, b.1)).collect(),
+                bars,
+            }
         })
         .collect();
     chart(
