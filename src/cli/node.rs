@@ -38,9 +38,10 @@ pub(crate) struct NodeArgs {
     /// Seconds a longpoll waits for a new tip before answering anyway.
     #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) longpoll_timeout: u64,
-    /// Connections open at once; past it new connections are closed at once.
-    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub(crate) rpc_max_connections: u64,
+    /// Connections open at once; past it new connections are closed at once [default: 512, or
+    /// fewer where file descriptors are short: an eighth of those left after a reserve of 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) rpc_max_connections: Option<u64>,
     /// Longpolls waiting at once; past it a longpoll is answered at once.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) rpc_max_longpolls: u64,
@@ -116,9 +117,11 @@ pub(crate) struct NodeArgs {
     /// [default: OP_TRUE, anyone can spend, as `mine` pays].
     #[arg(long, value_name = "ADDRESS", requires = "stratum")]
     pub(crate) stratum_payout: Option<String>,
-    /// Stratum miners connected at once; past it new connections are closed at once.
-    #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000), requires = "stratum")]
-    pub(crate) stratum_max_connections: u64,
+    /// Stratum miners connected at once; past it new connections are closed at once [default:
+    /// 20000, or the file descriptors left after the reserve, the RPC and the peers, whichever
+    /// is fewer; a value above what the process can hold is refused, naming the numbers].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000), requires = "stratum")]
+    pub(crate) stratum_max_connections: Option<u64>,
     /// Seconds a Stratum miner has to subscribe and authorize after connecting.
     #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "stratum")]
     pub(crate) stratum_handshake_timeout: u64,
@@ -184,8 +187,9 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     let mut state = NodeState::new(chain, backend);
     state.longpoll_timeout = std::time::Duration::from_secs(args.longpoll_timeout);
     let state = Arc::new(state);
+    let caps = descriptor_caps(&args)?;
     let limits = Limits {
-        max_connections: args.rpc_max_connections as usize,
+        max_connections: caps.rpc as usize,
         max_longpolls: args.rpc_max_longpolls as usize,
         max_header_bytes: args.rpc_max_header_bytes as usize,
         max_body_bytes: args.rpc_max_body_bytes as usize,
@@ -221,13 +225,15 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
                 stall_timeout: Duration::from_secs(args.p2p_stall_timeout),
                 relay_delay: Duration::from_millis(args.relay_delay),
             },
+            max_inbound: caps.p2p_inbound as usize,
         })
     } else {
         server
     };
     let (server, stratum_at) = match args.stratum {
         Some(at) => {
-            let config = stratum_config(&args, at, network, &credentials_for_stratum)?;
+            let mut config = stratum_config(&args, at, network, &credentials_for_stratum)?;
+            config.max_connections = caps.stratum as usize;
             let bound = config.local_addr();
             (server.with_stratum(config), bound)
         }
@@ -277,6 +283,42 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Raises the file-descriptor limit toward the hard one (as Core does) and shares what the
+/// process may open between the RPC, the peers and Stratum; prints the result. A cap asked for
+/// that does not fit is an error naming the numbers.
+fn descriptor_caps(args: &NodeArgs) -> Result<miner::node::fds::Caps> {
+    use miner::node::fds;
+    let asked = fds::Asked {
+        rpc: args.rpc_max_connections,
+        stratum: args.stratum_max_connections,
+        stratum_on: args.stratum.is_some(),
+        listen: args.listen.is_some(),
+        outbound: args.connect.len() as u64,
+    };
+    let limit = fds::raise_limit(fds::wanted(&asked));
+    let caps = fds::plan(limit, &asked)?;
+    let raised = if limit.soft > limit.was {
+        format!("raised from {}, ", limit.was)
+    } else {
+        String::new()
+    };
+    let mut line = format!(
+        "file descriptors: {} ({raised}hard limit {}): at most {} RPC connections",
+        limit.soft, limit.hard, caps.rpc
+    );
+    if asked.listen || asked.outbound > 0 {
+        line += &format!(
+            ", {} inbound and {} outbound peers",
+            caps.p2p_inbound, caps.p2p_outbound
+        );
+    }
+    if asked.stratum_on {
+        line += &format!(", {} Stratum miners", caps.stratum);
+    }
+    eprintln!("{line}");
+    Ok(caps)
+}
+
 /// The Stratum server's settings from the `--stratum-*` flags.
 fn stratum_config(
     args: &NodeArgs,
@@ -320,7 +362,6 @@ fn stratum_config(
     config.min_difficulty = min;
     config.max_difficulty = max;
     config.share_interval = Duration::from_secs_f64(args.stratum_share_interval);
-    config.max_connections = args.stratum_max_connections as usize;
     config.handshake_timeout = Duration::from_secs(args.stratum_handshake_timeout);
     config.idle_timeout = Duration::from_secs(args.stratum_idle_timeout);
     Ok(config)

@@ -350,6 +350,7 @@ impl Net {
                     relay_delay,
                     ..Settings::default()
                 },
+                max_inbound: crate::node::p2p::MAX_INBOUND,
             }),
             None => server,
         };

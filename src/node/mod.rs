@@ -1,6 +1,7 @@
 //! `miner node`: the local chain served over Bitcoin Core's JSON-RPC (HTTP, Basic auth) on
 //! loopback, with getblocktemplate (BIP 22, longpoll) and submitblock (BIP 22 answers).
 
+pub mod fds;
 mod http;
 pub mod p2p;
 mod rpc;

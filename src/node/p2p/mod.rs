@@ -32,9 +32,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
-/// Inbound peers at once (Core: 125 connections, 8 of them outbound); past it a new one is
-/// closed at once.
-const MAX_INBOUND: usize = 117;
+/// Inbound peers at once by default (Core: 125 connections, 8 of them outbound); past it a new
+/// one is closed at once. `miner node` lowers it where file descriptors are short
+/// (`node::fds`).
+pub const MAX_INBOUND: usize = 117;
 
 /// How peers are treated: ban threshold and time, stall timeout, relay delay.
 #[derive(Clone, Debug)]
@@ -80,6 +81,8 @@ pub struct Config {
     /// Network magic to speak instead of the chain network's (Bitcoin SV's regtest: `dab5bffa`).
     pub magic: Option<Magic>,
     pub settings: Settings,
+    /// Inbound peers at once; past it a new one is closed at once.
+    pub max_inbound: usize,
 }
 
 /// What `getpeerinfo` reports of one peer.
@@ -225,6 +228,7 @@ impl Peers {
 pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
     let magic = config.magic.unwrap_or_else(|| state.magic());
     let settings = Arc::new(config.settings);
+    let max_inbound = config.max_inbound.max(1);
     state
         .peers
         .banscore
@@ -257,7 +261,7 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
                             continue;
                         }
                         let inbound = state.peers.list().iter().filter(|p| p.inbound).count();
-                        if inbound >= MAX_INBOUND {
+                        if inbound >= max_inbound {
                             tracing::info!(%peer, "p2p: inbound peer refused (at the limit)");
                             drop(stream);
                             continue;
