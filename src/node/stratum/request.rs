@@ -214,8 +214,17 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             for name in names {
                 extensions.push(match name {
                     "version-rolling" => {
-                        // A mask that does not decode reads as none given.
-                        let mask = options.get("version-rolling.mask").and_then(mask_hex);
+                        let mask = match options.get("version-rolling.mask") {
+                            None | Some(Value::Null) => None,
+                            Some(v) => match mask_hex(v) {
+                                Some(m) => Some(m),
+                                None => return bad(
+                                    "mining.configure",
+                                    None,
+                                    "version-rolling.mask: expected a string of 1 to 8 hex digits",
+                                ),
+                            },
+                        };
                         Extension::VersionRolling {
                             mask,
                             min_bit_count: options
@@ -339,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn configure_names_and_options_are_decoded() {
+    fn configure_masks_must_be_hex_of_at_most_8_digits() {
         let cfg = |mask: Value| {
             parse(json!({"id": 1, "method": "mining.configure",
                 "params": [["version-rolling", "minimum-difficulty", "x"],
@@ -359,6 +368,10 @@ mod tests {
                 ]
             })
         );
+        for bad in [json!("zz"), json!(123), json!("f".repeat(5000)), json!("")] {
+            let e = cfg(bad.clone()).unwrap_err();
+            assert!(e.to_string().contains("version-rolling.mask"), "{bad}: {e}");
+        }
     }
 
     #[test]
