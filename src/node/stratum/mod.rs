@@ -10,6 +10,12 @@
 //! (on the blocking pool, as `submitblock` runs); then against the connection's share target,
 //! DIFF1 / difficulty, where the difficulty is never above the network's. Vardiff moves each
 //! connection's difficulty toward one share per `--stratum-share-interval`.
+//!
+//! Stock miners apply `mining.set_difficulty` only from the next `mining.notify`, so each
+//! connection remembers the difficulty every job was sent under and judges a share at its
+//! job's (as ckpool does), and every difficulty change is followed by a fresh job. Staleness
+//! is decided against the chain's tip when the share is judged; duplicates are keyed on the
+//! header hash per tip, whatever job id the share names.
 
 pub mod request;
 pub mod share;
@@ -1263,5 +1269,50 @@ async fn submit_block(
             tracing::error!(error = %e, "stratum: block submission failed");
             BlockOutcome::NotTip
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 22 item 4: names with only rejected shares add no entry; the table, each worker's
+    /// rate window and the `getstratuminfo` answer stay bounded.
+    #[test]
+    fn the_worker_table_its_windows_and_the_answer_are_bounded() {
+        let stats = Stats::new(SocketAddr::from(([127, 0, 0, 1], 3333)));
+        for i in 0..64_000 {
+            stats.record(&format!("garbage{i}"), None, false, 1.0, false);
+        }
+        assert_eq!(stats.workers().len(), 0);
+        assert_eq!(stats.shares_rejected.load(Ordering::Relaxed), 64_000);
+        for i in 0..MAX_WORKERS + 500 {
+            stats.record(&format!("w{i}"), Some(0.001), false, 0.001, true);
+        }
+        for _ in 0..100_000 {
+            stats.record("fast", Some(1.0), false, 1.0, true);
+        }
+        {
+            let workers = stats.workers();
+            assert_eq!(workers.len(), MAX_WORKERS);
+            assert!(
+                workers["fast"].window.len() <= 2,
+                "{}",
+                workers["fast"].window.len()
+            );
+            assert!(
+                !workers.contains_key("w0"),
+                "the least recently active is forgotten"
+            );
+        }
+        let started = std::time::Instant::now();
+        let answer = stats.to_json();
+        let took = started.elapsed();
+        let bytes = answer.to_string().len();
+        eprintln!("getstratuminfo with {MAX_WORKERS} workers: {bytes} bytes in {took:?}");
+        assert_eq!(answer["workers"].as_array().map(Vec::len), Some(MAX_LISTED));
+        assert_eq!(answer["workers_total"], MAX_WORKERS);
+        assert_eq!(answer["workers"][0]["worker"], "fast", "highest rate first");
+        assert!(bytes < 32 * 1024, "{bytes}");
     }
 }
