@@ -131,6 +131,10 @@ struct Miner {
     extranonce1: Vec<u8>,
     difficulty: f64,
     job: Option<Job>,
+    /// Applies `mining.set_difficulty` only from the next `mining.notify`, as pooler's minerd
+    /// and cpuminer-opt do (`difficulty` is the one applied, `next_difficulty` the one sent).
+    stock: bool,
+    next_difficulty: f64,
 }
 
 impl Miner {
@@ -147,6 +151,8 @@ impl Miner {
             extranonce1: Vec::new(),
             difficulty: 0.0,
             job: None,
+            stock: false,
+            next_difficulty: 0.0,
         }
     }
 
@@ -171,8 +177,16 @@ impl Miner {
 
     fn note(&mut self, v: &Value) {
         match v["method"].as_str() {
-            Some("mining.set_difficulty") => self.difficulty = v["params"][0].as_f64().unwrap(),
-            Some("mining.notify") => self.job = Some(Job::from_notify(&v["params"]).unwrap()),
+            Some("mining.set_difficulty") => {
+                self.next_difficulty = v["params"][0].as_f64().unwrap();
+                if !self.stock {
+                    self.difficulty = self.next_difficulty;
+                }
+            }
+            Some("mining.notify") => {
+                self.job = Some(Job::from_notify(&v["params"]).unwrap());
+                self.difficulty = self.next_difficulty;
+            }
             _ => {}
         }
     }
@@ -226,21 +240,47 @@ impl Miner {
         start: u32,
     ) -> Value {
         let job = self.job.as_ref().expect("a job");
-        let target = share_target(self.difficulty).unwrap();
+        let ntime = job.ntime;
+        self.grind_on(
+            job,
+            self.difficulty,
+            user,
+            en2,
+            ntime,
+            version_bits,
+            meets,
+            start,
+        )
+    }
+
+    /// As `grind`, on `job` at `difficulty` with `ntime`.
+    #[allow(clippy::too_many_arguments)]
+    fn grind_on(
+        &self,
+        job: &Job,
+        difficulty: f64,
+        user: &str,
+        en2: u32,
+        ntime: u32,
+        version_bits: Option<u32>,
+        meets: bool,
+        start: u32,
+    ) -> Value {
+        let target = share_target(difficulty).unwrap();
         let version = match version_bits {
             Some(b) => (job.version & !0x1fff_e000) | b,
             None => job.version,
         };
         let en2b = en2.to_be_bytes();
         for nonce in start..start + 50_000_000 {
-            let h = job.header(&self.extranonce1, &en2b, job.ntime, nonce, version);
+            let h = job.header(&self.extranonce1, &en2b, ntime, nonce, version);
             let hash = miner::hash::sha256d(&h);
             if target.is_met_by(&hash) == meets {
                 let mut p = json!([
                     user,
                     job.id,
                     hex::encode(en2b),
-                    format!("{:08x}", job.ntime),
+                    format!("{ntime:08x}"),
                     format!("{nonce:08x}")
                 ]);
                 if let Some(b) = version_bits {
@@ -666,4 +706,285 @@ fn the_connection_limit_and_the_handshake_timeout_close_connections() {
     let info = node.rpc("getstratuminfo", json!([]));
     assert_eq!(info["connections_refused"], 1, "{info}");
     assert_eq!(good.call("mining.ping", json!([]))["result"], "pong");
+}
+
+/// Issue 22 item 1: a miner that applies `mining.set_difficulty` only from the next
+/// `mining.notify` (pooler's minerd, cpuminer-opt) mines through a vardiff raise with no
+/// low-difficulty reject, is sent a fresh job with the raise, and a share on the job from
+/// before the raise is still judged at that job's difficulty long after it.
+#[test]
+fn a_stock_miner_mines_through_a_vardiff_raise_with_no_low_difficulty_rejects() {
+    let node = Node::start(
+        "stockraise",
+        &[
+            "--stratum-difficulty",
+            "1e-7",
+            "--stratum-min-difficulty",
+            "1e-7",
+            "--stratum-max-difficulty",
+            "1e-6",
+            "--stratum-share-interval",
+            "0.1",
+        ],
+    );
+    let mut m = node.miner();
+    m.stock = true;
+    m.login("stock");
+    let first_job = m.job.clone().unwrap();
+    let first = m.difficulty;
+    assert_eq!(first, 1e-7);
+    let (mut accepted, mut low, mut raised_at) = (0u32, 0u32, None::<Instant>);
+    let started = Instant::now();
+    let mut nonce = 0;
+    let mut en2 = 0u32;
+    // Past the old 5 s grace after the raise, bounded in all.
+    while raised_at.is_none_or(|t| t.elapsed() < Duration::from_secs(7))
+        && started.elapsed() < Duration::from_secs(25)
+    {
+        let share = m.grind("stock", en2, None, true, nonce);
+        nonce = u32::from_str_radix(share[4].as_str().unwrap(), 16).unwrap() + 1;
+        if nonce > 0xf000_0000 {
+            en2 += 1;
+            nonce = 0;
+        }
+        let r = m.call("mining.submit", share);
+        if r["result"] == true {
+            accepted += 1;
+        } else {
+            assert_eq!(error_code(&r), 23, "{r}");
+            low += 1;
+        }
+        if raised_at.is_none() && m.next_difficulty > first {
+            raised_at = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(raised_at.is_some(), "no raise in 25 s");
+    assert_eq!(low, 0, "{low} low-difficulty rejects, {accepted} accepted");
+    assert!(
+        m.difficulty > first,
+        "the raise came with a job the miner applied it from: {}",
+        m.difficulty
+    );
+    // The job from before the raise: its difficulty, 7 s after the raise.
+    let old = m.grind_on(
+        &first_job,
+        first,
+        "stock",
+        0xffff,
+        first_job.ntime,
+        None,
+        true,
+        0,
+    );
+    let r = m.call("mining.submit", old);
+    assert_eq!(r["result"], true, "{r}");
+}
+
+/// Issue 22 item 1: `mining.suggest_difficulty` after the first job is followed by a fresh
+/// (not clean) job with a new id, and the earlier job keeps its difficulty.
+#[test]
+fn a_difficulty_change_is_followed_by_a_fresh_job() {
+    let node = Node::start(
+        "freshjob",
+        &[
+            "--stratum-difficulty",
+            "1e-7",
+            "--stratum-min-difficulty",
+            "1e-7",
+            "--stratum-max-difficulty",
+            "1e-3",
+            "--stratum-share-interval",
+            "60",
+        ],
+    );
+    let mut m = node.miner();
+    m.stock = true;
+    m.login("w");
+    m.pending.clear();
+    let first_job = m.job.clone().unwrap();
+    let r = m.call("mining.suggest_difficulty", json!([1e-5]));
+    assert_eq!(r["result"], true, "{r}");
+    let d = m.wait_for("mining.set_difficulty");
+    assert_eq!(d["params"][0].as_f64(), Some(1e-5), "{d}");
+    let notify = m.wait_for("mining.notify");
+    assert_eq!(notify["params"][8], false, "{notify}");
+    assert_ne!(notify["params"][0], json!(first_job.id), "{notify}");
+    assert_eq!(m.difficulty, 1e-5);
+    // A share on the fresh job at 1e-7 only is low; one meeting 1e-5 is accepted.
+    let job = m.job.clone().unwrap();
+    let low = m.grind_on(&job, 1e-5, "w", 1, job.ntime, None, false, 0);
+    assert_eq!(error_code(&m.call("mining.submit", low)), 23);
+    let ok = m.grind("w", 2, None, true, 0);
+    assert_eq!(m.call("mining.submit", ok)["result"], true);
+    // The first job's shares are judged at 1e-7.
+    let old = m.grind_on(&first_job, 1e-7, "w", 3, first_job.ntime, None, true, 0);
+    let r = m.call("mining.submit", old);
+    assert_eq!(r["result"], true, "{r}");
+}
+
+/// Issue 22 item 2: the refreshed job reissues the same coinbase and branch, so the same header
+/// under the new job id is a duplicate (22), not a second credit.
+#[test]
+fn the_same_header_under_a_refreshed_job_is_a_duplicate() {
+    let mut flags = vec!["--stratum-refresh", "1"];
+    flags.extend(PINNED);
+    let node = Node::start("refreshdup", &flags);
+    let mut m = node.miner();
+    m.login("w");
+    let a = m.job.clone().unwrap();
+    // An ntime both jobs accept.
+    let ntime = a.ntime + 60;
+    let share = m.grind_on(&a, m.difficulty, "w", 7, ntime, None, true, 0);
+    assert_eq!(m.call("mining.submit", share.clone())["result"], true);
+    let notify = m.wait_for("mining.notify");
+    let b = Job::from_notify(&notify["params"]).unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(
+        (&a.prev_hash, &a.coinb1, &a.coinb2, &a.branch),
+        (&b.prev_hash, &b.coinb1, &b.coinb2, &b.branch),
+        "a refresh reissues the same coinbase and branch"
+    );
+    let mut again = share.clone();
+    again[1] = json!(b.id);
+    let r = m.call("mining.submit", again);
+    assert_eq!(error_code(&r), 22, "{r}");
+    let r = m.call("mining.submit", share);
+    assert_eq!(error_code(&r), 22, "{r}");
+    let info = node.rpc("getstratuminfo", json!([]));
+    assert_eq!(info["shares_accepted"], 1, "{info}");
+}
+
+/// Issue 22 item 3: two block-solving shares of one job sent back to back: the first is the
+/// block, the second is stale (21) and neither stored nor counted; three rounds (the race was
+/// 2 of 3).
+#[test]
+fn two_block_solving_shares_back_to_back_make_one_block() {
+    let node = Node::start("blockrace", &["-d", "2000"]);
+    let mut m = node.miner();
+    m.login("w");
+    for round in 0..3u32 {
+        let first = m.grind("w", 2 * round, None, true, 0);
+        let second = m.grind("w", 2 * round + 1, None, true, 0);
+        let (id1, id2) = (1000 + 2 * u64::from(round), 1001 + 2 * u64::from(round));
+        let lines = format!(
+            "{}\n{}",
+            json!({"id": id1, "method": "mining.submit", "params": first}),
+            json!({"id": id2, "method": "mining.submit", "params": second})
+        );
+        m.send_line(&lines);
+        let mut replies = Vec::new();
+        while replies.len() < 2 {
+            let v = m.read().expect("a reply");
+            if v.get("method").is_none() {
+                replies.push(v);
+            } else {
+                m.pending.push(v);
+            }
+        }
+        assert_eq!(replies[0]["id"], id1, "{replies:?}");
+        assert_eq!(replies[0]["result"], true, "round {round}: {replies:?}");
+        assert_eq!(error_code(&replies[1]), 21, "round {round}: {replies:?}");
+        assert_eq!(node.rpc("getblockcount", json!([])), round + 1);
+        // The clean job on the new tip.
+        loop {
+            let n = m.wait_for("mining.notify");
+            if n["params"][8] == true {
+                break;
+            }
+        }
+    }
+    let info = node.rpc("getstratuminfo", json!([]));
+    assert_eq!(info["blocks"], 3, "{info}");
+    assert_eq!(info["workers"][0]["blocks"], 3, "{info}");
+    let tips = node.rpc("getchaintips", json!([]));
+    assert_eq!(tips.as_array().unwrap().len(), 1, "no side branch: {tips}");
+}
+
+/// Issue 22 item 5: a 65th worker on one connection is refused at authorize, naming the limit.
+#[test]
+fn a_65th_worker_on_one_connection_is_refused_at_authorize() {
+    let node = Node::start("workers65", &PINNED);
+    let mut m = node.miner();
+    m.login("w0");
+    for i in 1..64 {
+        let r = m.call("mining.authorize", json!([format!("w{i}"), "x"]));
+        assert_eq!(r["result"], true, "{i}: {r}");
+    }
+    let r = m.call("mining.authorize", json!(["w64", "x"]));
+    assert_eq!(r["result"], false, "{r}");
+    assert_eq!(error_code(&r), 24, "{r}");
+    assert!(r["error"][1].as_str().unwrap().contains("64"), "{r}");
+    // Authorizing an already authorized name again is still fine.
+    let r = m.call("mining.authorize", json!(["w3", "x"]));
+    assert_eq!(r["result"], true, "{r}");
+}
+
+/// Issue 22 item 5: a malformed version-rolling mask is refused with a JSON-RPC error, not
+/// granted the whole mask.
+#[test]
+fn malformed_version_rolling_masks_are_refused() {
+    let node = Node::start("badmask", &PINNED);
+    let mut m = node.miner();
+    for mask in [json!("zz"), json!(123), json!("f".repeat(5000))] {
+        let r = m.call(
+            "mining.configure",
+            json!([["version-rolling"], {"version-rolling.mask": mask}]),
+        );
+        assert_eq!(error_code(&r), 20, "{r}");
+        assert!(r["result"].is_null(), "{r}");
+    }
+    // The connection stays, and a good mask is still granted.
+    let r = m.call(
+        "mining.configure",
+        json!([["version-rolling"], {"version-rolling.mask": "00ff0000"}]),
+    );
+    assert_eq!(r["result"]["version-rolling.mask"], "00ff0000", "{r}");
+}
+
+/// Issue 22 item 4: rejected shares from many names build no table; accepted ones do, and
+/// `getstratuminfo` lists at most 100 workers with `workers_total` counting all.
+#[test]
+fn many_worker_names_keep_the_table_and_the_answer_bounded() {
+    let node = Node::start("manynames", &PINNED);
+    let mut miners: Vec<Miner> = (0..3).map(|_| node.miner()).collect();
+    for (c, m) in miners.iter_mut().enumerate() {
+        m.login(&format!("c{c}w0"));
+        for i in 1..64 {
+            let r = m.call("mining.authorize", json!([format!("c{c}w{i}"), "x"]));
+            assert_eq!(r["result"], true, "{r}");
+        }
+        for i in 0..64 {
+            let garbage = json!([
+                format!("c{c}w{i}"),
+                "nojob",
+                "00000000",
+                "00000000",
+                "00000000"
+            ]);
+            let r = m.call("mining.submit", garbage);
+            assert!(r["error"].is_array(), "{r}");
+        }
+    }
+    let info = node.rpc("getstratuminfo", json!([]));
+    assert_eq!(info["workers_total"], 0, "{info}");
+    assert_eq!(info["workers"].as_array().unwrap().len(), 0, "{info}");
+    assert_eq!(info["shares_rejected"], 192, "{info}");
+    // 130 names with an accepted share each.
+    let mut n = 0;
+    for (c, m) in miners.iter_mut().enumerate() {
+        for i in 0..64 {
+            if n == 130 {
+                break;
+            }
+            let share = m.grind(&format!("c{c}w{i}"), i, None, true, 0);
+            let r = m.call("mining.submit", share);
+            assert_eq!(r["result"], true, "{r}");
+            n += 1;
+        }
+    }
+    let info = node.rpc("getstratuminfo", json!([]));
+    assert_eq!(info["workers_total"], 130, "{info}");
+    assert_eq!(info["workers"].as_array().unwrap().len(), 100, "{info}");
+    assert_eq!(info["shares_accepted"], 130, "{info}");
 }

@@ -128,6 +128,10 @@ pub(crate) struct NodeArgs {
     /// Seconds a Stratum miner may send nothing before it is disconnected.
     #[arg(long, value_name = "S", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "stratum")]
     pub(crate) stratum_idle_timeout: u64,
+    /// Seconds between refreshed Stratum jobs (new ntime, clean_jobs=false) while the tip is
+    /// unchanged.
+    #[arg(long, value_name = "S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "stratum")]
+    pub(crate) stratum_refresh: u64,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as `miner=debug`).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub(crate) log_level: String,
@@ -364,6 +368,7 @@ fn stratum_config(
     config.share_interval = Duration::from_secs_f64(args.stratum_share_interval);
     config.handshake_timeout = Duration::from_secs(args.stratum_handshake_timeout);
     config.idle_timeout = Duration::from_secs(args.stratum_idle_timeout);
+    config.refresh = Duration::from_secs(args.stratum_refresh);
     Ok(config)
 }
 

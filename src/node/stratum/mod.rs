@@ -10,14 +10,23 @@
 //! (on the blocking pool, as `submitblock` runs); then against the connection's share target,
 //! DIFF1 / difficulty, where the difficulty is never above the network's. Vardiff moves each
 //! connection's difficulty toward one share per `--stratum-share-interval`.
+//!
+//! Stock miners apply `mining.set_difficulty` only from the next `mining.notify`, so each
+//! connection remembers the difficulty every job was sent under and judges a share at its
+//! job's (as ckpool does), and every difficulty change is followed by a fresh job. Staleness
+//! is decided against the chain's tip when the share is judged; duplicates are keyed on the
+//! header hash per tip, whatever job id the share names.
 
+pub mod request;
 pub mod share;
+
+pub use self::request::{parse_request, Extension, Request, RequestError};
 
 use self::share::{check, effective_difficulty, rolled_version, Submission};
 use super::rpc::NodeState;
 use crate::block::Template;
 use crate::pow::Target;
-use crate::stratum::{hex_u32, Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
+use crate::stratum::{Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -142,8 +151,13 @@ impl Config {
 
 /// Longest JSON line accepted (16 KiB).
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
-/// Jobs kept for late shares; older job ids answer 21 "Job not found".
-const KEEP_JOBS: usize = 8;
+/// Jobs kept per connection for late shares (with the difficulty each was sent under); older
+/// job ids answer 21 "Job not found".
+const KEEP_JOBS: usize = 16;
+/// Workers one connection may authorize.
+const MAX_CONN_WORKERS: usize = 64;
+/// Share header hashes kept for the duplicate check on one tip (oldest forgotten first).
+const MAX_SEEN_SHARES: usize = 1 << 19;
 /// Time a write to a miner may take before the miner is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Free slots of the write queue kept before the next request is read: a request's handling
@@ -151,12 +165,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const REPLY_HEADROOM: usize = 16;
 /// Sliding window of the hash-rate estimate.
 const RATE_WINDOW: Duration = Duration::from_secs(600);
+/// The window is kept as sums over buckets this long (at most 61 per worker).
+const RATE_BUCKET: Duration = Duration::from_secs(10);
 /// Failed `mining.authorize` calls before a connection is closed.
 const MAX_AUTH_FAILURES: u32 = 5;
 /// Delay before a refused `mining.authorize` is answered.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(250);
-/// Distinct worker names tracked for `getstratuminfo` (totals count them all).
-const MAX_WORKERS: usize = 65_536;
+/// Distinct worker names tracked for `getstratuminfo` (totals count them all); past it the
+/// least recently active is forgotten.
+const MAX_WORKERS: usize = 10_000;
+/// Workers listed by `getstratuminfo` (the highest hash rates; `workers_total` counts all).
+const MAX_LISTED: usize = 100;
 /// Closed sessions whose extranonce1 can still be restored by a resubscribe.
 const KEEP_SESSIONS: usize = 100_000;
 
@@ -176,7 +195,9 @@ struct Worker {
     blocks: u64,
     difficulty: f64,
     first: Option<Instant>,
-    /// Accepted shares' difficulties in the last [`RATE_WINDOW`].
+    last: Option<Instant>,
+    /// Accepted shares' difficulties in the last [`RATE_WINDOW`], summed per [`RATE_BUCKET`]
+    /// (bucket start, sum): bounded whatever the share rate.
     window: VecDeque<(Instant, f64)>,
 }
 
@@ -192,6 +213,7 @@ impl Worker {
         let Some(first) = self.first else { return 0.0 };
         let span = now.duration_since(first).min(RATE_WINDOW).as_secs_f64();
         let work: f64 = self.window.iter().map(|(_, d)| d).sum();
+        // Shares older than the window's start are already dropped bucket by bucket.
         work * 4_294_967_296.0 / span.max(1.0)
     }
 }
@@ -231,7 +253,17 @@ impl Stats {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, worker: &str, accepted: Option<f64>, block: bool, difficulty: f64) {
+    /// Counts a share. `worker` gets a table entry only if `create` (the caller decides: an
+    /// accepted share, or any share of a worker authenticated by password); a rejected share
+    /// from a name without one counts in the totals only, so names cost the table nothing.
+    fn record(
+        &self,
+        worker: &str,
+        accepted: Option<f64>,
+        block: bool,
+        difficulty: f64,
+        create: bool,
+    ) {
         let counter = if accepted.is_some() {
             &self.shares_accepted
         } else {
@@ -242,18 +274,38 @@ impl Stats {
             self.blocks.fetch_add(1, Ordering::Relaxed);
         }
         let mut workers = self.workers();
-        if workers.len() >= MAX_WORKERS && !workers.contains_key(worker) {
-            return;
+        let now = Instant::now();
+        if !workers.contains_key(worker) {
+            if !create {
+                return;
+            }
+            if workers.len() >= MAX_WORKERS {
+                // Forget the least recently active (a scan, only when the table is full).
+                let oldest = workers
+                    .iter()
+                    .min_by_key(|(_, w)| w.last)
+                    .map(|(name, _)| name.clone());
+                if let Some(oldest) = oldest {
+                    workers.remove(&oldest);
+                }
+            }
         }
         let w = workers.entry(worker.to_string()).or_default();
-        let now = Instant::now();
         w.difficulty = difficulty;
         w.first.get_or_insert(now);
+        w.last = Some(now);
         match accepted {
             Some(d) => {
                 w.accepted += 1;
-                w.window.push_back((now, d));
-                if w.window.len() > 100_000 {
+                match w.window.back_mut() {
+                    Some((start, sum)) if now.duration_since(*start) < RATE_BUCKET => *sum += d,
+                    _ => w.window.push_back((now, d)),
+                }
+                while w
+                    .window
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+                {
                     w.window.pop_front();
                 }
             }
@@ -268,12 +320,22 @@ impl Stats {
     pub fn to_json(&self) -> Value {
         let now = Instant::now();
         let mut total_rate = 0.0;
-        let mut list: Vec<Value> = self
-            .workers()
+        let mut workers = self.workers();
+        let workers_total = workers.len();
+        let mut rates: Vec<(f64, &String, &Worker)> = workers
             .iter_mut()
             .map(|(name, w)| {
                 let rate = w.hashrate(now);
                 total_rate += rate;
+                (rate, name, &*w)
+            })
+            .collect();
+        // The highest hash rates first (then by name), at most MAX_LISTED of them.
+        rates.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        rates.truncate(MAX_LISTED);
+        let list: Vec<Value> = rates
+            .into_iter()
+            .map(|(rate, name, w)| {
                 json!({
                     "worker": name,
                     "shares_accepted": w.accepted,
@@ -284,7 +346,7 @@ impl Stats {
                 })
             })
             .collect();
-        list.sort_by(|a, b| a["worker"].as_str().cmp(&b["worker"].as_str()));
+        drop(workers);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         json!({
             "listening": format!("stratum+tcp://{}", self.listening),
@@ -292,6 +354,7 @@ impl Stats {
             "connections_total": get(&self.connections_total),
             "connections_refused": get(&self.connections_refused),
             "workers": list,
+            "workers_total": workers_total,
             "shares_accepted": get(&self.shares_accepted),
             "shares_rejected": get(&self.shares_rejected),
             "blocks": get(&self.blocks),
@@ -307,8 +370,8 @@ struct JobEntry {
     job: Job,
     template: Template,
     network_target: Target,
-    /// Shares already seen (duplicates answer 22).
-    seen: Mutex<HashSet<[u8; 20]>>,
+    /// The previous block's display hash, compared with the chain's tip (the tip watch).
+    prev_display: String,
     /// The `mining.notify` line with clean_jobs false and true, serialized once for every miner.
     notify_lines: [String; 2],
 }
@@ -368,16 +431,58 @@ struct Pool {
     write_queue: usize,
     refresh: Duration,
     stats: Arc<Stats>,
-    jobs: Mutex<VecDeque<Arc<JobEntry>>>,
+    /// The chain's tip (display hash), as the chain sets it when a block becomes the tip.
+    tip: watch::Receiver<String>,
+    /// Header hashes of the shares accepted on the current tip (duplicates answer 22).
+    seen: Mutex<SeenShares>,
+    /// Held from the stale check of a block-solving share to the chain's answer, so a second
+    /// block on the same tip is judged after the first one moved it.
+    block_submit: tokio::sync::Mutex<()>,
     current: watch::Sender<Option<Arc<JobEntry>>>,
     shutdown: watch::Sender<bool>,
     sessions: Mutex<Sessions>,
     next_job: AtomicU64,
 }
 
+/// The duplicate check: the header hashes of shares on one tip, whatever job id they named
+/// (a refreshed job reissues the same coinbase and branch, so the same header). Cleared when
+/// the tip changes; past [`MAX_SEEN_SHARES`] the oldest are forgotten.
+#[derive(Default)]
+struct SeenShares {
+    tip: String,
+    hashes: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl SeenShares {
+    /// Whether `hash` is new on `tip` (and now remembered).
+    fn insert(&mut self, tip: &str, hash: [u8; 32]) -> bool {
+        if self.tip != tip {
+            self.tip = tip.to_string();
+            self.hashes.clear();
+            self.order.clear();
+        }
+        if !self.hashes.insert(hash) {
+            return false;
+        }
+        self.order.push_back(hash);
+        while self.order.len() > MAX_SEEN_SHARES {
+            if let Some(old) = self.order.pop_front() {
+                self.hashes.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 impl Pool {
-    fn jobs(&self) -> MutexGuard<'_, VecDeque<Arc<JobEntry>>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    fn seen(&self) -> MutexGuard<'_, SeenShares> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `entry` builds on the chain's tip now.
+    fn on_tip(&self, entry: &JobEntry) -> bool {
+        *self.tip.borrow() == entry.prev_display
     }
     fn sessions(&self) -> MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
@@ -400,6 +505,7 @@ pub(crate) fn spawn(
     rand::Rng::fill(&mut rand::thread_rng(), &mut seed);
     let min_difficulty = config.min_difficulty;
     let max_difficulty = config.max_difficulty.max(min_difficulty);
+    let tip = state.watch_tip();
     let pool = Arc::new(Pool {
         state,
         auth: config.auth,
@@ -414,7 +520,9 @@ pub(crate) fn spawn(
         write_queue: config.write_queue.max(2 * REPLY_HEADROOM),
         refresh: config.refresh,
         stats,
-        jobs: Mutex::new(VecDeque::new()),
+        tip,
+        seen: Mutex::new(SeenShares::default()),
+        block_submit: tokio::sync::Mutex::new(()),
         current: watch::Sender::new(None),
         shutdown: watch::Sender::new(false),
         sessions: Mutex::new(Sessions {
@@ -530,20 +638,15 @@ async fn make_jobs(pool: Arc<Pool>) {
                     line.push('\n');
                     line
                 });
+                let mut prev = job.prev_hash;
+                prev.reverse();
                 let entry = Arc::new(JobEntry {
+                    prev_display: hex::encode(prev),
                     job,
                     template,
                     network_target,
-                    seen: Mutex::new(HashSet::new()),
                     notify_lines,
                 });
-                {
-                    let mut jobs = pool.jobs();
-                    jobs.push_back(entry.clone());
-                    while jobs.len() > KEEP_JOBS {
-                        jobs.pop_front();
-                    }
-                }
                 tracing::debug!(job = %entry.job.id, height = entry.template.height, clean, "stratum: new job");
                 pool.current.send_replace(Some(entry));
             }
@@ -618,10 +721,12 @@ struct Conn {
     workers: HashSet<String>,
     auth_failures: u32,
     version_mask: u32,
+    /// The difficulty jobs are sent under from now on (before the network clamp).
     difficulty: f64,
-    /// The difficulty before the last change, accepted until `previous_until`.
-    previous: f64,
-    previous_until: Instant,
+    /// The last [`KEEP_JOBS`] jobs sent to this connection: job id, job, and the difficulty
+    /// in force when it was sent (a share is judged at it: stock miners apply a
+    /// `mining.set_difficulty` only from the next `mining.notify`).
+    jobs: VecDeque<(String, Arc<JobEntry>, f64)>,
     /// Floor asked with `mining.configure` minimum-difficulty.
     min_asked: f64,
     /// The difficulty last sent with `mining.set_difficulty`.
@@ -648,42 +753,72 @@ impl Conn {
         self.send(&json!({"id": id, "result": null, "error": [code, message, null]}));
     }
 
-    /// Sends `mining.set_difficulty` if the applied difficulty differs from the last sent.
-    fn send_difficulty(&mut self, network_target: Option<&Target>) {
+    /// Sends `mining.set_difficulty` if the applied difficulty differs from the last sent;
+    /// whether it did.
+    fn send_difficulty(&mut self, network_target: Option<&Target>) -> bool {
         let d = match network_target {
             Some(t) => effective_difficulty(self.difficulty, t),
             None => self.difficulty,
         };
-        if self.sent_difficulty != Some(d) {
-            self.sent_difficulty = Some(d);
-            self.send(&json!({"id": null, "method": "mining.set_difficulty", "params": [d]}));
+        if self.sent_difficulty == Some(d) {
+            return false;
+        }
+        self.sent_difficulty = Some(d);
+        self.send(&json!({"id": null, "method": "mining.set_difficulty", "params": [d]}));
+        true
+    }
+
+    /// Remembers that `entry` was sent as `job_id` under the current difficulty.
+    fn sent_job(&mut self, job_id: String, entry: &Arc<JobEntry>) {
+        self.jobs
+            .push_back((job_id, entry.clone(), self.difficulty));
+        while self.jobs.len() > KEEP_JOBS {
+            self.jobs.pop_front();
         }
     }
 
-    fn notify(&mut self, entry: &JobEntry, clean: bool) {
+    fn notify(&mut self, entry: &Arc<JobEntry>, clean: bool) {
         self.send_difficulty(Some(&entry.network_target));
+        self.sent_job(entry.job.id.clone(), entry);
         let line = &entry.notify_lines[usize::from(clean)];
         if self.out.try_send(line.clone()).is_err() {
             self.dead = true;
         }
     }
 
-    fn set_difficulty(&mut self, d: f64, grace: Duration) {
-        if d != self.difficulty {
-            self.previous = self.difficulty;
-            self.previous_until = Instant::now() + grace;
-            self.difficulty = d;
+    /// Moves the connection to difficulty `d`: once jobs flow, `mining.set_difficulty` and at
+    /// once a fresh job (the current template under a new job id, clean_jobs false) that the
+    /// miner applies it from. Shares of the jobs sent before keep the difficulty they were
+    /// sent under.
+    fn change_difficulty(&mut self, pool: &Pool, d: f64) {
+        if d == self.difficulty {
+            return;
+        }
+        self.difficulty = d;
+        if !self.jobs_on {
+            return;
+        }
+        let entry = pool.current.borrow().clone();
+        let sent = self.send_difficulty(entry.as_ref().map(|e| &e.network_target));
+        if let (true, Some(entry)) = (sent, entry) {
+            let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
+            let mut params = entry.job.to_notify();
+            params[0] = json!(id);
+            params[8] = json!(false);
+            self.sent_job(id, &entry);
+            self.send(&json!({"id": null, "method": "mining.notify", "params": params}));
         }
     }
 
-    /// The difficulty a share must meet now (the lower of the current and, briefly after a
-    /// change, the previous one), before the network clamp.
-    fn accepted_difficulty(&self) -> f64 {
-        if Instant::now() < self.previous_until {
-            self.difficulty.min(self.previous)
-        } else {
-            self.difficulty
-        }
+    /// The job sent to this connection as `job_id`, and the difficulty its shares are judged
+    /// at: the one it was sent under, or the current one if lower (a miner that applies a
+    /// lowered difficulty at once is not refused either).
+    fn job(&self, job_id: &str) -> Option<(Arc<JobEntry>, f64)> {
+        self.jobs
+            .iter()
+            .rev()
+            .find(|(id, _, _)| id == job_id)
+            .map(|(_, e, d)| (e.clone(), d.min(self.difficulty)))
     }
 }
 
@@ -717,8 +852,7 @@ async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: Socke
         auth_failures: 0,
         version_mask: 0,
         difficulty: pool.difficulty,
-        previous: pool.difficulty,
-        previous_until: opened,
+        jobs: VecDeque::new(),
         min_asked: 0.0,
         sent_difficulty: None,
         jobs_on: false,
@@ -777,7 +911,7 @@ async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: Socke
             _ = tokio::time::sleep_until(deadline) => {
                 break if conn.jobs_on { "idle timeout" } else { "handshake timeout" };
             }
-            _ = vardiff.tick() => retarget(pool, &mut conn, &jobs, false),
+            _ = vardiff.tick() => retarget(pool, &mut conn, false),
         }
         if conn.dead {
             stats.slow_readers_dropped.fetch_add(1, Ordering::Relaxed);
@@ -809,12 +943,7 @@ async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: Socke
 
 /// Vardiff: after enough shares (or time), moves the difficulty toward one share per
 /// `share_interval`, by a factor of 1/4 to 16 per step, within the floor and ceiling.
-fn retarget(
-    pool: &Pool,
-    conn: &mut Conn,
-    jobs: &watch::Receiver<Option<Arc<JobEntry>>>,
-    after_share: bool,
-) {
+fn retarget(pool: &Pool, conn: &mut Conn, after_share: bool) {
     if !conn.jobs_on {
         return;
     }
@@ -844,97 +973,50 @@ fn retarget(
     if (d / conn.difficulty - 1.0).abs() < 0.2 {
         return;
     }
-    let grace = pool.share_interval.mul_f64(2.0).max(Duration::from_secs(5));
-    conn.set_difficulty(d, grace);
-    let entry = jobs.borrow().clone();
-    conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
+    conn.change_difficulty(pool, d);
 }
 
 async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
-    let message: Value = match serde_json::from_slice(line) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            conn.error(
-                &Value::Null,
-                OTHER,
-                "malformed message: expected a JSON object",
-            );
-            return;
-        }
+    let request = match parse_request(line) {
+        Ok(r) => r,
+        Err(RequestError::BadParams {
+            id,
+            method: "mining.submit",
+            worker,
+            message,
+        }) => return submit_malformed(pool, conn, &id, worker.as_deref(), &message),
+        Err(e) => return conn.error(&e.id(), OTHER, &e.to_string()),
     };
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        // A reply to something we sent (none expects an answer): ignored.
-        if message.get("result").is_none() && message.get("error").is_none() {
-            conn.error(&id, OTHER, "malformed message: no method");
+    match request {
+        Request::Nothing => {}
+        Request::Subscribe { id, session } => subscribe(pool, conn, &id, session),
+        Request::Authorize { id, user, password } => {
+            authorize(pool, conn, &id, &user, &password).await
         }
-        return;
-    };
-    let empty = Vec::new();
-    let params = message
-        .get("params")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    match method {
-        "mining.subscribe" => subscribe(pool, conn, &id, params),
-        "mining.authorize" => authorize(pool, conn, &id, params).await,
-        "mining.submit" => submit(pool, conn, &id, params).await,
-        "mining.configure" => configure(pool, conn, &id, params),
-        "mining.suggest_difficulty" | "mining.suggest_target" => {
-            let d = match (method, params.first()) {
-                // cpuminer-opt sends the value as a quoted string ("0.5").
-                ("mining.suggest_difficulty", Some(v)) => v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())),
-                (_, Some(v)) => crate::stratum::hex_bytes(v, "target").ok().and_then(|b| {
-                    let b: [u8; 32] = b.try_into().ok()?;
-                    let mut le = b;
-                    le.reverse();
-                    Some(crate::stratum::difficulty_of(&le))
-                }),
-                _ => None,
-            };
-            match d.filter(|d| d.is_finite() && *d > 0.0) {
-                Some(d) => {
-                    let floor = pool
-                        .min_difficulty
-                        .max(conn.min_asked)
-                        .min(pool.max_difficulty);
-                    let d = d.clamp(floor, pool.max_difficulty);
-                    conn.set_difficulty(d, pool.share_interval.max(Duration::from_secs(5)));
-                    if conn.jobs_on {
-                        let entry = pool.current.borrow().clone();
-                        conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
-                    }
-                    conn.reply(&id, json!(true));
-                }
-                None => conn.error(&id, OTHER, "expected a positive difficulty"),
-            }
+        Request::Submit { id, submit: s } => submit(pool, conn, &id, &s).await,
+        Request::Configure { id, extensions } => configure(pool, conn, &id, &extensions),
+        Request::SuggestDifficulty { id, difficulty } => {
+            let floor = pool
+                .min_difficulty
+                .max(conn.min_asked)
+                .min(pool.max_difficulty);
+            let d = difficulty.clamp(floor, pool.max_difficulty);
+            conn.reply(&id, json!(true));
+            conn.change_difficulty(pool, d);
         }
-        "mining.extranonce.subscribe" => {
+        Request::ExtranonceSubscribe { id } => {
             // The extranonce1 of a session never changes, so no mining.set_extranonce follows.
             conn.reply(&id, json!(true))
         }
-        "mining.ping" => conn.reply(&id, json!("pong")),
-        "mining.get_transactions" => conn.reply(&id, json!([])),
-        _ => conn.error(&id, OTHER, &format!("unknown method {method:?}")),
+        Request::Ping { id } => conn.reply(&id, json!("pong")),
+        Request::GetTransactions { id } => conn.reply(&id, json!([])),
     }
 }
 
-fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
+fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, wanted: Option<u32>) {
     let en1 = match conn.extranonce1 {
         Some(en1) => en1,
         None => {
-            let wanted = params
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes);
             let en1 = pool.sessions().open(wanted);
             conn.extranonce1 = Some(en1);
             en1
@@ -955,9 +1037,7 @@ fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
     start_jobs(pool, conn);
 }
 
-async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let user = params.first().and_then(Value::as_str).unwrap_or("");
-    let password = params.get(1).and_then(Value::as_str).unwrap_or("");
+async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, user: &str, password: &str) {
     if user.is_empty() || user.len() > 256 || !pool.auth.allows(user, password) {
         conn.auth_failures += 1;
         tracing::warn!(peer = %conn.peer, user, "stratum: authorization refused");
@@ -966,9 +1046,16 @@ async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
         conn.send(&json!({"id": id, "result": false, "error": [UNAUTHORIZED, "unauthorized worker", null]}));
         return;
     }
-    if conn.workers.len() < 64 {
-        conn.workers.insert(user.to_string());
+    if !conn.workers.contains(user) && conn.workers.len() >= MAX_CONN_WORKERS {
+        // Not a password failure: no delay, and it does not count toward closing.
+        tracing::debug!(peer = %conn.peer, user, "stratum: worker limit of the connection reached");
+        let message = format!(
+            "too many workers on this connection: the limit is {MAX_CONN_WORKERS}; open another connection"
+        );
+        conn.send(&json!({"id": id, "result": false, "error": [UNAUTHORIZED, message, null]}));
+        return;
     }
+    conn.workers.insert(user.to_string());
     conn.reply(id, json!(true));
     start_jobs(pool, conn);
 }
@@ -986,26 +1073,18 @@ fn start_jobs(pool: &Pool, conn: &mut Conn) {
     let entry = pool.current.borrow().clone();
     match entry {
         Some(entry) => conn.notify(&entry, true),
-        None => conn.send_difficulty(None),
+        None => {
+            conn.send_difficulty(None);
+        }
     }
 }
 
-fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let names: Vec<&str> = params
-        .first()
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let empty = serde_json::Map::new();
-    let options = params.get(1).and_then(Value::as_object).unwrap_or(&empty);
+fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension]) {
     let mut result = serde_json::Map::new();
-    for name in names {
-        match name {
-            "version-rolling" => {
-                let asked = options
-                    .get("version-rolling.mask")
-                    .and_then(|v| hex_u32(v, "version-rolling.mask").ok())
-                    .unwrap_or(u32::MAX);
+    for extension in extensions {
+        match extension {
+            Extension::VersionRolling { mask, .. } => {
+                let asked = mask.unwrap_or(u32::MAX);
                 conn.version_mask = VERSION_ROLLING_MASK & asked;
                 result.insert("version-rolling".into(), json!(true));
                 result.insert(
@@ -1013,29 +1092,46 @@ fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
                     json!(crate::stratum::u32_hex(conn.version_mask)),
                 );
             }
-            "minimum-difficulty" => {
-                let v = options
-                    .get("minimum-difficulty.value")
-                    .and_then(Value::as_f64)
-                    .filter(|d| d.is_finite() && *d >= 0.0);
+            Extension::MinimumDifficulty { value } => {
+                let v = *value;
                 if let Some(v) = v {
                     conn.min_asked = v.min(pool.max_difficulty);
-                    if conn.difficulty < conn.min_asked {
-                        conn.set_difficulty(conn.min_asked, Duration::ZERO);
-                    }
                 }
                 result.insert("minimum-difficulty".into(), json!(v.is_some()));
             }
-            other => {
-                result.insert(other.into(), json!(false));
+            Extension::Other(other) => {
+                result.insert(other.clone(), json!(false));
             }
         }
     }
     conn.reply(id, Value::Object(result));
+    if conn.difficulty < conn.min_asked {
+        conn.change_difficulty(pool, conn.min_asked);
+    }
 }
 
-async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let worker = params.first().and_then(Value::as_str).unwrap_or("");
+/// A `mining.submit` whose params do not decode: refused (20) once the connection is subscribed
+/// and the worker authorized (else 25 or 24, as a well-formed one).
+fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&str>, message: &str) {
+    if conn.extranonce1.is_none() {
+        pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
+    }
+    match worker.filter(|w| conn.workers.contains(*w)) {
+        Some(w) => {
+            let create = matches!(pool.auth, Auth::Users(_));
+            pool.stats.record(w, None, false, conn.difficulty, create)
+        }
+        None => {
+            pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+            return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
+        }
+    }
+    conn.error(id, OTHER, message);
+}
+
+async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Submit) {
+    let worker = sub.worker.as_str();
     let Some(en1) = conn.extranonce1 else {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
         return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
@@ -1044,40 +1140,25 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value])
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
         return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
     }
+    // Rejected shares add a table entry only for workers authenticated by password.
+    let create = matches!(pool.auth, Auth::Users(_));
     let reject = |conn: &mut Conn, code: i64, message: &str| {
-        pool.stats.record(worker, None, false, conn.difficulty);
+        pool.stats
+            .record(worker, None, false, conn.difficulty, create);
         conn.error(id, code, message);
     };
-    if params.len() < 5 {
-        return reject(conn, OTHER, "mining.submit: expected 5 or 6 params");
-    }
-    let job_id = params[1].as_str().unwrap_or("");
-    let en2 = crate::stratum::hex_bytes(&params[2], "extranonce2")
-        .ok()
-        .and_then(|b| <[u8; 4]>::try_from(b).ok());
-    let Some(en2) = en2 else {
-        return reject(conn, OTHER, "extranonce2: expected 8 hex digits");
-    };
-    let (Ok(ntime), Ok(nonce)) = (hex_u32(&params[3], "ntime"), hex_u32(&params[4], "nonce"))
-    else {
-        return reject(conn, OTHER, "ntime and nonce: expected 8 hex digits each");
-    };
-    let bits = match params.get(5) {
-        None | Some(Value::Null) => None,
-        Some(v) => match hex_u32(v, "version bits") {
-            Ok(b) => Some(b),
-            Err(_) => return reject(conn, OTHER, "version bits: expected 8 hex digits"),
-        },
-    };
-    let (entry, latest) = {
-        let jobs = pool.jobs();
-        let entry = jobs.iter().rev().find(|e| e.job.id == job_id).cloned();
-        (entry, jobs.back().map(|e| e.job.prev_hash))
-    };
-    let Some(entry) = entry else {
+    let (job_id, en2, ntime, nonce, bits) = (
+        sub.job_id.as_str(),
+        sub.extranonce2,
+        sub.ntime,
+        sub.nonce,
+        sub.version_bits,
+    );
+    let Some((entry, job_difficulty)) = conn.job(job_id) else {
         return reject(conn, STALE, "Job not found");
     };
-    if latest != Some(entry.job.prev_hash) {
+    // Against the chain's tip now: the newest job lags it while the next template is built.
+    if !pool.on_tip(&entry) {
         return reject(
             conn,
             STALE,
@@ -1097,43 +1178,62 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value])
         nonce,
         version,
     };
-    let difficulty = effective_difficulty(conn.accepted_difficulty(), &entry.network_target);
+    let difficulty = effective_difficulty(job_difficulty, &entry.network_target);
     let verdict = check(&entry.job, &s, difficulty, &entry.network_target);
     if !verdict.share {
         return reject(conn, LOW_DIFFICULTY, "Low difficulty share");
     }
-    let fresh = entry
-        .seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(s.key());
-    if !fresh {
+    if !pool.seen().insert(&entry.prev_display, verdict.hash) {
         return reject(conn, DUPLICATE, "Duplicate share");
     }
     let mut block = false;
     if verdict.block {
-        block = submit_block(pool, &entry, &s, &verdict, worker).await;
+        match submit_block(pool, &entry, &s, &verdict, worker).await {
+            BlockOutcome::Tip => block = true,
+            BlockOutcome::Stale => {
+                return reject(
+                    conn,
+                    STALE,
+                    "Job not found (stale: the chain has a new tip)",
+                )
+            }
+            BlockOutcome::NotTip => {}
+        }
     }
     pool.stats
-        .record(worker, Some(difficulty), block, difficulty);
+        .record(worker, Some(difficulty), block, difficulty, true);
     conn.vardiff.shares += 1;
     conn.reply(id, json!(true));
-    let jobs = pool.current.subscribe();
-    retarget(pool, conn, &jobs, true);
+    retarget(pool, conn, true);
 }
 
-/// Assembles the block a share found and submits it to the chain (on the blocking pool).
-/// Whether the chain took it.
+/// What became of a block-solving share.
+enum BlockOutcome {
+    /// The chain took it as its new tip: a block (counted in `blocks`).
+    Tip,
+    /// The chain's tip had moved before it could be submitted: not submitted, refused as
+    /// stale (21) like any share of a job whose tip is gone.
+    Stale,
+    /// Submitted but not the tip (stored on a side branch because another block reached the
+    /// chain first, or refused by it): the share is accepted, no block is counted.
+    NotTip,
+}
+
+/// Assembles the block a share found and submits it to the chain (on the blocking pool), if
+/// its job still builds on the chain's tip. One at a time: the tip is checked again under
+/// [`Pool::block_submit`], so of two blocks on one tip the second is judged stale.
 async fn submit_block(
     pool: &Arc<Pool>,
     entry: &Arc<JobEntry>,
     s: &Submission,
     verdict: &share::Verdict,
     worker: &str,
-) -> bool {
+) -> BlockOutcome {
+    let hash = verdict.display_hash();
+    let height = entry.template.height;
     let Some(extranonce) = crate::stratum::template_extranonce(&s.extranonce1, &s.extranonce2)
     else {
-        return false;
+        return BlockOutcome::NotTip;
     };
     let mut block = entry.template.assemble(extranonce, s.nonce);
     block.header.time = s.ntime;
@@ -1141,26 +1241,78 @@ async fn submit_block(
     let assembled = crate::block::header_bytes(&block.header);
     if assembled != verdict.header {
         tracing::error!(
-            hash = %verdict.display_hash(),
+            %hash,
             "stratum: the assembled block's header differs from the share's: not submitted"
         );
-        return false;
+        return BlockOutcome::NotTip;
+    }
+    let _one_at_a_time = pool.block_submit.lock().await;
+    if !pool.on_tip(entry) {
+        tracing::info!(worker, height, %hash, "stratum: block-solving share on a tip that is gone: stale, not submitted");
+        return BlockOutcome::Stale;
     }
     let state = pool.state.clone();
-    let hash = verdict.display_hash();
-    let height = entry.template.height;
     match tokio::task::spawn_blocking(move || state.submit_mined(block, "stratum")).await {
-        Ok(Ok((accepted, height))) => {
-            tracing::info!(worker, height, %hash, tip = accepted == crate::chain::Accepted::Tip, "stratum: block found and accepted");
-            true
+        Ok(Ok((crate::chain::Accepted::Tip, height))) => {
+            tracing::info!(worker, height, %hash, "stratum: block found and accepted");
+            BlockOutcome::Tip
+        }
+        Ok(Ok((crate::chain::Accepted::SideBranch, height))) => {
+            tracing::info!(worker, height, %hash, "stratum: block found but stored on a side branch (another block reached the chain first): not counted");
+            BlockOutcome::NotTip
         }
         Ok(Err(reason)) => {
-            tracing::warn!(worker, height, %hash, reason, "stratum: block found but refused by the chain");
-            false
+            tracing::warn!(worker, height, %hash, reason, "stratum: block found but refused by the chain: not counted");
+            BlockOutcome::NotTip
         }
         Err(e) => {
             tracing::error!(error = %e, "stratum: block submission failed");
-            false
+            BlockOutcome::NotTip
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 22 item 4: names with only rejected shares add no entry; the table, each worker's
+    /// rate window and the `getstratuminfo` answer stay bounded.
+    #[test]
+    fn the_worker_table_its_windows_and_the_answer_are_bounded() {
+        let stats = Stats::new(SocketAddr::from(([127, 0, 0, 1], 3333)));
+        for i in 0..64_000 {
+            stats.record(&format!("garbage{i}"), None, false, 1.0, false);
+        }
+        assert_eq!(stats.workers().len(), 0);
+        assert_eq!(stats.shares_rejected.load(Ordering::Relaxed), 64_000);
+        for i in 0..MAX_WORKERS + 500 {
+            stats.record(&format!("w{i}"), Some(0.001), false, 0.001, true);
+        }
+        for _ in 0..100_000 {
+            stats.record("fast", Some(1.0), false, 1.0, true);
+        }
+        {
+            let workers = stats.workers();
+            assert_eq!(workers.len(), MAX_WORKERS);
+            assert!(
+                workers["fast"].window.len() <= 2,
+                "{}",
+                workers["fast"].window.len()
+            );
+            assert!(
+                !workers.contains_key("w0"),
+                "the least recently active is forgotten"
+            );
+        }
+        let started = std::time::Instant::now();
+        let answer = stats.to_json();
+        let took = started.elapsed();
+        let bytes = answer.to_string().len();
+        eprintln!("getstratuminfo with {MAX_WORKERS} workers: {bytes} bytes in {took:?}");
+        assert_eq!(answer["workers"].as_array().map(Vec::len), Some(MAX_LISTED));
+        assert_eq!(answer["workers_total"], MAX_WORKERS);
+        assert_eq!(answer["workers"][0]["worker"], "fast", "highest rate first");
+        assert!(bytes < 32 * 1024, "{bytes}");
     }
 }

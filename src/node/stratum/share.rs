@@ -17,19 +17,6 @@ pub struct Submission {
     pub version: u32,
 }
 
-impl Submission {
-    /// What makes two submissions of one job the same share.
-    pub fn key(&self) -> [u8; 20] {
-        let mut k = [0u8; 20];
-        k[0..4].copy_from_slice(&self.extranonce1);
-        k[4..8].copy_from_slice(&self.extranonce2);
-        k[8..12].copy_from_slice(&self.ntime.to_le_bytes());
-        k[12..16].copy_from_slice(&self.nonce.to_le_bytes());
-        k[16..20].copy_from_slice(&self.version.to_le_bytes());
-        k
-    }
-}
-
 /// How a share was judged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
