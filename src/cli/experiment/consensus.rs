@@ -31,13 +31,11 @@ pub(crate) struct Stake {
 impl Stake {
     fn accounts(&self, seed: u64, default: u64) -> Result<Vec<stake::Account>> {
         let accounts = match &self.genesis {
-            Some(path) => stake::load_genesis(path)
-                .with_context(|| format!("--genesis {}", path.display()))?,
+            Some(path) => stake::load_genesis(path).context("--genesis")?,
             None => stake::default_genesis(self.accounts.unwrap_or(default) as usize, seed),
         };
         if let Some(path) = &self.write_genesis {
-            stake::write_genesis(path, &accounts)
-                .with_context(|| format!("--write-genesis {}", path.display()))?;
+            stake::write_genesis(path, &accounts).context("--write-genesis")?;
         }
         Ok(accounts)
     }
