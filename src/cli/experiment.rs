@@ -24,7 +24,9 @@ enum Kind {
     /// Rosenfeld's n); an attacker with share q of the hash rate, one block pre-mined (Rosenfeld's
     /// model), mines a private branch from the block before the payment and publishes it once it
     /// is longer. Measured success beside Nakamoto's §11 figure and the exact one (Rosenfeld
-    /// 2014; Grunspan & Pérez-Marco 2017). q ≥ 0.5 is the 51% attack: it always succeeds.
+    /// 2014; Grunspan & Pérez-Marco 2017). q > 0.5 is the 51% attack: it always succeeds; at
+    /// q = 0.5 it succeeds with probability 1 but may take arbitrarily long, and a trial is cut
+    /// off (counted a failure) at 1,000,000 blocks.
     DoubleSpend(DoubleSpendArgs),
     /// Forks from propagation delay: N miners, each block reaching the others after the delay;
     /// the stale rate per delay beside 1 − e^(−delay/T), the reorg depths, and (--svg) a branch

@@ -294,7 +294,7 @@ pub(crate) fn pos(a: &PosArgs) -> Result<Report> {
     by_stake.sort_by_key(|x| std::cmp::Reverse(x.genesis_balance));
     let mut notes = vec![
         format!(
-            "chi_square, df, p_value: each account's main-chain blocks against its mean share of stake (χ² test; p above 0.001 means the shares agree); collisions (several makers in one second) {}",
+            "chi_square, df, p_value: each account's main-chain blocks against its mean share of stake (χ² test; p above 0.001: no disagreement found, a test of little power against a bias in one account); collisions (several makers in one second) {}",
             fmt_p(r.chi_square_collisions.p_value)
         ),
         format!(
