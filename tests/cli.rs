@@ -1452,7 +1452,7 @@ fn a_missing_chain_file_is_named_with_the_presets() {
             &["--memory", "--chain", name],
             &[
                 "--chain",
-                &format!("no file '{name}' exists"),
+                &format!("unknown chain preset '{name}', and no file of that name exists"),
                 "presets: regtest",
             ],
         );

@@ -78,7 +78,9 @@ pub(crate) struct MineArgs {
         requires = "pool"
     )]
     pub(crate) failback_interval: f64,
-    /// With --pool: do not offer BIP 310 version rolling (`mining.configure`).
+    /// With --pool: do not offer BIP 310 version rolling (`mining.configure`). Without this
+    /// flag, a pool that closes the connection (or stays silent) on `mining.configure` is
+    /// reconnected to once without it.
     #[arg(long, requires = "pool")]
     pub(crate) no_version_rolling: bool,
     /// RPC user for --node (with --rpcpassword).
