@@ -188,6 +188,9 @@ struct MockConfig {
     /// Close the connection on `mining.configure` from a client not yet subscribed, as ckpool
     /// does ("Dropping mining.configure from unsubscribed client").
     drop_configure: bool,
+    /// Ignore `mining.configure` from a client not yet subscribed, and everything after it on
+    /// that connection (a pool that stalls on it).
+    stall_on_configure: bool,
     /// The extranonce2 size given in the subscribe answer (ckpool: 8).
     en2_size: usize,
 }
@@ -203,6 +206,7 @@ impl Default for MockConfig {
             new_job_on_block: false,
             reconnect: None,
             drop_configure: false,
+            stall_on_configure: false,
             en2_size: 4,
         }
     }
@@ -348,6 +352,7 @@ fn mock_connection(
     };
     // The newest job the client has confirmed reading (by its pong).
     let mut read_job = 0u32;
+    let mut stalled = false;
     while !stop.load(Ordering::SeqCst) {
         if subscribed {
             if let Some(every) = config.clean_every {
@@ -389,6 +394,12 @@ fn mock_connection(
                 if config.drop_configure && !subscribed {
                     break;
                 }
+                if config.stall_on_configure && !subscribed {
+                    stalled = true;
+                }
+                if stalled {
+                    continue;
+                }
                 let theirs = params[1]["version-rolling.mask"]
                     .as_str()
                     .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -404,6 +415,7 @@ fn mock_connection(
                     }
                 }
             }
+            Some(_) if stalled => continue,
             Some("mining.subscribe") => {
                 log.lock().unwrap().subscribes += 1;
                 send(json!({"id": id, "error": null, "result": [
@@ -745,6 +757,34 @@ fn a_pool_that_drops_configure_is_mined_without_version_rolling() {
     assert_eq!(
         client.pool_summary(&pool.url())["version_mask"],
         json!("00000000")
+    );
+}
+
+#[test]
+fn a_pool_that_stalls_on_configure_is_mined_without_version_rolling() {
+    // No answer at all after mining.configure: after a short wait the client reconnects
+    // without it.
+    let pool = MockPool::start(MockConfig {
+        stall_on_configure: true,
+        ..MockConfig::default()
+    });
+    let started = Instant::now();
+    let mut client = Client::start(&["--pool", &pool.url(), "--shares", "1"]);
+    assert_eq!(client.wait(Duration::from_secs(30)), 0, "{}", client.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    pool.log(|l| {
+        assert_eq!(l.bad, Vec::<String>::new(), "{}", client.logs());
+        assert!(l.accepted >= 1, "{l:?}");
+        assert_eq!((l.configures, l.connections), (1, 2), "{l:?}");
+    });
+    let stderr = client.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("no answer to mining.subscribe") && stderr.contains("--no-version-rolling"),
+        "{stderr}"
     );
 }
 
