@@ -427,236 +427,242 @@ pub fn write_svg(
     use plotters::prelude::*;
     use plotters::style::text_anchor::{HPos, Pos, VPos};
     let (width, height) = (1200u32, 960u32);
-    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let t = spacing as f64;
-    let n = runs.iter().map(|r| r.blocks.len()).max().unwrap_or(1) as u64;
-    let x_range = 1..n.max(2);
-    let color = |i: usize| PALETTE[i % PALETTE.len()];
-    let grid = BLACK.mix(0.12);
-    let left = 100u32;
-    let right = 110u32;
-    let font = |size: u32| ("sans-serif", size).into_font();
+    // Drawn in memory, then written: a file error is then the plain I/O error, not plotters'
+    // "backend error: Drawing backend error: ..." around it.
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let t = spacing as f64;
+        let n = runs.iter().map(|r| r.blocks.len()).max().unwrap_or(1) as u64;
+        let x_range = 1..n.max(2);
+        let color = |i: usize| PALETTE[i % PALETTE.len()];
+        let grid = BLACK.mix(0.12);
+        let left = 100u32;
+        let right = 110u32;
+        let font = |size: u32| ("sans-serif", size).into_font();
 
-    // Title and legend strip.
-    let (head, body) = root.split_vertically(78);
-    head.draw(&Text::new(
+        // Title and legend strip.
+        let (head, body) = root.split_vertically(78);
+        head.draw(&Text::new(
         format!("retarget-sim: difficulty controllers under a hash-rate profile (T = {spacing} s, {n} blocks)"),
         (width as i32 / 2, 18),
         font(20).into_text_style(&head).pos(Pos::new(HPos::Center, VPos::Center)),
     ))?;
-    let mut entries: Vec<(String, RGBColor, u32)> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.algorithm.to_string(), color(i), 2))
-        .collect();
-    entries.push((
-        "ideal D = hash rate × T (right axis: the hash rate)".to_string(),
-        BLACK,
-        2,
-    ));
-    let label_style = font(14).into_text_style(&head);
-    let mut x = left as i32;
-    let mut y = 46;
-    for (label, c, w) in &entries {
-        let (tw, _) = head.estimate_text_size(label, &label_style)?;
-        if x + 36 + tw as i32 > (width - right) as i32 && x > left as i32 {
-            x = left as i32;
-            y += 20;
+        let mut entries: Vec<(String, RGBColor, u32)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.algorithm.to_string(), color(i), 2))
+            .collect();
+        entries.push((
+            "ideal D = hash rate × T (right axis: the hash rate)".to_string(),
+            BLACK,
+            2,
+        ));
+        let label_style = font(14).into_text_style(&head);
+        let mut x = left as i32;
+        let mut y = 46;
+        for (label, c, w) in &entries {
+            let (tw, _) = head.estimate_text_size(label, &label_style)?;
+            if x + 36 + tw as i32 > (width - right) as i32 && x > left as i32 {
+                x = left as i32;
+                y += 20;
+            }
+            head.draw(&PathElement::new(
+                vec![(x, y), (x + 28, y)],
+                c.stroke_width(*w),
+            ))?;
+            head.draw(&Text::new(
+                label.clone(),
+                (x + 34, y),
+                label_style.pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            x += 34 + tw as i32 + 28;
         }
-        head.draw(&PathElement::new(
-            vec![(x, y), (x + 28, y)],
-            c.stroke_width(*w),
-        ))?;
-        head.draw(&Text::new(
-            label.clone(),
-            (x + 34, y),
-            label_style.pos(Pos::new(HPos::Left, VPos::Center)),
-        ))?;
-        x += 34 + tw as i32 + 28;
-    }
 
-    let (top, bottom) = body.split_vertically(500);
+        let (top, bottom) = body.split_vertically(500);
 
-    // Difficulty, log scale, with the ideal D.
-    let ideal: Vec<(u64, f64)> = runs
-        .first()
-        .map(|r| {
-            r.blocks
-                .iter()
-                .map(|b| (b.height, b.hashrate_hs * t))
-                .collect()
-        })
-        .unwrap_or_default();
-    let all_d = runs
-        .iter()
-        .flat_map(|r| r.blocks.iter().map(|b| b.difficulty))
-        .chain(ideal.iter().map(|p| p.1));
-    let (d_min, d_max) = all_d.fold((f64::INFINITY, 0.0f64), |(lo, hi), d| {
-        (lo.min(d), hi.max(d))
-    });
-    let (d_min, d_max) = if d_min.is_finite() && d_max > 0.0 {
-        (d_min.max(1.0), d_max.max(d_min.max(1.0) * 2.0))
-    } else {
-        (1.0, 10.0)
-    };
-    let (lo, hi) = (d_min / 1.4, d_max * 1.4);
-    let mut chart = ChartBuilder::on(&top)
-        .caption("difficulty D over height", font(17))
-        .margin_top(4)
-        .margin_bottom(4)
-        .x_label_area_size(44)
-        .y_label_area_size(left)
-        .right_y_label_area_size(right)
-        .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(1)
-        .y_label_formatter(&|_| String::new())
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(grid)
-        .x_desc("height (blocks)")
-        .label_style(font(13))
-        .axis_desc_style(font(14))
-        .draw()?;
-    let mut levels: Vec<f64> = Vec::new();
-    for &(_, d) in &ideal {
-        if !levels.iter().any(|&l| (l / d - 1.0).abs() < 1e-9) {
-            levels.push(d);
-        }
-    }
-    let ticks = log_ticks(lo, hi, &levels);
-    let (x0, x1) = (1u64, n.max(2));
-    for &v in &ticks {
-        chart.draw_series(LineSeries::new([(x0, v), (x1, v)], grid.stroke_width(1)))?;
-        let (px_left, py) = chart.backend_coord(&(x0, v));
-        let (px_right, _) = chart.backend_coord(&(x1, v));
-        let strong = levels.iter().any(|&l| (l / v - 1.0).abs() < 1e-9);
-        let style = if strong {
-            font(13).style(FontStyle::Bold)
+        // Difficulty, log scale, with the ideal D.
+        let ideal: Vec<(u64, f64)> = runs
+            .first()
+            .map(|r| {
+                r.blocks
+                    .iter()
+                    .map(|b| (b.height, b.hashrate_hs * t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all_d = runs
+            .iter()
+            .flat_map(|r| r.blocks.iter().map(|b| b.difficulty))
+            .chain(ideal.iter().map(|p| p.1));
+        let (d_min, d_max) = all_d.fold((f64::INFINITY, 0.0f64), |(lo, hi), d| {
+            (lo.min(d), hi.max(d))
+        });
+        let (d_min, d_max) = if d_min.is_finite() && d_max > 0.0 {
+            (d_min.max(1.0), d_max.max(d_min.max(1.0) * 2.0))
         } else {
-            font(13)
+            (1.0, 10.0)
         };
+        let (lo, hi) = (d_min / 1.4, d_max * 1.4);
+        let mut chart = ChartBuilder::on(&top)
+            .caption("difficulty D over height", font(17))
+            .margin_top(4)
+            .margin_bottom(4)
+            .x_label_area_size(44)
+            .y_label_area_size(left)
+            .right_y_label_area_size(right)
+            .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(1)
+            .y_label_formatter(&|_| String::new())
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(grid)
+            .x_desc("height (blocks)")
+            .label_style(font(13))
+            .axis_desc_style(font(14))
+            .draw()?;
+        let mut levels: Vec<f64> = Vec::new();
+        for &(_, d) in &ideal {
+            if !levels.iter().any(|&l| (l / d - 1.0).abs() < 1e-9) {
+                levels.push(d);
+            }
+        }
+        let ticks = log_ticks(lo, hi, &levels);
+        let (x0, x1) = (1u64, n.max(2));
+        for &v in &ticks {
+            chart.draw_series(LineSeries::new([(x0, v), (x1, v)], grid.stroke_width(1)))?;
+            let (px_left, py) = chart.backend_coord(&(x0, v));
+            let (px_right, _) = chart.backend_coord(&(x1, v));
+            let strong = levels.iter().any(|&l| (l / v - 1.0).abs() < 1e-9);
+            let style = if strong {
+                font(13).style(FontStyle::Bold)
+            } else {
+                font(13)
+            };
+            root.draw(&Text::new(
+                si(v),
+                (px_left - 6, py),
+                style
+                    .clone()
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Right, VPos::Center)),
+            ))?;
+            root.draw(&Text::new(
+                {
+                    let rate = si(v / t);
+                    if rate.ends_with(char::is_alphabetic) {
+                        format!("{rate}H/s")
+                    } else {
+                        format!("{rate} H/s")
+                    }
+                },
+                (px_right + 6, py),
+                style
+                    .into_text_style(&root)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            ))?;
+            root.draw(&PathElement::new(
+                vec![(px_left - 4, py), (px_left, py)],
+                BLACK,
+            ))?;
+            root.draw(&PathElement::new(
+                vec![(px_right, py), (px_right + 4, py)],
+                BLACK,
+            ))?;
+        }
+        let mid_y = (chart.backend_coord(&(x0, lo)).1 + chart.backend_coord(&(x0, hi)).1) / 2;
+        let (px_l, _) = chart.backend_coord(&(x0, lo));
+        let (px_r, _) = chart.backend_coord(&(x1, lo));
         root.draw(&Text::new(
-            si(v),
-            (px_left - 6, py),
-            style
-                .clone()
+            "D (expected hashes per block)",
+            (px_l - 78, mid_y),
+            font(14)
+                .transform(FontTransform::Rotate270)
                 .into_text_style(&root)
-                .pos(Pos::new(HPos::Right, VPos::Center)),
+                .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
         root.draw(&Text::new(
-            {
-                let rate = si(v / t);
-                if rate.ends_with(char::is_alphabetic) {
-                    format!("{rate}H/s")
-                } else {
-                    format!("{rate} H/s")
-                }
-            },
-            (px_right + 6, py),
-            style
+            "hash rate (ideal D / T)",
+            (px_r + 92, mid_y),
+            font(14)
+                .transform(FontTransform::Rotate90)
                 .into_text_style(&root)
-                .pos(Pos::new(HPos::Left, VPos::Center)),
+                .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
-        root.draw(&PathElement::new(
-            vec![(px_left - 4, py), (px_left, py)],
-            BLACK,
-        ))?;
-        root.draw(&PathElement::new(
-            vec![(px_right, py), (px_right + 4, py)],
-            BLACK,
-        ))?;
-    }
-    let mid_y = (chart.backend_coord(&(x0, lo)).1 + chart.backend_coord(&(x0, hi)).1) / 2;
-    let (px_l, _) = chart.backend_coord(&(x0, lo));
-    let (px_r, _) = chart.backend_coord(&(x1, lo));
-    root.draw(&Text::new(
-        "D (expected hashes per block)",
-        (px_l - 78, mid_y),
-        font(14)
-            .transform(FontTransform::Rotate270)
-            .into_text_style(&root)
-            .pos(Pos::new(HPos::Center, VPos::Center)),
-    ))?;
-    root.draw(&Text::new(
-        "hash rate (ideal D / T)",
-        (px_r + 92, mid_y),
-        font(14)
-            .transform(FontTransform::Rotate90)
-            .into_text_style(&root)
-            .pos(Pos::new(HPos::Center, VPos::Center)),
-    ))?;
-    // The ideal first, so the controllers' lines stay readable where the on/off miner makes it
-    // a comb.
-    chart.draw_series(LineSeries::new(
-        ideal.iter().copied(),
-        BLACK.mix(0.8).stroke_width(2),
-    ))?;
-    for (i, run) in runs.iter().enumerate() {
+        // The ideal first, so the controllers' lines stay readable where the on/off miner makes it
+        // a comb.
         chart.draw_series(LineSeries::new(
-            run.blocks.iter().map(|b| (b.height, b.difficulty)),
-            color(i).mix(0.9).stroke_width(1),
+            ideal.iter().copied(),
+            BLACK.mix(0.8).stroke_width(2),
         ))?;
-    }
+        for (i, run) in runs.iter().enumerate() {
+            chart.draw_series(LineSeries::new(
+                run.blocks.iter().map(|b| (b.height, b.difficulty)),
+                color(i).mix(0.9).stroke_width(1),
+            ))?;
+        }
 
-    // The 20-block mean interval against T.
-    let w = RECOVERY_WINDOW as usize;
-    let smoothed: Vec<Vec<(u64, f64)>> = runs
-        .iter()
-        .map(|r| {
-            r.blocks
-                .windows(w)
-                .map(|win| {
-                    (
-                        win[w - 1].height,
-                        win.iter().map(|b| b.interval_s).sum::<f64>() / w as f64,
-                    )
-                })
-                .collect()
-        })
-        .collect();
-    let i_max = smoothed
-        .iter()
-        .flatten()
-        .map(|p| p.1)
-        .fold(t * 2.0, f64::max);
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            format!(
+        // The 20-block mean interval against T.
+        let w = RECOVERY_WINDOW as usize;
+        let smoothed: Vec<Vec<(u64, f64)>> = runs
+            .iter()
+            .map(|r| {
+                r.blocks
+                    .windows(w)
+                    .map(|win| {
+                        (
+                            win[w - 1].height,
+                            win.iter().map(|b| b.interval_s).sum::<f64>() / w as f64,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let i_max = smoothed
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .fold(t * 2.0, f64::max);
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption(
+                format!(
                 "block interval over height ({w}-block mean; the black line is T = {spacing} s)"
             ),
-            font(17),
-        )
-        .margin_top(4)
-        .margin_bottom(8)
-        .x_label_area_size(44)
-        .y_label_area_size(left)
-        .right_y_label_area_size(right)
-        .build_cartesian_2d(x_range, 0.0..i_max * 1.05)?;
-    chart
-        .configure_mesh()
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(grid)
-        .y_labels(8)
-        .x_desc("height (blocks)")
-        .y_desc("seconds")
-        .label_style(font(13))
-        .axis_desc_style(font(14))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        [(x0, t), (x1, t)],
-        BLACK.mix(0.8).stroke_width(2),
-    ))?;
-    for (i, points) in smoothed.iter().enumerate() {
+                font(17),
+            )
+            .margin_top(4)
+            .margin_bottom(8)
+            .x_label_area_size(44)
+            .y_label_area_size(left)
+            .right_y_label_area_size(right)
+            .build_cartesian_2d(x_range, 0.0..i_max * 1.05)?;
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(grid)
+            .y_labels(8)
+            .x_desc("height (blocks)")
+            .y_desc("seconds")
+            .label_style(font(13))
+            .axis_desc_style(font(14))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
         chart.draw_series(LineSeries::new(
-            points.iter().copied(),
-            color(i).mix(0.9).stroke_width(1),
+            [(x0, t), (x1, t)],
+            BLACK.mix(0.8).stroke_width(2),
         ))?;
+        for (i, points) in smoothed.iter().enumerate() {
+            chart.draw_series(LineSeries::new(
+                points.iter().copied(),
+                color(i).mix(0.9).stroke_width(1),
+            ))?;
+        }
+        root.present()?;
     }
-    root.present()?;
+    std::fs::write(path, svg)?;
     Ok(())
 }
 

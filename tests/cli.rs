@@ -1452,7 +1452,7 @@ fn a_missing_chain_file_is_named_with_the_presets() {
             &["--memory", "--chain", name],
             &[
                 "--chain",
-                &format!("no file '{name}' exists"),
+                &format!("unknown chain preset '{name}', and no file of that name exists"),
                 "presets: regtest",
             ],
         );
@@ -1889,6 +1889,118 @@ fn a_store_error_while_mining_prints_its_reason_once() {
             1,
             "'{reason}' once in: {error_line}"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first text of at least `min` bytes (on char boundaries) that occurs twice, without
+/// overlapping, in `line`.
+fn repeated_text(line: &str, min: usize) -> Option<String> {
+    let starts: Vec<usize> = line.char_indices().map(|(i, _)| i).collect();
+    for &i in &starts {
+        let Some(end) = starts.iter().copied().find(|&e| e >= i + min) else {
+            break;
+        };
+        let piece = &line[i..end];
+        if line[end..].contains(piece) {
+            return Some(piece.to_string());
+        }
+    }
+    None
+}
+
+/// A Rust path (`a::b`) or a CamelCase type name (`StakeError`) in `line`, if any.
+fn rust_name(line: &str) -> Option<String> {
+    for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+        let w = word.trim_matches(':');
+        if w.contains("::") {
+            return Some(w.to_string());
+        }
+        let chars: Vec<char> = w.chars().collect();
+        let camel = chars.len() > 3
+            && chars[0].is_ascii_uppercase()
+            && chars
+                .windows(2)
+                .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase());
+        // Consensus names are not Rust names.
+        if camel && !["PoS", "DPoS", "PoW"].contains(&w) {
+            return Some(w.to_string());
+        }
+    }
+    None
+}
+
+#[test]
+fn each_error_says_its_cause_once_and_names_no_rust_item() {
+    let dir = std::env::temp_dir().join(format!("miner-errors-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let missing = p("missing-genesis.json");
+    let bad_json = p("bad-genesis.json");
+    std::fs::write(&bad_json, "{\"accounts\": [").expect("write");
+    let no_dir = p("no-such-folder/out.json");
+    let cache_dir = p("cache");
+    std::fs::create_dir_all(&cache_dir).expect("cache dir");
+    std::fs::write(
+        dir.join("cache").join("kernel-calibration.json"),
+        "not json",
+    )
+    .expect("write the cache");
+    let cookie = p("missing.cookie");
+    let chain = p("missing-chain.json");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["experiment", "pos", "--genesis", &missing],
+        vec!["experiment", "pos", "--genesis", &bad_json],
+        vec!["experiment", "dpos", "--genesis", &missing],
+        vec!["experiment", "compare", "--genesis", &missing],
+        vec![
+            "experiment",
+            "pos",
+            "--blocks",
+            "10",
+            "--write-genesis",
+            &no_dir,
+        ],
+        vec!["experiment", "pos", "--blocks", "10", "--csv", &no_dir],
+        vec!["experiment", "double-spend", "--attacker", "2"],
+        vec!["experiment", "pbft", "--faulty", "x"],
+        vec!["mine", "--pool", "stratum+ssl://pool:3333"],
+        vec!["mine", "--pool", "stratum+tcp://pool"],
+        vec!["mine", "--memory", "--difficulty", "0"],
+        vec!["mine", "--memory", "--difficulty", "abc"],
+        vec!["mine", "--memory", "--chain", &chain],
+        vec![
+            "mine",
+            "--node",
+            "http://127.0.0.1:1",
+            "--rpccookiefile",
+            &cookie,
+        ],
+        vec!["scan", "--header", "zz"],
+        vec!["retarget-sim", "--hashrate", "bogus"],
+        vec!["retarget-sim", "--blocks", "100", "--svg", &no_dir],
+        // A bad kernel cache is a warning, and mining goes on.
+        vec!["mine", "--datadir", &cache_dir, "-d", "1000", "-n", "1"],
+    ];
+    for args in &cases {
+        let out = miner(args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: nothing on stderr");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        for (i, line) in lines.iter().enumerate() {
+            assert!(
+                !lines[..i].contains(line),
+                "{args:?}: the line {line:?} repeats:\n{err}"
+            );
+            if let Some(text) = repeated_text(line, 20) {
+                panic!("{args:?}: {text:?} twice in one line:\n{line}");
+            }
+            if let Some(name) = rust_name(line) {
+                panic!("{args:?}: the Rust name {name:?} shown to the user:\n{line}");
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -361,3 +361,115 @@ fn compare_prints_every_system_with_finite_columns() {
     assert!(f(&rows[3]["finality_s"]) < f(&rows[0]["finality_s"]) / 100.0);
     assert_eq!(v["pow_run"]["blocks"], 3);
 }
+
+/// Where `text` is not well-formed XML: the parser's complaint.
+fn xml_error(text: &str) -> Option<String> {
+    roxmltree::Document::parse(text)
+        .err()
+        .map(|e| e.to_string())
+}
+
+#[test]
+fn every_svg_the_experiments_write_is_valid_xml() {
+    let dir = std::env::temp_dir().join(format!("miner-svg-xml-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let runs: [(&str, &[&str]); 7] = [
+        (
+            "double-spend",
+            &[
+                "--attacker",
+                "0.1,0.3",
+                "--confirmations",
+                "1,2",
+                "--trials",
+                "200",
+            ],
+        ),
+        (
+            "finality",
+            &["--attacker", "0.2", "--depth", "1,2", "--trials", "200"],
+        ),
+        (
+            "forks",
+            &[
+                "--nodes",
+                "3",
+                "--delay",
+                "1000",
+                "--blocks",
+                "50",
+                "--diagram-blocks",
+                "10",
+            ],
+        ),
+        ("selfish", &["--alpha", "0.2,0.4", "--blocks", "2000"]),
+        ("pos", &["--accounts", "20", "--blocks", "300"]),
+        (
+            "dpos",
+            &[
+                "--accounts",
+                "60",
+                "--delegates",
+                "5",
+                "--rounds",
+                "3",
+                "--pos-blocks",
+                "0",
+            ],
+        ),
+        ("pbft", &["--replicas", "4", "--requests", "5"]),
+    ];
+    for (kind, args) in runs {
+        let svg = dir.join(format!("{kind}.svg"));
+        let mut all = vec![kind];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--svg", svg.to_str().expect("path")]);
+        let (ok, _, stderr) = run(&all);
+        assert!(ok, "{all:?}: {stderr}");
+        let text = std::fs::read_to_string(&svg).expect("svg written");
+        if let Some(e) = xml_error(&text) {
+            panic!("{kind} --svg writes invalid XML: {e}");
+        }
+    }
+    // retarget-sim draws its chart with plotters.
+    let svg = dir.join("retarget.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["retarget-sim", "--blocks", "300", "--svg"])
+        .arg(&svg)
+        .output()
+        .expect("run miner");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert_eq!(xml_error(&text), None, "retarget-sim --svg");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_svg_under_docs_is_valid_xml() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&docs).expect("docs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "svg") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            if let Some(e) = xml_error(&text) {
+                panic!("{} is not valid XML: {e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 7, "only {checked} SVGs under docs/");
+}
+
+#[test]
+fn svg_text_is_escaped() {
+    assert_eq!(
+        miner::experiment::xml_text(r#"Eyal & Sirer <"a'">"#),
+        "Eyal &amp; Sirer &lt;&quot;a&apos;&quot;&gt;"
+    );
+}

@@ -185,6 +185,14 @@ struct MockConfig {
     /// After this many accepted shares on a connection, send `client.reconnect` with these
     /// params.
     reconnect: Option<(u32, Value)>,
+    /// Close the connection on `mining.configure` from a client not yet subscribed, as ckpool
+    /// does ("Dropping mining.configure from unsubscribed client").
+    drop_configure: bool,
+    /// Ignore `mining.configure` from a client not yet subscribed, and everything after it on
+    /// that connection (a pool that stalls on it).
+    stall_on_configure: bool,
+    /// The extranonce2 size given in the subscribe answer (ckpool: 8).
+    en2_size: usize,
 }
 
 impl Default for MockConfig {
@@ -197,6 +205,9 @@ impl Default for MockConfig {
             clean_every: None,
             new_job_on_block: false,
             reconnect: None,
+            drop_configure: false,
+            stall_on_configure: false,
+            en2_size: 4,
         }
     }
 }
@@ -341,6 +352,7 @@ fn mock_connection(
     };
     // The newest job the client has confirmed reading (by its pong).
     let mut read_job = 0u32;
+    let mut stalled = false;
     while !stop.load(Ordering::SeqCst) {
         if subscribed {
             if let Some(every) = config.clean_every {
@@ -379,6 +391,15 @@ fn mock_connection(
         match msg["method"].as_str() {
             Some("mining.configure") => {
                 log.lock().unwrap().configures += 1;
+                if config.drop_configure && !subscribed {
+                    break;
+                }
+                if config.stall_on_configure && !subscribed {
+                    stalled = true;
+                }
+                if stalled {
+                    continue;
+                }
                 let theirs = params[1]["version-rolling.mask"]
                     .as_str()
                     .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -394,11 +415,12 @@ fn mock_connection(
                     }
                 }
             }
+            Some(_) if stalled => continue,
             Some("mining.subscribe") => {
                 log.lock().unwrap().subscribes += 1;
                 send(json!({"id": id, "error": null, "result": [
                     [["mining.set_difficulty", "d1"], ["mining.notify", "n1"]],
-                    hex::encode(en1), 4]}));
+                    hex::encode(en1), config.en2_size]}));
                 subscribed = true;
             }
             Some("mining.authorize") => {
@@ -460,7 +482,7 @@ fn mock_connection(
                 if p.len() == 6 {
                     log.lock().unwrap().with_version_bits += 1;
                 }
-                if en2.len() != 4 {
+                if en2.len() != config.en2_size {
                     why = Some(format!("extranonce2 of {} bytes", en2.len()));
                 }
                 if bits & !mask != 0 {
@@ -711,6 +733,90 @@ fn without_version_rolling_submits_have_five_params() {
 }
 
 #[test]
+fn a_pool_that_drops_configure_is_mined_without_version_rolling() {
+    // ckpool closes the connection of a client that sends mining.configure before it is
+    // subscribed; the client reconnects once without configure and says so, naming the flag.
+    let pool = MockPool::start(MockConfig {
+        drop_configure: true,
+        ..MockConfig::default()
+    });
+    let mut client = Client::start(&["--pool", &pool.url(), "--shares", "2"]);
+    assert_eq!(client.wait(Duration::from_secs(30)), 0, "{}", client.logs());
+    pool.log(|l| {
+        assert_eq!(l.bad, Vec::<String>::new(), "{}", client.logs());
+        assert!(l.accepted >= 2, "{l:?}");
+        assert_eq!(l.configures, 1, "configure offered once, then not: {l:?}");
+        assert_eq!(l.connections, 2, "one reconnect: {l:?}");
+        assert_eq!(l.with_version_bits, 0, "{l:?}");
+    });
+    let stderr = client.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("without mining.configure") && stderr.contains("--no-version-rolling"),
+        "{stderr}"
+    );
+    assert_eq!(
+        client.pool_summary(&pool.url())["version_mask"],
+        json!("00000000")
+    );
+}
+
+#[test]
+fn a_pool_that_stalls_on_configure_is_mined_without_version_rolling() {
+    // No answer at all after mining.configure: after a short wait the client reconnects
+    // without it.
+    let pool = MockPool::start(MockConfig {
+        stall_on_configure: true,
+        ..MockConfig::default()
+    });
+    let started = Instant::now();
+    let mut client = Client::start(&["--pool", &pool.url(), "--shares", "1"]);
+    assert_eq!(client.wait(Duration::from_secs(30)), 0, "{}", client.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    pool.log(|l| {
+        assert_eq!(l.bad, Vec::<String>::new(), "{}", client.logs());
+        assert!(l.accepted >= 1, "{l:?}");
+        assert_eq!((l.configures, l.connections), (1, 2), "{l:?}");
+    });
+    let stderr = client.stderr.lock().unwrap().join("\n");
+    assert!(
+        stderr.contains("no answer to mining.subscribe") && stderr.contains("--no-version-rolling"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_pools_extranonce2_size_is_used() {
+    // ckpool gives 8 bytes; the mock refuses a submit whose extranonce2 has another size.
+    let pool = MockPool::start(MockConfig {
+        en2_size: 8,
+        ..MockConfig::default()
+    });
+    let mut client = Client::start(&["--pool", &pool.url(), "--shares", "2"]);
+    assert_eq!(client.wait(Duration::from_secs(30)), 0, "{}", client.logs());
+    pool.log(|l| {
+        assert_eq!(l.bad, Vec::<String>::new(), "{}", client.logs());
+        assert!(l.accepted >= 2, "{l:?}");
+    });
+    for sh in client.of_type("share") {
+        assert_eq!(sh["extranonce2"].as_str().map(str::len), Some(16), "{sh}");
+    }
+    assert!(
+        client
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("extranonce2 8 bytes")),
+        "{}",
+        client.logs()
+    );
+}
+
+#[test]
 fn blocks_count_and_end_the_run() {
     // Regtest's nBits: every share is a block; the pool moves to a new tip after each.
     let pool = MockPool::start(MockConfig {
@@ -731,6 +837,54 @@ fn blocks_count_and_end_the_run() {
         assert_eq!(l.stale, 0, "{l:?}");
     });
     assert!(client.of_type("share").iter().all(|s| s["block"] == true));
+    // The pool, not the client, submits blocks: the counts are block candidates (`blocks`
+    // stays, the same count, for scripts).
+    assert_eq!(s["block_candidates"], json!(3), "{s}");
+    assert!(client
+        .of_type("share")
+        .iter()
+        .all(|s| s["block_candidate"] == true));
+    let sum = &client.of_type("summary")[0];
+    assert_eq!(
+        (&sum["blocks"], &sum["block_candidates"]),
+        (&json!(3), &json!(3)),
+        "{sum}"
+    );
+}
+
+#[test]
+fn the_text_output_and_help_call_them_block_candidates() {
+    let pool = MockPool::start(MockConfig {
+        nbits: 0x207f_ffff,
+        new_job_on_block: true,
+        ..MockConfig::default()
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["mine", "--threads", "1", "--user", "tester.1", "--pool"])
+        .arg(pool.url())
+        .args(["--blocks", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run miner mine");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let shares: Vec<&str> = stdout.lines().filter(|l| l.starts_with("share ")).collect();
+    assert!(!shares.is_empty(), "{stdout}");
+    for l in &shares {
+        assert!(l.ends_with("  block candidate"), "{l}");
+    }
+    assert!(stdout.contains(", 2 block candidates;"), "{stdout}");
+    assert!(
+        stdout.contains(" stale, 2 block candidates in "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(" blocks"), "{stdout}");
+    let help = Command::new(env!("CARGO_BIN_EXE_miner"))
+        .args(["mine", "--help"])
+        .output()
+        .expect("run miner mine --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("block candidates"), "{help}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub struct ChainParams {
 /// Why chain parameters were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    #[error("unknown chain preset '{0}', and no file '{0}' exists{dir}; presets: regtest, or give the path of a JSON chain file (see the README)", dir = relative_to(.0))]
+    #[error("unknown chain preset '{0}', and no file of that name exists{dir}; presets: regtest, or give the path of a JSON chain file (see the README)", dir = relative_to(.0))]
     UnknownPreset(String),
     #[error("cannot read the chain file {0}: {1}")]
     Read(String, String),

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use miner::experiment::{forks, race, selfish, stats, theory};
+use miner::experiment::{forks, race, selfish, stats, theory, xml_text};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,7 +24,9 @@ enum Kind {
     /// Rosenfeld's n); an attacker with share q of the hash rate, one block pre-mined (Rosenfeld's
     /// model), mines a private branch from the block before the payment and publishes it once it
     /// is longer. Measured success beside Nakamoto's §11 figure and the exact one (Rosenfeld
-    /// 2014; Grunspan & Pérez-Marco 2017). q ≥ 0.5 is the 51% attack: it always succeeds.
+    /// 2014; Grunspan & Pérez-Marco 2017). q > 0.5 is the 51% attack: it always succeeds; at
+    /// q = 0.5 it succeeds with probability 1 but may take arbitrarily long, and a trial is cut
+    /// off (counted a failure) at 1,000,000 blocks.
     DoubleSpend(DoubleSpendArgs),
     /// Forks from propagation delay: N miners, each block reaching the others after the delay;
     /// the stale rate per delay beside 1 − e^(−delay/T), the reorg depths, and (--svg) a branch
@@ -476,7 +478,7 @@ fn double_spend(a: &DoubleSpendArgs) -> Report {
         rows,
         extra: vec![("block_time_s", json!(a.block_time()))],
         notes: vec![
-            "p: measured success; nakamoto: Nakamoto 2008 §11 (Poisson: above the exact figure at z = 1, below it from z = 2); exact: Rosenfeld 2014 / Grunspan & Pérez-Marco 2017, I_4pq(z, 1/2)".into(),
+            "p: measured success; nakamoto: Nakamoto 2008 §11 (Poisson: above the exact figure for small z, below it after: from z = 2 at q = 0.1, from z = 8 at q = 0.4); exact: Rosenfeld 2014 / Grunspan & Pérez-Marco 2017, I_4pq(z, 1/2)".into(),
             format!("mean_attack_s: blocks from the race start to a successful publication × {} s", a.block_time()),
         ],
         svg: Some(svg),
@@ -907,6 +909,8 @@ struct Series {
 
 /// A plain SVG line chart (own drawing, no dependency), log or linear y.
 fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
+    // The only free text in the figure: escaped here, once.
+    let (xlabel, ylabel) = (xml_text(xlabel), xml_text(ylabel));
     let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 240.0, 20.0, 50.0);
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| {
@@ -1049,7 +1053,7 @@ fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
             ser.colour,
             w - right + 40.0,
             ly + 4.0,
-            ser.label
+            xml_text(&ser.label)
         );
     }
     s += "</svg>\n";

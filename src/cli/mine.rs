@@ -26,7 +26,9 @@ pub(crate) struct MineArgs {
     /// effective difficulty is printed next to D.
     #[arg(long, short = 'd', value_name = "D", default_value = "1e7", value_parser = parse_difficulty, allow_negative_numbers = true)]
     pub(crate) difficulty: Difficulty,
-    /// Stop after N blocks [default: mine until Ctrl-C].
+    /// Stop after N blocks [default: mine until Ctrl-C]. With --pool: after N block candidates
+    /// (accepted shares that meet the job's nBits; whether the pool submits them as blocks is
+    /// the pool's business, and it does not say).
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) blocks: Option<u64>,
     /// Coinbase payout: an address of the chain's network (regtest: bcrt1…, m…, n…, 2…; a
@@ -76,7 +78,9 @@ pub(crate) struct MineArgs {
         requires = "pool"
     )]
     pub(crate) failback_interval: f64,
-    /// With --pool: do not offer BIP 310 version rolling (`mining.configure`).
+    /// With --pool: do not offer BIP 310 version rolling (`mining.configure`). Without this
+    /// flag, a pool that closes the connection (or stays silent) on `mining.configure` is
+    /// reconnected to once without it.
     #[arg(long, requires = "pool")]
     pub(crate) no_version_rolling: bool,
     /// RPC user for --node (with --rpcpassword).
@@ -398,6 +402,7 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
                                "version": s.version, "hash": s.hash,
                                "difficulty": s.share_difficulty,
                                "hash_difficulty": s.hash_difficulty, "block": s.block,
+                               "block_candidate": s.block,
                                "result": result, "sent": sent, "reason": reason})
                     );
                 } else {
@@ -407,7 +412,7 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
                         s.job,
                         s.nonce,
                         s.share_difficulty,
-                        if s.block { "  block" } else { "" },
+                        if s.block { "  block candidate" } else { "" },
                         reason.map(|r| format!("  ({r})")).unwrap_or_default()
                     );
                 }
@@ -432,7 +437,8 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
                 "{}",
                 json!({"type": "pool_summary", "pool": s.url, "accepted": s.accepted,
                        "rejected": s.rejected, "stale": s.stale, "stale_unsent": s.stale_unsent,
-                       "blocks": s.blocks, "hashes": s.hashes, "seconds": s.seconds,
+                       "blocks": s.blocks, "block_candidates": s.blocks,
+                       "hashes": s.hashes, "seconds": s.seconds,
                        "hashrate_hs": s.hashrate(), "connects": s.connects,
                        "failures": s.failures, "difficulty": s.difficulty,
                        "version_mask": format!("{:08x}", s.version_mask)})
@@ -442,7 +448,8 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
         println!(
             "{}",
             json!({"type": "summary", "accepted": accepted, "rejected": rejected, "stale": stale,
-                   "blocks": blocks, "seconds": seconds, "mean_hashrate_hs": rate.0,
+                   "blocks": blocks, "block_candidates": blocks, "seconds": seconds,
+                   "mean_hashrate_hs": rate.0,
                    "interrupted": interrupted, "kernel": kernel,
                    "kernel_choice": kernel_choice, "kernel_rates_mhs": kernel_rates})
         );
@@ -452,7 +459,7 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
         }
         for s in &stats {
             println!(
-                "pool {}: {} accepted, {} rejected, {} stale ({} not sent) shares, {} blocks; {} over {:.2} s connected ({} connects, {} failures)",
+                "pool {}: {} accepted, {} rejected, {} stale ({} not sent) shares, {} block candidates; {} over {:.2} s connected ({} connects, {} failures)",
                 s.url,
                 s.accepted,
                 s.rejected,
@@ -466,7 +473,7 @@ pub(crate) fn mine_for_pool(args: MineArgs) -> Result<()> {
             );
         }
         println!(
-            "{accepted} shares accepted, {rejected} rejected, {stale} stale, {blocks} blocks in {seconds:.2} s, {rate}"
+            "{accepted} shares accepted, {rejected} rejected, {stale} stale, {blocks} block candidates in {seconds:.2} s, {rate}"
         );
     }
     print_parts(backend.as_ref(), args.json);

@@ -34,6 +34,10 @@ pub const USER_AGENT: &str = concat!("miner/", env!("CARGO_PKG_VERSION"));
 const MAX_LINE: usize = 1 << 20;
 /// How long the handshake (subscribe and authorize answered) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `mining.subscribe` may go unanswered while `mining.configure` is unanswered too
+/// before the configure is blamed (a pool that does not know it may drop or ignore it, and some
+/// drop the connection: ckpool's "Dropping mining.configure from unsubscribed client").
+const CONFIGURE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that has sent nothing for this long is taken as dead (half-open).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Jobs kept valid for submits (those since the last clean job, newest last).
@@ -127,11 +131,14 @@ pub struct PoolOptions {
     pub pools: Vec<PoolUrl>,
     pub user: String,
     pub password: String,
-    /// Stop after this many accepted shares that are blocks (meet the job's nBits target).
+    /// Stop after this many block candidates: accepted shares that meet the job's nBits target
+    /// (the pool, not the client, submits a block, and it does not say whether it did).
     pub blocks: Option<u64>,
     /// Stop after this many accepted shares.
     pub shares: Option<u64>,
-    /// Offer BIP 310 version rolling (`mining.configure`).
+    /// Offer BIP 310 version rolling (`mining.configure`). A pool that closes the connection
+    /// (or stays silent) before answering `mining.subscribe` while the configure is unanswered
+    /// is reconnected to once without it, for the rest of the run.
     pub version_rolling: bool,
     /// Longest wait between reconnection rounds.
     pub max_backoff: Duration,
@@ -173,7 +180,8 @@ pub struct PoolStats {
     pub stale: u64,
     /// Of `stale`, those not sent.
     pub stale_unsent: u64,
-    /// Accepted shares that also meet the job's network target (nBits).
+    /// Block candidates: accepted shares that also meet the job's network target (nBits).
+    /// Whether the pool submitted them as blocks is not known to the client.
     pub blocks: u64,
     /// Hashes done on this pool's jobs.
     pub hashes: u64,
@@ -230,7 +238,7 @@ pub struct ShareEvent {
     pub share_difficulty: f64,
     /// The hash's own difficulty (DIFF1 / hash).
     pub hash_difficulty: f64,
-    /// Whether it meets the job's network target.
+    /// Whether it meets the job's network target (a block candidate).
     pub block: bool,
     pub result: ShareResult,
 }
@@ -641,6 +649,8 @@ pub fn run(
     let mut backoff = Duration::from_secs(1);
     let mut redirect: Option<(usize, String, u16)> = None;
     let mut sessions: Vec<Option<String>> = vec![None; n];
+    // Pools that dropped or ignored `mining.configure`: connected to without it from then on.
+    let mut no_configure = vec![false; n];
     let mut slice = 4096u64;
     while !cancel.load(Ordering::SeqCst) && !done(options, &stats) {
         let pool = &options.pools[index];
@@ -649,10 +659,30 @@ pub fn run(
             _ => (pool.host.clone(), pool.port),
         };
         redirect = None;
-        let opened = Session::open(options, index, &host, port, sessions[index].clone());
+        let rolling = options.version_rolling && !no_configure[index];
+        let opened = Session::open(
+            options,
+            rolling,
+            index,
+            &host,
+            port,
+            sessions[index].clone(),
+        );
         let mut session = match opened {
             Ok(s) => s,
-            Err(why) => {
+            Err(OpenError::Configure(why)) => {
+                stats[index].failures += 1;
+                no_configure[index] = true;
+                (hooks.event)(&format!(
+                    "pool {} ({host}:{port}): {why} after mining.configure (BIP 310 version \
+                     rolling), which some pools do not take before mining.subscribe; \
+                     reconnecting without mining.configure (no version rolling; \
+                     --no-version-rolling does this from the start)",
+                    pool.url
+                ));
+                continue;
+            }
+            Err(OpenError::Other(why)) => {
                 stats[index].failures += 1;
                 failed_in_row += 1;
                 let next = (index + 1) % n;
@@ -781,17 +811,39 @@ struct Session {
     paused: Option<(String, Instant)>,
 }
 
+/// Why a handshake failed.
+enum OpenError {
+    /// The connection closed, or `mining.subscribe` went unanswered for [`CONFIGURE_TIMEOUT`],
+    /// while `mining.configure` was unanswered: try again without it.
+    Configure(String),
+    Other(String),
+}
+
+impl From<String> for OpenError {
+    fn from(why: String) -> Self {
+        OpenError::Other(why)
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(why: &str) -> Self {
+        OpenError::Other(why.to_string())
+    }
+}
+
 impl Session {
+    /// Connects, subscribes and authorizes; offers `mining.configure` first when `rolling`.
     fn open(
         options: &PoolOptions,
+        rolling: bool,
         index: usize,
         host: &str,
         port: u16,
         session_id: Option<String>,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, OpenError> {
         let mut conn = Conn::open(host, port).map_err(|e| format!("cannot connect: {e}"))?;
         let io = |e: std::io::Error| format!("cannot write to the pool: {e}");
-        let configure_id = if options.version_rolling {
+        let configure_id = if rolling {
             Some(
                 conn.send(
                     "mining.configure",
@@ -835,25 +887,45 @@ impl Session {
             early: Vec::new(),
             paused: None,
         };
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let started = Instant::now();
+        let deadline = started + HANDSHAKE_TIMEOUT;
         let (mut subscribed, mut authorized) = (false, false);
         while !(subscribed && authorized) {
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Nothing answered yet while the configure is pending: blame it.
+            let blame_configure = !subscribed && s.configure_id.is_some();
+            let until = if blame_configure {
+                deadline.min(started + CONFIGURE_TIMEOUT)
+            } else {
+                deadline
+            };
+            let left = until.saturating_duration_since(Instant::now());
             let m = match s.conn.rx.recv_timeout(left) {
                 Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) if blame_configure => {
+                    return Err(OpenError::Configure(format!(
+                        "no answer to mining.subscribe within {} s",
+                        CONFIGURE_TIMEOUT.as_secs()
+                    )))
+                }
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
+                    return Err(OpenError::Other(format!(
                         "no answer to mining.{} within {} s",
                         if subscribed { "authorize" } else { "subscribe" },
                         HANDSHAKE_TIMEOUT.as_secs()
-                    ))
+                    )))
+                }
+                Err(RecvTimeoutError::Disconnected) if blame_configure => {
+                    return Err(OpenError::Configure("connection lost".into()))
                 }
                 Err(RecvTimeoutError::Disconnected) => return Err("connection lost".into()),
             };
             match m {
                 Incoming::Reply { id, result, error } if id == sub_id => {
                     if !error.is_null() || result.is_null() {
-                        return Err(format!("mining.subscribe refused: {}", error_text(&error)));
+                        return Err(OpenError::Other(format!(
+                            "mining.subscribe refused: {}",
+                            error_text(&error)
+                        )));
                     }
                     let en1 = result
                         .get(1)
@@ -879,7 +951,7 @@ impl Session {
                             options.user,
                             result,
                             if error.is_null() { String::new() } else { format!(", error {}", error_text(&error)) }
-                        ));
+                        ).into());
                     }
                     authorized = true;
                 }
@@ -887,7 +959,10 @@ impl Session {
                     s.configure_id = None;
                     s.mask = rolling_mask(&result, &error);
                 }
-                Incoming::Closed(why) => return Err(why),
+                Incoming::Closed(why) if !subscribed && s.configure_id.is_some() => {
+                    return Err(OpenError::Configure(why))
+                }
+                Incoming::Closed(why) => return Err(why.into()),
                 other => s.early.push(other),
             }
         }

@@ -17,3 +17,22 @@ pub mod selfish;
 pub mod stake;
 pub mod stats;
 pub mod theory;
+
+/// `text` made safe as XML character data or an attribute value: `&`, `<`, `>`, `"` and `'`
+/// as entities. Every piece of free text written into an SVG (titles, labels, legends) goes
+/// through here, so that a label such as "Eyal & Sirer" leaves the file valid XML (browsers
+/// refuse to draw an SVG that is not).
+pub fn xml_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -79,17 +79,17 @@ fn hex_bytes<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::
 /// and how to fix it; `origin` names the file (or "the account list").
 #[derive(Debug, thiserror::Error)]
 pub enum StakeError {
-    #[error("cannot read the genesis file {origin}: {source}; check the path, or write a default allocation with stake::write_genesis")]
+    // The I/O error is part of the message and not also a `source`: `error: {e:#}` prints a
+    // source chain after the message, which would show it twice.
+    #[error("cannot read the genesis file {origin}: {cause}; check the path (`miner experiment pos --write-genesis FILE` writes a default allocation)")]
     Read {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write the genesis file {origin}: {source}; check that the folder exists and is writable")]
+    #[error("cannot write the genesis file {origin}: {cause}; check that the folder exists and is writable")]
     Write {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{origin} is not a valid genesis allocation (line {line}, column {column}: {message}); expected {{\"accounts\": [{{\"name\": \"alice\", \"balance\": 1000}}, ...]}} with whole, non-negative balances")]
     BadJson {
@@ -146,15 +146,20 @@ struct GenesisEntry {
 pub fn load_genesis(path: impl AsRef<Path>) -> Result<Vec<Account>, StakeError> {
     let path = path.as_ref();
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| StakeError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| StakeError::Read {
         origin: origin.clone(),
-        source,
+        cause,
     })?;
     let file: GenesisFile = serde_json::from_str(&text).map_err(|e| StakeError::BadJson {
         origin: origin.clone(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        // serde_json's text ends with the same position: said once, in the message's own words.
+        message: {
+            let text = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            text.strip_suffix(&at).map_or(text.clone(), str::to_string)
+        },
     })?;
     let accounts: Vec<Account> = file
         .accounts
@@ -180,12 +185,12 @@ pub fn write_genesis(path: impl AsRef<Path>, accounts: &[Account]) -> Result<(),
     };
     let mut text = serde_json::to_string_pretty(&file).map_err(|e| StakeError::Write {
         origin: path.display().to_string(),
-        source: std::io::Error::other(e),
+        cause: std::io::Error::other(e),
     })?;
     text.push('\n');
-    std::fs::write(path, text).map_err(|source| StakeError::Write {
+    std::fs::write(path, text).map_err(|cause| StakeError::Write {
         origin: path.display().to_string(),
-        source,
+        cause,
     })
 }
 

@@ -623,22 +623,24 @@ impl KernelChoice {
 /// A problem with the cache file. Never fatal: the kernel is measured instead.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("kernel cache {path}: cannot read it ({source}); measuring the kernels instead (delete the file to stop this warning)")]
+    // Each message includes its cause, so the cause is a plain field, not a `source`
+    // (thiserror treats a field named `source` as one): `{e:#}` would print it twice.
+    #[error("kernel cache {path}: cannot read it ({cause}); measuring the kernels instead (delete the file to stop this warning)")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
-        "kernel cache {path}: not a calibration file ({source}); measuring again and rewriting it"
+        "kernel cache {path}: not a calibration file ({cause}); measuring again and rewriting it"
     )]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
-    #[error("kernel cache {path}: cannot write it ({source}); the choice will be measured again next run (check the data directory's permissions or pass --datadir)")]
+    #[error("kernel cache {path}: cannot write it ({cause}); the choice will be measured again next run (check the data directory's permissions or pass --datadir)")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -670,16 +672,16 @@ impl CacheFile {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CacheFile::default()),
-            Err(source) => {
+            Err(cause) => {
                 return Err(CacheError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    cause,
                 })
             }
         };
-        serde_json::from_str(&text).map_err(|source| CacheError::Parse {
+        serde_json::from_str(&text).map_err(|cause| CacheError::Parse {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 
@@ -700,9 +702,9 @@ impl CacheFile {
     /// Writes the cache (to a temporary file renamed over the old one, so a reader never sees
     /// half a file), creating the directory if needed.
     pub fn save(&self, path: &Path) -> Result<(), CacheError> {
-        let write_err = |source| CacheError::Write {
+        let write_err = |cause| CacheError::Write {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(write_err)?;

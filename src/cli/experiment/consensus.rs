@@ -31,13 +31,11 @@ pub(crate) struct Stake {
 impl Stake {
     fn accounts(&self, seed: u64, default: u64) -> Result<Vec<stake::Account>> {
         let accounts = match &self.genesis {
-            Some(path) => stake::load_genesis(path)
-                .with_context(|| format!("--genesis {}", path.display()))?,
+            Some(path) => stake::load_genesis(path).context("--genesis")?,
             None => stake::default_genesis(self.accounts.unwrap_or(default) as usize, seed),
         };
         if let Some(path) = &self.write_genesis {
-            stake::write_genesis(path, &accounts)
-                .with_context(|| format!("--write-genesis {}", path.display()))?;
+            stake::write_genesis(path, &accounts).context("--write-genesis")?;
         }
         Ok(accounts)
     }
@@ -296,7 +294,7 @@ pub(crate) fn pos(a: &PosArgs) -> Result<Report> {
     by_stake.sort_by_key(|x| std::cmp::Reverse(x.genesis_balance));
     let mut notes = vec![
         format!(
-            "chi_square, df, p_value: each account's main-chain blocks against its mean share of stake (χ² test; p above 0.001 means the shares agree); collisions (several makers in one second) {}",
+            "chi_square, df, p_value: each account's main-chain blocks against its mean share of stake (χ² test; p above 0.001: no disagreement found, a test of little power against a bias in one account); collisions (several makers in one second) {}",
             fmt_p(r.chi_square_collisions.p_value)
         ),
         format!(

@@ -51,9 +51,9 @@ pub enum LiveError {
     #[error("invalid PBFT parameters: {0}")]
     Params(String),
     #[error("could not start the tokio runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
     #[error("could not listen on 127.0.0.1: {0}")]
-    Bind(#[source] std::io::Error),
+    Bind(std::io::Error),
     #[error("{who} did not finish: {why}")]
     Task { who: String, why: String },
 }
