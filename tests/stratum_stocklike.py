@@ -13,8 +13,11 @@ stdout at the end.
 Checks it can make on the way (--checks, any of a, b, c):
   a: resubmit an already accepted share (same job id)                   -> must be 22 (duplicate)
   b: after a refreshed notify (new job id, SAME prevhash, coinb1, coinb2, merkle branch, version,
-     nbits), submit an already accepted share of the earlier job under the new job id: the same
-     80-byte header                                                       -> must be 22
+     nbits), a share of the earlier job with its ntime rolled to the refreshed job's ntime is
+     submitted under the earlier job (accepted), then under the new job id: the same 80-byte
+     header                                                               -> must be 22
+     (also, as `b_old_ntime`, an accepted share with its own older ntime under the new job id:
+     any rejection is right, 22 or 20 "ntime out of range"; acceptance is a double credit)
   c: a share below the difficulty in force (and below every difficulty seen on the connection)
                                                                           -> must be 23
 Their submits are not counted among the regular shares.
@@ -233,7 +236,9 @@ class Client:
 
     # -- shares -------------------------------------------------------------------------------
 
-    def submit(self, job, en2, ntime, nonce, hash_int, kind):
+    def submit(self, job, en2, ntime, nonce, hash_int, kind, mined_at=None):
+        """Sends a share (not waiting for the answer) and records it with the difficulty it was
+        mined at: its job's unless `mined_at` says otherwise."""
         mid = self.next_id
         self.next_id += 1
         params = [self.args.user, job.job_id, en2.hex(), ntime, "%08x" % nonce]
@@ -243,7 +248,7 @@ class Client:
             "job": job.job_id,
             "params": params,
             "content": job.content(),
-            "mined_at": job.diff,
+            "mined_at": job.diff if mined_at is None else mined_at,
             "pending_diff": self.pending_diff,
             "since_set_difficulty": None if self.last_set_difficulty_at is None
             else round(self.now() - self.last_set_difficulty_at, 3),
@@ -287,6 +292,20 @@ class Client:
                         "share_diff": rec["share_diff"], "at": rec["at"],
                         "error": json.loads(json.dumps(err, default=float)),
                     })
+        elif rec["kind"] == "b_first":
+            check = self.checks["b"]
+            check["first_answer"] = True if ok else code
+            if ok:
+                then = rec["then"]
+                _, _, en2, ntime, nonce = rec["params"]
+                check["state"] = "sent"
+                check["params"] = [self.args.user, then.job_id, en2, ntime, nonce]
+                self.log("check b: the same header under the refreshed job %s" % then.job_id)
+                self.submit(then, bytes.fromhex(en2), ntime, int(nonce, 16), rec["hash"], "b",
+                            mined_at=rec["mined_at"])
+            else:
+                check["state"] = "first submit rejected"
+                check["error"] = json.loads(json.dumps(err, default=float))
         else:
             check = self.checks[rec["kind"]]
             check["state"] = "answered"
@@ -302,21 +321,43 @@ class Client:
         self.submit(job, bytes.fromhex(en2), ntime, int(nonce, 16), rec["hash"], "a")
 
     def check_b(self, job):
-        """(b) An accepted share of an earlier job with the same content, under the refreshed job's
-        id: the same 80-byte header, which must not be credited twice. Picks one whose hash also
-        meets the refreshed job's difficulty, so that only the duplicate rule can reject it."""
-        candidates = [r for r in self.accepted_by_content.get(job.content(), [])
-                      if r["job"] != job.job_id and r["hash"] <= job.target]
-        if not candidates:
-            self.checks["b"]["note"] = ("refresh %s came but no accepted share of its content meets "
-                                        "its difficulty %s yet; waiting for the next" % (job.job_id, float(job.diff)))
+        """(b) The same 80-byte header under two job ids that differ only by the refresh. A share of
+        the earlier job `first`, with its ntime rolled forward to the refreshed job's ntime (so that
+        the ntime is in range for both jobs), is submitted under `first` and, once accepted, under
+        the refreshed job's id: the pool must answer 22 (credited once). It is mined at the highest
+        difficulty of both jobs and the pending one, so only the duplicate rule can reject it.
+        Besides, the literal resubmission, an accepted share of `first` with its own (older) ntime
+        under the refreshed job's id, is recorded as `b_old_ntime`: any rejection is right there
+        (22, or 20 when the pool holds a job's ntime as the lowest), acceptance is a double credit."""
+        first = None
+        for j in self.jobs.values():
+            if j.job_id != job.job_id and j.content() == job.content() and j.content() in self.accepted_by_content:
+                first = j
+        if first is None:
+            self.checks["b"]["note"] = "refresh %s came before any accepted share of its content" % job.job_id
             return
-        rec = candidates[0]
-        _, _, en2, ntime, nonce = rec["params"]
-        self.checks["b"].update(state="sent", job=job.job_id, first_job=rec["job"], params=rec["params"])
-        self.log("check b: the share %s of job %s again under the refreshed job %s"
-                 % (rec["params"], rec["job"], job.job_id))
-        self.submit(job, bytes.fromhex(en2), ntime, int(nonce, 16), rec["hash"], "b")
+        old = self.accepted_by_content[first.content()][0]
+        _, _, en2, ntime, nonce = old["params"]
+        self.checks["b_old_ntime"] = {"state": "sent", "job": job.job_id, "first_job": old["job"],
+                                      "params": old["params"]}
+        self.log("check b (old ntime): the accepted share %s of job %s under the refreshed job %s"
+                 % (old["params"], old["job"], job.job_id))
+        self.submit(job, bytes.fromhex(en2), ntime, int(nonce, 16), old["hash"], "b_old_ntime")
+
+        diff = max(first.diff, job.diff, self.pending_diff)
+        en2 = (0xFFFFFFFE).to_bytes(8, "big")[-self.en2_size:]
+        h76 = first.header76(en2, job.ntime)
+        nonce, v = grind(h76, 0, 1 << 26, target_for(diff))
+        self.hashes += 0 if nonce is None else nonce + 1
+        if nonce is None:
+            self.checks["b"].update(state="not found")
+            return
+        self.checks["b"].update(state="first sent", first_job=first.job_id, job=job.job_id,
+                                ntime=job.ntime, mined_at=float(diff))
+        self.log("check b: a share of job %s with ntime %s (the refreshed job %s's), difficulty %s"
+                 % (first.job_id, job.ntime, job.job_id, float(diff)))
+        rec = self.submit(first, en2, job.ntime, nonce, v, "b_first", mined_at=diff)
+        rec["then"] = job
 
     def check_c(self):
         """(c) A share that meets a quarter of the easiest difficulty seen on this connection but
