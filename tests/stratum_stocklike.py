@@ -304,8 +304,9 @@ class Client:
                 self.submit(then, bytes.fromhex(en2), ntime, int(nonce, 16), rec["hash"], "b",
                             mined_at=rec["mined_at"])
             else:
-                check["state"] = "first submit rejected"
+                # Try again at the next refreshed job (3 tries in all).
                 check["error"] = json.loads(json.dumps(err, default=float))
+                check["state"] = "waiting" if check.get("tries", 0) < 3 else "first submit rejected"
         else:
             check = self.checks[rec["kind"]]
             check["state"] = "answered"
@@ -352,6 +353,7 @@ class Client:
         if nonce is None:
             self.checks["b"].update(state="not found")
             return
+        self.checks["b"]["tries"] = self.checks["b"].get("tries", 0) + 1
         self.checks["b"].update(state="first sent", first_job=first.job_id, job=job.job_id,
                                 ntime=job.ntime, mined_at=float(diff))
         self.log("check b: a share of job %s with ntime %s (the refreshed job %s's), difficulty %s"

@@ -111,16 +111,18 @@ fn a_stock_miner_applying_difficulty_at_the_next_job_gets_no_low_difficulty_reje
     let dir = std::env::temp_dir().join(format!("miner-stratum-stocklike-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // Chain difficulty 1e9 (bdiff ~0.23): no share of a Python grind is a block, so the tip and
-    // the job's content stay put. Shares start at 5e-7 (~2,100 hashes), so at 150 kH/s the
-    // client sends ~70 shares a second against a 1 s interval: vardiff raises the difficulty at
-    // least twice (16x at most a step) toward ~3.5e-5; the ceiling 1e-4 bounds a share's cost.
+    // the job's content stay put. Shares start at 3e-7 (~1,300 hashes), so at 150 kH/s the
+    // client sends ~115 shares a second against a 1 s interval: vardiff raises the difficulty
+    // (16x at most a step) toward ~3.5e-5, twice or more as long as the client hashes above
+    // ~25 kH/s (Python's hashlib does ~400 kH/s on one core); the ceiling 1e-4 bounds a share's
+    // cost.
     let mut command = Command::new(env!("CARGO_BIN_EXE_miner"));
     command
         .args(["node", "--stratum", "127.0.0.1:0", "--rpcport", "0"])
         .arg("--datadir")
         .arg(&dir)
         .args(["--difficulty", "1e9"])
-        .args(["--stratum-difficulty", "5e-7"])
+        .args(["--stratum-difficulty", "3e-7"])
         .args(["--stratum-min-difficulty", "1e-7"])
         .args(["--stratum-max-difficulty", "1e-4"])
         .args(["--stratum-share-interval", "1"]);
