@@ -39,7 +39,7 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) longpoll_timeout: u64,
     /// Connections open at once; past it new connections are closed at once [default: 512, or
-    /// fewer where file descriptors are short: an eighth of those left after a reserve of 64].
+    /// fewer where file descriptors are short: see "File descriptors" in the README].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) rpc_max_connections: Option<u64>,
     /// Longpolls waiting at once; past it a longpoll is answered at once.
@@ -191,7 +191,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
     let mut state = NodeState::new(chain, backend);
     state.longpoll_timeout = std::time::Duration::from_secs(args.longpoll_timeout);
     let state = Arc::new(state);
-    let caps = descriptor_caps(&args)?;
+    let (caps, caps_line) = descriptor_caps(&args)?;
     let limits = Limits {
         max_connections: caps.rpc as usize,
         max_longpolls: args.rpc_max_longpolls as usize,
@@ -257,6 +257,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
         "miner node: chain in {} at height {height} ({tip})",
         store.display()
     );
+    eprintln!("{caps_line}");
     if let Some(at) = p2p_addr {
         eprintln!("listening for peers on {at}");
     }
@@ -288,9 +289,10 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
 }
 
 /// Raises the file-descriptor limit toward the hard one (as Core does) and shares what the
-/// process may open between the RPC, the peers and Stratum; prints the result. A cap asked for
+/// process may open between the RPC, the peers and Stratum; the caps and the line that says
+/// them (printed after the chain's line). A cap asked for
 /// that does not fit is an error naming the numbers.
-fn descriptor_caps(args: &NodeArgs) -> Result<miner::node::fds::Caps> {
+fn descriptor_caps(args: &NodeArgs) -> Result<(miner::node::fds::Caps, String)> {
     use miner::node::fds;
     let asked = fds::Asked {
         rpc: args.rpc_max_connections,
@@ -319,8 +321,7 @@ fn descriptor_caps(args: &NodeArgs) -> Result<miner::node::fds::Caps> {
     if asked.stratum_on {
         line += &format!(", {} Stratum miners", caps.stratum);
     }
-    eprintln!("{line}");
-    Ok(caps)
+    Ok((caps, line))
 }
 
 /// The Stratum server's settings from the `--stratum-*` flags.

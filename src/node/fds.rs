@@ -156,7 +156,8 @@ pub fn wanted(asked: &Asked) -> u64 {
 }
 
 /// Shares `limit` between the servers: the reserve, then the RPC (what was asked, or up to
-/// [`RPC_DEFAULT`] but no more than an eighth of what is left), the peers dialed, the inbound
+/// [`RPC_DEFAULT`] but, beside Stratum or inbound peers, no more than an eighth of what is
+/// left), the peers dialed, the inbound
 /// peers (up to [`P2P_INBOUND_DEFAULT`], no more than a quarter of what is left), and Stratum
 /// the rest (up to what was asked or [`STRATUM_DEFAULT`]). A flag whose value does not fit is
 /// an error naming the numbers.
@@ -203,7 +204,9 @@ pub fn plan(limit: Limit, asked: &Asked) -> Result<Caps, CapError> {
             }
             n
         }
-        None => RPC_DEFAULT.min((left / 8).max(RPC_MIN)),
+        // Alone, the RPC may have all that is left; beside Stratum or inbound peers, an eighth.
+        None if asked.stratum_on || asked.listen => RPC_DEFAULT.min((left / 8).max(RPC_MIN)),
+        None => RPC_DEFAULT.min(left),
     };
     left -= rpc;
     let p2p_inbound = if asked.listen {
@@ -337,6 +340,18 @@ mod tests {
         };
         let caps = plan(limit(1024), &asked).unwrap();
         assert_eq!((caps.rpc, caps.stratum), (100, 300));
+    }
+
+    #[test]
+    fn the_rpc_alone_may_have_every_descriptor_left() {
+        let asked = Asked {
+            stratum_on: false,
+            listen: false,
+            outbound: 0,
+            ..all_on()
+        };
+        assert_eq!(plan(limit(128), &asked).unwrap().rpc, 64);
+        assert_eq!(plan(limit(1024), &asked).unwrap().rpc, RPC_DEFAULT);
     }
 
     #[test]
