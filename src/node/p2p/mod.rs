@@ -51,6 +51,9 @@ pub struct Settings {
     /// Outgoing block announcements are held this long (for experiments); blocks asked for go
     /// at once.
     pub relay_delay: Duration,
+    /// Where bans are kept across restarts (`banlist.json` in the data directory); none: in
+    /// memory only.
+    pub banlist: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             bantime: Duration::from_secs(86_400),
             stall_timeout: Duration::from_secs(30),
             relay_delay: Duration::ZERO,
+            banlist: None,
         }
     }
 }
@@ -239,6 +243,9 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
         .peers
         .bantime
         .store(settings.bantime.as_secs(), Ordering::Relaxed);
+    if let Some(path) = &settings.banlist {
+        *lock(&state.peers.bans) = BanList::load(path, u64::from(unix_now()));
+    }
     if let Some(listener) = config.listen {
         let state = state.clone();
         let stop = stop.clone();
