@@ -568,3 +568,29 @@ fn blocks_a_peer_was_fetching_when_it_died_are_fetched_from_another_peer() {
     );
     assert_eq!(d.height(), 3000);
 }
+
+/// Every submit path counts the same way in `getnodestats`: a block from a peer or from
+/// `generatetoaddress` is accepted, the same block again through `submitblock` a duplicate
+/// (not a rejection).
+#[test]
+fn submit_counters_are_the_same_on_every_path() {
+    let a = Node::start("count-a", &[]);
+    let b = Node::start("count-b", &[a.port]);
+    assert!(
+        eventually(Duration::from_secs(10), || a.peers() == 1 && b.peers() == 1),
+        "the nodes did not connect"
+    );
+    a.generate(2);
+    assert!(same_tip(&[&a, &b], Duration::from_secs(10)));
+    let hash = a.rpc("getblockhash", json!([1]));
+    let hex = a.rpc("getblock", json!([hash, 0]));
+    assert_eq!(b.rpc("submitblock", json!([hex])), "duplicate");
+    assert_eq!(a.rpc("submitblock", json!([hex])), "duplicate");
+    for (node, accepted) in [(&a, 2), (&b, 2)] {
+        let stats = node.rpc("getnodestats", json!([]));
+        assert_eq!(stats["blocks_accepted"], accepted, "{stats}");
+        assert_eq!(stats["blocks_duplicate"], 1, "{stats}");
+        assert_eq!(stats["blocks_rejected"], 0, "{stats}");
+        assert_eq!(stats["store_faults"], 0, "{stats}");
+    }
+}

@@ -572,8 +572,10 @@ enum Verdict {
     Stored(u32),
     /// Kept until its parent arrives.
     Orphan,
-    /// Refused, with Core's reason.
-    Refused(String),
+    /// Refused by the chain, with its typed reason.
+    Rejected(crate::chain::Reject),
+    /// Not stored: the store failed (not the peer's fault).
+    StoreFault(String),
 }
 
 /// Validates and stores a peer's blocks (one commit for those whose parents are known), then
@@ -605,7 +607,7 @@ fn connect(
                 verdicts[i] = Some(if asked.is_some_and(|height| d.add_orphan(block, height)) {
                     Verdict::Orphan
                 } else {
-                    Verdict::Refused("prev-blk-not-found".into())
+                    Verdict::Rejected(crate::chain::Reject::PrevBlockNotFound)
                 });
             }
         }
@@ -620,7 +622,8 @@ fn connect(
                 parents.push(hash);
                 Verdict::Stored(height)
             }
-            Err(reason) => Verdict::Refused(reason),
+            Err(crate::chain::SubmitError::Rejected(r)) => Verdict::Rejected(r),
+            Err(crate::chain::SubmitError::Store(e)) => Verdict::StoreFault(e.to_string()),
         });
     }
     while !parents.is_empty() {
@@ -648,7 +651,7 @@ fn connect(
     }
     verdicts
         .into_iter()
-        .map(|v| v.unwrap_or_else(|| Verdict::Refused("not handled".into())))
+        .map(|v| v.unwrap_or_else(|| Verdict::StoreFault("not handled".into())))
         .collect()
 }
 
@@ -869,13 +872,11 @@ async fn handle_blocks(
                         .fetch_max(i64::from(height), Ordering::Relaxed);
                 }
             }
-            Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
-                tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
-                if !matches!(
-                    reason.as_str(),
-                    "duplicate" | "prev-blk-not-found" | "time-too-new"
-                ) && !reason.starts_with("store fault")
-                {
+            Verdict::Rejected(reason) => {
+                if asked.is_some() || reason != crate::chain::Reject::Duplicate {
+                    tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
+                }
+                if reason.is_peer_fault() {
                     state.peers.misbehaving(
                         info,
                         100,
@@ -883,7 +884,9 @@ async fn handle_blocks(
                     )?;
                 }
             }
-            Verdict::Refused(_) => {}
+            Verdict::StoreFault(why) => {
+                tracing::warn!(peer = info.id, %hash, %why, "p2p: block not stored (store fault)");
+            }
         }
     }
     request_blocks(writer, state, info, sync, false).await

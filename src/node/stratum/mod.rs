@@ -1155,7 +1155,7 @@ async fn submit_block(
             true
         }
         Ok(Err(reason)) => {
-            tracing::warn!(worker, height, %hash, reason, "stratum: block found but refused by the chain");
+            tracing::warn!(worker, height, %hash, %reason, "stratum: block found but refused by the chain");
             false
         }
         Err(e) => {
