@@ -70,6 +70,9 @@ const FLOOD_RATE: f64 = 2000.0;
 /// frames).
 const READ_AHEAD: usize = 4;
 const READ_AHEAD_BYTES: usize = 4 << 20;
+/// The first wait after a store fault before blocks are requested again, and the longest.
+const STORE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Blocks stored with one commit, at most.
 const MAX_BATCH: usize = 64;
 /// The protocol version we speak (Core 0.12's; sendheaders needs 70012).
@@ -111,6 +114,10 @@ struct Sync {
     /// Flood bucket: messages it may still send, refilled over time.
     tokens: f64,
     refilled: Instant,
+    /// After a store fault (a full disk): no blocks are requested before this, and the wait
+    /// doubles with each fault in a row (1 s to 30 s); the blocks are back in `wanted`.
+    retry_at: Option<Instant>,
+    retry_backoff: Duration,
 }
 
 impl Sync {
@@ -128,6 +135,8 @@ impl Sync {
             delayed: VecDeque::new(),
             tokens: FLOOD_BURST,
             refilled: Instant::now(),
+            retry_at: None,
+            retry_backoff: STORE_RETRY_FIRST,
         }
     }
 
@@ -508,6 +517,12 @@ async fn request_blocks(
     sync: &mut Sync,
     recycle: bool,
 ) -> Result<(), String> {
+    if let Some(at) = sync.retry_at {
+        if Instant::now() < at {
+            return Ok(());
+        }
+        sync.retry_at = None;
+    }
     let mut ask = Vec::new();
     {
         let limit = state.tip().0.saturating_add(DOWNLOAD_WINDOW);
@@ -560,6 +575,15 @@ async fn request_blocks(
         if let Some(last) = sync.more_headers.take() {
             writer
                 .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
+                .await?;
+        } else if recycle
+            && sync.deferred.is_empty()
+            && info.synced_headers.load(Ordering::Relaxed) > i64::from(state.tip().0)
+        {
+            // The peer has blocks above our tip that nothing here is fetching (lost to a
+            // store fault, or announcements missed): ask for its headers again.
+            writer
+                .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
                 .await?;
         }
     }
@@ -860,9 +884,12 @@ async fn handle_blocks(
     })
     .await
     .map_err(|e| format!("block task: {e}"))?;
+    // Blocks not stored for a store fault, asked for again (in height order, first in line).
+    let mut refetch: Vec<(u32, BlockHash)> = Vec::new();
     for (verdict, (hash, asked)) in verdicts.0.into_iter().zip(verdicts.1) {
         match verdict {
             Verdict::Stored(height) => {
+                sync.retry_backoff = STORE_RETRY_FIRST;
                 info.synced_blocks
                     .fetch_max(i64::from(height), Ordering::Relaxed);
             }
@@ -885,8 +912,23 @@ async fn handle_blocks(
                 }
             }
             Verdict::StoreFault(why) => {
+                // Not the peer's fault: the block is wanted again, after a backoff (the disk
+                // may be full for a while).
                 tracing::warn!(peer = info.id, %hash, %why, "p2p: block not stored (store fault)");
+                if let Some(height) = asked {
+                    refetch.push((height, hash));
+                }
+                if sync.retry_at.is_none() {
+                    sync.retry_at = Some(Instant::now() + sync.retry_backoff);
+                    sync.retry_backoff = (sync.retry_backoff * 2).min(STORE_RETRY_MAX);
+                }
             }
+        }
+    }
+    refetch.sort();
+    for (height, hash) in refetch.into_iter().rev() {
+        if sync.queued.insert(hash, height).is_none() {
+            sync.wanted.push_front((hash, height));
         }
     }
     request_blocks(writer, state, info, sync, false).await
