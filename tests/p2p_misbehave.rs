@@ -69,7 +69,13 @@ impl Node {
     }
 
     fn start_in(dir: std::path::PathBuf, extra: &[&str]) -> Node {
+        Node::start_in_env(dir, extra, &[])
+    }
+
+    /// Starts a node on `dir` with `env` set in its environment (the store's test hooks).
+    fn start_in_env(dir: std::path::PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .envs(env.iter().copied())
             .args(["node", "--rpcport", "0", "--threads", "1", "-d", "2"])
             .arg("--datadir")
             .arg(&dir)
@@ -1023,4 +1029,50 @@ fn trailing_bytes_after_a_known_payload_are_ignored() {
     assert!(peer.still_open(Duration::from_millis(500)));
     assert_eq!(node.banscore(), Some(0));
     assert!(node.listbanned().is_empty());
+}
+
+/// While a slow commit holds the chain (the store's test hook delays each commit 3 s), peers
+/// asking for headers do not stall the node's async threads: another peer's ping is answered.
+#[test]
+fn a_slow_commit_does_not_stall_other_peers() {
+    let dir = std::env::temp_dir().join(format!("miner-misbehave-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Node::start_in_env(dir, &[], &[("MINER_TEST_HOOK_COMMIT_DELAY_MS", "3000")]);
+    let mut askers: Vec<Peer> = (0..6).map(|_| Peer::handshake(node.port)).collect();
+    let mut pinger = Peer::handshake(node.port);
+    let (addr, auth) = (node.addr.clone(), node.auth.clone());
+    let miner = std::thread::spawn(move || {
+        let body = json!({"id": 1, "method": "generatetoaddress", "params": [1, "51"]}).to_string();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+    });
+    // Into the commit's 3 s: the askers' getheaders wait on the chain lock.
+    std::thread::sleep(Duration::from_millis(700));
+    for p in &mut askers {
+        let _ = p.send(NetworkMessage::GetHeaders(
+            bitcoin::p2p::message_blockdata::GetHeadersMessage {
+                version: 70015,
+                locator_hashes: vec![],
+                stop_hash: BlockHash::all_zeros(),
+            },
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    pinger.send(NetworkMessage::Ping(7)).expect("send ping");
+    let pong = pinger.wait_for("pong", Duration::from_secs(10));
+    let took = sent.elapsed();
+    let _ = miner.join();
+    assert!(pong.is_some(), "no pong");
+    assert!(
+        took < Duration::from_millis(1000),
+        "pong took {took:?} while a commit was held"
+    );
 }
