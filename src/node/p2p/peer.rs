@@ -860,7 +860,7 @@ fn headers_received(
             .misbehaving(info, 20, "non-continuous headers sequence")
             .map(|()| HeadersNext::Done);
     }
-    if let Some(bad) = state.first_without_pow(&headers) {
+    if let Some(bad) = state.first_without_pow(headers) {
         return peers
             .misbehaving(
                 info,
