@@ -35,7 +35,18 @@ impl Node {
 
     /// Starts a node on `dir` as it is (a restart keeps its chain).
     fn resume(dir: std::path::PathBuf, connect: &[String], extra: &[&str]) -> Node {
+        Node::resume_env(dir, connect, extra, &[])
+    }
+
+    /// Starts a node on `dir` with `env` set in its environment (the store's test hooks).
+    fn resume_env(
+        dir: std::path::PathBuf,
+        connect: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_miner"));
+        command.envs(env.iter().copied());
         command
             .args(["node", "--rpcport", "0", "--threads", "1", "-d", "2"])
             .arg("--datadir")
@@ -567,4 +578,58 @@ fn blocks_a_peer_was_fetching_when_it_died_are_fetched_from_another_peer() {
         d.height()
     );
     assert_eq!(d.height(), 3000);
+}
+
+/// Every submit path counts the same way in `getnodestats`: a block from a peer or from
+/// `generatetoaddress` is accepted, the same block again through `submitblock` a duplicate
+/// (not a rejection).
+#[test]
+fn submit_counters_are_the_same_on_every_path() {
+    let a = Node::start("count-a", &[]);
+    let b = Node::start("count-b", &[a.port]);
+    assert!(
+        eventually(Duration::from_secs(10), || a.peers() == 1 && b.peers() == 1),
+        "the nodes did not connect"
+    );
+    a.generate(2);
+    assert!(same_tip(&[&a, &b], Duration::from_secs(10)));
+    let hash = a.rpc("getblockhash", json!([1]));
+    let hex = a.rpc("getblock", json!([hash, 0]));
+    assert_eq!(b.rpc("submitblock", json!([hex])), "duplicate");
+    assert_eq!(a.rpc("submitblock", json!([hex])), "duplicate");
+    for (node, accepted) in [(&a, 2), (&b, 2)] {
+        let stats = node.rpc("getnodestats", json!([]));
+        assert_eq!(stats["blocks_accepted"], accepted, "{stats}");
+        assert_eq!(stats["blocks_duplicate"], 1, "{stats}");
+        assert_eq!(stats["blocks_rejected"], 0, "{stats}");
+        assert_eq!(stats["store_faults"], 0, "{stats}");
+    }
+}
+
+/// A sync that hits store faults (a full disk: the store's test hook fails the first commits)
+/// resumes by itself once commits succeed again: the blocks are asked for again.
+#[test]
+fn a_sync_resumes_after_store_faults_clear() {
+    let a = Node::start("fault-a", &[]);
+    a.generate(30);
+    let dir = std::env::temp_dir().join(format!("miner-p2p-fault-b-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let b = Node::resume_env(
+        dir,
+        &[format!("127.0.0.1:{}", a.port)],
+        &["--p2p-stall-timeout", "4"],
+        &[("MINER_TEST_HOOK_FAIL_COMMITS", "3")],
+    );
+    assert!(
+        same_tip(&[&a, &b], Duration::from_secs(25)),
+        "b did not reach a's tip: a {} b {}; b's peers {}",
+        a.height(),
+        b.height(),
+        b.rpc("getpeerinfo", json!([]))
+    );
+    let stats = b.rpc("getnodestats", json!([]));
+    assert!(stats["store_faults"].as_u64() >= Some(3), "{stats}");
+    // Not the peer's fault: it is still connected, not banned.
+    assert_eq!(b.peers(), 1);
+    assert_eq!(b.rpc("listbanned", json!([])), json!([]));
 }

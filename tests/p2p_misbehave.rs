@@ -55,7 +55,27 @@ impl Node {
         let dir =
             std::env::temp_dir().join(format!("miner-misbehave-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        Node::start_in(dir, extra)
+    }
+
+    /// Stops the node and starts it again on the same data directory.
+    fn restart(mut self, extra: &[&str]) -> Node {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        // Not dropped: that would remove the data directory.
+        std::mem::forget(self);
+        Node::start_in(dir, extra)
+    }
+
+    fn start_in(dir: std::path::PathBuf, extra: &[&str]) -> Node {
+        Node::start_in_env(dir, extra, &[])
+    }
+
+    /// Starts a node on `dir` with `env` set in its environment (the store's test hooks).
+    fn start_in_env(dir: std::path::PathBuf, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_miner"))
+            .envs(env.iter().copied())
             .args(["node", "--rpcport", "0", "--threads", "1", "-d", "2"])
             .arg("--datadir")
             .arg(&dir)
@@ -884,4 +904,175 @@ fn setban_add_refuses_and_setban_remove_readmits_127_0_0_1() {
     assert!(list.is_empty(), "after setban remove: {list:?}");
     assert_accepted(node.port, "after setban remove");
     assert_eq!(node.chain(), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory held for what peers send.
+
+/// The node's resident memory in bytes (VmRSS in /proc/PID/status).
+fn rss(node: &Node) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
+        .expect("read /proc/PID/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+/// A frame header for `command` that claims `length` payload bytes (checksum of nothing).
+fn claimed_header(command: &str, length: u32) -> Vec<u8> {
+    let mut out = raw_frame(command, &[], None);
+    out[16..20].copy_from_slice(&length.to_le_bytes());
+    out
+}
+
+/// Opens `peers` raw connections that each send `bytes` and then keep the connection open
+/// without reading; the node's RSS growth once they have sent (or the node stopped taking
+/// bytes) is returned.
+fn rss_growth_for_peers(node: &Node, peers: usize, bytes: Vec<u8>) -> (u64, u64) {
+    let before = rss(node);
+    let bytes = std::sync::Arc::new(bytes);
+    let mut streams = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..peers {
+        let s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let bytes = bytes.clone();
+        writers.push(std::thread::spawn(move || {
+            // A node that stops taking bytes makes this time out: fine, it is what we measure.
+            let _ = w.write_all(&bytes);
+        }));
+        streams.push(s);
+    }
+    for w in writers {
+        let _ = w.join();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss(node);
+    eprintln!(
+        "{peers} peers: node RSS {} MB -> {} MB",
+        before >> 20,
+        after >> 20
+    );
+    drop(streams);
+    (before, after)
+}
+
+#[test]
+fn headers_claiming_4_mb_do_not_make_the_node_allocate_it() {
+    let node = Node::start("prealloc", &[]);
+    // 100 peers, each a 24-byte header claiming 3,999,999 payload bytes and 145 of them.
+    let mut bytes = claimed_header("block", 3_999_999);
+    bytes.extend_from_slice(&[0u8; 145]);
+    let (before, after) = rss_growth_for_peers(&node, 100, bytes);
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 64 << 20,
+        "RSS grew {} MB (from {} MB) for 100 peers that sent 169 bytes each",
+        growth >> 20,
+        before >> 20
+    );
+    // The node still answers.
+    node.rpc("getblockcount", json!([]));
+}
+
+#[test]
+fn partial_big_frames_of_many_peers_hold_a_bounded_total() {
+    let node = Node::start("readbudget", &[]);
+    // 50 peers, each 3.9 MB of a 4 MB block frame that never completes: 195 MB sent.
+    let mut bytes = claimed_header("block", 3_999_999);
+    bytes.resize(24 + 3_900_000, 0);
+    let (before, after) = rss_growth_for_peers(&node, 50, bytes);
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 120 << 20,
+        "RSS grew {} MB (from {} MB) for 50 peers holding 3.9 MB partial frames",
+        growth >> 20,
+        before >> 20
+    );
+    node.rpc("getblockcount", json!([]));
+}
+
+#[test]
+fn bans_survive_a_restart() {
+    let (node, before, mut peer) = setup("ban-restart", &["--bantime", "600"]);
+    let payload = 42u64.to_le_bytes();
+    peer.send_bytes(&raw_frame("ping", &payload, Some([0, 0, 0, 0])))
+        .expect("send ping");
+    assert!(peer.wait_closed(CLOSE_WITHIN).is_ok(), "not disconnected");
+    assert_listed(&node, 600);
+    let node = node.restart(&["--bantime", "600"]);
+    assert_listed(&node, 600);
+    assert_refused(node.port);
+    assert_eq!(node.chain(), before);
+    node.rpc("clearbanned", json!([]));
+    let node = node.restart(&[]);
+    assert!(
+        node.listbanned().is_empty(),
+        "clearbanned did not reach the file"
+    );
+}
+
+#[test]
+fn trailing_bytes_after_a_known_payload_are_ignored() {
+    let (node, _before, mut peer) = setup("trailing", &[]);
+    let mut payload = 42u64.to_le_bytes().to_vec();
+    payload.extend_from_slice(b"a field from a newer version");
+    peer.send_bytes(&raw_frame("ping", &payload, None))
+        .expect("send ping");
+    let pong = peer.wait_for("pong", Duration::from_secs(10));
+    assert_eq!(pong.as_deref(), Some(&42u64.to_le_bytes()[..]), "no pong");
+    assert!(peer.still_open(Duration::from_millis(500)));
+    assert_eq!(node.banscore(), Some(0));
+    assert!(node.listbanned().is_empty());
+}
+
+/// While a slow commit holds the chain (the store's test hook delays each commit 3 s), peers
+/// asking for headers do not stall the node's async threads: another peer's ping is answered.
+#[test]
+fn a_slow_commit_does_not_stall_other_peers() {
+    let dir = std::env::temp_dir().join(format!("miner-misbehave-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = Node::start_in_env(dir, &[], &[("MINER_TEST_HOOK_COMMIT_DELAY_MS", "3000")]);
+    let mut askers: Vec<Peer> = (0..6).map(|_| Peer::handshake(node.port)).collect();
+    let mut pinger = Peer::handshake(node.port);
+    let (addr, auth) = (node.addr.clone(), node.auth.clone());
+    let miner = std::thread::spawn(move || {
+        let body = json!({"id": 1, "method": "generatetoaddress", "params": [1, "51"]}).to_string();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+    });
+    // Into the commit's 3 s: the askers' getheaders wait on the chain lock.
+    std::thread::sleep(Duration::from_millis(700));
+    for p in &mut askers {
+        let _ = p.send(NetworkMessage::GetHeaders(
+            bitcoin::p2p::message_blockdata::GetHeadersMessage {
+                version: 70015,
+                locator_hashes: vec![],
+                stop_hash: BlockHash::all_zeros(),
+            },
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    pinger.send(NetworkMessage::Ping(7)).expect("send ping");
+    let pong = pinger.wait_for("pong", Duration::from_secs(10));
+    let took = sent.elapsed();
+    let _ = miner.join();
+    assert!(pong.is_some(), "no pong");
+    assert!(
+        took < Duration::from_millis(1000),
+        "pong took {took:?} while a commit was held"
+    );
 }

@@ -50,6 +50,19 @@ pub enum Reject {
     BlockLength,
 }
 
+impl Reject {
+    /// Whether a peer that sent a block refused for this reason misbehaved (Core scores an
+    /// invalid block): not for a block we already have, one whose parent we lack (it may be on
+    /// its way) or one too far in the future by our clock (ours may lag). The P2P ban score
+    /// decides on this, never on the reason's text.
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(
+            self,
+            Reject::Duplicate | Reject::PrevBlockNotFound | Reject::TimeTooNew
+        )
+    }
+}
+
 /// Why `submit` did not accept a block: it is invalid, or it could not be stored (and so was not
 /// accepted).
 #[derive(Debug, thiserror::Error)]
@@ -1219,5 +1232,28 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod reject_tests {
+    use super::Reject;
+
+    #[test]
+    fn only_invalid_blocks_are_a_peers_fault() {
+        for r in [
+            Reject::Duplicate,
+            Reject::PrevBlockNotFound,
+            Reject::TimeTooNew,
+        ] {
+            assert!(!r.is_peer_fault(), "{r}");
+        }
+        for r in [
+            Reject::HighHash,
+            Reject::BadMerkleRoot,
+            Reject::CoinbaseAmount,
+        ] {
+            assert!(r.is_peer_fault(), "{r}");
+        }
     }
 }

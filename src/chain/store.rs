@@ -127,6 +127,47 @@ pub fn record_flags(path: &Path, flags: &str) -> Result<(), StoreError> {
     std::fs::write(&file, format!("{flags}\n")).map_err(io)
 }
 
+/// Test hook (for the node's fault tests, never for use): `MINER_TEST_HOOK_FAIL_COMMITS=N`
+/// makes the next N block commits of this process fail as a full disk does, and
+/// `MINER_TEST_HOOK_COMMIT_DELAY_MS=MS` holds every block commit MS milliseconds longer (a slow
+/// fsync). Read once, at the first commit.
+mod test_hook {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    struct Hook {
+        fail: AtomicU64,
+        delay_ms: u64,
+    }
+
+    fn hook() -> &'static Hook {
+        static HOOK: OnceLock<Hook> = OnceLock::new();
+        HOOK.get_or_init(|| {
+            let read = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            Hook {
+                fail: AtomicU64::new(read("MINER_TEST_HOOK_FAIL_COMMITS")),
+                delay_ms: read("MINER_TEST_HOOK_COMMIT_DELAY_MS"),
+            }
+        })
+    }
+
+    /// Sleeps the delay, then whether this commit is to fail.
+    pub(super) fn before_commit() -> bool {
+        let hook = hook();
+        if hook.delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(hook.delay_ms));
+        }
+        hook.fail
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -208,6 +249,11 @@ impl Store {
     /// Writes blocks in one transaction and commits them durably: all or none.
     pub fn put_many(&mut self, blocks: &[(u32, &Block)]) -> Result<(), StoreError> {
         let first = self.next_sequence;
+        if test_hook::before_commit() {
+            return Err(StoreError::Io(
+                "No space left on device (test hook MINER_TEST_HOOK_FAIL_COMMITS)".into(),
+            ));
+        }
         let written = (|| {
             let txn = self.db()?.begin_write().map_err(io)?;
             {

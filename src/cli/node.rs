@@ -228,6 +228,7 @@ pub(crate) fn node(args: NodeArgs) -> Result<()> {
                 bantime: Duration::from_secs(args.bantime),
                 stall_timeout: Duration::from_secs(args.p2p_stall_timeout),
                 relay_delay: Duration::from_millis(args.relay_delay),
+                banlist: Some(store.parent().unwrap_or(&datadir).join("banlist.json")),
             },
             max_inbound: caps.p2p_inbound as usize,
         })

@@ -12,10 +12,10 @@
 mod bans;
 mod download;
 mod peer;
-mod wire;
+pub mod wire;
 
 pub use self::bans::Ban;
-pub use self::wire::MAX_MESSAGE_BYTES;
+pub use self::wire::{decode_frame, ReadError, MAX_MESSAGE_BYTES};
 
 use self::bans::BanList;
 use self::download::Download;
@@ -36,6 +36,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// one is closed at once. `miner node` lowers it where file descriptors are short
 /// (`node::fds`).
 pub const MAX_INBOUND: usize = 117;
+/// Bytes of messages read ahead and of partial frames that all peers together may hold; a
+/// peer's reader waits (and TCP pushes back) while it is spent.
+pub const READ_BUDGET: usize = 64 << 20;
 
 /// How peers are treated: ban threshold and time, stall timeout, relay delay.
 #[derive(Clone, Debug)]
@@ -49,6 +52,9 @@ pub struct Settings {
     /// Outgoing block announcements are held this long (for experiments); blocks asked for go
     /// at once.
     pub relay_delay: Duration,
+    /// Where bans are kept across restarts (`banlist.json` in the data directory); none: in
+    /// memory only.
+    pub banlist: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -58,6 +64,7 @@ impl Default for Settings {
             bantime: Duration::from_secs(86_400),
             stall_timeout: Duration::from_secs(30),
             relay_delay: Duration::ZERO,
+            banlist: None,
         }
     }
 }
@@ -118,6 +125,8 @@ pub struct Peers {
     download: Mutex<Download>,
     banscore: AtomicU32,
     bantime: AtomicU64,
+    /// The node-wide `READ_BUDGET`, in bytes.
+    read_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Peers {
@@ -130,6 +139,7 @@ impl Default for Peers {
             download: Mutex::default(),
             banscore: AtomicU32::new(settings.banscore),
             bantime: AtomicU64::new(settings.bantime.as_secs()),
+            read_budget: Arc::new(tokio::sync::Semaphore::new(READ_BUDGET)),
         }
     }
 }
@@ -237,6 +247,9 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
         .peers
         .bantime
         .store(settings.bantime.as_secs(), Ordering::Relaxed);
+    if let Some(path) = &settings.banlist {
+        *lock(&state.peers.bans) = BanList::load(path, u64::from(unix_now()));
+    }
     if let Some(listener) = config.listen {
         let state = state.clone();
         let stop = stop.clone();

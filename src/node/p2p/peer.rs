@@ -65,9 +65,14 @@ const UNCONNECTING_PER_PENALTY: u32 = 10;
 const FLOOD_BURST: f64 = 5000.0;
 const FLOOD_RATE: f64 = 2000.0;
 /// Messages read ahead of the one being handled, and their bytes at most (so a peer holds at
-/// most 8 MB of read-ahead plus one message of up to 4 MB).
-const READ_AHEAD: usize = 64;
-const READ_AHEAD_BYTES: usize = 8 << 20;
+/// most 4 MB of read-ahead plus the message being handled and one partial frame, each up to
+/// 4 MB; all peers together hold at most the node-wide `READ_BUDGET` of read-ahead and partial
+/// frames).
+const READ_AHEAD: usize = 4;
+const READ_AHEAD_BYTES: usize = 4 << 20;
+/// The first wait after a store fault before blocks are requested again, and the longest.
+const STORE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Blocks stored with one commit, at most.
 const MAX_BATCH: usize = 64;
 /// The protocol version we speak (Core 0.12's; sendheaders needs 70012).
@@ -76,7 +81,7 @@ const OUR_VERSION: u32 = 70015;
 /// A message read ahead, with the read-ahead bytes it holds until handled.
 type Incoming = (
     Result<NetworkMessage, ReadError>,
-    Option<tokio::sync::OwnedSemaphorePermit>,
+    Vec<tokio::sync::OwnedSemaphorePermit>,
 );
 
 /// An announcement to send once the relay delay has passed. Only announcements wait: a block
@@ -109,6 +114,10 @@ struct Sync {
     /// Flood bucket: messages it may still send, refilled over time.
     tokens: f64,
     refilled: Instant,
+    /// After a store fault (a full disk): no blocks are requested before this, and the wait
+    /// doubles with each fault in a row (1 s to 30 s); the blocks are back in `wanted`.
+    retry_at: Option<Instant>,
+    retry_backoff: Duration,
 }
 
 impl Sync {
@@ -126,6 +135,8 @@ impl Sync {
             delayed: VecDeque::new(),
             tokens: FLOOD_BURST,
             refilled: Instant::now(),
+            retry_at: None,
+            retry_backoff: STORE_RETRY_FIRST,
         }
     }
 
@@ -169,17 +180,23 @@ pub(super) async fn run(
     let (tx, mut rx) = mpsc::channel::<Incoming>(READ_AHEAD);
     let reader_info = info.clone();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
+    let node_budget = state.peers.read_budget.clone();
     let reader_task = tokio::spawn(async move {
         loop {
-            let incoming = match read_message(&mut reader, magic, &reader_info).await {
-                Ok((message, size)) => {
-                    let bytes = size.min(READ_AHEAD_BYTES) as u32;
+            let incoming = match read_message(&mut reader, magic, &reader_info, &node_budget).await
+            {
+                Ok(frame) => {
+                    let bytes = frame.size.min(READ_AHEAD_BYTES) as u32;
                     match budget.clone().acquire_many_owned(bytes).await {
-                        Ok(permit) => (Ok(message), Some(permit)),
+                        Ok(permit) => {
+                            let mut held = vec![permit];
+                            held.extend(frame.held);
+                            (Ok(frame.message), held)
+                        }
                         Err(_) => return,
                     }
                 }
-                Err(e) => (Err(e), None),
+                Err(e) => (Err(e), Vec::new()),
             };
             let failed = incoming.0.is_err();
             if tx.send(incoming).await.is_err() || failed {
@@ -223,6 +240,7 @@ fn version_message(addr: SocketAddr, local: SocketAddr, height: u32) -> VersionM
 fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
     match error {
         ReadError::Io(why) | ReadError::Magic(why) => why,
+        ReadError::Incomplete { .. } => error.to_string(),
         ReadError::Misbehaved(why) => match state.peers.misbehaving(info, 100, &why) {
             Ok(()) => why,
             Err(banned) => banned,
@@ -324,7 +342,7 @@ async fn session(
                     None => std::future::pending().await,
                 }
             } => send_due(writer, sync).await,
-            _ = stall_check.tick() => match stalled(state, info, settings, sync) {
+            _ = stall_check.tick() => match tokio::task::block_in_place(|| stalled(state, info, settings, sync)) {
                 Ok(_) => request_blocks(writer, state, info, sync, true).await,
                 Err(e) => Err(e),
             },
@@ -430,7 +448,7 @@ async fn send_due(writer: &mut Writer, sync: &mut Sync) -> Result<(), String> {
 
 /// Tells the peer about our new tip.
 async fn announce(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Result<(), String> {
-    let header = state.tip_header();
+    let header = tokio::task::block_in_place(|| state.tip_header());
     let hash = header.block_hash();
     if sync.announced == Some(hash) {
         return Ok(());
@@ -499,51 +517,14 @@ async fn request_blocks(
     sync: &mut Sync,
     recycle: bool,
 ) -> Result<(), String> {
-    let mut ask = Vec::new();
-    {
-        let limit = state.tip().0.saturating_add(DOWNLOAD_WINDOW);
-        let mut download = lock(&state.peers.download);
-        if recycle || sync.wanted.is_empty() {
-            let mut back = Vec::new();
-            for &(height, hash) in sync
-                .deferred
-                .range(..(limit.saturating_add(1), BlockHash::all_zeros()))
-            {
-                if state.has_block(&hash) || download.is_orphan(&hash) {
-                    back.push((height, hash, false));
-                } else if !download.elsewhere(&hash, info.id) {
-                    back.push((height, hash, true));
-                }
-            }
-            // Taken back in height order, ahead of the rest of the queue.
-            for (height, hash, want) in back.into_iter().rev() {
-                sync.deferred.remove(&(height, hash));
-                if want {
-                    sync.wanted.push_front((hash, height));
-                } else {
-                    sync.queued.remove(&hash);
-                }
-            }
+    if let Some(at) = sync.retry_at {
+        if Instant::now() < at {
+            return Ok(());
         }
-        while sync.in_flight.len() < MAX_IN_FLIGHT {
-            let Some((hash, height)) = sync.wanted.pop_front() else {
-                break;
-            };
-            if height > limit {
-                sync.wanted.push_front((hash, height));
-                break;
-            }
-            if state.has_block(&hash) || download.is_orphan(&hash) {
-                sync.queued.remove(&hash);
-            } else if download.claim(hash, info.id, height) {
-                sync.queued.remove(&hash);
-                sync.in_flight.insert(hash, (Instant::now(), height));
-                ask.push(Inventory::Block(hash));
-            } else {
-                sync.deferred.insert((height, hash));
-            }
-        }
+        sync.retry_at = None;
     }
+    // The chain and download locks (a commit can hold them) are waited on as blocking work.
+    let ask = tokio::task::block_in_place(|| blocks_to_ask(state, info, sync, recycle));
     if !ask.is_empty() {
         writer.send(NetworkMessage::GetData(ask)).await?;
     }
@@ -552,9 +533,74 @@ async fn request_blocks(
             writer
                 .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
                 .await?;
+        } else if recycle
+            && sync.deferred.is_empty()
+            && info.synced_headers.load(Ordering::Relaxed)
+                > i64::from(tokio::task::block_in_place(|| state.tip().0))
+        {
+            // The peer has blocks above our tip that nothing here is fetching (lost to a
+            // store fault, or announcements missed): ask for its headers again.
+            writer
+                .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
+                .await?;
         }
     }
     Ok(())
+}
+
+/// Claims the next wanted blocks (up to the in-flight bound and the download window) and
+/// returns them; with `recycle`, deferred blocks that their peer gave up are taken back first.
+/// Blocking: takes the chain and download locks.
+fn blocks_to_ask(
+    state: &NodeState,
+    info: &PeerInfo,
+    sync: &mut Sync,
+    recycle: bool,
+) -> Vec<Inventory> {
+    let mut ask = Vec::new();
+    let limit = state.tip().0.saturating_add(DOWNLOAD_WINDOW);
+    let mut download = lock(&state.peers.download);
+    if recycle || sync.wanted.is_empty() {
+        let mut back = Vec::new();
+        for &(height, hash) in sync
+            .deferred
+            .range(..(limit.saturating_add(1), BlockHash::all_zeros()))
+        {
+            if state.has_block(&hash) || download.is_orphan(&hash) {
+                back.push((height, hash, false));
+            } else if !download.elsewhere(&hash, info.id) {
+                back.push((height, hash, true));
+            }
+        }
+        // Taken back in height order, ahead of the rest of the queue.
+        for (height, hash, want) in back.into_iter().rev() {
+            sync.deferred.remove(&(height, hash));
+            if want {
+                sync.wanted.push_front((hash, height));
+            } else {
+                sync.queued.remove(&hash);
+            }
+        }
+    }
+    while sync.in_flight.len() < MAX_IN_FLIGHT {
+        let Some((hash, height)) = sync.wanted.pop_front() else {
+            break;
+        };
+        if height > limit {
+            sync.wanted.push_front((hash, height));
+            break;
+        }
+        if state.has_block(&hash) || download.is_orphan(&hash) {
+            sync.queued.remove(&hash);
+        } else if download.claim(hash, info.id, height) {
+            sync.queued.remove(&hash);
+            sync.in_flight.insert(hash, (Instant::now(), height));
+            ask.push(Inventory::Block(hash));
+        } else {
+            sync.deferred.insert((height, hash));
+        }
+    }
+    ask
 }
 
 /// What became of a block a peer sent.
@@ -563,8 +609,10 @@ enum Verdict {
     Stored(u32),
     /// Kept until its parent arrives.
     Orphan,
-    /// Refused, with Core's reason.
-    Refused(String),
+    /// Refused by the chain, with its typed reason.
+    Rejected(crate::chain::Reject),
+    /// Not stored: the store failed (not the peer's fault).
+    StoreFault(String),
 }
 
 /// Validates and stores a peer's blocks (one commit for those whose parents are known), then
@@ -596,7 +644,7 @@ fn connect(
                 verdicts[i] = Some(if asked.is_some_and(|height| d.add_orphan(block, height)) {
                     Verdict::Orphan
                 } else {
-                    Verdict::Refused("prev-blk-not-found".into())
+                    Verdict::Rejected(crate::chain::Reject::PrevBlockNotFound)
                 });
             }
         }
@@ -611,7 +659,8 @@ fn connect(
                 parents.push(hash);
                 Verdict::Stored(height)
             }
-            Err(reason) => Verdict::Refused(reason),
+            Err(crate::chain::SubmitError::Rejected(r)) => Verdict::Rejected(r),
+            Err(crate::chain::SubmitError::Store(e)) => Verdict::StoreFault(e.to_string()),
         });
     }
     while !parents.is_empty() {
@@ -639,7 +688,7 @@ fn connect(
     }
     verdicts
         .into_iter()
-        .map(|v| v.unwrap_or_else(|| Verdict::Refused("not handled".into())))
+        .map(|v| v.unwrap_or_else(|| Verdict::StoreFault("not handled".into())))
         .collect()
 }
 
@@ -661,110 +710,34 @@ async fn handle(
             if request.locator_hashes.len() > MAX_LOCATOR {
                 return peers.misbehaving(info, 20, "block locator of more than 101 hashes");
             }
-            let headers = state.headers_after(&request.locator_hashes, request.stop_hash);
+            let headers = tokio::task::block_in_place(|| {
+                state.headers_after(&request.locator_hashes, request.stop_hash)
+            });
             writer.send(NetworkMessage::Headers(headers)).await
         }
         NetworkMessage::Headers(headers) => {
-            let Some(first) = headers.first() else {
-                return Ok(());
-            };
-            if headers.len() > MAX_HEADERS {
-                return peers.misbehaving(
-                    info,
-                    20,
-                    &format!("headers message of {} headers", headers.len()),
-                );
-            }
-            let full = headers.len() == MAX_HEADERS;
-            let last = headers[headers.len() - 1].block_hash();
-            // The height of a block we have, are fetching from any peer or will fetch from this
-            // one.
-            let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
-                state
-                    .height_of(h)
-                    .or_else(|| sync.in_flight.get(h).map(|(_, height)| *height))
-                    .or_else(|| sync.queued.get(h).copied())
-                    .or_else(|| lock(&peers.download).height_of(h))
-            };
-            let Some(base) = known(&first.prev_blockhash, sync) else {
-                sync.unconnecting += 1;
-                if sync.unconnecting.is_multiple_of(UNCONNECTING_PER_PENALTY) {
-                    peers.misbehaving(
-                        info,
-                        20,
-                        &format!(
-                            "{} headers messages in a row that do not connect",
-                            sync.unconnecting
-                        ),
-                    )?;
-                }
-                return writer
-                    .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
-                    .await;
-            };
-            sync.unconnecting = 0;
-            if headers
-                .windows(2)
-                .any(|w| w[1].prev_blockhash != w[0].block_hash())
-            {
-                return peers.misbehaving(info, 20, "non-continuous headers sequence");
-            }
-            if let Some(bad) = state.first_without_pow(&headers) {
-                return peers.misbehaving(
-                    info,
-                    100,
-                    &format!(
-                        "header {} has invalid proof of work",
-                        headers[bad].block_hash()
-                    ),
-                );
-            }
-            let mut prev = first.prev_blockhash;
-            // Where the queue filled up, if it did: headers from there on are asked for again.
-            let mut cut = None;
-            for (i, header) in headers.iter().enumerate() {
-                let hash = header.block_hash();
-                // Blocks another peer is fetching are queued here too (and deferred when their
-                // turn comes), so that if that peer fails this one can deliver them.
-                let queue = !state.has_block(&hash)
-                    && !sync.in_flight.contains_key(&hash)
-                    && !sync.queued.contains_key(&hash)
-                    && !lock(&peers.download).is_orphan(&hash);
-                if queue {
-                    if sync.wanted.len() + sync.deferred.len() >= MAX_WANTED {
-                        cut = Some(prev);
-                        break;
+            // Chain and download lookups (whose locks a commit can hold) and the proof-of-work
+            // check of up to 2,000 headers run as blocking work, off the async threads.
+            let next =
+                tokio::task::block_in_place(|| headers_received(&headers, state, info, sync))?;
+            match next {
+                HeadersNext::Done => Ok(()),
+                HeadersNext::Send(message) => writer.send(message).await,
+                HeadersNext::Request(more) => {
+                    if let Some(message) = more {
+                        writer.send(message).await?;
                     }
-                    let height = base.saturating_add(1 + i as u32);
-                    sync.queued.insert(hash, height);
-                    sync.wanted.push_back((hash, height));
-                }
-                prev = hash;
-            }
-            // The last header's height: the peer has at least this many.
-            let height = base.saturating_add(headers.len() as u32);
-            info.synced_headers
-                .fetch_max(i64::from(height), Ordering::Relaxed);
-            if let Some(at) = cut {
-                sync.more_headers = Some(at);
-            } else if full {
-                if sync.wanted.len() + sync.deferred.len() + MAX_HEADERS <= MAX_WANTED {
-                    writer
-                        .send(NetworkMessage::GetHeaders(get_headers(vec![last])))
-                        .await?;
-                } else {
-                    sync.more_headers = Some(last);
+                    request_blocks(writer, state, info, sync, false).await
                 }
             }
-            request_blocks(writer, state, info, sync, false).await
         }
         NetworkMessage::Inv(items) => {
             if items.len() > MAX_INV {
                 return peers.misbehaving(info, 20, &format!("inv of {} entries", items.len()));
             }
-            let unknown = items
-                .iter()
-                .any(|i| matches!(i, Inventory::Block(h) | Inventory::WitnessBlock(h) if !state.has_block(h)));
+            let unknown = tokio::task::block_in_place(|| {
+                items.iter().any(|i| matches!(i, Inventory::Block(h) | Inventory::WitnessBlock(h) if !state.has_block(h)))
+            });
             if unknown {
                 writer
                     .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
@@ -778,14 +751,15 @@ async fn handle(
             }
             let mut missing = Vec::new();
             for item in items {
-                match item {
-                    Inventory::Block(h) | Inventory::WitnessBlock(h) if state.has_block(&h) => {
-                        match state.block(&h) {
-                            Some(block) => writer.send(NetworkMessage::Block(block)).await?,
-                            None => missing.push(item),
-                        }
+                let found = match item {
+                    Inventory::Block(h) | Inventory::WitnessBlock(h) => {
+                        tokio::task::block_in_place(|| state.block(&h))
                     }
-                    other => missing.push(other),
+                    _ => None,
+                };
+                match found {
+                    Some(block) => writer.send(NetworkMessage::Block(block)).await?,
+                    None => missing.push(item),
                 }
             }
             if !missing.is_empty() {
@@ -801,7 +775,7 @@ async fn handle(
                     &format!("notfound of {} entries", items.len()),
                 );
             }
-            {
+            tokio::task::block_in_place(|| {
                 let mut download = lock(&peers.download);
                 for item in items {
                     if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
@@ -810,12 +784,131 @@ async fn handle(
                         }
                     }
                 }
-            }
+            });
             request_blocks(writer, state, info, sync, false).await
         }
         NetworkMessage::Block(block) => handle_blocks(vec![block], writer, state, info, sync).await,
         _ => Ok(()),
     }
+}
+
+/// What to do after a `headers` message was taken in.
+enum HeadersNext {
+    /// Nothing more (scored, or empty).
+    Done,
+    /// Send this (a getheaders with our locator: the headers did not connect).
+    Send(NetworkMessage),
+    /// Send this if any (getheaders for more), then request blocks.
+    Request(Option<NetworkMessage>),
+}
+
+/// Takes in a `headers` message: checks it (chaining, proof of work), queues the blocks to
+/// fetch. Blocking work (chain and download locks, header hashing): call it off the async
+/// threads.
+fn headers_received(
+    headers: &[bitcoin::block::Header],
+    state: &NodeState,
+    info: &PeerInfo,
+    sync: &mut Sync,
+) -> Result<HeadersNext, String> {
+    let peers = &state.peers;
+    let Some(first) = headers.first() else {
+        return Ok(HeadersNext::Done);
+    };
+    if headers.len() > MAX_HEADERS {
+        return peers
+            .misbehaving(
+                info,
+                20,
+                &format!("headers message of {} headers", headers.len()),
+            )
+            .map(|()| HeadersNext::Done);
+    }
+    let full = headers.len() == MAX_HEADERS;
+    let last = headers[headers.len() - 1].block_hash();
+    // The height of a block we have, are fetching from any peer or will fetch from this
+    // one.
+    let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
+        state
+            .height_of(h)
+            .or_else(|| sync.in_flight.get(h).map(|(_, height)| *height))
+            .or_else(|| sync.queued.get(h).copied())
+            .or_else(|| lock(&peers.download).height_of(h))
+    };
+    let Some(base) = known(&first.prev_blockhash, sync) else {
+        sync.unconnecting += 1;
+        if sync.unconnecting.is_multiple_of(UNCONNECTING_PER_PENALTY) {
+            peers.misbehaving(
+                info,
+                20,
+                &format!(
+                    "{} headers messages in a row that do not connect",
+                    sync.unconnecting
+                ),
+            )?;
+        }
+        return Ok(HeadersNext::Send(NetworkMessage::GetHeaders(get_headers(
+            state.locator(),
+        ))));
+    };
+    sync.unconnecting = 0;
+    if headers
+        .windows(2)
+        .any(|w| w[1].prev_blockhash != w[0].block_hash())
+    {
+        return peers
+            .misbehaving(info, 20, "non-continuous headers sequence")
+            .map(|()| HeadersNext::Done);
+    }
+    if let Some(bad) = state.first_without_pow(headers) {
+        return peers
+            .misbehaving(
+                info,
+                100,
+                &format!(
+                    "header {} has invalid proof of work",
+                    headers[bad].block_hash()
+                ),
+            )
+            .map(|()| HeadersNext::Done);
+    }
+    let mut prev = first.prev_blockhash;
+    // Where the queue filled up, if it did: headers from there on are asked for again.
+    let mut cut = None;
+    for (i, header) in headers.iter().enumerate() {
+        let hash = header.block_hash();
+        // Blocks another peer is fetching are queued here too (and deferred when their
+        // turn comes), so that if that peer fails this one can deliver them.
+        let queue = !state.has_block(&hash)
+            && !sync.in_flight.contains_key(&hash)
+            && !sync.queued.contains_key(&hash)
+            && !lock(&peers.download).is_orphan(&hash);
+        if queue {
+            if sync.wanted.len() + sync.deferred.len() >= MAX_WANTED {
+                cut = Some(prev);
+                break;
+            }
+            let height = base.saturating_add(1 + i as u32);
+            sync.queued.insert(hash, height);
+            sync.wanted.push_back((hash, height));
+        }
+        prev = hash;
+    }
+    // The last header's height: the peer has at least this many.
+    let height = base.saturating_add(headers.len() as u32);
+    info.synced_headers
+        .fetch_max(i64::from(height), Ordering::Relaxed);
+    let mut more = None;
+    if let Some(at) = cut {
+        sync.more_headers = Some(at);
+    } else if full {
+        if sync.wanted.len() + sync.deferred.len() + MAX_HEADERS <= MAX_WANTED {
+            more = Some(NetworkMessage::GetHeaders(get_headers(vec![last])));
+        } else {
+            sync.more_headers = Some(last);
+        }
+    }
+    Ok(HeadersNext::Request(more))
 }
 
 /// Blocks a peer sent (several in a row are stored with one commit): validated, stored, the
@@ -848,9 +941,12 @@ async fn handle_blocks(
     })
     .await
     .map_err(|e| format!("block task: {e}"))?;
+    // Blocks not stored for a store fault, asked for again (in height order, first in line).
+    let mut refetch: Vec<(u32, BlockHash)> = Vec::new();
     for (verdict, (hash, asked)) in verdicts.0.into_iter().zip(verdicts.1) {
         match verdict {
             Verdict::Stored(height) => {
+                sync.retry_backoff = STORE_RETRY_FIRST;
                 info.synced_blocks
                     .fetch_max(i64::from(height), Ordering::Relaxed);
             }
@@ -860,13 +956,11 @@ async fn handle_blocks(
                         .fetch_max(i64::from(height), Ordering::Relaxed);
                 }
             }
-            Verdict::Refused(reason) if asked.is_some() || reason != "duplicate" => {
-                tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
-                if !matches!(
-                    reason.as_str(),
-                    "duplicate" | "prev-blk-not-found" | "time-too-new"
-                ) && !reason.starts_with("store fault")
-                {
+            Verdict::Rejected(reason) => {
+                if asked.is_some() || reason != crate::chain::Reject::Duplicate {
+                    tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
+                }
+                if reason.is_peer_fault() {
                     state.peers.misbehaving(
                         info,
                         100,
@@ -874,7 +968,24 @@ async fn handle_blocks(
                     )?;
                 }
             }
-            Verdict::Refused(_) => {}
+            Verdict::StoreFault(why) => {
+                // Not the peer's fault: the block is wanted again, after a backoff (the disk
+                // may be full for a while).
+                tracing::warn!(peer = info.id, %hash, %why, "p2p: block not stored (store fault)");
+                if let Some(height) = asked {
+                    refetch.push((height, hash));
+                }
+                if sync.retry_at.is_none() {
+                    sync.retry_at = Some(Instant::now() + sync.retry_backoff);
+                    sync.retry_backoff = (sync.retry_backoff * 2).min(STORE_RETRY_MAX);
+                }
+            }
+        }
+    }
+    refetch.sort();
+    for (height, hash) in refetch.into_iter().rev() {
+        if sync.queued.insert(hash, height).is_none() {
+            sync.wanted.push_front((hash, height));
         }
     }
     request_blocks(writer, state, info, sync, false).await

@@ -6,7 +6,7 @@ use super::envelope::{
     MISC_ERROR,
 };
 use super::render::{self, bdiff, header_json, network_hashps, template};
-use super::{NodeState, NodeStats};
+use super::NodeState;
 use crate::block::{header_bits, Payout};
 use crate::chain::{Accepted, SubmitError};
 use crate::hash::display_hash;
@@ -153,25 +153,21 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 }
                 outcome
             };
-            let stats = &state.stats;
+            state.stats.count_submit(&outcome);
             match outcome {
                 Ok(Accepted::Tip) => {
-                    NodeStats::bump(&stats.blocks_accepted);
                     tracing::info!(%hash, "submitblock: accepted as the new tip");
                     Ok(Value::Null)
                 }
                 Ok(Accepted::SideBranch) => {
-                    NodeStats::bump(&stats.blocks_accepted);
                     tracing::info!(%hash, "submitblock: accepted on a side branch (inconclusive)");
                     Ok(json!("inconclusive"))
                 }
                 Err(SubmitError::Rejected(r)) => {
-                    NodeStats::bump(&stats.blocks_rejected);
                     tracing::info!(%hash, reason = %r, "submitblock: rejected");
                     Ok(json!(r.to_string()))
                 }
                 Err(SubmitError::Store(e)) => {
-                    NodeStats::bump(&stats.store_faults);
                     tracing::error!(%hash, error = %e, "submitblock: store fault, block not stored");
                     Err(RpcError::new(MISC_ERROR, format!("block not stored: {e}")))
                 }
@@ -230,13 +226,12 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                     }
                     outcome
                 };
+                state.stats.count_submit(&outcome);
                 match outcome {
                     Ok(Accepted::Tip) => {
-                        NodeStats::bump(&state.stats.blocks_accepted);
                         hashes.push(json!(display_hash(&found.hash)));
                     }
                     Err(SubmitError::Store(e)) => {
-                        NodeStats::bump(&state.stats.store_faults);
                         tracing::error!(error = %e, "generatetoaddress: store fault, block not stored");
                         return Err(short(&hashes, n, &format!("block not stored: {e}")));
                     }
@@ -514,6 +509,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 "longpolls_refused": get(&s.longpolls_refused),
                 "blocks_accepted": get(&s.blocks_accepted),
                 "blocks_rejected": get(&s.blocks_rejected),
+                "blocks_duplicate": get(&s.blocks_duplicate),
                 "store_faults": get(&s.store_faults),
                 "p2p_peers": state.peers.list().len(),
                 "p2p_orphans": state.peers.orphans(),

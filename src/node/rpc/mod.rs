@@ -53,6 +53,8 @@ pub struct NodeStats {
     pub longpolls_refused: AtomicU64,
     pub blocks_accepted: AtomicU64,
     pub blocks_rejected: AtomicU64,
+    /// Blocks submitted that the chain already had (not counted as rejected).
+    pub blocks_duplicate: AtomicU64,
     pub store_faults: AtomicU64,
 }
 
@@ -60,6 +62,22 @@ impl NodeStats {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts what became of a submitted block, the same way on every path (`submitblock`,
+    /// `generatetoaddress`, Stratum, P2P): accepted (tip or side branch), duplicate, rejected
+    /// (any other reason), or a store fault.
+    pub fn count_submit(
+        &self,
+        outcome: &Result<crate::chain::Accepted, crate::chain::SubmitError>,
+    ) {
+        use crate::chain::{Reject, SubmitError};
+        NodeStats::bump(match outcome {
+            Ok(_) => &self.blocks_accepted,
+            Err(SubmitError::Rejected(Reject::Duplicate)) => &self.blocks_duplicate,
+            Err(SubmitError::Rejected(_)) => &self.blocks_rejected,
+            Err(SubmitError::Store(_)) => &self.store_faults,
+        });
     }
 }
 
@@ -94,18 +112,20 @@ impl NodeState {
     }
 
     /// A block mined elsewhere (a Stratum share), validated and stored as `submitblock` does:
-    /// wakes the tip watch when it becomes the tip. Returns the new height, or why it was refused.
+    /// wakes the tip watch when it becomes the tip. Returns the new height, or why it was
+    /// refused (typed: the chain's reason, or the store fault).
     pub(crate) fn submit_mined(
         &self,
         block: bitcoin::Block,
         source: &str,
-    ) -> Result<(crate::chain::Accepted, u32), String> {
+    ) -> Result<(crate::chain::Accepted, u32), crate::chain::SubmitError> {
         use crate::chain::{Accepted, SubmitError};
         let hash = block.block_hash();
         let mut chain = self.chain();
-        match chain.submit(block, crate::mining::unix_now()) {
+        let outcome = chain.submit(block, crate::mining::unix_now());
+        self.stats.count_submit(&outcome);
+        match outcome {
             Ok(accepted) => {
-                NodeStats::bump(&self.stats.blocks_accepted);
                 if accepted == Accepted::Tip {
                     self.tip_moved(&chain);
                 }
@@ -115,14 +135,12 @@ impl NodeState {
                 Ok((accepted, height))
             }
             Err(SubmitError::Rejected(r)) => {
-                NodeStats::bump(&self.stats.blocks_rejected);
                 tracing::info!(%hash, reason = %r, "{source}: block rejected");
-                Err(r.to_string())
+                Err(SubmitError::Rejected(r))
             }
             Err(SubmitError::Store(e)) => {
-                NodeStats::bump(&self.stats.store_faults);
                 tracing::error!(%hash, error = %e, "{source}: store fault, block not stored");
-                Err(format!("block not stored: {e}"))
+                Err(SubmitError::Store(e))
             }
         }
     }
@@ -219,13 +237,13 @@ impl NodeState {
     }
 
     /// Blocks a peer sent, validated and stored as `submitblock` does but with one commit: each
-    /// block's hash and its height, or the reason it was refused.
+    /// block's hash and its height, or why it was refused (typed).
     pub(crate) fn submit_batch_from_peer(
         &self,
         blocks: Vec<bitcoin::Block>,
         peer: u64,
-    ) -> Vec<(bitcoin::BlockHash, Result<u32, String>)> {
-        use crate::chain::{Accepted, SubmitError};
+    ) -> Vec<(bitcoin::BlockHash, Result<u32, crate::chain::SubmitError>)> {
+        use crate::chain::Accepted;
         if blocks.is_empty() {
             return Vec::new();
         }
@@ -237,28 +255,18 @@ impl NodeState {
             .into_iter()
             .zip(answers)
             .map(|(hash, answer)| {
-                let answer = match answer {
-                    Ok(accepted) => {
-                        NodeStats::bump(&self.stats.blocks_accepted);
-                        moved |= accepted == Accepted::Tip;
-                        let height = chain
-                            .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
-                            .map_or(0, |e| e.height);
-                        tracing::info!(peer, %hash, height, tip = accepted == Accepted::Tip, "p2p: block accepted");
-                        Ok(height)
-                    }
-                    Err(SubmitError::Rejected(r)) => {
-                        if r != crate::chain::Reject::Duplicate {
-                            NodeStats::bump(&self.stats.blocks_rejected);
-                        }
-                        Err(r.to_string())
-                    }
-                    Err(SubmitError::Store(e)) => {
-                        NodeStats::bump(&self.stats.store_faults);
-                        tracing::error!(peer, %hash, error = %e, "p2p: store fault, block not stored");
-                        Err(format!("store fault: {e}"))
-                    }
-                };
+                self.stats.count_submit(&answer);
+                let answer = answer.map(|accepted| {
+                    moved |= accepted == Accepted::Tip;
+                    let height = chain
+                        .by_hash(&bitcoin::hashes::Hash::to_byte_array(hash))
+                        .map_or(0, |e| e.height);
+                    tracing::info!(peer, %hash, height, tip = accepted == Accepted::Tip, "p2p: block accepted");
+                    height
+                });
+                if let Err(crate::chain::SubmitError::Store(e)) = &answer {
+                    tracing::error!(peer, %hash, error = %e, "p2p: store fault, block not stored");
+                }
                 (hash, answer)
             })
             .collect();

@@ -1262,7 +1262,7 @@ async fn submit_block(
             BlockOutcome::NotTip
         }
         Ok(Err(reason)) => {
-            tracing::warn!(worker, height, %hash, reason, "stratum: block found but refused by the chain: not counted");
+            tracing::warn!(worker, height, %hash, %reason, "stratum: block found but refused by the chain: not counted");
             BlockOutcome::NotTip
         }
         Err(e) => {
