@@ -12,10 +12,10 @@
 mod bans;
 mod download;
 mod peer;
-mod wire;
+pub mod wire;
 
 pub use self::bans::Ban;
-pub use self::wire::MAX_MESSAGE_BYTES;
+pub use self::wire::{decode_frame, ReadError, MAX_MESSAGE_BYTES};
 
 use self::bans::BanList;
 use self::download::Download;
@@ -35,6 +35,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Inbound peers at once (Core: 125 connections, 8 of them outbound); past it a new one is
 /// closed at once.
 const MAX_INBOUND: usize = 117;
+/// Bytes of messages read ahead and of partial frames that all peers together may hold; a
+/// peer's reader waits (and TCP pushes back) while it is spent.
+pub const READ_BUDGET: usize = 64 << 20;
 
 /// How peers are treated: ban threshold and time, stall timeout, relay delay.
 #[derive(Clone, Debug)]
@@ -115,6 +118,8 @@ pub struct Peers {
     download: Mutex<Download>,
     banscore: AtomicU32,
     bantime: AtomicU64,
+    /// The node-wide `READ_BUDGET`, in bytes.
+    read_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for Peers {
@@ -127,6 +132,7 @@ impl Default for Peers {
             download: Mutex::default(),
             banscore: AtomicU32::new(settings.banscore),
             bantime: AtomicU64::new(settings.bantime.as_secs()),
+            read_budget: Arc::new(tokio::sync::Semaphore::new(READ_BUDGET)),
         }
     }
 }

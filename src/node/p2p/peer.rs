@@ -65,9 +65,11 @@ const UNCONNECTING_PER_PENALTY: u32 = 10;
 const FLOOD_BURST: f64 = 5000.0;
 const FLOOD_RATE: f64 = 2000.0;
 /// Messages read ahead of the one being handled, and their bytes at most (so a peer holds at
-/// most 8 MB of read-ahead plus one message of up to 4 MB).
-const READ_AHEAD: usize = 64;
-const READ_AHEAD_BYTES: usize = 8 << 20;
+/// most 4 MB of read-ahead plus the message being handled and one partial frame, each up to
+/// 4 MB; all peers together hold at most the node-wide `READ_BUDGET` of read-ahead and partial
+/// frames).
+const READ_AHEAD: usize = 4;
+const READ_AHEAD_BYTES: usize = 4 << 20;
 /// Blocks stored with one commit, at most.
 const MAX_BATCH: usize = 64;
 /// The protocol version we speak (Core 0.12's; sendheaders needs 70012).
@@ -76,7 +78,7 @@ const OUR_VERSION: u32 = 70015;
 /// A message read ahead, with the read-ahead bytes it holds until handled.
 type Incoming = (
     Result<NetworkMessage, ReadError>,
-    Option<tokio::sync::OwnedSemaphorePermit>,
+    Vec<tokio::sync::OwnedSemaphorePermit>,
 );
 
 /// An announcement to send once the relay delay has passed. Only announcements wait: a block
@@ -169,17 +171,23 @@ pub(super) async fn run(
     let (tx, mut rx) = mpsc::channel::<Incoming>(READ_AHEAD);
     let reader_info = info.clone();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
+    let node_budget = state.peers.read_budget.clone();
     let reader_task = tokio::spawn(async move {
         loop {
-            let incoming = match read_message(&mut reader, magic, &reader_info).await {
-                Ok((message, size)) => {
-                    let bytes = size.min(READ_AHEAD_BYTES) as u32;
+            let incoming = match read_message(&mut reader, magic, &reader_info, &node_budget).await
+            {
+                Ok(frame) => {
+                    let bytes = frame.size.min(READ_AHEAD_BYTES) as u32;
                     match budget.clone().acquire_many_owned(bytes).await {
-                        Ok(permit) => (Ok(message), Some(permit)),
+                        Ok(permit) => {
+                            let mut held = vec![permit];
+                            held.extend(frame.held);
+                            (Ok(frame.message), held)
+                        }
                         Err(_) => return,
                     }
                 }
-                Err(e) => (Err(e), None),
+                Err(e) => (Err(e), Vec::new()),
             };
             let failed = incoming.0.is_err();
             if tx.send(incoming).await.is_err() || failed {
@@ -223,6 +231,7 @@ fn version_message(addr: SocketAddr, local: SocketAddr, height: u32) -> VersionM
 fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
     match error {
         ReadError::Io(why) | ReadError::Magic(why) => why,
+        ReadError::Incomplete { .. } => error.to_string(),
         ReadError::Misbehaved(why) => match state.peers.misbehaving(info, 100, &why) {
             Ok(()) => why,
             Err(banned) => banned,

@@ -11,13 +11,16 @@
 //! DIFF1 / difficulty, where the difficulty is never above the network's. Vardiff moves each
 //! connection's difficulty toward one share per `--stratum-share-interval`.
 
+pub mod request;
 pub mod share;
+
+pub use self::request::{parse_request, Extension, Request, RequestError};
 
 use self::share::{check, effective_difficulty, rolled_version, Submission};
 use super::rpc::NodeState;
 use crate::block::Template;
 use crate::pow::Target;
-use crate::stratum::{hex_u32, Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
+use crate::stratum::{Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -851,90 +854,50 @@ fn retarget(
 }
 
 async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
-    let message: Value = match serde_json::from_slice(line) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            conn.error(
-                &Value::Null,
-                OTHER,
-                "malformed message: expected a JSON object",
-            );
-            return;
-        }
+    let request = match parse_request(line) {
+        Ok(r) => r,
+        Err(RequestError::BadParams {
+            id,
+            method: "mining.submit",
+            worker,
+            message,
+        }) => return submit_malformed(pool, conn, &id, worker.as_deref(), &message),
+        Err(e) => return conn.error(&e.id(), OTHER, &e.to_string()),
     };
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        // A reply to something we sent (none expects an answer): ignored.
-        if message.get("result").is_none() && message.get("error").is_none() {
-            conn.error(&id, OTHER, "malformed message: no method");
+    match request {
+        Request::Nothing => {}
+        Request::Subscribe { id, session } => subscribe(pool, conn, &id, session),
+        Request::Authorize { id, user, password } => {
+            authorize(pool, conn, &id, &user, &password).await
         }
-        return;
-    };
-    let empty = Vec::new();
-    let params = message
-        .get("params")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    match method {
-        "mining.subscribe" => subscribe(pool, conn, &id, params),
-        "mining.authorize" => authorize(pool, conn, &id, params).await,
-        "mining.submit" => submit(pool, conn, &id, params).await,
-        "mining.configure" => configure(pool, conn, &id, params),
-        "mining.suggest_difficulty" | "mining.suggest_target" => {
-            let d = match (method, params.first()) {
-                // cpuminer-opt sends the value as a quoted string ("0.5").
-                ("mining.suggest_difficulty", Some(v)) => v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())),
-                (_, Some(v)) => crate::stratum::hex_bytes(v, "target").ok().and_then(|b| {
-                    let b: [u8; 32] = b.try_into().ok()?;
-                    let mut le = b;
-                    le.reverse();
-                    Some(crate::stratum::difficulty_of(&le))
-                }),
-                _ => None,
-            };
-            match d.filter(|d| d.is_finite() && *d > 0.0) {
-                Some(d) => {
-                    let floor = pool
-                        .min_difficulty
-                        .max(conn.min_asked)
-                        .min(pool.max_difficulty);
-                    let d = d.clamp(floor, pool.max_difficulty);
-                    conn.set_difficulty(d, pool.share_interval.max(Duration::from_secs(5)));
-                    if conn.jobs_on {
-                        let entry = pool.current.borrow().clone();
-                        conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
-                    }
-                    conn.reply(&id, json!(true));
-                }
-                None => conn.error(&id, OTHER, "expected a positive difficulty"),
+        Request::Submit { id, submit: s } => submit(pool, conn, &id, &s).await,
+        Request::Configure { id, extensions } => configure(pool, conn, &id, &extensions),
+        Request::SuggestDifficulty { id, difficulty } => {
+            let floor = pool
+                .min_difficulty
+                .max(conn.min_asked)
+                .min(pool.max_difficulty);
+            let d = difficulty.clamp(floor, pool.max_difficulty);
+            conn.set_difficulty(d, pool.share_interval.max(Duration::from_secs(5)));
+            if conn.jobs_on {
+                let entry = pool.current.borrow().clone();
+                conn.send_difficulty(entry.as_ref().map(|e| &e.network_target));
             }
+            conn.reply(&id, json!(true));
         }
-        "mining.extranonce.subscribe" => {
+        Request::ExtranonceSubscribe { id } => {
             // The extranonce1 of a session never changes, so no mining.set_extranonce follows.
             conn.reply(&id, json!(true))
         }
-        "mining.ping" => conn.reply(&id, json!("pong")),
-        "mining.get_transactions" => conn.reply(&id, json!([])),
-        _ => conn.error(&id, OTHER, &format!("unknown method {method:?}")),
+        Request::Ping { id } => conn.reply(&id, json!("pong")),
+        Request::GetTransactions { id } => conn.reply(&id, json!([])),
     }
 }
 
-fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
+fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, wanted: Option<u32>) {
     let en1 = match conn.extranonce1 {
         Some(en1) => en1,
         None => {
-            let wanted = params
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes);
             let en1 = pool.sessions().open(wanted);
             conn.extranonce1 = Some(en1);
             en1
@@ -955,9 +918,7 @@ fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
     start_jobs(pool, conn);
 }
 
-async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let user = params.first().and_then(Value::as_str).unwrap_or("");
-    let password = params.get(1).and_then(Value::as_str).unwrap_or("");
+async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, user: &str, password: &str) {
     if user.is_empty() || user.len() > 256 || !pool.auth.allows(user, password) {
         conn.auth_failures += 1;
         tracing::warn!(peer = %conn.peer, user, "stratum: authorization refused");
@@ -990,22 +951,12 @@ fn start_jobs(pool: &Pool, conn: &mut Conn) {
     }
 }
 
-fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let names: Vec<&str> = params
-        .first()
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let empty = serde_json::Map::new();
-    let options = params.get(1).and_then(Value::as_object).unwrap_or(&empty);
+fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension]) {
     let mut result = serde_json::Map::new();
-    for name in names {
-        match name {
-            "version-rolling" => {
-                let asked = options
-                    .get("version-rolling.mask")
-                    .and_then(|v| hex_u32(v, "version-rolling.mask").ok())
-                    .unwrap_or(u32::MAX);
+    for extension in extensions {
+        match extension {
+            Extension::VersionRolling { mask, .. } => {
+                let asked = mask.unwrap_or(u32::MAX);
                 conn.version_mask = VERSION_ROLLING_MASK & asked;
                 result.insert("version-rolling".into(), json!(true));
                 result.insert(
@@ -1013,11 +964,8 @@ fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
                     json!(crate::stratum::u32_hex(conn.version_mask)),
                 );
             }
-            "minimum-difficulty" => {
-                let v = options
-                    .get("minimum-difficulty.value")
-                    .and_then(Value::as_f64)
-                    .filter(|d| d.is_finite() && *d >= 0.0);
+            Extension::MinimumDifficulty { value } => {
+                let v = *value;
                 if let Some(v) = v {
                     conn.min_asked = v.min(pool.max_difficulty);
                     if conn.difficulty < conn.min_asked {
@@ -1026,16 +974,33 @@ fn configure(pool: &Pool, conn: &mut Conn, id: &Value, params: &[Value]) {
                 }
                 result.insert("minimum-difficulty".into(), json!(v.is_some()));
             }
-            other => {
-                result.insert(other.into(), json!(false));
+            Extension::Other(other) => {
+                result.insert(other.clone(), json!(false));
             }
         }
     }
     conn.reply(id, Value::Object(result));
 }
 
-async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value]) {
-    let worker = params.first().and_then(Value::as_str).unwrap_or("");
+/// A `mining.submit` whose params do not decode: refused (20) once the connection is subscribed
+/// and the worker authorized (else 25 or 24, as a well-formed one).
+fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&str>, message: &str) {
+    if conn.extranonce1.is_none() {
+        pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+        return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
+    }
+    match worker.filter(|w| conn.workers.contains(*w)) {
+        Some(w) => pool.stats.record(w, None, false, conn.difficulty),
+        None => {
+            pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
+            return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
+        }
+    }
+    conn.error(id, OTHER, message);
+}
+
+async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Submit) {
+    let worker = sub.worker.as_str();
     let Some(en1) = conn.extranonce1 else {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
         return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
@@ -1048,27 +1013,13 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, params: &[Value])
         pool.stats.record(worker, None, false, conn.difficulty);
         conn.error(id, code, message);
     };
-    if params.len() < 5 {
-        return reject(conn, OTHER, "mining.submit: expected 5 or 6 params");
-    }
-    let job_id = params[1].as_str().unwrap_or("");
-    let en2 = crate::stratum::hex_bytes(&params[2], "extranonce2")
-        .ok()
-        .and_then(|b| <[u8; 4]>::try_from(b).ok());
-    let Some(en2) = en2 else {
-        return reject(conn, OTHER, "extranonce2: expected 8 hex digits");
-    };
-    let (Ok(ntime), Ok(nonce)) = (hex_u32(&params[3], "ntime"), hex_u32(&params[4], "nonce"))
-    else {
-        return reject(conn, OTHER, "ntime and nonce: expected 8 hex digits each");
-    };
-    let bits = match params.get(5) {
-        None | Some(Value::Null) => None,
-        Some(v) => match hex_u32(v, "version bits") {
-            Ok(b) => Some(b),
-            Err(_) => return reject(conn, OTHER, "version bits: expected 8 hex digits"),
-        },
-    };
+    let (job_id, en2, ntime, nonce, bits) = (
+        sub.job_id.as_str(),
+        sub.extranonce2,
+        sub.ntime,
+        sub.nonce,
+        sub.version_bits,
+    );
     let (entry, latest) = {
         let jobs = pool.jobs();
         let entry = jobs.iter().rev().find(|e| e.job.id == job_id).cloned();
