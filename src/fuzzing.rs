@@ -12,11 +12,7 @@ use crate::chain::{Chain, ChainParams};
 use crate::node::NodeState;
 use crate::pow::retarget::RetargetParams;
 use crate::pow::CompactTarget;
-use bitcoin::consensus::encode::deserialize;
-use bitcoin::consensus::Decodable;
 use bitcoin::hashes::Hash;
-use bitcoin::p2p::message::RawNetworkMessage;
-use bitcoin::p2p::message_network::VersionMessage;
 use serde_json::{json, Value};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -46,12 +42,13 @@ fn regtest_chain() -> Chain {
     Chain::new(params, retarget)
 }
 
-/// P2P: one frame from a peer, as the node's reader takes it (magic, length limit, then the
-/// `bitcoin` crate's message decoding, with the Bitcoin SV `version` fallback). The input is
-/// decoded as it came, then again with its length and checksum fields made right for its
-/// payload, so the fuzzer reaches every message's payload decoder without having to find
-/// SHA-256d checksums.
+/// P2P: one frame from a peer, through the node's frame decoder
+/// ([`crate::node::p2p::decode_frame`]: magic, length limit, checksum, the message's payload
+/// with Core's leniency for trailing bytes). The input is decoded as it came, then again with
+/// its magic, length and checksum fields made right for its payload, so the fuzzer reaches
+/// every message's payload decoder without having to find SHA-256d checksums.
 pub fn p2p_frame(data: &[u8]) {
+    use crate::node::p2p::decode_frame;
     let magic = bitcoin::p2p::Magic::from(bitcoin::Network::Regtest);
     let _ = decode_frame(magic, data);
     if data.len() >= 24 {
@@ -66,113 +63,26 @@ pub fn p2p_frame(data: &[u8]) {
     }
 }
 
-/// The node's frame decoding (`node::p2p::wire::read_message` without the socket): the header's
-/// magic and length checked, then the message decoded. `None` where the reader would drop the
-/// peer.
-fn decode_frame(
-    magic: bitcoin::p2p::Magic,
-    frame: &[u8],
-) -> Option<bitcoin::p2p::message::NetworkMessage> {
-    let header: &[u8; 24] = frame.get(..24)?.try_into().ok()?;
-    if header[..4] != magic.to_bytes() {
-        return None;
-    }
-    let length = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
-    if length > crate::node::p2p::MAX_MESSAGE_BYTES {
-        return None;
-    }
-    let frame = frame.get(..24 + length as usize)?;
-    match deserialize::<RawNetworkMessage>(frame) {
-        Ok(raw) => Some(raw.into_payload()),
-        Err(_) if &header[4..16] == b"version\0\0\0\0\0" => {
-            let digest = bitcoin::hashes::sha256d::Hash::hash(&frame[24..]);
-            if header[20..24] != digest.as_byte_array()[..4] {
-                return None;
-            }
-            let mut payload = &frame[24..];
-            VersionMessage::consensus_decode(&mut payload)
-                .ok()
-                .map(bitcoin::p2p::message::NetworkMessage::Version)
-        }
-        Err(_) => None,
-    }
-}
-
-/// Stratum server: one line from a miner, through the server's parsing layers (the JSON
-/// object, its id, method and params, and each method's parameter decoding with the server's
-/// own helpers).
+/// Stratum server: one line from a miner, through the server's request decoder
+/// ([`crate::node::stratum::parse_request`]: the JSON envelope, the method and each method's
+/// params), then the version-rolling check a submit's version bits meet.
 pub fn stratum_server_line(data: &[u8]) {
-    let line = data.strip_suffix(b"\r").unwrap_or(data);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
-    let message: Value = match serde_json::from_slice(line) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => return,
-    };
-    let Some(method) = message.get("method").and_then(Value::as_str) else {
-        return;
-    };
-    let empty = Vec::new();
-    let params = message
-        .get("params")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
-    use crate::stratum::{difficulty_of, hex_bytes, hex_u32};
-    match method {
-        "mining.subscribe" => {
-            let _ = params
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes);
+    use crate::node::stratum::{parse_request, Request};
+    match parse_request(data) {
+        Ok(Request::Submit { submit, .. }) => {
+            let _ = crate::node::stratum::share::rolled_version(
+                0x2000_0000,
+                crate::stratum::VERSION_ROLLING_MASK,
+                submit.version_bits,
+            );
         }
-        "mining.authorize" => {
-            let _ = params.first().and_then(Value::as_str);
+        Ok(Request::SuggestDifficulty { difficulty, .. }) => {
+            let _ = crate::stratum::share_target(difficulty);
         }
-        "mining.submit" => {
-            if params.len() >= 5 {
-                let _ = hex_bytes(&params[2], "extranonce2");
-                let _ = hex_u32(&params[3], "ntime");
-                let _ = hex_u32(&params[4], "nonce");
-                if let Some(Ok(bits)) = params.get(5).map(|v| hex_u32(v, "version bits")) {
-                    let _ = crate::node::stratum::share::rolled_version(
-                        0x2000_0000,
-                        crate::stratum::VERSION_ROLLING_MASK,
-                        Some(bits),
-                    );
-                }
-            }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = (e.id(), e.to_string());
         }
-        "mining.configure" => {
-            if let Some(options) = params.get(1).and_then(Value::as_object) {
-                let _ = options
-                    .get("version-rolling.mask")
-                    .map(|v| hex_u32(v, "version-rolling.mask"));
-                let _ = options
-                    .get("minimum-difficulty.value")
-                    .and_then(Value::as_f64);
-            }
-        }
-        "mining.suggest_difficulty" => {
-            let d = params.first().and_then(|v| {
-                v.as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
-            });
-            if let Some(d) = d.filter(|d| d.is_finite() && *d > 0.0) {
-                let _ = crate::stratum::share_target(d);
-            }
-        }
-        "mining.suggest_target" => {
-            if let Some(Ok(b)) = params.first().map(|v| hex_bytes(v, "target")) {
-                if let Ok(mut le) = <[u8; 32]>::try_from(b) {
-                    le.reverse();
-                    let _ = difficulty_of(&le);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
