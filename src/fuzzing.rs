@@ -18,9 +18,12 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 
+/// A harness: arbitrary bytes in, nothing out; it must not panic.
+pub type Harness = fn(&[u8]);
+
 /// Every harness by the name of its fuzz target (`fuzz/fuzz_targets/NAME.rs`) and corpus
 /// directory (`fuzz/corpus/NAME`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("p2p_frame", p2p_frame),
     ("stratum_server_line", stratum_server_line),
     ("stratum_client_line", stratum_client_line),
