@@ -1407,6 +1407,41 @@ pub(crate) fn is_stale_error(error: &Value) -> bool {
 mod tests {
     use super::*;
 
+    /// The reader's routing, now a pure function: pings answered at once, jobs passed on (a
+    /// clean one cancelling), replies passed on, blank lines and unknown notifications ignored,
+    /// non-JSON lines reported.
+    #[test]
+    fn pool_lines_route_as_the_reader_acts_on_them() {
+        match route_line(b"{\"id\":7,\"method\":\"mining.ping\",\"params\":[]}\n") {
+            Routed::Answer(reply) => assert_eq!(reply["result"], "pong"),
+            other => panic!("ping routed as {other:?}"),
+        }
+        let notify = br#"{"id":null,"method":"mining.notify","params":["j",1,2,3,4,5,6,7,true]}"#;
+        assert!(matches!(
+            route_line(notify),
+            Routed::Pass(Incoming::Notify(_), true)
+        ));
+        assert!(matches!(
+            route_line(b"{\"id\":3,\"result\":true,\"error\":null}\r\n"),
+            Routed::Pass(Incoming::Reply { id: 3, .. }, false)
+        ));
+        assert!(matches!(route_line(b"  \r\n"), Routed::Ignore));
+        assert!(matches!(
+            route_line(br#"{"method":"x.unknown","params":[]}"#),
+            Routed::Ignore
+        ));
+        assert!(matches!(
+            route_line(b"not json\n"),
+            Routed::Pass(Incoming::Note(n), false) if n.contains("not JSON")
+        ));
+        let (host, port, wait) =
+            reconnect_target(&json!(["", "70000", "600"]), "pool.example", 3333);
+        assert_eq!(
+            (host.as_str(), port, wait.as_secs()),
+            ("pool.example", 3333, 60)
+        );
+    }
+
     #[test]
     fn pool_errors_read_as_stale_or_not() {
         assert!(is_stale_error(&json!([21, "Job not found", null])));
