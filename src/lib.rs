@@ -43,6 +43,9 @@ pub mod chain;
 #[cfg(feature = "node")]
 pub mod client;
 pub mod experiment;
+#[cfg(feature = "node")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod mining;
 #[cfg(feature = "node")]

@@ -338,7 +338,7 @@ pub fn roll_version(base: u32, mask: u32, roll: u32) -> u32 {
 
 /// A message from the pool, as the reader thread passes it on.
 #[derive(Debug)]
-enum Incoming {
+pub(crate) enum Incoming {
     Notify(Value),
     SetDifficulty(Value),
     SetExtranonce(Value),
@@ -463,24 +463,9 @@ fn read_loop(
             }
             Ok(_) => {
                 *last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                let text = String::from_utf8_lossy(&line).trim().to_string();
+                let routed = route_line(&line);
                 line.clear();
-                if text.is_empty() {
-                    continue;
-                }
-                let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-                    let shown: String = text.chars().take(120).collect();
-                    if tx
-                        .send(Incoming::Note(format!(
-                            "the pool sent a line that is not JSON: {shown}"
-                        )))
-                        .is_err()
-                    {
-                        return;
-                    }
-                    continue;
-                };
-                if !dispatch(msg, writer, tx, abort) {
+                if !deliver(routed, writer, tx, abort) {
                     return;
                 }
             }
@@ -492,14 +477,36 @@ fn read_loop(
     abort.store(true, Ordering::SeqCst);
 }
 
-/// Passes one message on (answering pings and version queries here); false once the mining
-/// side is gone.
-fn dispatch(
-    msg: Value,
-    writer: &Mutex<TcpStream>,
-    tx: &Sender<Incoming>,
-    abort: &AtomicBool,
-) -> bool {
+/// What the client does with one line from the pool: pass a message on to the mining side
+/// (`cancels`: and raise the abort flag), answer the pool at once, or nothing.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    Pass(Incoming, bool),
+    Answer(Value),
+    Ignore,
+}
+
+/// Decodes one line from the pool (its bytes as read, newline included) into what the client
+/// does with it: the whole of the client's parsing of pool input before the session's handling,
+/// kept free of I/O so it can be fuzzed (`crate::fuzzing`).
+pub(crate) fn route_line(line: &[u8]) -> Routed {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return Routed::Ignore;
+    }
+    let Ok(msg) = serde_json::from_str::<Value>(text) else {
+        let shown: String = text.chars().take(120).collect();
+        return Routed::Pass(
+            Incoming::Note(format!("the pool sent a line that is not JSON: {shown}")),
+            false,
+        );
+    };
+    route(msg)
+}
+
+/// Routes one JSON message from the pool (see [`route_line`]).
+fn route(msg: Value) -> Routed {
     let params = msg.get("params").cloned().unwrap_or(Value::Null);
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let (incoming, cancels) = match msg.get("method").and_then(Value::as_str) {
@@ -512,15 +519,10 @@ fn dispatch(
         Some("mining.set_version_mask") => (Incoming::SetVersionMask(params), true),
         Some("client.reconnect") => (Incoming::Reconnect(params), true),
         Some("mining.ping") => {
-            let _ = write_line(writer, &json!({"id": id, "result": "pong", "error": null}));
-            return true;
+            return Routed::Answer(json!({"id": id, "result": "pong", "error": null}));
         }
         Some("client.get_version") => {
-            let _ = write_line(
-                writer,
-                &json!({"id": id, "result": USER_AGENT, "error": null}),
-            );
-            return true;
+            return Routed::Answer(json!({"id": id, "result": USER_AGENT, "error": null}));
         }
         Some("client.show_message") => (
             Incoming::Note(format!(
@@ -530,13 +532,12 @@ fn dispatch(
             false,
         ),
         Some(other) => {
-            if !id.is_null() {
-                let _ = write_line(
-                    writer,
-                    &json!({"id": id, "result": null, "error": [20, format!("unknown method {other}"), null]}),
-                );
+            if id.is_null() {
+                return Routed::Ignore;
             }
-            return true;
+            return Routed::Answer(
+                json!({"id": id, "result": null, "error": [20, format!("unknown method {other}"), null]}),
+            );
         }
         None => match id.as_u64() {
             Some(id) => (
@@ -547,8 +548,27 @@ fn dispatch(
                 },
                 false,
             ),
-            None => return true,
+            None => return Routed::Ignore,
         },
+    };
+    Routed::Pass(incoming, cancels)
+}
+
+/// Acts on a routed line (answering pings and version queries here); false once the mining
+/// side is gone.
+fn deliver(
+    routed: Routed,
+    writer: &Mutex<TcpStream>,
+    tx: &Sender<Incoming>,
+    abort: &AtomicBool,
+) -> bool {
+    let (incoming, cancels) = match routed {
+        Routed::Pass(incoming, cancels) => (incoming, cancels),
+        Routed::Answer(reply) => {
+            let _ = write_line(writer, &reply);
+            return true;
+        }
+        Routed::Ignore => return true,
     };
     // The message first, then the flag: whoever sees the flag finds the message queued. A job
     // message is queued holding the writer, which a submit holds from its staleness check to
@@ -1037,30 +1057,8 @@ impl Session {
                 }
             }
             Incoming::Reconnect(p) => {
-                let host = p
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or(&self.host)
-                    .to_string();
-                let port = p
-                    .get(1)
-                    .and_then(|v| {
-                        v.as_u64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    })
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|n| *n != 0)
-                    .unwrap_or(self.port);
-                let wait = p
-                    .get(2)
-                    .and_then(|v| {
-                        v.as_u64()
-                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    })
-                    .unwrap_or(0)
-                    .min(60);
-                return Some(End::Reconnect(host, port, Duration::from_secs(wait)));
+                let (host, port, wait) = reconnect_target(&p, &self.host, self.port);
+                return Some(End::Reconnect(host, port, wait));
             }
             Incoming::Note(text) => (hooks.event)(&format!("pool {}: {text}", self.url)),
             Incoming::Reply { id, result, error } => {
@@ -1396,9 +1394,32 @@ impl Session {
     }
 }
 
+/// Where `client.reconnect`'s params send the client (missing parts: the current host and
+/// port) and how long to wait first (at most a minute).
+pub(crate) fn reconnect_target(p: &Value, host: &str, port: u16) -> (String, u16, Duration) {
+    let number = |v: &Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let host = p
+        .get(0)
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+        .unwrap_or(host)
+        .to_string();
+    let port = p
+        .get(1)
+        .and_then(number)
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| *n != 0)
+        .unwrap_or(port);
+    let wait = p.get(2).and_then(number).unwrap_or(0).min(60);
+    (host, port, Duration::from_secs(wait))
+}
+
 /// The subscription id of `mining.notify` in a subscribe answer's first element (offered back
 /// on the next subscribe to restore the extranonce1).
-fn notify_subscription(subs: &Value) -> Option<String> {
+pub(crate) fn notify_subscription(subs: &Value) -> Option<String> {
     let pair = |p: &Value| -> Option<String> {
         let a = p.as_array()?;
         if a.first()?.as_str()? == "mining.notify" {
@@ -1411,7 +1432,7 @@ fn notify_subscription(subs: &Value) -> Option<String> {
 }
 
 /// The version-rolling mask a `mining.configure` answer grants (inside ours; 0: none).
-fn rolling_mask(result: &Value, error: &Value) -> u32 {
+pub(crate) fn rolling_mask(result: &Value, error: &Value) -> u32 {
     if !error.is_null() || result.get("version-rolling").and_then(Value::as_bool) != Some(true) {
         return 0;
     }
@@ -1423,7 +1444,7 @@ fn rolling_mask(result: &Value, error: &Value) -> u32 {
 }
 
 /// `[code, "message", data]` (or anything else) as text.
-fn error_text(error: &Value) -> String {
+pub(crate) fn error_text(error: &Value) -> String {
     match error {
         Value::Array(a) => match (
             a.first().and_then(Value::as_i64),
@@ -1445,7 +1466,7 @@ fn error_text(error: &Value) -> String {
 }
 
 /// Stratum's "stale job" (21) or a message that says so.
-fn is_stale_error(error: &Value) -> bool {
+pub(crate) fn is_stale_error(error: &Value) -> bool {
     let code = error
         .get(0)
         .or_else(|| error.get("code"))
@@ -1460,6 +1481,41 @@ fn is_stale_error(error: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reader's routing, now a pure function: pings answered at once, jobs passed on (a
+    /// clean one cancelling), replies passed on, blank lines and unknown notifications ignored,
+    /// non-JSON lines reported.
+    #[test]
+    fn pool_lines_route_as_the_reader_acts_on_them() {
+        match route_line(b"{\"id\":7,\"method\":\"mining.ping\",\"params\":[]}\n") {
+            Routed::Answer(reply) => assert_eq!(reply["result"], "pong"),
+            other => panic!("ping routed as {other:?}"),
+        }
+        let notify = br#"{"id":null,"method":"mining.notify","params":["j",1,2,3,4,5,6,7,true]}"#;
+        assert!(matches!(
+            route_line(notify),
+            Routed::Pass(Incoming::Notify(_), true)
+        ));
+        assert!(matches!(
+            route_line(b"{\"id\":3,\"result\":true,\"error\":null}\r\n"),
+            Routed::Pass(Incoming::Reply { id: 3, .. }, false)
+        ));
+        assert!(matches!(route_line(b"  \r\n"), Routed::Ignore));
+        assert!(matches!(
+            route_line(br#"{"method":"x.unknown","params":[]}"#),
+            Routed::Ignore
+        ));
+        assert!(matches!(
+            route_line(b"not json\n"),
+            Routed::Pass(Incoming::Note(n), false) if n.contains("not JSON")
+        ));
+        let (host, port, wait) =
+            reconnect_target(&json!(["", "70000", "600"]), "pool.example", 3333);
+        assert_eq!(
+            (host.as_str(), port, wait.as_secs()),
+            ("pool.example", 3333, 60)
+        );
+    }
 
     #[test]
     fn pool_errors_read_as_stale_or_not() {

@@ -8,6 +8,8 @@ mod rpc;
 pub mod stratum;
 
 pub use http::{Limits, ServeError, Server};
+/// For the fuzzing harnesses (`crate::fuzzing`): the RPC decoders without the HTTP server.
+pub(crate) use rpc::{decode_block_hex, dispatch as rpc_dispatch, longpoll_id as rpc_longpoll_id};
 pub use rpc::{NodeState, NodeStats, RpcError};
 
 use base64::Engine;

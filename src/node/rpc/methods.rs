@@ -17,6 +17,15 @@ use bitcoin::{Block, ScriptBuf};
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicU64;
 
+/// `submitblock`'s argument decoded: the hex (surrounding whitespace ignored) of a
+/// consensus-encoded block, or Core's "Block decode failed".
+pub(crate) fn decode_block_hex(data: &str) -> Result<Block, RpcError> {
+    hex::decode(data.trim())
+        .ok()
+        .and_then(|b| deserialize(&b).ok())
+        .ok_or_else(|| RpcError::new(DESERIALIZATION_ERROR, "Block decode failed"))
+}
+
 pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcError> {
     match method {
         "getblockcount" => {
@@ -140,10 +149,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
         "submitblock" => {
             no_more(params, 2, "submitblock hexdata (dummy)")?;
             let data = arg_str(params, 0, "hexdata")?;
-            let block: Block = hex::decode(data.trim())
-                .ok()
-                .and_then(|b| deserialize(&b).ok())
-                .ok_or_else(|| RpcError::new(DESERIALIZATION_ERROR, "Block decode failed"))?;
+            let block = decode_block_hex(data)?;
             let hash = block.block_hash();
             let outcome = {
                 let mut chain = state.chain();

@@ -11,6 +11,7 @@ mod methods;
 mod render;
 
 pub use self::envelope::{dispatch, longpoll_id, RpcError};
+pub(crate) use self::methods::decode_block_hex;
 
 use crate::backend::Backend;
 use crate::chain::Chain;
