@@ -39,6 +39,8 @@ pub fn raise_limit(want: u64) -> Limit {
 mod imp {
     use super::Limit;
 
+    // rlim_t is u64 on Linux but not on every Unix: the casts are kept.
+    #[allow(clippy::unnecessary_cast)]
     pub fn raise_limit(want: u64) -> Limit {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
