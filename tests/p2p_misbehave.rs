@@ -862,6 +862,44 @@ fn a_peer_that_stalls_a_requested_block_twice_is_banned() {
     assert_banned(&node, &mut peer, &before, Duration::ZERO, DEFAULT_BANTIME);
 }
 
+/// A peer that begins a big frame and never finishes it holds read budget the node cannot
+/// drain: past the stall timeout it is dropped and scored 50 (as a stalled block): not banned
+/// at the default score of 100, banned with `--banscore 50`.
+#[test]
+fn a_peer_that_leaves_a_frame_unfinished_is_dropped_and_scored_50() {
+    let mut bytes = claimed_header("block", 1_000_000);
+    bytes.extend_from_slice(&[0u8; 100_000]);
+    for banscore in ["100", "50"] {
+        let (node, before, mut peer) = setup(
+            &format!("unfinished-{banscore}"),
+            &["--p2p-stall-timeout", "2", "--banscore", banscore],
+        );
+        let started = Instant::now();
+        peer.send_bytes(&bytes).expect("send a partial frame");
+        if banscore == "50" {
+            assert_banned(
+                &node,
+                &mut peer,
+                &before,
+                Duration::from_secs(15),
+                DEFAULT_BANTIME,
+            );
+        } else if let Err(e) = peer.wait_closed(Duration::from_secs(15)) {
+            panic!(
+                "not disconnected: {e}; getpeerinfo {}",
+                node.rpc("getpeerinfo", json!([]))
+            );
+        } else {
+            assert!(node.listbanned().is_empty(), "{:?}", node.listbanned());
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "dropped after {:?}, before the 2 s stall timeout",
+            started.elapsed()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Not bans.
 

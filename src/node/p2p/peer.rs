@@ -11,6 +11,7 @@
 //! | `inv`/`getdata` of more than 50,000 entries, a locator of more than 101 | 20 |
 //! | every 10th `headers` in a row that does not connect to anything we know | 20 |
 //! | a requested block not delivered within `--p2p-stall-timeout` | 50 |
+//! | a message not finished within `--p2p-stall-timeout` of its header (it holds read budget) | 50 |
 //!
 //! Core drops (without a score) peers that send oversize messages or stall; here they are
 //! scored so that every kind of misbehaviour ends in a ban. A wrong network magic is an honest
@@ -181,10 +182,17 @@ pub(super) async fn run(
     let reader_info = info.clone();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
     let node_budget = state.peers.read_budget.clone();
+    let frame_timeout = settings.stall_timeout;
     let reader_task = tokio::spawn(async move {
         loop {
-            let incoming = match read_message(&mut reader, magic, &reader_info, &node_budget).await
-            {
+            let read = read_message(
+                &mut reader,
+                magic,
+                &reader_info,
+                &node_budget,
+                frame_timeout,
+            );
+            let incoming = match read.await {
                 Ok(frame) => {
                     let bytes = frame.size.min(READ_AHEAD_BYTES) as u32;
                     match budget.clone().acquire_many_owned(bytes).await {
@@ -241,6 +249,10 @@ fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
     match error {
         ReadError::Io(why) | ReadError::Magic(why) => why,
         ReadError::Incomplete { .. } => error.to_string(),
+        ReadError::Stalled(why) => match state.peers.misbehaving(info, 50, &why) {
+            Ok(()) => why,
+            Err(banned) => banned,
+        },
         ReadError::Misbehaved(why) => match state.peers.misbehaving(info, 100, &why) {
             Ok(()) => why,
             Err(banned) => banned,

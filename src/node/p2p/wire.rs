@@ -36,6 +36,10 @@ pub enum ReadError {
     /// A length over the limit, a bad checksum or an undecodable payload.
     #[error("{0}")]
     Misbehaved(String),
+    /// A frame begun and not finished within the stall timeout: it held read budget the node
+    /// could not drain. Scored as a stall (50) and the peer dropped.
+    #[error("{0}")]
+    Stalled(String),
     /// Fewer bytes than the frame's header says ([`decode_frame`] on a short slice): `needed`
     /// bytes in all make the frame.
     #[error("incomplete frame: {needed} bytes needed, {have} given")]
@@ -249,10 +253,37 @@ pub async fn read_message(
     magic: Magic,
     info: &PeerInfo,
     budget: &Arc<tokio::sync::Semaphore>,
+    frame_timeout: Duration,
 ) -> Result<Frame, ReadError> {
     let io = |e: std::io::Error| ReadError::Io(format!("read: {e}"));
     let mut head = [0u8; HEADER_BYTES];
     reader.read_exact(&mut head).await.map_err(io)?;
+    // From its header on, a frame must be finished within `frame_timeout`: a peer that starts
+    // frames and never ends them would otherwise keep the read budget it took until the idle
+    // timeout.
+    match tokio::time::timeout(
+        frame_timeout,
+        read_payload(reader, magic, info, budget, head),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(_) => Err(ReadError::Stalled(format!(
+            "a message not finished within {} s of its header (the stall timeout)",
+            frame_timeout.as_secs_f64()
+        ))),
+    }
+}
+
+/// The rest of [`read_message`]: the payload after the header `head`.
+async fn read_payload(
+    reader: &mut OwnedReadHalf,
+    magic: Magic,
+    info: &PeerInfo,
+    budget: &Arc<tokio::sync::Semaphore>,
+    head: [u8; HEADER_BYTES],
+) -> Result<Frame, ReadError> {
+    let io = |e: std::io::Error| ReadError::Io(format!("read: {e}"));
     let header = check_header(magic, &head)?;
     let length = header.length as usize;
     let size = HEADER_BYTES + length;
