@@ -225,7 +225,8 @@ pub(super) async fn run(
     )
     .await;
     reader_task.abort();
-    state.peers.remove(info.id);
+    // Releasing its blocks takes the download lock, which a commit of orphans can hold.
+    tokio::task::block_in_place(|| state.peers.remove(info.id));
     tracing::info!(peer = info.id, %addr, reason = %why, "p2p: peer disconnected");
 }
 
@@ -271,7 +272,8 @@ async fn session(
     settings: &Settings,
     sync: &mut Sync,
 ) -> String {
-    let (height, _) = state.tip();
+    // The chain lock can be held by a commit (fsync): waited for off the async threads.
+    let (height, _) = tokio::task::block_in_place(|| state.tip());
     // Handshake: version → verack both ways.
     if let Err(e) = writer
         .send(NetworkMessage::Version(version_message(
@@ -311,7 +313,7 @@ async fn session(
     tips.borrow_and_update();
     for m in [
         NetworkMessage::SendHeaders,
-        NetworkMessage::GetHeaders(get_headers(state.locator())),
+        NetworkMessage::GetHeaders(get_headers(tokio::task::block_in_place(|| state.locator()))),
     ] {
         if let Err(e) = writer.send(m).await {
             return e;
@@ -553,7 +555,9 @@ async fn request_blocks(
             // The peer has blocks above our tip that nothing here is fetching (lost to a
             // store fault, or announcements missed): ask for its headers again.
             writer
-                .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
+                .send(NetworkMessage::GetHeaders(get_headers(
+                    tokio::task::block_in_place(|| state.locator()),
+                )))
                 .await?;
         }
     }
@@ -752,7 +756,9 @@ async fn handle(
             });
             if unknown {
                 writer
-                    .send(NetworkMessage::GetHeaders(get_headers(state.locator())))
+                    .send(NetworkMessage::GetHeaders(get_headers(
+                        tokio::task::block_in_place(|| state.locator()),
+                    )))
                     .await?;
             }
             Ok(())
