@@ -432,7 +432,15 @@ mod calibration {
         // Another kernel set (as MINER_DISABLE_KERNELS or another CPU makes): measured, and its
         // own entry added; the older version's entry is not used.
         let fewer = [Kernel::Sha2, Kernel::Soft];
-        let other = resolve(&dir, &fewer, false);
+        // Two kernels this close (under qemu-aarch64, sha2 0.6 vs soft 0.5 MH/s) can measure as
+        // noisy, and a noisy calibration is not cached by design: measured again, a few times.
+        let mut other = resolve(&dir, &fewer, false);
+        for _ in 0..4 {
+            if other.reason != ChoiceReason::CalibratedNoisy {
+                break;
+            }
+            other = resolve(&dir, &fewer, false);
+        }
         assert_eq!(other.reason, ChoiceReason::Calibrated);
         assert!(fewer.contains(&other.kernel), "{:?}", other.kernel);
         assert_eq!(other.rates.len(), 2);
