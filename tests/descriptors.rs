@@ -153,27 +153,28 @@ fn idle_miners_past_the_descriptors_leave_the_rpc_answering() {
     drop(idle);
 }
 
-#[test]
-fn a_cap_above_the_descriptors_is_refused_with_the_numbers() {
+/// Runs the node under `ulimit -n 256` with `flags`; its stderr, after checking it failed.
+fn refused_under_256(flags: &str) -> String {
     let dir = std::env::temp_dir().join(format!("miner-fds-cap-{}", std::process::id()));
-    let out = node_command("ulimit -n 256", &dir, "--stratum-max-connections 1000")
+    let out = node_command("ulimit -n 256", &dir, flags)
         .output()
         .expect("run");
     let _ = std::fs::remove_dir_all(&dir);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn a_cap_above_the_descriptors_is_refused_with_the_numbers() {
+    let err = refused_under_256("--stratum-max-connections 1000");
     assert!(
         err.contains("error: --stratum-max-connections 1000: this process may open 256 file descriptors (hard limit 256)"),
         "{err}"
     );
     assert!(err.contains("at most 168 fit"), "{err}");
     assert!(err.contains("ulimit -n"), "{err}");
-    let out = node_command("ulimit -n 256", &dir, "--rpc-max-connections 400")
-        .output()
-        .expect("run");
-    let _ = std::fs::remove_dir_all(&dir);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = refused_under_256("--rpc-max-connections 400");
     assert!(
         err.contains(
             "error: --rpc-max-connections 400: this process may open 256 file descriptors"
