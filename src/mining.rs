@@ -2,6 +2,7 @@
 //! found nonce → block → chain. Rolls the extranonce whenever a job's 2^32 nonces are spent, so
 //! no header is hashed twice (docs/ARCHITECTURE.md §4). It lives here rather than in `cli` so
 //! library users and the node can share it.
+#![warn(missing_docs, unreachable_pub)]
 
 use crate::backend::{Backend, BackendError};
 use crate::block::{header_bytes, header_hash, JobSource, Template};
@@ -14,12 +15,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// A block this process mined and the chain accepted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MinedBlock {
+    /// The block's height on the chain.
     pub height: u32,
     /// Raw byte order.
     pub hash: [u8; 32],
+    /// The 80-byte header.
     pub header: [u8; 80],
+    /// The winning nonce.
     pub nonce: u32,
+    /// The extranonce in its coinbase: the job index the hit fell in.
     pub extranonce: u64,
+    /// The nBits it met.
     pub bits: CompactTarget,
     /// Trials: the position of the winning nonce in the search order (jobs by extranonce, nonces
     /// ascending), i.e. what a sequential searcher would have hashed. Geometric with mean
@@ -28,17 +34,22 @@ pub struct MinedBlock {
     /// Nonces hashed for this block, over all its jobs: `trials` plus the work that was in
     /// flight when the hit landed.
     pub hashes: u64,
+    /// Wall-clock seconds of the mining call ([`mine_next`]), a wait for the clock included.
     pub seconds: f64,
+    /// The block as submitted to the chain.
     pub block: Block,
 }
 
 /// How one call of [`mine_next`] ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MineOutcome {
+    /// A block was found and the chain accepted it.
     Mined(Box<MinedBlock>),
     /// The cancel flag was raised first.
     Cancelled {
+        /// Nonces hashed before the cancel was seen.
         hashes: u64,
+        /// Wall-clock seconds of the call.
         seconds: f64,
     },
 }
@@ -48,12 +59,21 @@ pub enum MineOutcome {
 pub enum MineError {
     // Bits and Submit carry their reason in the message (the node answers RPC errors with
     // `to_string()`), so they are not a `source()` too: under `{:#}` it would print twice.
+    /// The nBits the chain demands give no usable target (zero, negative, overflowing).
     #[error("the chain's nBits cannot be mined: {0}")]
     Bits(TargetError),
+    /// A backend reported a hit that is not one: a kernel bug.
     #[error("backend {backend} reported nonce {nonce}, whose hash does not meet the target")]
-    FalseHit { backend: String, nonce: u32 },
+    FalseHit {
+        /// The backend's [`Backend::name`](crate::backend::Backend::name).
+        backend: String,
+        /// The nonce it reported.
+        nonce: u32,
+    },
+    /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The chain refused a block built on its own tip and rules (a bug), or could not store it.
     #[error("the chain did not take our own block: {0}")]
     Submit(SubmitError),
 }
@@ -156,9 +176,13 @@ pub fn next_template_at(
 /// A block found for a template, not yet submitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Found {
+    /// The complete block, header nonce and coinbase extranonce filled in.
     pub block: Block,
+    /// Its hash, raw byte order; meets the template's target.
     pub hash: [u8; 32],
+    /// The winning nonce.
     pub nonce: u32,
+    /// The extranonce of the job the hit fell in.
     pub extranonce: u64,
     /// The winning nonce's position in the search order (see [`MinedBlock::trials`]).
     pub trials: u64,

@@ -28,8 +28,11 @@ fn batch_size(job: &Job, threads: usize) -> u64 {
 /// Why a CPU backend could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CpuBackendError {
+    /// The kernel asked for cannot run on this CPU (or is hidden by `MINER_DISABLE_KERNELS`);
+    /// the second field lists the kernels that can, comma-separated.
     #[error("the {0} kernel is not supported by this CPU; available: {1}")]
     KernelUnavailable(Kernel, String),
+    /// `Some(0)` threads.
     #[error("thread count must be at least 1")]
     NoThreads,
     /// The reason is in the message, not a `source()`, so `{:#}` prints it once.
@@ -73,10 +76,12 @@ impl CpuBackend {
         CpuBackend::new(Kernel::best(), None)
     }
 
+    /// The kernel every worker runs.
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
 
+    /// Worker threads in the pool (each hashes its own share of every range).
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }

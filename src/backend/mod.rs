@@ -1,5 +1,6 @@
 //! Hashing backends behind one interface: given a [`Job`] and a nonce range, report the nonces
 //! that meet the target. Backends never see the chain, the clock or the terminal.
+#![warn(missing_docs, unreachable_pub)]
 
 mod combined;
 mod cpu;
@@ -64,6 +65,7 @@ impl ScanReport {
 pub struct JobHit {
     /// The job's index in the sequence (its extranonce when mining).
     pub job: u64,
+    /// The nonce within that job whose hash meets its target.
     pub nonce: u32,
 }
 
@@ -91,8 +93,10 @@ pub struct JobsReport {
 /// A backend failure (the GPU device was lost, a kernel reported a false hit, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The CPU backend could not be built.
     #[error(transparent)]
     Cpu(#[from] CpuBackendError),
+    /// The GPU backend could not be opened or failed during a scan.
     #[cfg(feature = "gpu")]
     #[error(transparent)]
     Gpu(#[from] gpu::GpuError),
@@ -159,7 +163,10 @@ pub trait Backend: Send + Sync {
 /// One part of a combined backend: its name, hashes done and seconds spent so far.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartStats {
+    /// The part's [`Backend::name`].
     pub name: String,
+    /// Nonces the part has hashed so far.
     pub hashes: u64,
+    /// Wall-clock seconds the part has spent scanning so far (its rate is `hashes / seconds`).
     pub seconds: f64,
 }

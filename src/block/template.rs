@@ -28,13 +28,19 @@ pub const WITNESS_COMMITMENT_HEADER: [u8; 4] = [0xaa, 0x21, 0xa9, 0xed];
 /// extranonce 0, 1, 2, … as each job's 2^32 nonces run out, so no header is hashed twice.
 #[derive(Clone, Debug)]
 pub struct Template {
+    /// The header's version field (BIP 9 bits).
     pub version: i32,
+    /// The parent block: the tip this template builds on.
     pub prev_hash: BlockHash,
+    /// The new block's height (genesis is 0); the coinbase commits to it (BIP 34).
     pub height: u32,
+    /// The header's nBits: the compact form of [`Template::target`].
     pub bits: CompactTarget,
+    /// The header's time, Unix seconds; already above the parent's median time past.
     pub time: u32,
     /// Subsidy plus fees.
     pub coinbase_value: Amount,
+    /// The script the coinbase's value is paid to.
     pub payout: ScriptBuf,
     /// The other transactions, in block order (fees already in `coinbase_value`).
     pub transactions: Vec<Transaction>,
@@ -51,9 +57,11 @@ pub struct Template {
 /// One job: a header with a fixed extranonce, ready for a backend.
 #[derive(Clone, Debug)]
 pub struct MiningJob {
+    /// The extranonce in this job's coinbase (see [`Template::job`]).
     pub extranonce: u64,
     /// The 80-byte header with nonce 0.
     pub header: [u8; 80],
+    /// What a backend hashes: the header's midstate, tail and target.
     pub job: Job,
 }
 

@@ -1,6 +1,7 @@
 //! The local chain: parameters, validation with Bitcoin Core's reject reasons, every valid block
 //! kept in a tree, the tip at the most cumulative work (never the most blocks), reorganizations
 //! when a heavier branch arrives, and an optional crash-safe store ([`store`]).
+#![warn(missing_docs, unreachable_pub)]
 
 mod params;
 pub mod store;
@@ -22,30 +23,44 @@ use store::Store;
 /// Why a block was refused, with the reason string Bitcoin Core's `submitblock` answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
+    /// The chain already holds this block.
     #[error("duplicate")]
     Duplicate,
+    /// The parent is not in the chain (it may still be on its way from a peer).
     #[error("prev-blk-not-found")]
     PrevBlockNotFound,
+    /// The hash is above the nBits' target, or the nBits are negative, zero, overflowing or
+    /// easier than the pow limit (Core calls all of these `high-hash`).
     #[error("high-hash")]
     HighHash,
+    /// Well-formed nBits that differ from what the difficulty controller demands at this height.
     #[error("bad-diffbits")]
     BadDiffBits,
+    /// The header's merkle root is not the root of the block's transactions.
     #[error("bad-txnmrklroot")]
     BadMerkleRoot,
+    /// The time is not above the median time of the parent and the 10 blocks before it.
     #[error("time-too-old")]
     TimeTooOld,
+    /// The time is more than [`MAX_FUTURE_BLOCK_TIME`] ahead of the local clock.
     #[error("time-too-new")]
     TimeTooNew,
+    /// The first transaction is missing or not a coinbase.
     #[error("bad-cb-missing")]
     CoinbaseMissing,
+    /// A transaction after the first is a coinbase too.
     #[error("bad-cb-multiple")]
     CoinbaseMultiple,
+    /// The coinbase's input script is not 2 to 100 bytes long.
     #[error("bad-cb-length")]
     CoinbaseLength,
+    /// The coinbase's input script does not start with the block height (BIP 34).
     #[error("bad-cb-height")]
     CoinbaseHeight,
+    /// The coinbase pays out more than the subsidy at this height (no fees are counted).
     #[error("bad-cb-amount")]
     CoinbaseAmount,
+    /// The serialized block is larger than [`MAX_BLOCK_SIZE`].
     #[error("bad-blk-length")]
     BlockLength,
 }
@@ -67,8 +82,10 @@ impl Reject {
 /// accepted).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The block is invalid; nothing was stored.
     #[error(transparent)]
     Rejected(#[from] Reject),
+    /// The block is valid but the store failed to write it, so the chain is unchanged.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,9 +109,11 @@ pub const MAX_BLOCK_SIZE: usize = 1_000_000;
 /// One stored block with its place in the tree.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// The block itself.
     pub block: Block,
     /// Raw byte order.
     pub hash: [u8; 32],
+    /// Blocks between this one and genesis (genesis is 0).
     pub height: u32,
     /// Raw byte order; all zeros for genesis.
     pub parent: [u8; 32],
@@ -391,6 +410,7 @@ impl Chain {
         )
     }
 
+    /// The rules the chain was created with.
     pub fn params(&self) -> &ChainParams {
         &self.params
     }
@@ -405,10 +425,12 @@ impl Chain {
         (self.active.len() - 1) as u32
     }
 
+    /// The last block of the active chain: the most cumulative work (the first seen of equals).
     pub fn tip(&self) -> &Entry {
         &self.entries[self.active[self.active.len() - 1] as usize]
     }
 
+    /// [`Chain::tip`]'s hash, as the `bitcoin` crate's type.
     pub fn tip_hash(&self) -> BlockHash {
         BlockHash::from_byte_array(self.tip().hash)
     }

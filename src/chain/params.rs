@@ -26,6 +26,7 @@ pub struct ControllerDefaults {
 pub struct ChainParams {
     /// Preset or file name.
     pub name: String,
+    /// Block 0: every chain of these rules starts from it (its hash names the chain).
     pub genesis: Block,
     /// Subsidy of the first block.
     pub initial_subsidy: Amount,
@@ -43,10 +44,13 @@ pub struct ChainParams {
 /// Why chain parameters were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
+    /// Neither a preset's name nor a readable file.
     #[error("unknown chain preset '{0}', and no file of that name exists{dir}; presets: regtest, or give the path of a JSON chain file (see the README)", dir = relative_to(.0))]
     UnknownPreset(String),
+    /// The file (first field) exists but could not be read; the second field is why.
     #[error("cannot read the chain file {0}: {1}")]
     Read(String, String),
+    /// The file (first field) is not valid chain parameters; the second field says what is wrong.
     #[error("chain file {0}: {1}")]
     Invalid(String, String),
 }

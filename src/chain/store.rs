@@ -16,20 +16,27 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store file (first field) could not be opened or created; the second field is why.
     #[error("cannot open the block store {0}: {1}")]
     Open(PathBuf, String),
     /// Another process (another `miner mine` or `miner node` with the same rules and data
     /// directory) holds the store's lock.
     #[error("cannot open the block store {0}: it is in use by another miner process (a `miner node` or `miner mine` with the same --datadir and chain rules); stop that process, mine through it with `miner mine --node URL`, or use another --datadir or --memory")]
     Locked(PathBuf),
+    /// The store was created with other chain rules than this run's.
     #[error("the block store {path} was made for another chain ({stored}); this run asks for {wanted}. Use the same settings, or another --datadir")]
     Mismatch {
+        /// The store file.
         path: PathBuf,
+        /// The rules recorded in the store.
         stored: String,
+        /// The rules this run asked for.
         wanted: String,
     },
+    /// A read, write or commit of the database failed.
     #[error("block store I/O failed: {0}")]
     Io(String),
+    /// A stored block does not decode (the file was damaged or written by something else).
     #[error("the block store holds an undecodable block: {0}")]
     Corrupt(String),
 }

@@ -1,7 +1,11 @@
 //! The getblocktemplate client behind `miner mine --node URL`: fetches templates from any node
 //! that speaks BIP 22 (`miner node`, bitcoind), builds its own coinbase to the payout, mines with
 //! any backend, longpolls for new tips, submits, and reconnects with backoff.
+#![warn(missing_docs, unreachable_pub)]
 
+// The Stratum client is documented with the Stratum code, not with the getblocktemplate
+// client's lints (issue 23 splits the two).
+#[allow(missing_docs, unreachable_pub)]
 pub mod stratum;
 
 use crate::backend::{Backend, StopAt, NONCE_END};
@@ -19,17 +23,32 @@ use std::time::{Duration, Instant};
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// No HTTP answer from the URL (first field): refused, timed out, DNS; the second is why.
     #[error("cannot reach the node at {0}: {1}")]
     Unreachable(String, String),
+    /// HTTP 401: wrong user, password or cookie.
     #[error("the node refused the credentials (HTTP 401): check --rpcuser/--rpcpassword or --rpccookiefile")]
     Unauthorized,
+    /// A JSON-RPC error object in the node's answer.
     #[error("the node answered error {code}: {message}")]
-    Rpc { code: i64, message: String },
+    Rpc {
+        /// The error's `code` (Bitcoin Core's `RPC_*` numbers).
+        code: i64,
+        /// The error's `message`.
+        message: String,
+    },
+    /// The answer is not a JSON-RPC reply, or not the shape the method returns (also used for a
+    /// backend failure while mining a template).
     #[error("the node's answer is not JSON-RPC: {0}")]
     BadReply(String),
     /// A URL no retry can make work (bad scheme, no host, bad port).
     #[error("'{url}' cannot be a node's address: {why}; give http://HOST:PORT, e.g. http://127.0.0.1:18443")]
-    BadUrl { url: String, why: String },
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The template's `default_witness_commitment` is not the BIP 141 commitment this client
     /// computes from the template's own transactions (with the all-zero witness reserved value,
     /// as Bitcoin Core uses), so a block built on either would likely be rejected: stop rather
@@ -114,6 +133,8 @@ pub struct RpcClient {
 }
 
 impl RpcClient {
+    /// A client of the node at `url` (`http://HOST:PORT`), authenticating as `user:password`.
+    /// Connects on each call, not here.
     pub fn new(url: &str, user: &str, password: &str) -> RpcClient {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         RpcClient {
@@ -177,7 +198,10 @@ impl RpcClient {
 /// A template as the node sent it, decoded.
 #[derive(Clone, Debug)]
 pub struct NodeTemplate {
+    /// The block to mine: the node's header fields and transactions, our coinbase and payout.
     pub template: Template,
+    /// The node's `longpollid`, to ask for the next template when the tip changes (`None`:
+    /// the node does not longpoll).
     pub longpollid: Option<String>,
 }
 
@@ -291,14 +315,20 @@ pub fn decode_template(t: &Value, payout: &ScriptBuf) -> Result<NodeTemplate, Cl
 /// One block this client mined and the node's answer to it.
 #[derive(Clone, Debug)]
 pub struct Submitted {
+    /// The block's height.
     pub height: u32,
+    /// The block hash, raw byte order (reverse it to display it).
     pub hash: [u8; 32],
+    /// The 80-byte header as submitted.
     pub header: [u8; 80],
+    /// The winning nonce.
     pub nonce: u32,
     /// The winning nonce's position in the search order of this template (jobs by extranonce,
     /// nonces ascending): geometric, unlike `hashes`, which counts work in flight past the hit.
     pub trials: u64,
+    /// Nonces hashed on this template, including work in flight past the hit.
     pub hashes: u64,
+    /// Wall-clock seconds from starting on the template to the node's answer to the block.
     pub seconds: f64,
     /// `None` when accepted (`submitblock` answered null); else the node's reason.
     pub rejected: Option<String>,
@@ -306,6 +336,7 @@ pub struct Submitted {
 
 /// How a client run ends.
 pub struct ClientOptions {
+    /// The script our coinbase pays to.
     pub payout: ScriptBuf,
     /// Stop after this many accepted blocks.
     pub blocks: Option<u64>,

@@ -240,7 +240,7 @@ impl Precomputed {
 /// operation: inside a function compiled for these features the intrinsics and the
 /// `#[target_feature]` helpers are safe to call.)
 #[target_feature(enable = "neon,sha2")]
-pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+pub(crate) unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
     let pre = Precomputed::new(job);
     let top = job.target[7];
     let end = u64::from(first) + u64::from(count);

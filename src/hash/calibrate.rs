@@ -53,8 +53,8 @@ pub enum ChoiceReason {
     #[serde(rename = "--kernel")]
     Flag,
     /// Measured in this run, but the rounds of the two fastest kernels disagreed even after
-    /// measuring again ([`Verdict::Noisy`]: a busy machine), so the choice was not written to the
-    /// cache and the next run measures again.
+    /// measuring again ([`CalibrationVerdict::Noisy`]: a busy machine), so the choice was not
+    /// written to the cache and the next run measures again.
     #[serde(rename = "calibrated (noisy: not cached)")]
     CalibratedNoisy,
 }
@@ -218,21 +218,23 @@ pub fn calibrate(kernels: &[Kernel], budget: Duration) -> Vec<KernelRate> {
 }
 
 /// The two fastest kernels closer than this fraction of the faster one's rate are measured
-/// again ([`Verdict::Close`]).
+/// again ([`CalibrationVerdict::Close`]).
 pub const CLOSE_MARGIN: f64 = 0.10;
 
 /// A kernel whose middle round is more than this fraction below its best round was disturbed
-/// while it was measured ([`Verdict::Noisy`]).
+/// while it was measured ([`CalibrationVerdict::Noisy`]).
 pub const SPREAD_LIMIT: f64 = 0.15;
 
-/// Extra passes over the two fastest kernels when the first pass is not [`Verdict::Clear`]. Each
-/// costs `2 / kernels` of the budget (40 ms of the default 100 ms with five kernels), so the
-/// whole calibration stays within 0.18 s of CPU time with five kernels, 0.3 s with two.
+/// Extra passes over the two fastest kernels when the first pass is not
+/// [`CalibrationVerdict::Clear`]. Each costs `2 / kernels` of the budget (40 ms of the default
+/// 100 ms with five kernels), so the whole calibration stays within 0.18 s of CPU time with five
+/// kernels, 0.3 s with two.
 pub const EXTRA_PASSES: u32 = 2;
 
-/// How far a calibration can be trusted: [`judge`]'s answer.
+/// How far a calibration can be trusted: [`judge`]'s answer. (Named apart from the other
+/// verdicts in the crate, e.g. the Stratum server's share check.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum CalibrationVerdict {
     /// The fastest kernel leads the runner-up by at least [`CLOSE_MARGIN`] and both measured
     /// steadily: the choice is clear.
     Clear,
@@ -251,7 +253,7 @@ pub struct Calibration {
     /// One-thread rates of every kernel measured (best round of each), fastest first.
     pub rates: Vec<KernelRate>,
     /// Whether the result is clear, after any extra passes.
-    pub verdict: Verdict,
+    pub verdict: CalibrationVerdict,
     /// Passes run: 1, plus the extra passes over the two fastest.
     pub passes: u32,
 }
@@ -259,10 +261,10 @@ pub struct Calibration {
 /// The decision rule over measured rounds, a pure function: `rounds[i]` holds the rates (any
 /// unit) of kernel `i`'s rounds. Ranks the kernels by their best round; the two fastest must
 /// each have their middle round (the upper median) within [`SPREAD_LIMIT`] of their best, else
-/// [`Verdict::Noisy`]; then the leader must be at least [`CLOSE_MARGIN`] ahead, else
-/// [`Verdict::Close`]. One kernel (or none) is [`Verdict::Clear`]; a kernel with no rounds or no
-/// positive rate counts as not measured and is ranked last.
-pub fn judge(rounds: &[Vec<f64>]) -> Verdict {
+/// [`CalibrationVerdict::Noisy`]; then the leader must be at least [`CLOSE_MARGIN`] ahead, else
+/// [`CalibrationVerdict::Close`]. One kernel (or none) is [`CalibrationVerdict::Clear`]; a kernel
+/// with no rounds or no positive rate counts as not measured and is ranked last.
+pub fn judge(rounds: &[Vec<f64>]) -> CalibrationVerdict {
     let order = ranking(rounds);
     let spread = |i: usize| {
         let mut r: Vec<f64> = rounds[i]
@@ -277,14 +279,14 @@ pub fn judge(rounds: &[Vec<f64>]) -> Verdict {
         }
     };
     match order[..] {
-        [] | [_] => Verdict::Clear,
+        [] | [_] => CalibrationVerdict::Clear,
         [first, second, ..] => {
             if spread(first) > SPREAD_LIMIT || spread(second) > SPREAD_LIMIT {
-                Verdict::Noisy
+                CalibrationVerdict::Noisy
             } else if best_of(&rounds[second]) > (1.0 - CLOSE_MARGIN) * best_of(&rounds[first]) {
-                Verdict::Close
+                CalibrationVerdict::Close
             } else {
-                Verdict::Clear
+                CalibrationVerdict::Clear
             }
         }
     }
@@ -307,14 +309,14 @@ fn ranking(rounds: &[Vec<f64>]) -> Vec<usize> {
 }
 
 /// [`calibrate`] with its verdict: one pass of `ROUNDS` (6) round-robin rounds over every kernel;
-/// while [`judge`] does not call the result [`Verdict::Clear`], up to [`EXTRA_PASSES`] more passes
-/// over the two fastest (a pass's rounds add to the earlier ones, and a kernel's rate is its
-/// best round of all).
+/// while [`judge`] does not call the result [`CalibrationVerdict::Clear`], up to [`EXTRA_PASSES`]
+/// more passes over the two fastest (a pass's rounds add to the earlier ones, and a kernel's rate
+/// is its best round of all).
 pub fn measure(kernels: &[Kernel], budget: Duration) -> Calibration {
     if kernels.is_empty() {
         return Calibration {
             rates: Vec::new(),
-            verdict: Verdict::Clear,
+            verdict: CalibrationVerdict::Clear,
             passes: 0,
         };
     }
@@ -335,7 +337,7 @@ pub fn measure(kernels: &[Kernel], budget: Duration) -> Calibration {
     pass(&all, &mut rounds);
     let mut passes = 1;
     let mut verdict = judge(&rounds);
-    while verdict != Verdict::Clear && passes <= EXTRA_PASSES {
+    while verdict != CalibrationVerdict::Clear && passes <= EXTRA_PASSES {
         let contenders: Vec<usize> = ranking(&rounds).into_iter().take(2).collect();
         pass(&contenders, &mut rounds);
         passes += 1;
@@ -565,8 +567,8 @@ impl KernelChoice {
         // A disturbed measurement is used for this run only: caching it would keep a wrong
         // choice until `--recalibrate`.
         let reason = match verdict {
-            Verdict::Noisy => ChoiceReason::CalibratedNoisy,
-            Verdict::Clear | Verdict::Close => ChoiceReason::Calibrated,
+            CalibrationVerdict::Noisy => ChoiceReason::CalibratedNoisy,
+            CalibrationVerdict::Clear | CalibrationVerdict::Close => ChoiceReason::Calibrated,
         };
         if let (Some(path), ChoiceReason::Calibrated) = (&path, reason) {
             cache.insert(CacheEntry {
@@ -625,21 +627,30 @@ impl KernelChoice {
 pub enum CacheError {
     // Each message includes its cause, so the cause is a plain field, not a `source`
     // (thiserror treats a field named `source` as one): `{e:#}` would print it twice.
+    /// The file exists but could not be read.
     #[error("kernel cache {path}: cannot read it ({cause}); measuring the kernels instead (delete the file to stop this warning)")]
     Read {
+        /// The cache file.
         path: PathBuf,
+        /// The read's error.
         cause: std::io::Error,
     },
+    /// The file is not a calibration cache (not JSON, or not this format).
     #[error(
         "kernel cache {path}: not a calibration file ({cause}); measuring again and rewriting it"
     )]
     Parse {
+        /// The cache file.
         path: PathBuf,
+        /// Where and why the JSON did not parse.
         cause: serde_json::Error,
     },
+    /// The file, its directory or its temporary could not be written or renamed.
     #[error("kernel cache {path}: cannot write it ({cause}); the choice will be measured again next run (check the data directory's permissions or pass --datadir)")]
     Write {
+        /// The cache file.
         path: PathBuf,
+        /// The write's error.
         cause: std::io::Error,
     },
 }
@@ -647,6 +658,7 @@ pub enum CacheError {
 /// One calibration, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {
+    /// The CPU, kernel set and binary it was measured on (flattened into the entry's object).
     #[serde(flatten)]
     pub identity: CpuIdentity,
     /// The kernel chosen (the fastest of `rates_mhs`).
@@ -663,6 +675,7 @@ pub struct CacheEntry {
 /// several machines).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheFile {
+    /// At most one entry per CPU model and kernel set ([`CacheFile::insert`] replaces).
     pub entries: Vec<CacheEntry>,
 }
 
@@ -745,7 +758,7 @@ mod tests {
             steady(33.0),
             steady(24.5),
         ];
-        assert_eq!(judge(&rounds), Verdict::Clear);
+        assert_eq!(judge(&rounds), CalibrationVerdict::Clear);
         assert_eq!(ranking(&rounds)[..2], [3, 4]);
     }
 
@@ -753,10 +766,10 @@ mod tests {
     fn two_kernels_within_ten_percent_are_close() {
         // The disturbed case seen under load: sha-ni 21.9 against avx512 22.4.
         let rounds = [steady(11.0), steady(21.9), steady(22.4)];
-        assert_eq!(judge(&rounds), Verdict::Close);
+        assert_eq!(judge(&rounds), CalibrationVerdict::Close);
         // 11% apart is a lead.
         let rounds = [steady(11.0), steady(20.0), steady(22.5)];
-        assert_eq!(judge(&rounds), Verdict::Clear);
+        assert_eq!(judge(&rounds), CalibrationVerdict::Clear);
     }
 
     #[test]
@@ -764,14 +777,14 @@ mod tests {
         // The runner-up's middle round is 30% below its best: disturbed, even with a clear lead.
         let disturbed = vec![20.0, 14.0, 13.0, 24.0, 14.5, 13.5];
         let rounds = [steady(33.0), disturbed.clone(), steady(11.0)];
-        assert_eq!(judge(&rounds), Verdict::Noisy);
+        assert_eq!(judge(&rounds), CalibrationVerdict::Noisy);
         // The same spread in a kernel far behind the two fastest does not matter.
         let slow_and_noisy = disturbed.iter().map(|r| r / 4.0).collect();
         let rounds = [steady(33.0), steady(24.0), slow_and_noisy];
-        assert_eq!(judge(&rounds), Verdict::Clear);
+        assert_eq!(judge(&rounds), CalibrationVerdict::Clear);
         // One slow round (a frequency ramp at the start) is not disagreement.
         let one_slow = vec![25.0, 33.0, 32.8, 33.1, 32.9, 33.0];
-        assert_eq!(judge(&[one_slow, steady(24.0)]), Verdict::Clear);
+        assert_eq!(judge(&[one_slow, steady(24.0)]), CalibrationVerdict::Clear);
     }
 
     #[test]
@@ -779,26 +792,32 @@ mod tests {
         // First pass: sha-ni disturbed throughout, close to avx512.
         let mut shani = vec![21.9, 21.5, 21.0, 21.8, 21.2, 21.6];
         let mut avx512 = steady(22.4);
-        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Close);
+        assert_eq!(
+            judge(&[shani.clone(), avx512.clone()]),
+            CalibrationVerdict::Close
+        );
         // One quiet extra pass over the two: sha-ni's best is now its real rate, and the upper
         // median of twelve rounds lies among the quiet ones, so sha-ni leads clearly.
         shani.extend(steady(33.0));
         avx512.extend(steady(24.5));
-        assert_eq!(judge(&[shani.clone(), avx512.clone()]), Verdict::Clear);
+        assert_eq!(
+            judge(&[shani.clone(), avx512.clone()]),
+            CalibrationVerdict::Clear
+        );
         assert_eq!(ranking(&[shani.clone(), avx512.clone()]), [0, 1]);
         // Had the quiet pass been disturbed again in part (two quiet rounds of six), the
         // disagreement shows and the result is not trusted.
         let mut shani = vec![21.9, 21.5, 21.0, 21.8, 21.2, 21.6];
         shani.extend([33.0, 32.5, 21.4, 21.7, 21.1, 21.3]);
-        assert_eq!(judge(&[shani, avx512]), Verdict::Noisy);
+        assert_eq!(judge(&[shani, avx512]), CalibrationVerdict::Noisy);
     }
 
     #[test]
     fn degenerate_inputs_do_not_panic() {
-        assert_eq!(judge(&[]), Verdict::Clear);
-        assert_eq!(judge(&[steady(5.0)]), Verdict::Clear);
+        assert_eq!(judge(&[]), CalibrationVerdict::Clear);
+        assert_eq!(judge(&[steady(5.0)]), CalibrationVerdict::Clear);
         // A kernel with no rounds (or only NaN) ranks last and cannot be judged steady.
-        assert_eq!(judge(&[steady(5.0), Vec::new()]), Verdict::Noisy);
+        assert_eq!(judge(&[steady(5.0), Vec::new()]), CalibrationVerdict::Noisy);
         assert_eq!(ranking(&[vec![f64::NAN], steady(1.0)]), [1, 0]);
     }
 
@@ -828,7 +847,7 @@ mod tests {
             })
         };
         // Disturbed: used for this run, said so, and not written.
-        let noisy = resolve(Verdict::Noisy);
+        let noisy = resolve(CalibrationVerdict::Noisy);
         assert_eq!(noisy.kernel, Kernel::Soft);
         assert_eq!(noisy.reason, ChoiceReason::CalibratedNoisy);
         assert_eq!(
@@ -840,7 +859,7 @@ mod tests {
             .starts_with("soft (calibrated (noisy: not cached): "));
         assert!(!dir.join(CACHE_FILE).exists());
         // A steady tie after the extra passes is cached, as a clear lead is.
-        let tie = resolve(Verdict::Close);
+        let tie = resolve(CalibrationVerdict::Close);
         assert_eq!(tie.reason, ChoiceReason::Calibrated);
         let cached = CacheFile::load(&dir.join(CACHE_FILE)).unwrap();
         assert_eq!(cached.entries.len(), 1);
@@ -860,7 +879,7 @@ mod tests {
         assert!(c.rates.iter().all(|r| r.mhs > 0.0), "{:?}", c.rates);
         assert!(c.rates[0].mhs >= c.rates[1].mhs);
         assert!((1..=1 + EXTRA_PASSES).contains(&c.passes), "{c:?}");
-        if c.verdict == Verdict::Clear {
+        if c.verdict == CalibrationVerdict::Clear {
             assert!(c.passes >= 1);
         } else {
             // Anything short of clear was measured again, as far as allowed.

@@ -228,7 +228,7 @@ macro_rules! lanes_kernel {
         // each kernel's hot loop from its own symbol.
         #[inline(never)]
         #[target_feature(enable = $features)]
-        pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+        pub(crate) unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
             let lanes = Lanes::new(job);
             let mut done = 0u64;
             while done < u64::from(count) {

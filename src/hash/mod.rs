@@ -4,6 +4,7 @@
 //! nonces `first .. first + count` and push every nonce whose hash meets the job's target.
 //! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
 //! every kernel of its architecture (x86-64 or aarch64) and falls back to the portable one.
+#![warn(missing_docs, unreachable_pub)]
 
 /// Runs `$body` with `$t` bound to each literal in turn: straight-line code for the kernels'
 /// round and schedule loops, so that the message schedule stays in registers instead of an
@@ -28,8 +29,10 @@ mod arm_sha2;
 pub mod calibrate;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod lanes;
-pub mod sha2_loop;
-pub mod soft;
+mod sha2_loop;
+// The portable kernel: crate-private (the GPU backend shares its per-job precomputation); tests
+// and benches reach it as `Kernel::Soft`, and `Job::hash` is its full double hash.
+pub(crate) mod soft;
 // The x86 kernels are `unsafe fn`s (they need CPU features): crate-private, reached only
 // through the safe dispatch below ([`Kernel::scan`], [`ShaNiBuild::scan`]), which checks the CPU.
 #[cfg(target_arch = "x86_64")]
@@ -45,12 +48,12 @@ use std::fmt;
 use std::str::FromStr;
 
 /// SHA-256 initial hash value (FIPS 180-4 §5.3.3).
-pub const IV: [u32; 8] = [
+pub(crate) const IV: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
 /// SHA-256 round constants (FIPS 180-4 §4.2.2).
-pub const K: [u32; 64] = [
+pub(crate) const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -119,7 +122,7 @@ impl Job {
     /// The SHA-256 message word 3 of the second block for `nonce` (the header stores the nonce
     /// little-endian, SHA-256 reads words big-endian).
     #[inline(always)]
-    pub fn nonce_word(nonce: u32) -> u32 {
+    pub(crate) fn nonce_word(nonce: u32) -> u32 {
         nonce.swap_bytes()
     }
 }

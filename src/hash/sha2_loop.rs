@@ -7,7 +7,7 @@ use crate::pow::Target;
 use sha2::digest::generic_array::GenericArray;
 
 /// Searches `first .. first + count`; see [`super::Kernel::scan`].
-pub fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+pub(crate) fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
     let target = Target::from_words(job.target);
     let mut block = [0u8; 64];
     for (i, w) in job.tail.iter().enumerate() {

@@ -45,7 +45,7 @@ fn expand(w: &mut [u32; 64], from: usize) {
 }
 
 /// The SHA-256 compression function on one 16-word block.
-pub fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
+pub(crate) fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
     let mut w = [0u32; 64];
     w[..16].copy_from_slice(block);
     expand(&mut w, 16);
@@ -59,7 +59,7 @@ pub fn compress(state: &mut [u32; 8], block: &[u32; 16]) {
 }
 
 /// The full double hash of `job` at `nonce`, as the eight output state words H0..H7.
-pub fn double_hash(job: &Job, nonce: u32) -> [u32; 8] {
+pub(crate) fn double_hash(job: &Job, nonce: u32) -> [u32; 8] {
     let mut block = [0u32; 16];
     block[..3].copy_from_slice(&job.tail);
     block[3] = Job::nonce_word(nonce);
@@ -153,7 +153,7 @@ impl Precomputed {
 }
 
 /// Searches `first .. first + count`; see [`super::Kernel::scan`].
-pub fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+pub(crate) fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
     let pre = Precomputed::new(job);
     let top = job.target[7];
     for offset in 0..count {

@@ -259,7 +259,7 @@ macro_rules! shani_kernel {
         /// # Safety
         /// The CPU must support the target features this module is compiled for.
         #[target_feature(enable = $features)]
-        pub unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
+        pub(crate) unsafe fn scan(job: &Job, first: u32, count: u32, hits: &mut Vec<u32>) {
             // SAFETY: our caller guarantees (this function's contract) that the CPU has the
             // target features this module is compiled for, which is all `scan_streams` needs.
             unsafe { scan_streams::<{ super::STREAMS }>(job, first, count, hits) }
@@ -271,7 +271,7 @@ macro_rules! shani_kernel {
         /// As [`scan`]. (The body holds no unsafe operation: inside a function compiled for these
         /// features the intrinsics and the `#[target_feature]` helpers are safe to call.)
         #[target_feature(enable = $features)]
-        pub unsafe fn scan_streams<const N: usize>(
+        pub(crate) unsafe fn scan_streams<const N: usize>(
             job: &Job,
             first: u32,
             count: u32,

@@ -14,8 +14,11 @@ pub struct CompactTarget(u32);
 /// negative and overflow flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedCompact {
+    /// `m * 256^(s-3)` modulo 2^256, the sign bit not part of `m`.
     pub value: BigUint,
+    /// The sign bit is set and the mantissa is not zero.
     pub negative: bool,
+    /// The value needs more than 256 bits (non-zero mantissa with a size past 32 bytes).
     pub overflow: bool,
 }
 

@@ -9,14 +9,19 @@ use std::str::FromStr;
 /// Why a difficulty was refused. The messages say what is accepted; the CLI prefixes the flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseDifficultyError {
+    /// The text (the field) does not parse as a number.
     #[error("'{0}' is not a number; use a number such as 250000, 1e6 or 1.5e9")]
     NotANumber(String),
+    /// Infinite or NaN.
     #[error("difficulty must be finite; use a number such as 250000, 1e6 or 1.5e9")]
     NotFinite,
+    /// Zero or negative.
     #[error("difficulty must be positive (it is the expected number of hashes per block); use a number such as 250000 or 1e6")]
     NotPositive,
+    /// Positive but below 1: fewer than one expected hash per block.
     #[error("difficulty must be at least 1 (it is the expected number of hashes per block)")]
     TooSmall,
+    /// So large that the target would be 0.
     #[error("difficulty is too large: the target floor((2^256-1)/D) would be 0 (D must be below about 1.16e77)")]
     TooLarge,
 }

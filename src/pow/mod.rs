@@ -4,6 +4,7 @@
 //! is valid when `Hash(B) <= target`. The seed's difficulty `D` is the expected number of hashes
 //! per block, `target = floor(M / D)` with `M = 2^256 - 1`. Bitcoin's difficulty ("bdiff") is
 //! `DIFF1 / target` with `DIFF1 = 0xFFFF * 2^208`.
+#![warn(missing_docs, unreachable_pub)]
 
 mod compact;
 mod difficulty;
@@ -20,12 +21,16 @@ use std::fmt;
 /// Why a target could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
+    /// The nBits have the sign bit set with a non-zero mantissa.
     #[error("nBits {0} is negative (sign bit 0x00800000 set with a non-zero mantissa)")]
     Negative(CompactTarget),
+    /// The nBits encode a value of more than 256 bits.
     #[error("nBits {0} overflows 256 bits")]
     Overflow(CompactTarget),
+    /// The target is 0: no hash can meet it.
     #[error("the target is zero: no hash can meet it")]
     Zero,
+    /// An integer past `2^256 - 1` ([`Target::from_biguint`]).
     #[error("the value is larger than 2^256 - 1")]
     TooLarge,
 }

@@ -23,13 +23,13 @@ pub const FIRST_HIT_SHARE: u64 = 64;
 pub const MAX_DISPATCH: u64 = 1 << 31;
 
 /// Nonces per dispatch before the first measurement, when the options give none.
-pub const DEFAULT_INITIAL_DISPATCH: u64 = 1 << 20;
+pub(crate) const DEFAULT_INITIAL_DISPATCH: u64 = 1 << 20;
 
 /// The workgroup grid of one dispatch: `x` groups per row, `y` rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Grid {
-    pub x: u32,
-    pub y: u32,
+pub(crate) struct Grid {
+    pub(crate) x: u32,
+    pub(crate) y: u32,
 }
 
 /// The grid for `count` nonces at `per_group` nonces per workgroup, with at most `max_x`
@@ -38,7 +38,7 @@ pub struct Grid {
 /// needed ones (the shader returns early for offsets past the count). A grid of full
 /// `max_x`-wide rows would launch up to a whole row too many: 2^27 nonces at 2,048 per group and
 /// a 65,535 limit need 65,536 groups, which full rows make 131,070.
-pub fn grid(count: u64, per_group: u64, max_x: u32) -> Grid {
+pub(crate) fn grid(count: u64, per_group: u64, max_x: u32) -> Grid {
     let groups = count.div_ceil(per_group.max(1)).max(1);
     let max_x = u64::from(max_x.max(1));
     if groups <= max_x {
@@ -58,13 +58,13 @@ pub fn grid(count: u64, per_group: u64, max_x: u32) -> Grid {
 
 /// Largest dispatch the grid limits allow, capped at [`MAX_DISPATCH`]: whole workgroups of
 /// `per_group` nonces, `max_x` per row, `max_y` rows.
-pub fn max_dispatch(per_group: u64, max_x: u32, max_y: u32) -> u64 {
+pub(crate) fn max_dispatch(per_group: u64, max_x: u32, max_y: u32) -> u64 {
     (per_group * u64::from(max_x) * u64::from(max_y)).clamp(1, MAX_DISPATCH)
 }
 
 /// The dispatch size to start from: `requested` (or [`DEFAULT_INITIAL_DISPATCH`]), raised to
 /// one workgroup and lowered to `max`. A size of 0 would never advance through the range.
-pub fn initial_dispatch(requested: Option<u64>, per_group: u64, max: u64) -> u64 {
+pub(crate) fn initial_dispatch(requested: Option<u64>, per_group: u64, max: u64) -> u64 {
     requested
         .unwrap_or(DEFAULT_INITIAL_DISPATCH)
         .max(per_group)
@@ -74,7 +74,7 @@ pub fn initial_dispatch(requested: Option<u64>, per_group: u64, max: u64) -> u64
 
 /// For a search that stops at its first hit: 1/[`FIRST_HIT_SHARE`] of the hashes a hit is
 /// expected to take at `job`'s target.
-pub fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
+pub(crate) fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
     match stop {
         StopAt::End => None,
         StopAt::FirstHit => {
@@ -88,7 +88,7 @@ pub fn first_hit_share(job: &Job, stop: StopAt) -> Option<u64> {
 /// target (`share`, from [`first_hit_share`]) that share of the expected hashes per hit, though
 /// never below 1/32 of the adapted size (about 1 ms of work), under which the cost of a dispatch
 /// itself would eat the rate, nor below one workgroup (`per_group`), nor above `adapted`.
-pub fn dispatch_for(adapted: u64, share: Option<u64>, per_group: u64) -> u64 {
+pub(crate) fn dispatch_for(adapted: u64, share: Option<u64>, per_group: u64) -> u64 {
     match share {
         None => adapted,
         Some(share) => adapted.min(share.max(adapted / 32).max(per_group)),
@@ -102,7 +102,14 @@ pub fn dispatch_for(adapted: u64, share: Option<u64>, per_group: u64) -> u64 {
 /// rate over `latency_ms`, from its submission to its read-back (never less than the dispatch
 /// itself took, so never too fast), says the size is far too small: mining at a low difficulty
 /// thus still learns a fast device's speed, and with it the floor of [`dispatch_for`].
-pub fn adapt(current: u64, count: u64, busy_ms: f64, latency_ms: f64, min: u64, max: u64) -> u64 {
+pub(crate) fn adapt(
+    current: u64,
+    count: u64,
+    busy_ms: f64,
+    latency_ms: f64,
+    min: u64,
+    max: u64,
+) -> u64 {
     let next = if count >= current {
         if busy_ms < TARGET_DISPATCH_MS / 2.0 {
             current * 2

@@ -41,17 +41,25 @@ pub const SLOTS: usize = 3;
 /// Why the GPU backend is unavailable or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
+    /// wgpu finds no adapter at all.
     #[error("no GPU adapter found: wgpu sees no Vulkan device. Install a Vulkan driver (for a software device: apt-get install mesa-vulkan-drivers), or use --backend cpu")]
     NoAdapter,
+    /// No adapter's name contains the selector (first field); the second lists the adapters.
     #[error("no adapter matches '{0}'; `miner devices` lists them: {1}")]
     NoSuchAdapter(String, String),
     /// `--adapter N` with no adapter at index N (a number is an index, never part of a name).
     #[error("--adapter {0}: there is no adapter with index {0} ({1} found); `miner devices` lists them: {2}")]
     NoSuchIndex(usize, usize, String),
+    /// The adapter (first field) was found but its device or pipeline could not be created;
+    /// the second field is wgpu's reason.
     #[error("could not open the GPU device {0}: {1}")]
     Device(String, String),
+    /// The options do not fit the adapter's limits, or a scan was asked for an empty range;
+    /// the message names the flag and the limit.
     #[error("{0}")]
     Options(String),
+    /// A submission, a read-back or the device itself failed mid-scan, or the kernel reported
+    /// a hit whose hash does not meet the target.
     #[error("the GPU failed during a scan: {0}")]
     Failed(String),
 }
@@ -89,10 +97,15 @@ impl Default for GpuOptions {
 /// One adapter as `miner devices` lists it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterSummary {
+    /// Position in wgpu's adapter list: what `--adapter N` takes.
     pub index: usize,
+    /// The adapter's name as the driver reports it (what `--adapter NAME` matches).
     pub name: String,
+    /// The graphics API wgpu reaches it through (`Vulkan`, `Metal`, `Dx12`).
     pub backend: String,
+    /// wgpu's device type (`DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu`, `Other`).
     pub device_type: String,
+    /// Driver name and version, as the driver reports them (may be empty).
     pub driver: String,
 }
 
@@ -151,6 +164,8 @@ impl GpuBackend {
         &self.info
     }
 
+    /// The options it was opened with (the dispatch size adapts from them; see
+    /// [`GpuBackend::dispatch_size`] for the current one).
     pub fn options(&self) -> GpuOptions {
         self.options
     }

@@ -19,9 +19,11 @@ use std::str::FromStr;
 /// What a controller reads of one block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockInfo {
+    /// Its height (genesis is 0).
     pub height: u64,
     /// Header time, seconds since 1970.
     pub time: i64,
+    /// Its nBits.
     pub bits: CompactTarget,
 }
 
@@ -74,12 +76,22 @@ pub enum Algorithm {
     /// Every block at the initial nBits.
     Fixed,
     /// Bitcoin's retarget every `window` blocks, clamped to 4x either way.
-    Bitcoin { window: u32 },
+    Bitcoin {
+        /// Blocks per retarget period (2016 on Bitcoin).
+        window: u32,
+    },
     /// aserti3-2d with the given half-life in seconds, anchored at block 2 and measured from
     /// block 1's time (see [`AsertAnchor`]).
-    Asert { half_life: i64 },
+    Asert {
+        /// Seconds: the target doubles for each `half_life` the chain falls behind its
+        /// schedule, and halves for each it runs ahead.
+        half_life: i64,
+    },
     /// LWMA-1 over the last `window` solve times.
-    Lwma { window: u32 },
+    Lwma {
+        /// Solve times averaged, most recent weighted most.
+        window: u32,
+    },
 }
 
 /// Default Bitcoin retarget window.
@@ -115,9 +127,13 @@ impl fmt::Display for Algorithm {
 /// The names `--retarget` and `--algo` accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AlgorithmName {
+    /// [`Algorithm::Fixed`]: `fixed`.
     Fixed,
+    /// [`Algorithm::Bitcoin`]: `bitcoin` or `btc`.
     Bitcoin,
+    /// [`Algorithm::Asert`]: `asert` or `aserti3-2d`.
     Asert,
+    /// [`Algorithm::Lwma`]: `lwma`, `lwma1` or `lwma-1`.
     Lwma,
 }
 
@@ -142,6 +158,7 @@ impl FromStr for AlgorithmName {
 /// Everything a controller needs besides the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetargetParams {
+    /// The controller and its window or half-life.
     pub algorithm: Algorithm,
     /// Target block interval, seconds.
     pub spacing: i64,
