@@ -18,14 +18,19 @@ pub use template::{
 
 use crate::hash::sha256d;
 use bitcoin::block::Header;
-use bitcoin::consensus::encode::serialize;
+use bitcoin::hashes::Hash;
 
-/// The 80 bytes that are hashed: the header in consensus encoding.
+/// The 80 bytes that are hashed: the header in consensus encoding, laid out on the stack (the
+/// chain hashes every block it is offered; `bitcoin::consensus::serialize` would allocate).
 pub fn header_bytes(header: &Header) -> [u8; 80] {
-    let bytes = serialize(header);
-    let mut out = [0u8; 80];
-    out.copy_from_slice(&bytes);
-    out
+    let mut b = [0u8; 80];
+    b[0..4].copy_from_slice(&header.version.to_consensus().to_le_bytes());
+    b[4..36].copy_from_slice(header.prev_blockhash.as_byte_array());
+    b[36..68].copy_from_slice(header.merkle_root.as_byte_array());
+    b[68..72].copy_from_slice(&header.time.to_le_bytes());
+    b[72..76].copy_from_slice(&header.bits.to_consensus().to_le_bytes());
+    b[76..80].copy_from_slice(&header.nonce.to_le_bytes());
+    b
 }
 
 /// SHA-256d of the header, raw byte order (compare as little-endian; reverse to display).

@@ -149,24 +149,9 @@ impl Entry {
     }
 }
 
-/// SHA-256d of a header, raw byte order: [`crate::block::header_hash`] without the heap (the
-/// 80 bytes of its consensus encoding laid out on the stack).
-pub(crate) fn header_hash(header: &bitcoin::block::Header) -> [u8; 32] {
-    crate::hash::sha256d(&header_bytes(header))
-}
-
-/// The 80 bytes of a header's consensus encoding: [`crate::block::header_bytes`] without the
-/// heap.
-pub(crate) fn header_bytes(header: &bitcoin::block::Header) -> [u8; 80] {
-    let mut b = [0u8; 80];
-    b[0..4].copy_from_slice(&header.version.to_consensus().to_le_bytes());
-    b[4..36].copy_from_slice(header.prev_blockhash.as_byte_array());
-    b[36..68].copy_from_slice(header.merkle_root.as_byte_array());
-    b[68..72].copy_from_slice(&header.time.to_le_bytes());
-    b[72..76].copy_from_slice(&header.bits.to_consensus().to_le_bytes());
-    b[76..80].copy_from_slice(&header.nonce.to_le_bytes());
-    b
-}
+// The chain hashes every block it is offered with the block module's heap-free header bytes;
+// `crate::chain::header_bytes` stays a path for the crate's other modules.
+pub(crate) use crate::block::{header_bytes, header_hash};
 
 /// The BIP 34 height push a coinbase's script must start with, as
 /// `Builder::new().push_int(height)` writes it (`OP_0`, `OP_1`..`OP_16`, else the minimal
