@@ -65,7 +65,7 @@ pub enum MineError {
     /// A backend reported a hit that is not one: a kernel bug.
     #[error("backend {backend} reported nonce {nonce}, whose hash does not meet the target")]
     FalseHit {
-        /// The backend's [`Backend::name`](crate::backend::Backend::name).
+        /// The backend's [`Backend::name`].
         backend: String,
         /// The nonce it reported.
         nonce: u32,
