@@ -227,7 +227,7 @@ impl KnownBits {
 /// SipHash was about a quarter of the experiments' time in `submit`; block hashes are already
 /// uniform, so four multiplies spread them as well.
 #[derive(Clone, Debug)]
-pub struct BlockHasher {
+pub(crate) struct BlockHasher {
     key: u64,
 }
 
@@ -251,7 +251,7 @@ impl std::hash::BuildHasher for BlockHasher {
 
 /// The running state of [`BlockHasher`].
 #[derive(Debug)]
-pub struct BlockHashState {
+pub(crate) struct BlockHashState {
     key: u64,
     state: u64,
 }

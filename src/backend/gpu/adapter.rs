@@ -118,7 +118,7 @@ pub(super) fn open(
 }
 
 /// Whether `options` fit the adapter's limits; the error names the flag and the limit.
-pub fn check_options(
+pub(super) fn check_options(
     options: &GpuOptions,
     limits: &wgpu::Limits,
     adapter: &str,

@@ -22,11 +22,12 @@ mod context;
 mod dispatch;
 mod scan;
 
-pub use adapter::{check_options, list_adapters};
+pub use adapter::list_adapters;
 pub use dispatch::{FIRST_HIT_SHARE, MAX_DISPATCH, TARGET_DISPATCH_MS};
 
 use super::{Backend, BackendError, JobsReport, ScanReport, StopAt, NONCE_END};
 use crate::hash::Job;
+use adapter::check_options;
 use context::Slot;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
