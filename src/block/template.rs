@@ -36,7 +36,8 @@ pub struct Template {
     pub height: u32,
     /// The header's nBits: the compact form of [`Template::target`].
     pub bits: CompactTarget,
-    /// The header's time, Unix seconds; already above the parent's median time past.
+    /// The header's time, Unix seconds; the builder raises it above the median time past it is
+    /// given.
     pub time: u32,
     /// Subsidy plus fees.
     pub coinbase_value: Amount,

@@ -26,7 +26,7 @@ pub struct ControllerDefaults {
 pub struct ChainParams {
     /// Preset or file name.
     pub name: String,
-    /// Block 0: every chain of these rules starts from it (its hash names the chain).
+    /// Block 0: every chain of these rules starts from it.
     pub genesis: Block,
     /// Subsidy of the first block.
     pub initial_subsidy: Amount,
@@ -44,7 +44,7 @@ pub struct ChainParams {
 /// Why chain parameters were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ParamsError {
-    /// Neither a preset's name nor a readable file.
+    /// Neither a preset's name nor an existing file.
     #[error("unknown chain preset '{0}', and no file of that name exists{dir}; presets: regtest, or give the path of a JSON chain file (see the README)", dir = relative_to(.0))]
     UnknownPreset(String),
     /// The file (first field) exists but could not be read; the second field is why.

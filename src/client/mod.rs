@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No HTTP answer from the URL (first field): refused, timed out, DNS; the second is why.
+    /// No HTTP answer from the URL (first field): refused, timed out, name not resolved; the
+    /// second field is why.
     #[error("cannot reach the node at {0}: {1}")]
     Unreachable(String, String),
     /// HTTP 401: wrong user, password or cookie.
@@ -134,7 +135,7 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// A client of the node at `url` (`http://HOST:PORT`), authenticating as `user:password`.
-    /// Connects on each call, not here.
+    /// Opens no connection: the first call does.
     pub fn new(url: &str, user: &str, password: &str) -> RpcClient {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         RpcClient {

@@ -102,7 +102,7 @@ pub struct AdapterSummary {
     pub index: usize,
     /// The adapter's name as the driver reports it (what `--adapter NAME` matches).
     pub name: String,
-    /// The graphics API wgpu reaches it through (`Vulkan`, `Metal`, `Dx12`).
+    /// The graphics API wgpu reaches it through, e.g. `Vulkan`.
     pub backend: String,
     /// wgpu's device type (`DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu`, `Other`).
     pub device_type: String,
