@@ -281,6 +281,101 @@ fn log(source: Source, hash: &BlockHash, answer: &Result<Submitted, SubmitError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::CpuBackend;
+    use crate::chain::ChainParams;
+    use crate::hash::Kernel;
+    use crate::pow::retarget::RetargetParams;
+    use crate::pow::CompactTarget;
+
+    fn regtest_state() -> NodeState {
+        let params = ChainParams::regtest();
+        let retarget =
+            RetargetParams::fixed(CompactTarget::from_consensus(0x207f_ffff), params.pow_limit);
+        let backend = CpuBackend::new(Kernel::Soft, Some(1)).unwrap();
+        NodeState::new(Chain::new(params, retarget), Box::new(backend))
+    }
+
+    fn mined(state: &NodeState) -> Block {
+        let payout = bitcoin::ScriptBuf::new_op_return([0u8; 4]);
+        let template = state
+            .with_chain(|c| {
+                crate::mining::next_template_at(c, &payout, c.tip().block.header.time + 1)
+            })
+            .unwrap();
+        match state.search(&template, &AtomicU64::new(0)).unwrap() {
+            SearchOutcome::Found(found) => found.block,
+            SearchOutcome::Cancelled { .. } => panic!("the search was cancelled"),
+        }
+    }
+
+    #[test]
+    fn submit_counts_moves_the_tip_watch_and_answers_the_height() {
+        let state = regtest_state();
+        let mut tip = state.watch_tip();
+        tip.borrow_and_update();
+        let block = mined(&state);
+        let answer = state.submit(block.clone(), Source::Rpc).unwrap();
+        assert_eq!(
+            answer,
+            Submitted {
+                accepted: Accepted::Tip,
+                height: 1
+            }
+        );
+        assert!(tip.has_changed().unwrap());
+        assert_eq!(*tip.borrow_and_update(), state.tip().1);
+        // The same block again, alone or in a peer's batch: a duplicate, the tip unmoved.
+        let again = state.submit(block.clone(), Source::Stratum);
+        assert!(matches!(
+            again,
+            Err(SubmitError::Rejected(Reject::Duplicate))
+        ));
+        let batch = state.submit_batch(vec![block.clone()], Source::Peer(3));
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].0, block.block_hash());
+        assert!(matches!(
+            batch[0].1,
+            Err(SubmitError::Rejected(Reject::Duplicate))
+        ));
+        assert!(!tip.has_changed().unwrap());
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(count(&state.blocks.blocks_accepted), 1);
+        assert_eq!(count(&state.blocks.blocks_duplicate), 2);
+        assert_eq!(count(&state.blocks.blocks_rejected), 0);
+        assert_eq!(count(&state.blocks.store_faults), 0);
+    }
+
+    #[test]
+    fn a_batch_answers_each_block_with_its_height_and_wakes_the_watch_once() {
+        let state = regtest_state();
+        let first = mined(&state);
+        // Build the second block on the first without storing it, as a peer sends them.
+        let other = regtest_state();
+        other.submit(first.clone(), Source::Rpc).unwrap();
+        let second = mined(&other);
+        let mut tip = state.watch_tip();
+        tip.borrow_and_update();
+        let answers = state.submit_batch(vec![first, second], Source::Peer(1));
+        let heights: Vec<u32> = answers
+            .iter()
+            .map(|(_, a)| a.as_ref().unwrap().height)
+            .collect();
+        assert_eq!(heights, [1, 2]);
+        assert!(tip.has_changed().unwrap());
+        assert_eq!(state.tip().0, 2);
+        assert_eq!(state.blocks.blocks_accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn shut_down_raises_the_one_stop_signal_and_wakes_the_watch() {
+        let state = regtest_state();
+        let mut tip = state.watch_tip();
+        tip.borrow_and_update();
+        assert!(!state.stopping());
+        state.shut_down();
+        assert!(state.stopping());
+        assert!(tip.has_changed().unwrap());
+    }
 
     #[test]
     fn sources_are_named_as_the_logs_always_named_them() {

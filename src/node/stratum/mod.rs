@@ -24,7 +24,7 @@ pub use self::request::{parse_request, Extension, Request, RequestError};
 
 use self::share::{check, effective_difficulty, rolled_version, Submission};
 use crate::block::Template;
-use crate::node::state::NodeState;
+use crate::node::state::{NodeState, Source};
 use crate::pow::Target;
 use crate::stratum::{Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
 use serde_json::{json, Value};
@@ -1259,22 +1259,17 @@ async fn submit_block(
         return BlockOutcome::Stale;
     }
     let state = pool.state.clone();
-    match tokio::task::spawn_blocking(move || {
-        state.submit(block, crate::node::state::Source::Stratum)
-    })
-    .await
-    {
-        Ok(Ok(crate::node::state::Submitted {
-            accepted: crate::chain::Accepted::Tip,
-            height,
-        })) => {
+    let submit = move || {
+        state
+            .submit(block, Source::Stratum)
+            .map(|s| (s.accepted, s.height))
+    };
+    match tokio::task::spawn_blocking(submit).await {
+        Ok(Ok((crate::chain::Accepted::Tip, height))) => {
             tracing::info!(worker, height, %hash, "stratum: block found and accepted");
             BlockOutcome::Tip
         }
-        Ok(Ok(crate::node::state::Submitted {
-            accepted: crate::chain::Accepted::SideBranch,
-            height,
-        })) => {
+        Ok(Ok((crate::chain::Accepted::SideBranch, height))) => {
             tracing::info!(worker, height, %hash, "stratum: block found but stored on a side branch (another block reached the chain first): not counted");
             BlockOutcome::NotTip
         }
