@@ -85,7 +85,7 @@ impl BlockStats {
     /// Counts what became of a submitted block, the same way on every path (`submitblock`,
     /// `generatetoaddress`, Stratum, P2P): accepted (tip or side branch), duplicate, rejected
     /// (any other reason), or a store fault.
-    pub fn count_submit(&self, outcome: &Result<Accepted, SubmitError>) {
+    fn count_submit(&self, outcome: &Result<Accepted, SubmitError>) {
         let counter = match outcome {
             Ok(_) => &self.blocks_accepted,
             Err(SubmitError::Rejected(Reject::Duplicate)) => &self.blocks_duplicate,
