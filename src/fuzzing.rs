@@ -9,7 +9,7 @@
 
 use crate::backend::{Backend, BackendError, JobsReport, ScanReport, StopAt};
 use crate::chain::{Chain, ChainParams};
-use crate::node::NodeState;
+use crate::node::{HttpStats, NodeState, RpcContext};
 use crate::pow::retarget::RetargetParams;
 use crate::pow::CompactTarget;
 use bitcoin::hashes::Hash;
@@ -178,12 +178,14 @@ impl Backend for NoWork {
 
 /// The node the JSON-RPC harness talks to: an in-memory regtest chain and a backend that never
 /// mines, already told to stop (so `generatetoaddress` and the clock waits end at once).
-fn node() -> &'static NodeState {
-    static NODE: OnceLock<NodeState> = OnceLock::new();
+fn node() -> &'static RpcContext {
+    static NODE: OnceLock<RpcContext> = OnceLock::new();
     NODE.get_or_init(|| {
         let state = NodeState::new(regtest_chain(), Box::new(NoWork));
         state.shut_down();
-        state
+        let mut node = RpcContext::new(std::sync::Arc::new(state));
+        node.transport = Some(std::sync::Arc::new(HttpStats::default()));
+        node
     })
 }
 

@@ -4,7 +4,9 @@
 //! pool, so hashing (`generatetoaddress`) and store writes (`submitblock`) never hold an async
 //! worker; a longpoll is an async wait on the tip watch that holds no thread at all.
 
-use super::rpc::{dispatch, longpoll_id, NodeState, NodeStats};
+use super::p2p::Peers;
+use super::rpc::{dispatch, longpoll_id, Context, Counters};
+use super::state::NodeState;
 use super::{Credentials, MAX_BODY_BYTES};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -55,6 +57,46 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(15),
             auth_failure_delay: Duration::from_millis(250),
         }
+    }
+}
+
+/// The HTTP edge's counters, reported by `getnodestats` under these names.
+#[derive(Default, Debug)]
+pub struct HttpStats {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub requests: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub bodies_too_large: AtomicU64,
+    pub request_timeouts: AtomicU64,
+    pub longpolls_active: AtomicU64,
+    pub longpolls_refused: AtomicU64,
+}
+
+impl HttpStats {
+    /// Adds one to a counter.
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Counters for HttpStats {
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("connections_open", get(&self.connections_open)),
+            ("connections_total", get(&self.connections_total)),
+            ("connections_refused", get(&self.connections_refused)),
+            ("accept_errors", get(&self.accept_errors)),
+            ("requests", get(&self.requests)),
+            ("auth_failures", get(&self.auth_failures)),
+            ("bodies_too_large", get(&self.bodies_too_large)),
+            ("request_timeouts", get(&self.request_timeouts)),
+            ("longpolls_active", get(&self.longpolls_active)),
+            ("longpolls_refused", get(&self.longpolls_refused)),
+        ]
     }
 }
 
@@ -161,18 +203,27 @@ impl Server {
             p2p,
             stratum,
         } = self;
+        let stats = Arc::new(HttpStats::default());
+        let rpc = Arc::new(Context {
+            state: state.clone(),
+            peers: Arc::new(Peers::default()),
+            stratum: std::sync::OnceLock::new(),
+            transport: Some(stats.clone()),
+        });
         if let Some(config) = p2p {
             let _guard = runtime.enter();
-            super::p2p::spawn(config, state.clone(), stop.clone());
+            super::p2p::spawn(config, state.clone(), rpc.peers.clone(), stop.clone());
         }
         let stratum_at = stratum.as_ref().and_then(|c| c.local_addr());
         let stratum_task = stratum.map(|config| {
             let _guard = runtime.enter();
-            super::stratum::spawn(config, state.clone(), stop.clone())
+            super::stratum::spawn(config, state.clone(), stop.clone(), &rpc.stratum)
         });
         let shared = Arc::new(Shared {
             longpolls: Arc::new(Semaphore::new(limits.max_longpolls)),
             state,
+            rpc,
+            stats,
             credentials,
             limits,
             stratum_at,
@@ -199,6 +250,9 @@ impl Server {
 /// What every connection task shares.
 struct Shared {
     state: Arc<NodeState>,
+    /// What the RPC methods answer from.
+    rpc: Arc<Context>,
+    stats: Arc<HttpStats>,
     credentials: Credentials,
     limits: Limits,
     longpolls: Arc<Semaphore>,
@@ -241,7 +295,7 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener, stop: Arc<A
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = connections.clone().try_acquire_owned() else {
-                        NodeStats::bump(&state.stats.connections_refused);
+                        HttpStats::bump(&shared.stats.connections_refused);
                         tracing::warn!(%peer, limit = max, "connection limit reached: connection closed");
                         drop(stream);
                         continue;
@@ -253,7 +307,7 @@ async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener, stop: Arc<A
                     });
                 }
                 Err(e) => {
-                    NodeStats::bump(&state.stats.accept_errors);
+                    HttpStats::bump(&shared.stats.accept_errors);
                     tracing::warn!(error = %e, "accept failed; retrying in {} ms", ACCEPT_BACKOFF.as_millis());
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
@@ -298,9 +352,9 @@ async fn connection(
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stats = &shared.state.stats;
+    let stats = &shared.stats;
     let _open = Gauge::up(&stats.connections_open);
-    NodeStats::bump(&stats.connections_total);
+    HttpStats::bump(&stats.connections_total);
     let _ = stream.set_nodelay(true);
     // A Stratum address on all interfaces is named by the address this client reached.
     let x_stratum = shared.stratum_at.and_then(|mut at| {
@@ -369,7 +423,7 @@ async fn connection(
     };
     if let Err(e) = result {
         if e.is_timeout() {
-            NodeStats::bump(&stats.request_timeouts);
+            HttpStats::bump(&stats.request_timeouts);
             tracing::warn!(%peer, "request headers not received in {:?}: 408", limits.header_timeout);
             use tokio::io::AsyncWriteExt;
             let mut stream = conn.into_parts().io.into_inner();
@@ -416,14 +470,14 @@ async fn handle(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    let (state, limits) = (&shared.state, &shared.limits);
-    NodeStats::bump(&state.stats.requests);
+    let (stats, limits) = (&shared.stats, &shared.limits);
+    HttpStats::bump(&stats.requests);
     let authorized = request
         .headers()
         .get(AUTHORIZATION)
         .is_some_and(|v| shared.credentials.matches(v.as_bytes()));
     if !authorized {
-        NodeStats::bump(&state.stats.auth_failures);
+        HttpStats::bump(&stats.auth_failures);
         tracing::warn!(%peer, "authentication failed");
         // A fixed delay, as Core's, that holds no thread: guessing costs the guesser time.
         tokio::time::sleep(limits.auth_failure_delay).await;
@@ -445,12 +499,12 @@ async fn handle(
     let body = match read_body(request.into_body(), declared, limits).await {
         Body::Complete(body) => body,
         Body::TooLarge => {
-            NodeStats::bump(&state.stats.bodies_too_large);
+            HttpStats::bump(&stats.bodies_too_large);
             tracing::warn!(%peer, limit = limits.max_body_bytes, "request body too large: 413");
             return closing(StatusCode::PAYLOAD_TOO_LARGE);
         }
         Body::TimedOut => {
-            NodeStats::bump(&state.stats.request_timeouts);
+            HttpStats::bump(&stats.request_timeouts);
             tracing::warn!(%peer, "request body not received in {:?}: 408", limits.body_timeout);
             return closing(StatusCode::REQUEST_TIMEOUT);
         }
@@ -459,9 +513,9 @@ async fn handle(
     if let Some(id) = longpoll_id(&body) {
         wait_for_new_tip(shared, &id, peer).await;
     }
-    let state = state.clone();
+    let rpc = shared.rpc.clone();
     let span = tracing::info_span!("rpc", %peer);
-    match tokio::task::spawn_blocking(move || span.in_scope(|| dispatch(&state, &body))).await {
+    match tokio::task::spawn_blocking(move || span.in_scope(|| dispatch(&rpc, &body))).await {
         Ok((status, body)) => json_reply(status, body),
         Err(e) => {
             tracing::error!(%peer, error = %e, "an RPC handler failed");
@@ -536,11 +590,11 @@ async fn read_body(mut body: Incoming, declared: Option<u64>, limits: &Limits) -
 async fn wait_for_new_tip(shared: &Shared, longpollid: &str, peer: SocketAddr) {
     let state = &shared.state;
     let Ok(_permit) = shared.longpolls.clone().try_acquire_owned() else {
-        NodeStats::bump(&state.stats.longpolls_refused);
+        HttpStats::bump(&shared.stats.longpolls_refused);
         tracing::warn!(%peer, limit = shared.limits.max_longpolls, "longpoll limit reached: answered at once");
         return;
     };
-    let _active = Gauge::up(&state.stats.longpolls_active);
+    let _active = Gauge::up(&shared.stats.longpolls_active);
     let mut tip = state.watch_tip();
     let deadline = tokio::time::sleep(state.longpoll_timeout);
     tokio::pin!(deadline);

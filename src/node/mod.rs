@@ -5,12 +5,16 @@ pub mod fds;
 mod http;
 pub mod p2p;
 mod rpc;
+pub(crate) mod state;
 pub mod stratum;
 
-pub use http::{Limits, ServeError, Server};
 /// For the fuzzing harnesses (`crate::fuzzing`): the RPC decoders without the HTTP server.
+pub(crate) use http::HttpStats;
+pub use http::{Limits, ServeError, Server};
+pub(crate) use rpc::Context as RpcContext;
+pub use rpc::RpcError;
 pub(crate) use rpc::{decode_block_hex, dispatch as rpc_dispatch, longpoll_id as rpc_longpoll_id};
-pub use rpc::{NodeState, NodeStats, RpcError};
+pub use state::{BlockStats, NodeState, Source, Submitted};
 
 use base64::Engine;
 use std::path::Path;

@@ -19,7 +19,8 @@ pub use self::wire::{decode_frame, ReadError, MAX_MESSAGE_BYTES};
 
 use self::bans::BanList;
 use self::download::Download;
-use super::rpc::NodeState;
+use super::state::NodeState;
+use crate::chain::Chain;
 use crate::mining::unix_now;
 use bitcoin::block::Header;
 use bitcoin::hashes::Hash;
@@ -234,24 +235,70 @@ impl Peers {
     }
 }
 
-/// Starts the listener and the dialers; returns at once (the tasks run on the runtime).
-pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
-    let magic = config.magic.unwrap_or_else(|| state.magic());
+/// What every peer task shares: the node's state and the peer table, with the reads of the
+/// chain P2P makes (each takes the chain's lock: call them off the async threads).
+pub(crate) struct Net {
+    pub(crate) node: Arc<NodeState>,
+    pub(crate) peers: Arc<Peers>,
+}
+
+impl Net {
+    /// A block locator of the active chain.
+    fn locator(&self) -> Vec<BlockHash> {
+        self.node.with_chain(locator)
+    }
+
+    /// Headers answering a `getheaders`.
+    fn headers_after(&self, locator: &[BlockHash], stop: BlockHash) -> Vec<Header> {
+        self.node.with_chain(|c| headers_after(c, locator, stop))
+    }
+
+    /// Whether the block is stored.
+    fn has_block(&self, hash: &BlockHash) -> bool {
+        self.height_of(hash).is_some()
+    }
+
+    /// Height of a stored block.
+    fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+        self.node
+            .with_chain(|c| c.by_hash(hash.as_byte_array()).map(|e| e.height))
+    }
+
+    /// A stored block.
+    fn block(&self, hash: &BlockHash) -> Option<bitcoin::Block> {
+        self.node
+            .with_chain(|c| c.by_hash(hash.as_byte_array()).map(|e| e.block.clone()))
+    }
+
+    /// The first of `headers` whose proof of work fails Core's `CheckProofOfWork`, if any.
+    fn first_without_pow(&self, headers: &[Header]) -> Option<usize> {
+        self.node.with_chain(|c| first_without_pow(c, headers))
+    }
+
+    /// The tip's header.
+    fn tip_header(&self) -> Header {
+        self.node.with_chain(|c| c.tip().block.header)
+    }
+}
+
+/// Starts the listener and the dialers, sharing `peers` (the table `getpeerinfo` and the ban
+/// RPCs read); returns at once (the tasks run on the runtime).
+pub fn spawn(config: Config, node: Arc<NodeState>, peers: Arc<Peers>, stop: Arc<AtomicBool>) {
+    let magic = config
+        .magic
+        .unwrap_or_else(|| node.with_chain(|c| Magic::from(c.params().network)));
     let settings = Arc::new(config.settings);
     let max_inbound = config.max_inbound.max(1);
-    state
-        .peers
-        .banscore
-        .store(settings.banscore, Ordering::Relaxed);
-    state
-        .peers
+    peers.banscore.store(settings.banscore, Ordering::Relaxed);
+    peers
         .bantime
         .store(settings.bantime.as_secs(), Ordering::Relaxed);
     if let Some(path) = &settings.banlist {
-        *lock(&state.peers.bans) = BanList::load(path, u64::from(unix_now()));
+        *lock(&peers.bans) = BanList::load(path, u64::from(unix_now()));
     }
+    let net = Arc::new(Net { node, peers });
     if let Some(listener) = config.listen {
-        let state = state.clone();
+        let net = net.clone();
         let stop = stop.clone();
         let settings = settings.clone();
         tokio::spawn(async move {
@@ -268,22 +315,22 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        if state.peers.is_banned(peer.ip()) {
+                        if net.peers.is_banned(peer.ip()) {
                             tracing::debug!(%peer, "p2p: inbound peer refused (banned)");
                             drop(stream);
                             continue;
                         }
-                        let inbound = state.peers.list().iter().filter(|p| p.inbound).count();
+                        let inbound = net.peers.list().iter().filter(|p| p.inbound).count();
                         if inbound >= max_inbound {
                             tracing::info!(%peer, "p2p: inbound peer refused (at the limit)");
                             drop(stream);
                             continue;
                         }
-                        let state = state.clone();
+                        let net = net.clone();
                         let settings = settings.clone();
                         let delay = settings.relay_delay;
                         tokio::spawn(async move {
-                            peer::run(stream, peer, true, magic, delay, state, settings).await;
+                            peer::run(stream, peer, true, magic, delay, net, settings).await;
                         });
                     }
                     Err(e) => {
@@ -295,7 +342,7 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
         });
     }
     for dial in config.connect {
-        let state = state.clone();
+        let net = net.clone();
         let stop = stop.clone();
         let settings = settings.clone();
         let delay = dial.relay_delay.unwrap_or(settings.relay_delay);
@@ -303,7 +350,7 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             while !stop.load(Ordering::SeqCst) {
-                if state.peers.is_banned(addr.ip()) {
+                if net.peers.is_banned(addr.ip()) {
                     tracing::debug!(%addr, "p2p: not dialing a banned address");
                 } else {
                     match TcpStream::connect(addr).await {
@@ -315,7 +362,7 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
                                 false,
                                 magic,
                                 delay,
-                                state.clone(),
+                                net.clone(),
                                 settings.clone(),
                             )
                             .await;
@@ -335,9 +382,18 @@ pub fn spawn(config: Config, state: Arc<NodeState>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// The first of `headers` whose proof of work fails Core's `CheckProofOfWork` on `chain`
+/// (nBits that decode to a target within the pow limit, met by the header's hash), if any.
+pub(crate) fn first_without_pow(chain: &Chain, headers: &[Header]) -> Option<usize> {
+    headers.iter().position(|h| {
+        let bits = crate::pow::CompactTarget::from_consensus(h.bits.to_consensus());
+        !chain.proof_of_work_holds(bits, &h.block_hash().to_byte_array())
+    })
+}
+
 /// Block locator of `chain`'s active chain: the tip, then back 1, 1, ..., then doubling, then
 /// genesis.
-pub(crate) fn locator(chain: &crate::chain::Chain) -> Vec<BlockHash> {
+pub(crate) fn locator(chain: &Chain) -> Vec<BlockHash> {
     let mut out = Vec::new();
     let mut height = i64::from(chain.height());
     let mut step = 1;
@@ -358,11 +414,7 @@ pub(crate) fn locator(chain: &crate::chain::Chain) -> Vec<BlockHash> {
 
 /// Headers after the first locator hash on `chain`'s active chain (genesis if none is), up to
 /// 2000 or `stop`.
-pub(crate) fn headers_after(
-    chain: &crate::chain::Chain,
-    locator: &[BlockHash],
-    stop: BlockHash,
-) -> Vec<Header> {
+pub(crate) fn headers_after(chain: &Chain, locator: &[BlockHash], stop: BlockHash) -> Vec<Header> {
     let start = locator
         .iter()
         .find_map(|h| {

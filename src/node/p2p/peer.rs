@@ -19,9 +19,10 @@
 
 use super::download::Download;
 use super::wire::{read_message, ReadError, Writer};
+use super::Net;
 use super::{lock, PeerInfo, Settings};
 use crate::mining::unix_now;
-use crate::node::rpc::NodeState;
+use crate::node::state::Source;
 use bitcoin::hashes::Hash;
 use bitcoin::p2p::address::Address;
 use bitcoin::p2p::message::NetworkMessage;
@@ -162,12 +163,12 @@ pub(super) async fn run(
     inbound: bool,
     magic: Magic,
     delay: Duration,
-    state: Arc<NodeState>,
+    net: Arc<Net>,
     settings: Arc<Settings>,
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(addr);
-    let info = state.peers.add(addr, inbound, delay);
+    let info = net.peers.add(addr, inbound, delay);
     tracing::info!(peer = info.id, %addr, inbound, "p2p: peer connected");
     let (mut reader, half) = stream.into_split();
     let mut writer = Writer {
@@ -181,7 +182,7 @@ pub(super) async fn run(
     let (tx, mut rx) = mpsc::channel::<Incoming>(READ_AHEAD);
     let reader_info = info.clone();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_BYTES));
-    let node_budget = state.peers.read_budget.clone();
+    let node_budget = net.peers.read_budget.clone();
     let frame_timeout = settings.stall_timeout;
     let reader_task = tokio::spawn(async move {
         loop {
@@ -218,7 +219,7 @@ pub(super) async fn run(
         &mut rx,
         addr,
         local,
-        &state,
+        &net,
         &info,
         &settings,
         &mut sync,
@@ -226,7 +227,7 @@ pub(super) async fn run(
     .await;
     reader_task.abort();
     // Releasing its blocks takes the download lock, which a commit of orphans can hold.
-    tokio::task::block_in_place(|| state.peers.remove(info.id));
+    tokio::task::block_in_place(|| net.peers.remove(info.id));
     tracing::info!(peer = info.id, %addr, reason = %why, "p2p: peer disconnected");
 }
 
@@ -246,15 +247,15 @@ fn version_message(addr: SocketAddr, local: SocketAddr, height: u32) -> VersionM
 }
 
 /// Turns a read error into why the peer is dropped, scoring it first where it misbehaved.
-fn read_failed(state: &NodeState, info: &PeerInfo, error: ReadError) -> String {
+fn read_failed(net: &Net, info: &PeerInfo, error: ReadError) -> String {
     match error {
         ReadError::Io(why) | ReadError::Magic(why) => why,
         ReadError::Incomplete { .. } => error.to_string(),
-        ReadError::Stalled(why) => match state.peers.misbehaving(info, 50, &why) {
+        ReadError::Stalled(why) => match net.peers.misbehaving(info, 50, &why) {
             Ok(()) => why,
             Err(banned) => banned,
         },
-        ReadError::Misbehaved(why) => match state.peers.misbehaving(info, 100, &why) {
+        ReadError::Misbehaved(why) => match net.peers.misbehaving(info, 100, &why) {
             Ok(()) => why,
             Err(banned) => banned,
         },
@@ -267,13 +268,13 @@ async fn session(
     rx: &mut mpsc::Receiver<Incoming>,
     addr: SocketAddr,
     local: SocketAddr,
-    state: &Arc<NodeState>,
+    net: &Arc<Net>,
     info: &Arc<PeerInfo>,
     settings: &Settings,
     sync: &mut Sync,
 ) -> String {
     // The chain lock can be held by a commit (fsync): waited for off the async threads.
-    let (height, _) = tokio::task::block_in_place(|| state.tip());
+    let (height, _) = tokio::task::block_in_place(|| net.node.tip());
     // Handshake: version → verack both ways.
     if let Err(e) = writer
         .send(NetworkMessage::Version(version_message(
@@ -297,7 +298,7 @@ async fn session(
                 }
                 Some(Ok(NetworkMessage::Verack)) => got_verack = true,
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(read_failed(state, info, e)),
+                Some(Err(e)) => return Err(read_failed(net, info, e)),
                 None => return Err("closed".to_string()),
             }
         }
@@ -309,11 +310,11 @@ async fn session(
         Err(_) => return "handshake timed out".into(),
     }
     tracing::info!(peer = info.id, %addr, subver = %lock(&info.subver), "p2p: handshake done");
-    let mut tips = state.watch_tip();
+    let mut tips = net.node.watch_tip();
     tips.borrow_and_update();
     for m in [
         NetworkMessage::SendHeaders,
-        NetworkMessage::GetHeaders(get_headers(tokio::task::block_in_place(|| state.locator()))),
+        NetworkMessage::GetHeaders(get_headers(tokio::task::block_in_place(|| net.locator()))),
     ] {
         if let Err(e) = writer.send(m).await {
             return e;
@@ -328,7 +329,7 @@ async fn session(
     let mut pending: Option<Incoming> = None;
     loop {
         if let Some(incoming) = pending.take() {
-            if let Err(why) = receive(incoming, rx, &mut pending, writer, state, info, sync).await {
+            if let Err(why) = receive(incoming, rx, &mut pending, writer, net, info, sync).await {
                 return why;
             }
             continue;
@@ -338,15 +339,15 @@ async fn session(
             message = tokio::time::timeout(IDLE_TIMEOUT, rx.recv()) => match message {
                 Err(_) => return "no message for too long".into(),
                 Ok(None) => return "closed".into(),
-                Ok(Some(incoming)) => receive(incoming, rx, &mut pending, writer, state, info, sync).await,
+                Ok(Some(incoming)) => receive(incoming, rx, &mut pending, writer, net, info, sync).await,
             },
             changed = tips.changed() => {
-                if changed.is_err() || state.stopping() {
+                if changed.is_err() || net.node.stopping() {
                     return "node stopping".into();
                 }
-                match announce(writer, state, sync).await {
+                match announce(writer, net, sync).await {
                     // Another peer's block may have been one this peer was waiting on.
-                    Ok(()) => request_blocks(writer, state, info, sync, false).await,
+                    Ok(()) => request_blocks(writer, net, info, sync, false).await,
                     Err(e) => Err(e),
                 }
             }
@@ -356,8 +357,8 @@ async fn session(
                     None => std::future::pending().await,
                 }
             } => send_due(writer, sync).await,
-            _ = stall_check.tick() => match tokio::task::block_in_place(|| stalled(state, info, settings, sync)) {
-                Ok(_) => request_blocks(writer, state, info, sync, true).await,
+            _ = stall_check.tick() => match tokio::task::block_in_place(|| stalled(net, info, settings, sync)) {
+                Ok(_) => request_blocks(writer, net, info, sync, true).await,
                 Err(e) => Err(e),
             },
             () = info.kick.notified() => return "its address was banned (setban)".into(),
@@ -378,15 +379,15 @@ async fn receive(
     rx: &mut mpsc::Receiver<Incoming>,
     pending: &mut Option<Incoming>,
     writer: &mut Writer,
-    state: &Arc<NodeState>,
+    net: &Arc<Net>,
     info: &Arc<PeerInfo>,
     sync: &mut Sync,
 ) -> Result<(), String> {
     let (message, _permit) = incoming;
-    let message = message.map_err(|e| read_failed(state, info, e))?;
-    flood_check(&message, state, info, sync)?;
+    let message = message.map_err(|e| read_failed(net, info, e))?;
+    flood_check(&message, net, info, sync)?;
     let NetworkMessage::Block(first) = message else {
-        return handle(message, writer, state, info, sync).await;
+        return handle(message, writer, net, info, sync).await;
     };
     let mut blocks = vec![first];
     let mut permits = Vec::new();
@@ -394,7 +395,7 @@ async fn receive(
         match rx.try_recv() {
             Ok((Ok(NetworkMessage::Block(block)), permit)) => {
                 let block = NetworkMessage::Block(block);
-                flood_check(&block, state, info, sync)?;
+                flood_check(&block, net, info, sync)?;
                 if let NetworkMessage::Block(block) = block {
                     blocks.push(block);
                 }
@@ -407,7 +408,7 @@ async fn receive(
             Err(_) => break,
         }
     }
-    handle_blocks(blocks, writer, state, info, sync).await
+    handle_blocks(blocks, writer, net, info, sync).await
 }
 
 /// Takes a message from the peer's flood bucket: past the bucket, the peer is banned. Free:
@@ -415,7 +416,7 @@ async fn receive(
 /// whose pace our own replies set.
 fn flood_check(
     message: &NetworkMessage,
-    state: &NodeState,
+    net: &Net,
     info: &PeerInfo,
     sync: &mut Sync,
 ) -> Result<(), String> {
@@ -427,7 +428,7 @@ fn flood_check(
     if free || sync.take_token() {
         return Ok(());
     }
-    state.peers.misbehaving(info, 100, "message flood")?;
+    net.peers.misbehaving(info, 100, "message flood")?;
     Err("message flood".into())
 }
 
@@ -461,8 +462,8 @@ async fn send_due(writer: &mut Writer, sync: &mut Sync) -> Result<(), String> {
 }
 
 /// Tells the peer about our new tip.
-async fn announce(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Result<(), String> {
-    let header = tokio::task::block_in_place(|| state.tip_header());
+async fn announce(writer: &mut Writer, net: &Net, sync: &mut Sync) -> Result<(), String> {
+    let header = tokio::task::block_in_place(|| net.tip_header());
     let hash = header.block_hash();
     if sync.announced == Some(hash) {
         return Ok(());
@@ -479,7 +480,7 @@ async fn announce(writer: &mut Writer, state: &NodeState, sync: &mut Sync) -> Re
 /// Releases blocks the peer has not delivered in time (50 points), so they are asked again;
 /// whether any were.
 fn stalled(
-    state: &NodeState,
+    net: &Net,
     info: &PeerInfo,
     settings: &Settings,
     sync: &mut Sync,
@@ -495,7 +496,7 @@ fn stalled(
         return Ok(false);
     }
     {
-        let mut download = lock(&state.peers.download);
+        let mut download = lock(&net.peers.download);
         let mut late: Vec<(u32, BlockHash)> = late
             .iter()
             .filter_map(|h| sync.in_flight.remove(h).map(|(_, height)| (height, *h)))
@@ -508,7 +509,7 @@ fn stalled(
             }
         }
     }
-    state.peers.misbehaving(
+    net.peers.misbehaving(
         info,
         50,
         &format!(
@@ -526,7 +527,7 @@ fn stalled(
 /// peers that those have since given up are taken back.
 async fn request_blocks(
     writer: &mut Writer,
-    state: &NodeState,
+    net: &Net,
     info: &PeerInfo,
     sync: &mut Sync,
     recycle: bool,
@@ -538,7 +539,7 @@ async fn request_blocks(
         sync.retry_at = None;
     }
     // The chain and download locks (a commit can hold them) are waited on as blocking work.
-    let ask = tokio::task::block_in_place(|| blocks_to_ask(state, info, sync, recycle));
+    let ask = tokio::task::block_in_place(|| blocks_to_ask(net, info, sync, recycle));
     if !ask.is_empty() {
         writer.send(NetworkMessage::GetData(ask)).await?;
     }
@@ -550,13 +551,13 @@ async fn request_blocks(
         } else if recycle
             && sync.deferred.is_empty()
             && info.synced_headers.load(Ordering::Relaxed)
-                > i64::from(tokio::task::block_in_place(|| state.tip().0))
+                > i64::from(tokio::task::block_in_place(|| net.node.tip().0))
         {
             // The peer has blocks above our tip that nothing here is fetching (lost to a
             // store fault, or announcements missed): ask for its headers again.
             writer
                 .send(NetworkMessage::GetHeaders(get_headers(
-                    tokio::task::block_in_place(|| state.locator()),
+                    tokio::task::block_in_place(|| net.locator()),
                 )))
                 .await?;
         }
@@ -567,22 +568,17 @@ async fn request_blocks(
 /// Claims the next wanted blocks (up to the in-flight bound and the download window) and
 /// returns them; with `recycle`, deferred blocks that their peer gave up are taken back first.
 /// Blocking: takes the chain and download locks.
-fn blocks_to_ask(
-    state: &NodeState,
-    info: &PeerInfo,
-    sync: &mut Sync,
-    recycle: bool,
-) -> Vec<Inventory> {
+fn blocks_to_ask(net: &Net, info: &PeerInfo, sync: &mut Sync, recycle: bool) -> Vec<Inventory> {
     let mut ask = Vec::new();
-    let limit = state.tip().0.saturating_add(DOWNLOAD_WINDOW);
-    let mut download = lock(&state.peers.download);
+    let limit = net.node.tip().0.saturating_add(DOWNLOAD_WINDOW);
+    let mut download = lock(&net.peers.download);
     if recycle || sync.wanted.is_empty() {
         let mut back = Vec::new();
         for &(height, hash) in sync
             .deferred
             .range(..(limit.saturating_add(1), BlockHash::all_zeros()))
         {
-            if state.has_block(&hash) || download.is_orphan(&hash) {
+            if net.has_block(&hash) || download.is_orphan(&hash) {
                 back.push((height, hash, false));
             } else if !download.elsewhere(&hash, info.id) {
                 back.push((height, hash, true));
@@ -606,7 +602,7 @@ fn blocks_to_ask(
             sync.wanted.push_front((hash, height));
             break;
         }
-        if state.has_block(&hash) || download.is_orphan(&hash) {
+        if net.has_block(&hash) || download.is_orphan(&hash) {
             sync.queued.remove(&hash);
         } else if download.claim(hash, info.id, height) {
             sync.queued.remove(&hash);
@@ -636,7 +632,7 @@ enum Verdict {
 /// asked for it. Runs off the async threads. Locks: the download table, then the chain (never
 /// the other way round).
 fn connect(
-    state: &NodeState,
+    net: &Net,
     download: &std::sync::Mutex<Download>,
     blocks: Vec<(Block, Option<u32>)>,
     peer: u64,
@@ -649,7 +645,7 @@ fn connect(
         let mut batch: std::collections::HashSet<BlockHash> = Default::default();
         for (i, (block, asked)) in blocks.into_iter().enumerate() {
             let prev = block.header.prev_blockhash;
-            if batch.contains(&prev) || state.has_block(&prev) {
+            if batch.contains(&prev) || net.has_block(&prev) {
                 batch.insert(block.block_hash());
                 ready.push(block);
                 slots.push(i);
@@ -668,12 +664,12 @@ fn connect(
     let mut parents = Vec::new();
     for (slot, (hash, answer)) in slots
         .into_iter()
-        .zip(state.submit_batch_from_peer(ready, peer))
+        .zip(net.node.submit_batch(ready, Source::Peer(peer)))
     {
         verdicts[slot] = Some(match answer {
-            Ok(height) => {
+            Ok(stored) => {
                 parents.push(hash);
-                Verdict::Stored(height)
+                Verdict::Stored(stored.height)
             }
             Err(crate::chain::SubmitError::Rejected(r)) => Verdict::Rejected(r),
             Err(crate::chain::SubmitError::Store(e)) => Verdict::StoreFault(e.to_string()),
@@ -691,7 +687,7 @@ fn connect(
                 children.push(child);
             }
         }
-        let answers = state.submit_batch_from_peer(children, peer);
+        let answers = net.node.submit_batch(children, Source::Peer(peer));
         drop(d);
         for (hash, answer) in answers {
             match answer {
@@ -711,11 +707,11 @@ fn connect(
 async fn handle(
     message: NetworkMessage,
     writer: &mut Writer,
-    state: &Arc<NodeState>,
+    net: &Arc<Net>,
     info: &Arc<PeerInfo>,
     sync: &mut Sync,
 ) -> Result<(), String> {
-    let peers = &state.peers;
+    let peers = &net.peers;
     match message {
         NetworkMessage::Ping(nonce) => writer.send(NetworkMessage::Pong(nonce)).await,
         NetworkMessage::SendHeaders => {
@@ -727,15 +723,14 @@ async fn handle(
                 return peers.misbehaving(info, 20, "block locator of more than 101 hashes");
             }
             let headers = tokio::task::block_in_place(|| {
-                state.headers_after(&request.locator_hashes, request.stop_hash)
+                net.headers_after(&request.locator_hashes, request.stop_hash)
             });
             writer.send(NetworkMessage::Headers(headers)).await
         }
         NetworkMessage::Headers(headers) => {
             // Chain and download lookups (whose locks a commit can hold) and the proof-of-work
             // check of up to 2,000 headers run as blocking work, off the async threads.
-            let next =
-                tokio::task::block_in_place(|| headers_received(&headers, state, info, sync))?;
+            let next = tokio::task::block_in_place(|| headers_received(&headers, net, info, sync))?;
             match next {
                 HeadersNext::Done => Ok(()),
                 HeadersNext::Send(message) => writer.send(message).await,
@@ -743,7 +738,7 @@ async fn handle(
                     if let Some(message) = more {
                         writer.send(message).await?;
                     }
-                    request_blocks(writer, state, info, sync, false).await
+                    request_blocks(writer, net, info, sync, false).await
                 }
             }
         }
@@ -752,12 +747,12 @@ async fn handle(
                 return peers.misbehaving(info, 20, &format!("inv of {} entries", items.len()));
             }
             let unknown = tokio::task::block_in_place(|| {
-                items.iter().any(|i| matches!(i, Inventory::Block(h) | Inventory::WitnessBlock(h) if !state.has_block(h)))
+                items.iter().any(|i| matches!(i, Inventory::Block(h) | Inventory::WitnessBlock(h) if !net.has_block(h)))
             });
             if unknown {
                 writer
                     .send(NetworkMessage::GetHeaders(get_headers(
-                        tokio::task::block_in_place(|| state.locator()),
+                        tokio::task::block_in_place(|| net.locator()),
                     )))
                     .await?;
             }
@@ -771,7 +766,7 @@ async fn handle(
             for item in items {
                 let found = match item {
                     Inventory::Block(h) | Inventory::WitnessBlock(h) => {
-                        tokio::task::block_in_place(|| state.block(&h))
+                        tokio::task::block_in_place(|| net.block(&h))
                     }
                     _ => None,
                 };
@@ -803,9 +798,9 @@ async fn handle(
                     }
                 }
             });
-            request_blocks(writer, state, info, sync, false).await
+            request_blocks(writer, net, info, sync, false).await
         }
-        NetworkMessage::Block(block) => handle_blocks(vec![block], writer, state, info, sync).await,
+        NetworkMessage::Block(block) => handle_blocks(vec![block], writer, net, info, sync).await,
         _ => Ok(()),
     }
 }
@@ -825,11 +820,11 @@ enum HeadersNext {
 /// threads.
 fn headers_received(
     headers: &[bitcoin::block::Header],
-    state: &NodeState,
+    net: &Net,
     info: &PeerInfo,
     sync: &mut Sync,
 ) -> Result<HeadersNext, String> {
-    let peers = &state.peers;
+    let peers = &net.peers;
     let Some(first) = headers.first() else {
         return Ok(HeadersNext::Done);
     };
@@ -847,8 +842,7 @@ fn headers_received(
     // The height of a block we have, are fetching from any peer or will fetch from this
     // one.
     let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
-        state
-            .height_of(h)
+        net.height_of(h)
             .or_else(|| sync.in_flight.get(h).map(|(_, height)| *height))
             .or_else(|| sync.queued.get(h).copied())
             .or_else(|| lock(&peers.download).height_of(h))
@@ -866,7 +860,7 @@ fn headers_received(
             )?;
         }
         return Ok(HeadersNext::Send(NetworkMessage::GetHeaders(get_headers(
-            state.locator(),
+            net.locator(),
         ))));
     };
     sync.unconnecting = 0;
@@ -878,7 +872,7 @@ fn headers_received(
             .misbehaving(info, 20, "non-continuous headers sequence")
             .map(|()| HeadersNext::Done);
     }
-    if let Some(bad) = state.first_without_pow(headers) {
+    if let Some(bad) = net.first_without_pow(headers) {
         return peers
             .misbehaving(
                 info,
@@ -897,7 +891,7 @@ fn headers_received(
         let hash = header.block_hash();
         // Blocks another peer is fetching are queued here too (and deferred when their
         // turn comes), so that if that peer fails this one can deliver them.
-        let queue = !state.has_block(&hash)
+        let queue = !net.has_block(&hash)
             && !sync.in_flight.contains_key(&hash)
             && !sync.queued.contains_key(&hash)
             && !lock(&peers.download).is_orphan(&hash);
@@ -934,7 +928,7 @@ fn headers_received(
 async fn handle_blocks(
     blocks: Vec<Block>,
     writer: &mut Writer,
-    state: &Arc<NodeState>,
+    net: &Arc<Net>,
     info: &Arc<PeerInfo>,
     sync: &mut Sync,
 ) -> Result<(), String> {
@@ -947,11 +941,11 @@ async fn handle_blocks(
         .collect();
     let asked: Vec<(BlockHash, Option<u32>)> =
         batch.iter().map(|(b, a)| (b.block_hash(), *a)).collect();
-    let state2 = state.clone();
+    let net2 = net.clone();
     let id = info.id;
     let verdicts = tokio::task::spawn_blocking(move || {
-        let verdicts = connect(&state2, &state2.peers.download, batch, id);
-        let mut download = lock(&state2.peers.download);
+        let verdicts = connect(&net2, &net2.peers.download, batch, id);
+        let mut download = lock(&net2.peers.download);
         for (hash, _) in &asked {
             download.release(hash, id);
         }
@@ -979,7 +973,7 @@ async fn handle_blocks(
                     tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
                 }
                 if reason.is_peer_fault() {
-                    state.peers.misbehaving(
+                    net.peers.misbehaving(
                         info,
                         100,
                         &format!("invalid block {hash} ({reason})"),
@@ -1006,5 +1000,5 @@ async fn handle_blocks(
             sync.wanted.push_front((hash, height));
         }
     }
-    request_blocks(writer, state, info, sync, false).await
+    request_blocks(writer, net, info, sync, false).await
 }

@@ -2,7 +2,7 @@
 //! error codes Bitcoin Core uses.
 
 use super::methods::call;
-use super::NodeState;
+use super::Context;
 use serde_json::{json, Value};
 
 /// A JSON-RPC error object.
@@ -35,7 +35,7 @@ pub(super) const MISC_ERROR: i64 = -1;
 
 /// Handles one HTTP body: returns the HTTP status and the JSON reply, as Core's HTTP server does
 /// (JSON-RPC 1.0 errors come with status 500, or 404 for an unknown method; 2.0 always 200).
-pub fn dispatch(state: &NodeState, body: &[u8]) -> (u16, String) {
+pub fn dispatch(ctx: &Context, body: &[u8]) -> (u16, String) {
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
@@ -45,11 +45,11 @@ pub fn dispatch(state: &NodeState, body: &[u8]) -> (u16, String) {
     };
     match request {
         Value::Array(batch) => {
-            let replies: Vec<Value> = batch.iter().map(|r| one(state, r).1).collect();
+            let replies: Vec<Value> = batch.iter().map(|r| one(ctx, r).1).collect();
             (200, Value::Array(replies).to_string())
         }
         single => {
-            let (status, reply) = one(state, &single);
+            let (status, reply) = one(ctx, &single);
             (status, reply.to_string())
         }
     }
@@ -70,7 +70,7 @@ pub fn longpoll_id(body: &[u8]) -> Option<String> {
     Some(id.to_string())
 }
 
-pub(super) fn one(state: &NodeState, request: &Value) -> (u16, Value) {
+pub(super) fn one(ctx: &Context, request: &Value) -> (u16, Value) {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let v2 = request.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
     let result = match request.get("method").and_then(Value::as_str) {
@@ -84,7 +84,7 @@ pub(super) fn one(state: &NodeState, request: &Value) -> (u16, Value) {
                 Some(Value::Array(a)) => Ok(a.clone()),
                 Some(_) => Err(RpcError::params("params must be an array")),
             };
-            params.and_then(|p| call(state, method, &p))
+            params.and_then(|p| call(ctx, method, &p))
         }
     };
     match (result, v2) {

@@ -6,11 +6,12 @@ use super::envelope::{
     MISC_ERROR,
 };
 use super::render::{self, bdiff, header_json, network_hashps, template};
-use super::NodeState;
+use super::Context;
 use crate::block::{header_bits, Payout};
-use crate::chain::{Accepted, SubmitError};
+use crate::chain::SubmitError;
 use crate::hash::display_hash;
-use crate::mining::{clock_wait, next_template, search, unix_now, SearchOutcome};
+use crate::mining::{clock_wait, next_template, unix_now, SearchOutcome};
+use crate::node::state::Source;
 use bitcoin::consensus::encode::{deserialize, serialize};
 use bitcoin::hashes::Hash;
 use bitcoin::{Block, ScriptBuf};
@@ -26,7 +27,8 @@ pub(crate) fn decode_block_hex(data: &str) -> Result<Block, RpcError> {
         .ok_or_else(|| RpcError::new(DESERIALIZATION_ERROR, "Block decode failed"))
 }
 
-pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+pub(super) fn call(ctx: &Context, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+    let state = &*ctx.state;
     match method {
         "getblockcount" => {
             no_more(params, 0, "getblockcount")?;
@@ -150,31 +152,11 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             no_more(params, 2, "submitblock hexdata (dummy)")?;
             let data = arg_str(params, 0, "hexdata")?;
             let block = decode_block_hex(data)?;
-            let hash = block.block_hash();
-            let outcome = {
-                let mut chain = state.chain();
-                let outcome = chain.submit(block, unix_now());
-                if let Ok(Accepted::Tip) = outcome {
-                    state.tip_moved(&chain);
-                }
-                outcome
-            };
-            state.stats.count_submit(&outcome);
-            match outcome {
-                Ok(Accepted::Tip) => {
-                    tracing::info!(%hash, "submitblock: accepted as the new tip");
-                    Ok(Value::Null)
-                }
-                Ok(Accepted::SideBranch) => {
-                    tracing::info!(%hash, "submitblock: accepted on a side branch (inconclusive)");
-                    Ok(json!("inconclusive"))
-                }
-                Err(SubmitError::Rejected(r)) => {
-                    tracing::info!(%hash, reason = %r, "submitblock: rejected");
-                    Ok(json!(r.to_string()))
-                }
+            match state.submit(block, Source::Rpc) {
+                Ok(s) if s.is_tip() => Ok(Value::Null),
+                Ok(_) => Ok(json!("inconclusive")),
+                Err(SubmitError::Rejected(r)) => Ok(json!(r.to_string())),
                 Err(SubmitError::Store(e)) => {
-                    tracing::error!(%hash, error = %e, "submitblock: store fault, block not stored");
                     Err(RpcError::new(MISC_ERROR, format!("block not stored: {e}")))
                 }
             }
@@ -209,36 +191,25 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
                 // for the clock (without holding the chain) rather than mine blocks the chain
                 // must refuse as time-too-new.
                 while clock_wait(&state.chain(), unix_now()) > 0 {
-                    if state.stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if state.stopping() {
                         return Err(short(&hashes, n, "the node is stopping"));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 let template = next_template(&state.chain(), &payout)
                     .map_err(|e| RpcError::new(MISC_ERROR, e.to_string()))?;
-                let found = match search(&template, state.backend.as_ref(), &state.stop, &progress)
-                {
+                let found = match state.search(&template, &progress) {
                     Ok(SearchOutcome::Found(found)) => found,
                     Ok(SearchOutcome::Cancelled { .. }) => {
                         return Err(short(&hashes, n, "the node is stopping"));
                     }
                     Err(e) => return Err(short(&hashes, n, &e.to_string())),
                 };
-                let outcome = {
-                    let mut chain = state.chain();
-                    let outcome = chain.submit(found.block, unix_now());
-                    if let Ok(Accepted::Tip) = outcome {
-                        state.tip_moved(&chain);
-                    }
-                    outcome
-                };
-                state.stats.count_submit(&outcome);
-                match outcome {
-                    Ok(Accepted::Tip) => {
+                match state.submit(found.block, Source::Generate) {
+                    Ok(s) if s.is_tip() => {
                         hashes.push(json!(display_hash(&found.hash)));
                     }
                     Err(SubmitError::Store(e)) => {
-                        tracing::error!(error = %e, "generatetoaddress: store fault, block not stored");
                         return Err(short(&hashes, n, &format!("block not stored: {e}")));
                     }
                     _ => {}
@@ -383,7 +354,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
         }
         "getstratuminfo" => {
             no_more(params, 0, "getstratuminfo")?;
-            match state.stratum.get() {
+            match ctx.stratum.get() {
                 Some(stats) => Ok(stats.to_json()),
                 None => Err(RpcError::new(
                     MISC_ERROR,
@@ -400,7 +371,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             let geti =
                 |c: &std::sync::atomic::AtomicI64| c.load(std::sync::atomic::Ordering::Relaxed);
-            let peers: Vec<Value> = state
+            let peers: Vec<Value> = ctx
                 .peers
                 .list()
                 .iter()
@@ -428,7 +399,7 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
         "listbanned" => {
             no_more(params, 0, "listbanned")?;
             let now = u64::from(crate::mining::unix_now());
-            let bans: Vec<Value> = state
+            let bans: Vec<Value> = ctx
                 .peers
                 .bans()
                 .into_iter()
@@ -468,17 +439,17 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
             };
             match params.get(1).and_then(Value::as_str) {
                 Some("add") => {
-                    if state.peers.is_banned(ip) {
+                    if ctx.peers.is_banned(ip) {
                         return Err(RpcError::new(
                             CLIENT_NODE_ALREADY_ADDED,
                             "Error: IP/Subnet already banned",
                         ));
                     }
-                    state.peers.ban(ip, seconds);
+                    ctx.peers.ban(ip, seconds);
                     Ok(Value::Null)
                 }
                 Some("remove") => {
-                    if !state.peers.unban(ip) {
+                    if !ctx.peers.unban(ip) {
                         return Err(RpcError::new(
                             CLIENT_INVALID_IP_OR_SUBNET,
                             "Error: Unban failed. Requested address/subnet was not previously manually banned.",
@@ -494,33 +465,27 @@ pub(super) fn call(state: &NodeState, method: &str, params: &[Value]) -> Result<
         }
         "clearbanned" => {
             no_more(params, 0, "clearbanned")?;
-            state.peers.clear_bans();
+            ctx.peers.clear_bans();
             Ok(Value::Null)
         }
         "getnodestats" => {
             no_more(params, 0, "getnodestats")?;
-            let s = &state.stats;
+            let s = &state.blocks;
             let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-            Ok(json!({
+            let mut figures = json!({
                 "uptime": state.uptime(),
-                "connections_open": get(&s.connections_open),
-                "connections_total": get(&s.connections_total),
-                "connections_refused": get(&s.connections_refused),
-                "accept_errors": get(&s.accept_errors),
-                "requests": get(&s.requests),
-                "auth_failures": get(&s.auth_failures),
-                "bodies_too_large": get(&s.bodies_too_large),
-                "request_timeouts": get(&s.request_timeouts),
-                "longpolls_active": get(&s.longpolls_active),
-                "longpolls_refused": get(&s.longpolls_refused),
                 "blocks_accepted": get(&s.blocks_accepted),
                 "blocks_rejected": get(&s.blocks_rejected),
                 "blocks_duplicate": get(&s.blocks_duplicate),
                 "store_faults": get(&s.store_faults),
-                "p2p_peers": state.peers.list().len(),
-                "p2p_orphans": state.peers.orphans(),
-                "p2p_banned": state.peers.bans().len(),
-            }))
+                "p2p_peers": ctx.peers.list().len(),
+                "p2p_orphans": ctx.peers.orphans(),
+                "p2p_banned": ctx.peers.bans().len(),
+            });
+            for (name, value) in ctx.transport.iter().flat_map(|t| t.counters()) {
+                figures[name] = json!(value);
+            }
+            Ok(figures)
         }
         "stop" => {
             no_more(params, 0, "stop")?;

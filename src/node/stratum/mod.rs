@@ -23,8 +23,8 @@ pub mod share;
 pub use self::request::{parse_request, Extension, Request, RequestError};
 
 use self::share::{check, effective_difficulty, rolled_version, Submission};
-use super::rpc::NodeState;
 use crate::block::Template;
+use crate::node::state::{NodeState, Source};
 use crate::pow::Target;
 use crate::stratum::{Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
 use serde_json::{json, Value};
@@ -490,17 +490,18 @@ impl Pool {
 }
 
 /// Starts the Stratum server on the current runtime; the returned task ends once every miner
-/// was told `client.reconnect` after `stop` (or the node's `stop`).
+/// was told `client.reconnect` after `stop` (or the node's `stop`). Its figures go to `published`.
 pub(crate) fn spawn(
     config: Config,
     state: Arc<NodeState>,
     stop: Arc<AtomicBool>,
+    published: &std::sync::OnceLock<Arc<Stats>>,
 ) -> tokio::task::JoinHandle<()> {
     let listening = config
         .local_addr()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let stats = Arc::new(Stats::new(listening));
-    let _ = state.stratum.set(stats.clone());
+    let _ = published.set(stats.clone());
     let mut seed = [0u8; 4];
     rand::Rng::fill(&mut rand::thread_rng(), &mut seed);
     let min_difficulty = config.min_difficulty;
@@ -610,9 +611,11 @@ async fn make_jobs(pool: Arc<Pool>) {
         // Blocks faster than one a second push the median time past ahead of the clock: wait
         // for the clock rather than hand out a job whose blocks the chain must refuse.
         let state = pool.state.clone();
-        let wait = tokio::task::spawn_blocking(move || state.clock_wait())
-            .await
-            .unwrap_or(0);
+        let wait = tokio::task::spawn_blocking(move || {
+            state.with_chain(|c| crate::mining::clock_wait(c, crate::mining::unix_now()))
+        })
+        .await
+        .unwrap_or(0);
         if wait > 0 {
             tracing::debug!(
                 seconds = wait,
@@ -624,7 +627,11 @@ async fn make_jobs(pool: Arc<Pool>) {
             }
         }
         let (state, payout) = (pool.state.clone(), pool.payout.clone());
-        match tokio::task::spawn_blocking(move || state.template_for(&payout)).await {
+        match tokio::task::spawn_blocking(move || {
+            state.with_chain(|c| crate::mining::next_template(c, &payout))
+        })
+        .await
+        {
             Ok(Ok(template)) => {
                 last_tip = now_tip;
                 let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
@@ -1252,7 +1259,12 @@ async fn submit_block(
         return BlockOutcome::Stale;
     }
     let state = pool.state.clone();
-    match tokio::task::spawn_blocking(move || state.submit_mined(block, "stratum")).await {
+    let submit = move || {
+        state
+            .submit(block, Source::Stratum)
+            .map(|s| (s.accepted, s.height))
+    };
+    match tokio::task::spawn_blocking(submit).await {
         Ok(Ok((crate::chain::Accepted::Tip, height))) => {
             tracing::info!(worker, height, %hash, "stratum: block found and accepted");
             BlockOutcome::Tip
