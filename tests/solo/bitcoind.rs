@@ -138,7 +138,7 @@ impl Drop for Bitcoind {
 
 /// The tests here each start bitcoind daemons: one at a time, so their start-up (and the free
 /// ports they pick) never race on this 2-core machine.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use crate::ONE_AT_A_TIME;
 
 #[test]
 fn our_blocks_are_accepted_by_a_real_bitcoind() {

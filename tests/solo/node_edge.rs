@@ -48,7 +48,7 @@ const REGTEST_ADDR: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
 const REGTEST_ADDR_SPK: &str = "0014751e76e8199196d454941c45d1b3a323f1433bd6";
 const REGTEST_ADDR_PROGRAM: &str = "751e76e8199196d454941c45d1b3a323f1433bd6";
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::ONE_AT_A_TIME as SERIAL;
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
