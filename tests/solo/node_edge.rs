@@ -537,7 +537,7 @@ fn getblockcount_within(node: &Node, within: Duration) -> Result<u64, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blocks, built by hand from a BIP 22 template (as tests/node.rs does)
+// Blocks, built by hand from a BIP 22 template (as tests/node/node.rs does)
 
 fn display_to_raw(hex_str: &str) -> [u8; 32] {
     let mut b: [u8; 32] = hex::decode(hex_str).unwrap().try_into().unwrap();
