@@ -4,9 +4,10 @@
 //! binary builds with `--no-default-features` too: `scripts/test.sh` cross-builds it for aarch64
 //! and runs its `kernels::` and `vectors::` tests under qemu-user.
 //!
-//! The integration tests are gathered into a few binaries, one per feature they need (engine,
-//! gpu, node, experiments, solo), because each test binary links the whole crate: two dozen of
-//! them made `cargo test` spend most of its time linking (issue 23).
+//! The integration tests are gathered into a few binaries, by the features they need and how
+//! they run (engine, gpu, node, experiments, solo), because each test binary is compiled on its
+//! own and links the whole crate: two dozen of them made `cargo test` spend most of its time
+//! compiling and linking (issue 23).
 
 // Which kernels this machine tests, shared with tests/node/cli.rs.
 #[path = "../kernel_coverage/mod.rs"]
