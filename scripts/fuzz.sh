@@ -4,7 +4,7 @@
 # nightly), one process, RUNS inputs, growing fuzz/corpus/TARGET; then the corpus minimised
 # with `cargo fuzz cmin -s none`. A crash leaves its input under fuzz/artifacts/TARGET/ and
 # ends the run with a non-zero status; put the input in fuzz/corpus/TARGET/ once fixed, so
-# tests/fuzz_corpus.rs replays it in every `cargo test`.
+# tests/node/fuzz_corpus.rs replays it in every `cargo test`.
 # Usage: scripts/fuzz.sh TARGET [RUNS]    (RUNS default 10000000; TARGET: one of
 #        p2p_frame stratum_server_line stratum_client_line jsonrpc submitblock)
 # Environment: MAX_LEN (libFuzzer -max_len; default libFuzzer's own: 4096 bytes or the largest

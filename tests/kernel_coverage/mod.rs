@@ -1,5 +1,5 @@
-//! Which CPU kernels a kernel test covers on this machine (shared by tests/kernels.rs,
-//! tests/vectors.rs and tests/cli.rs).
+//! Which CPU kernels a kernel test covers on this machine (shared by tests/engine/kernels.rs,
+//! tests/engine/vectors.rs and tests/node/cli.rs).
 //!
 //! Kernel tests run every kernel this CPU has, so on a CPU without AVX-512 or SHA-NI those
 //! kernels would go untested without a word. [`tested_kernels`] prints what it skips and why, and
@@ -58,7 +58,7 @@ fn architecture(kernel: Kernel) -> Option<&'static str> {
 /// The builds of the `sha-ni` kernel this CPU runs, narrowest first, printing those skipped. A
 /// build is required when `MINER_REQUIRE_KERNELS` requires `sha-ni` and the kernel its wider
 /// encoding comes from (`avx2`; `avx512` for the AVX-512VL build).
-#[allow(dead_code)] // Used by tests/kernels.rs only.
+#[allow(dead_code)] // Used by tests/engine/kernels.rs only.
 pub fn tested_sha_ni_builds(test: &str) -> Vec<ShaNiBuild> {
     let kernels = tested_kernels(test);
     let builds = ShaNiBuild::available();

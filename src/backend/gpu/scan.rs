@@ -264,7 +264,7 @@ mod tests {
     use crate::backend::gpu::GpuOptions;
     use crate::pow::Target;
 
-    /// A backend on the first adapter; fails (never skips) without one, like tests/gpu.rs.
+    /// A backend on the first adapter; fails (never skips) without one, like tests/gpu/gpu.rs.
     fn device(options: GpuOptions) -> GpuBackend {
         GpuBackend::new(None, options).unwrap_or_else(|e| {
             panic!(

@@ -5,8 +5,7 @@ use miner::hash::{sha256d, Job, Kernel};
 use miner::pow::Target;
 use rand::{Rng, SeedableRng};
 
-mod kernel_coverage;
-use kernel_coverage::{tested_kernels, tested_sha_ni_builds};
+use crate::kernel_coverage::{tested_kernels, tested_sha_ni_builds};
 
 fn oracle(header: &[u8; 80], target: &Target, first: u32, count: u32) -> Vec<u32> {
     let mut h = *header;
@@ -257,7 +256,7 @@ fn a_required_kernel_that_is_skipped_fails_the_kernel_tests() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "all_available_kernels_are_listed_and_portable_is_always_there",
+                "kernels::all_available_kernels_are_listed_and_portable_is_always_there",
                 "--test-threads",
                 "1",
                 "--nocapture",

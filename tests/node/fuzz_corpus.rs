@@ -3,7 +3,7 @@
 //! and every crash it found once, must still run without a panic. A missing or empty corpus
 //! directory fails the test rather than passing silently.
 //!
-//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpora` rewrites the hand-made seeds
+//! `cargo test --test node -- --ignored write_seed_corpora` rewrites the hand-made seeds
 //! (`fuzz/corpus/TARGET/seed-*`) the fuzzing started from.
 
 use miner::bitcoin;

@@ -1197,7 +1197,7 @@ fn our_client_mines_blocks_on_our_server() {
 }
 
 /// The GPU backend through the client (in CI: Mesa's lavapipe). Without a Vulkan device the client
-/// fails and so does this test, naming the device error, as tests/gpu.rs does.
+/// fails and so does this test, naming the device error, as tests/gpu/gpu.rs does.
 #[test]
 fn our_client_on_the_gpu_backend_mines_blocks_on_our_server() {
     let node = NodeProc::start("gpu");

