@@ -149,6 +149,48 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why a peer's session ended: the `reason` of the "p2p: peer disconnected" log line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Disconnect {
+    /// The peer closed the connection.
+    #[error("closed")]
+    Closed,
+    /// No version/verack exchange within the handshake timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Nothing heard from the peer within the idle timeout.
+    #[error("no message for too long")]
+    Idle,
+    /// The node is shutting down.
+    #[error("node stopping")]
+    Stopping,
+    /// `setban` banned the peer's address while it was connected.
+    #[error("its address was banned (setban)")]
+    Kicked,
+    /// More messages than its flood bucket holds.
+    #[error("message flood")]
+    Flood,
+    /// Its ban score reached the threshold: its address is banned for `seconds`.
+    #[error("banned for {seconds} s: {why} (ban score {score})")]
+    Banned {
+        /// How long the ban lasts.
+        seconds: u64,
+        /// The misbehaviour that crossed the threshold.
+        why: String,
+        /// The score it reached.
+        score: u32,
+    },
+    /// Reading from it failed (after scoring what was its fault).
+    #[error(transparent)]
+    Read(wire::ReadError),
+    /// Writing to it failed.
+    #[error(transparent)]
+    Send(#[from] wire::SendError),
+    /// The blocking task that stores its blocks panicked or was cancelled.
+    #[error("block task: {0}")]
+    BlockTask(tokio::task::JoinError),
+}
+
 impl Peers {
     /// The connected peers, by id.
     pub fn list(&self) -> Vec<Arc<PeerInfo>> {
@@ -185,7 +227,7 @@ impl Peers {
 
     /// Adds `points` to the peer's ban score; past the threshold its address is banned and the
     /// error says why (the caller drops the peer).
-    fn misbehaving(&self, info: &PeerInfo, points: u32, why: &str) -> Result<(), String> {
+    fn misbehaving(&self, info: &PeerInfo, points: u32, why: &str) -> Result<(), Disconnect> {
         let score = info.banscore.fetch_add(points, Ordering::Relaxed) + points;
         let limit = self.banscore.load(Ordering::Relaxed);
         tracing::info!(peer = info.id, addr = %info.addr, points, score, %why, "p2p: peer misbehaving");
@@ -193,7 +235,11 @@ impl Peers {
             let seconds = self.bantime.load(Ordering::Relaxed);
             lock(&self.bans).add(info.addr.ip(), u64::from(unix_now()), seconds);
             tracing::warn!(peer = info.id, addr = %info.addr, seconds, %why, "p2p: peer banned");
-            return Err(format!("banned for {seconds} s: {why} (ban score {score})"));
+            return Err(Disconnect::Banned {
+                seconds,
+                why: why.to_string(),
+                score,
+            });
         }
         Ok(())
     }

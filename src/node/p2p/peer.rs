@@ -19,8 +19,8 @@
 
 use super::download::Download;
 use super::wire::{read_message, ReadError, Writer};
-use super::Net;
 use super::{lock, PeerInfo, Settings};
+use super::{Disconnect, Net};
 use crate::mining::unix_now;
 use crate::node::state::Source;
 use bitcoin::hashes::Hash;
@@ -92,7 +92,7 @@ type Incoming = (
 type Delayed = bitcoin::p2p::message::NetworkMessage;
 
 /// Per-peer state.
-struct Sync {
+struct PeerSync {
     /// The peer asked for headers announcements.
     send_headers: bool,
     /// Blocks to request from it, in order, with their heights; and (with `deferred`) the
@@ -122,9 +122,9 @@ struct Sync {
     retry_backoff: Duration,
 }
 
-impl Sync {
-    fn new(delay: Duration) -> Sync {
-        Sync {
+impl PeerSync {
+    fn new(delay: Duration) -> PeerSync {
+        PeerSync {
             send_headers: false,
             wanted: VecDeque::new(),
             queued: HashMap::new(),
@@ -213,7 +213,7 @@ pub(super) async fn run(
             }
         }
     });
-    let mut sync = Sync::new(delay);
+    let mut sync = PeerSync::new(delay);
     let why = session(
         &mut writer,
         &mut rx,
@@ -247,19 +247,18 @@ fn version_message(addr: SocketAddr, local: SocketAddr, height: u32) -> VersionM
 }
 
 /// Turns a read error into why the peer is dropped, scoring it first where it misbehaved.
-fn read_failed(net: &Net, info: &PeerInfo, error: ReadError) -> String {
-    match error {
-        ReadError::Io(why) | ReadError::Magic(why) => why,
-        ReadError::Incomplete { .. } => error.to_string(),
-        ReadError::Stalled(why) => match net.peers.misbehaving(info, 50, &why) {
-            Ok(()) => why,
-            Err(banned) => banned,
-        },
-        ReadError::Misbehaved(why) => match net.peers.misbehaving(info, 100, &why) {
-            Ok(()) => why,
-            Err(banned) => banned,
-        },
+fn read_failed(net: &Net, info: &PeerInfo, error: ReadError) -> Disconnect {
+    let points = match &error {
+        ReadError::Io(_) | ReadError::Magic(_) | ReadError::Incomplete { .. } => 0,
+        ReadError::Stalled(_) => 50,
+        ReadError::Misbehaved(_) => 100,
+    };
+    if points > 0 {
+        if let Err(banned) = net.peers.misbehaving(info, points, &error.to_string()) {
+            return banned;
+        }
     }
+    Disconnect::Read(error)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -271,8 +270,8 @@ async fn session(
     net: &Arc<Net>,
     info: &Arc<PeerInfo>,
     settings: &Settings,
-    sync: &mut Sync,
-) -> String {
+    sync: &mut PeerSync,
+) -> Disconnect {
     // The chain lock can be held by a commit (fsync): waited for off the async threads.
     let (height, _) = tokio::task::block_in_place(|| net.node.tip());
     // Handshake: version → verack both ways.
@@ -282,7 +281,7 @@ async fn session(
         )))
         .await
     {
-        return e;
+        return e.into();
     }
     let handshake = async {
         let (mut got_version, mut got_verack) = (false, false);
@@ -299,7 +298,7 @@ async fn session(
                 Some(Ok(NetworkMessage::Verack)) => got_verack = true,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(read_failed(net, info, e)),
-                None => return Err("closed".to_string()),
+                None => return Err(Disconnect::Closed),
             }
         }
         Ok(())
@@ -307,7 +306,7 @@ async fn session(
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(())) => {}
         Ok(Err(why)) => return why,
-        Err(_) => return "handshake timed out".into(),
+        Err(_) => return Disconnect::HandshakeTimeout,
     }
     tracing::info!(peer = info.id, %addr, subver = %lock(&info.subver), "p2p: handshake done");
     let mut tips = net.node.watch_tip();
@@ -317,7 +316,7 @@ async fn session(
         NetworkMessage::GetHeaders(get_headers(tokio::task::block_in_place(|| net.locator()))),
     ] {
         if let Err(e) = writer.send(m).await {
-            return e;
+            return e.into();
         }
     }
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -337,13 +336,13 @@ async fn session(
         let due = sync.delayed.front().map(|(at, _)| *at);
         let result = tokio::select! {
             message = tokio::time::timeout(IDLE_TIMEOUT, rx.recv()) => match message {
-                Err(_) => return "no message for too long".into(),
-                Ok(None) => return "closed".into(),
+                Err(_) => return Disconnect::Idle,
+                Ok(None) => return Disconnect::Closed,
                 Ok(Some(incoming)) => receive(incoming, rx, &mut pending, writer, net, info, sync).await,
             },
             changed = tips.changed() => {
                 if changed.is_err() || net.node.stopping() {
-                    return "node stopping".into();
+                    return Disconnect::Stopping;
                 }
                 match announce(writer, net, sync).await {
                     // Another peer's block may have been one this peer was waiting on.
@@ -361,8 +360,8 @@ async fn session(
                 Ok(_) => request_blocks(writer, net, info, sync, true).await,
                 Err(e) => Err(e),
             },
-            () = info.kick.notified() => return "its address was banned (setban)".into(),
-            _ = ping.tick() => writer.send(NetworkMessage::Ping(rand::random())).await,
+            () = info.kick.notified() => return Disconnect::Kicked,
+            _ = ping.tick() => writer.send(NetworkMessage::Ping(rand::random())).await.map_err(Disconnect::from),
         };
         if let Err(why) = result {
             return why;
@@ -381,8 +380,8 @@ async fn receive(
     writer: &mut Writer,
     net: &Arc<Net>,
     info: &Arc<PeerInfo>,
-    sync: &mut Sync,
-) -> Result<(), String> {
+    sync: &mut PeerSync,
+) -> Result<(), Disconnect> {
     let (message, _permit) = incoming;
     let message = message.map_err(|e| read_failed(net, info, e))?;
     flood_check(&message, net, info, sync)?;
@@ -418,8 +417,8 @@ fn flood_check(
     message: &NetworkMessage,
     net: &Net,
     info: &PeerInfo,
-    sync: &mut Sync,
-) -> Result<(), String> {
+    sync: &mut PeerSync,
+) -> Result<(), Disconnect> {
     let free = match message {
         NetworkMessage::Block(b) => sync.in_flight.contains_key(&b.block_hash()),
         NetworkMessage::GetData(_) | NetworkMessage::GetHeaders(_) => true,
@@ -429,7 +428,7 @@ fn flood_check(
         return Ok(());
     }
     net.peers.misbehaving(info, 100, "message flood")?;
-    Err("message flood".into())
+    Err(Disconnect::Flood)
 }
 
 fn get_headers(locator: Vec<BlockHash>) -> GetHeadersMessage {
@@ -441,16 +440,16 @@ fn get_headers(locator: Vec<BlockHash>) -> GetHeadersMessage {
 }
 
 /// Sends `message` now, or queues it behind the relay delay.
-async fn relay(writer: &mut Writer, sync: &mut Sync, item: Delayed) -> Result<(), String> {
+async fn relay(writer: &mut Writer, sync: &mut PeerSync, item: Delayed) -> Result<(), Disconnect> {
     if sync.delay.is_zero() || sync.delayed.len() >= MAX_DELAYED {
-        return writer.send(item).await;
+        return Ok(writer.send(item).await?);
     }
     sync.delayed.push_back((Instant::now() + sync.delay, item));
     Ok(())
 }
 
 /// Sends what the relay delay held and is now due.
-async fn send_due(writer: &mut Writer, sync: &mut Sync) -> Result<(), String> {
+async fn send_due(writer: &mut Writer, sync: &mut PeerSync) -> Result<(), Disconnect> {
     let now = Instant::now();
     while sync.delayed.front().is_some_and(|(at, _)| *at <= now) {
         let Some((_, item)) = sync.delayed.pop_front() else {
@@ -462,7 +461,7 @@ async fn send_due(writer: &mut Writer, sync: &mut Sync) -> Result<(), String> {
 }
 
 /// Tells the peer about our new tip.
-async fn announce(writer: &mut Writer, net: &Net, sync: &mut Sync) -> Result<(), String> {
+async fn announce(writer: &mut Writer, net: &Net, sync: &mut PeerSync) -> Result<(), Disconnect> {
     let header = tokio::task::block_in_place(|| net.tip_header());
     let hash = header.block_hash();
     if sync.announced == Some(hash) {
@@ -483,8 +482,8 @@ fn stalled(
     net: &Net,
     info: &PeerInfo,
     settings: &Settings,
-    sync: &mut Sync,
-) -> Result<bool, String> {
+    sync: &mut PeerSync,
+) -> Result<bool, Disconnect> {
     let now = Instant::now();
     let late: Vec<BlockHash> = sync
         .in_flight
@@ -529,9 +528,9 @@ async fn request_blocks(
     writer: &mut Writer,
     net: &Net,
     info: &PeerInfo,
-    sync: &mut Sync,
+    sync: &mut PeerSync,
     recycle: bool,
-) -> Result<(), String> {
+) -> Result<(), Disconnect> {
     if let Some(at) = sync.retry_at {
         if Instant::now() < at {
             return Ok(());
@@ -568,7 +567,7 @@ async fn request_blocks(
 /// Claims the next wanted blocks (up to the in-flight bound and the download window) and
 /// returns them; with `recycle`, deferred blocks that their peer gave up are taken back first.
 /// Blocking: takes the chain and download locks.
-fn blocks_to_ask(net: &Net, info: &PeerInfo, sync: &mut Sync, recycle: bool) -> Vec<Inventory> {
+fn blocks_to_ask(net: &Net, info: &PeerInfo, sync: &mut PeerSync, recycle: bool) -> Vec<Inventory> {
     let mut ask = Vec::new();
     let limit = net.node.tip().0.saturating_add(DOWNLOAD_WINDOW);
     let mut download = lock(&net.peers.download);
@@ -616,7 +615,7 @@ fn blocks_to_ask(net: &Net, info: &PeerInfo, sync: &mut Sync, recycle: bool) -> 
 }
 
 /// What became of a block a peer sent.
-enum Verdict {
+enum BlockOutcome {
     /// Stored at this height (and any orphans it was the parent of).
     Stored(u32),
     /// Kept until its parent arrives.
@@ -636,8 +635,8 @@ fn connect(
     download: &std::sync::Mutex<Download>,
     blocks: Vec<(Block, Option<u32>)>,
     peer: u64,
-) -> Vec<Verdict> {
-    let mut verdicts: Vec<Option<Verdict>> = blocks.iter().map(|_| None).collect();
+) -> Vec<BlockOutcome> {
+    let mut verdicts: Vec<Option<BlockOutcome>> = blocks.iter().map(|_| None).collect();
     let mut ready = Vec::new();
     let mut slots = Vec::new();
     {
@@ -654,9 +653,9 @@ fn connect(
                 // its children under the same lock, after it is in the chain, so none is
                 // stranded.
                 verdicts[i] = Some(if asked.is_some_and(|height| d.add_orphan(block, height)) {
-                    Verdict::Orphan
+                    BlockOutcome::Orphan
                 } else {
-                    Verdict::Rejected(crate::chain::Reject::PrevBlockNotFound)
+                    BlockOutcome::Rejected(crate::chain::Reject::PrevBlockNotFound)
                 });
             }
         }
@@ -669,10 +668,10 @@ fn connect(
         verdicts[slot] = Some(match answer {
             Ok(stored) => {
                 parents.push(hash);
-                Verdict::Stored(stored.height)
+                BlockOutcome::Stored(stored.height)
             }
-            Err(crate::chain::SubmitError::Rejected(r)) => Verdict::Rejected(r),
-            Err(crate::chain::SubmitError::Store(e)) => Verdict::StoreFault(e.to_string()),
+            Err(crate::chain::SubmitError::Rejected(r)) => BlockOutcome::Rejected(r),
+            Err(crate::chain::SubmitError::Store(e)) => BlockOutcome::StoreFault(e.to_string()),
         });
     }
     while !parents.is_empty() {
@@ -700,7 +699,7 @@ fn connect(
     }
     verdicts
         .into_iter()
-        .map(|v| v.unwrap_or_else(|| Verdict::StoreFault("not handled".into())))
+        .map(|v| v.unwrap_or_else(|| BlockOutcome::StoreFault("not handled".into())))
         .collect()
 }
 
@@ -709,11 +708,11 @@ async fn handle(
     writer: &mut Writer,
     net: &Arc<Net>,
     info: &Arc<PeerInfo>,
-    sync: &mut Sync,
-) -> Result<(), String> {
+    sync: &mut PeerSync,
+) -> Result<(), Disconnect> {
     let peers = &net.peers;
     match message {
-        NetworkMessage::Ping(nonce) => writer.send(NetworkMessage::Pong(nonce)).await,
+        NetworkMessage::Ping(nonce) => Ok(writer.send(NetworkMessage::Pong(nonce)).await?),
         NetworkMessage::SendHeaders => {
             sync.send_headers = true;
             Ok(())
@@ -725,7 +724,7 @@ async fn handle(
             let headers = tokio::task::block_in_place(|| {
                 net.headers_after(&request.locator_hashes, request.stop_hash)
             });
-            writer.send(NetworkMessage::Headers(headers)).await
+            Ok(writer.send(NetworkMessage::Headers(headers)).await?)
         }
         NetworkMessage::Headers(headers) => {
             // Chain and download lookups (whose locks a commit can hold) and the proof-of-work
@@ -733,7 +732,7 @@ async fn handle(
             let next = tokio::task::block_in_place(|| headers_received(&headers, net, info, sync))?;
             match next {
                 HeadersNext::Done => Ok(()),
-                HeadersNext::Send(message) => writer.send(message).await,
+                HeadersNext::Send(message) => Ok(writer.send(message).await?),
                 HeadersNext::Request(more) => {
                     if let Some(message) = more {
                         writer.send(message).await?;
@@ -822,8 +821,8 @@ fn headers_received(
     headers: &[bitcoin::block::Header],
     net: &Net,
     info: &PeerInfo,
-    sync: &mut Sync,
-) -> Result<HeadersNext, String> {
+    sync: &mut PeerSync,
+) -> Result<HeadersNext, Disconnect> {
     let peers = &net.peers;
     let Some(first) = headers.first() else {
         return Ok(HeadersNext::Done);
@@ -841,7 +840,7 @@ fn headers_received(
     let last = headers[headers.len() - 1].block_hash();
     // The height of a block we have, are fetching from any peer or will fetch from this
     // one.
-    let known = |h: &BlockHash, sync: &Sync| -> Option<u32> {
+    let known = |h: &BlockHash, sync: &PeerSync| -> Option<u32> {
         net.height_of(h)
             .or_else(|| sync.in_flight.get(h).map(|(_, height)| *height))
             .or_else(|| sync.queued.get(h).copied())
@@ -930,8 +929,8 @@ async fn handle_blocks(
     writer: &mut Writer,
     net: &Arc<Net>,
     info: &Arc<PeerInfo>,
-    sync: &mut Sync,
-) -> Result<(), String> {
+    sync: &mut PeerSync,
+) -> Result<(), Disconnect> {
     let batch: Vec<(Block, Option<u32>)> = blocks
         .into_iter()
         .map(|b| {
@@ -952,23 +951,23 @@ async fn handle_blocks(
         (verdicts, asked)
     })
     .await
-    .map_err(|e| format!("block task: {e}"))?;
+    .map_err(Disconnect::BlockTask)?;
     // Blocks not stored for a store fault, asked for again (in height order, first in line).
     let mut refetch: Vec<(u32, BlockHash)> = Vec::new();
     for (verdict, (hash, asked)) in verdicts.0.into_iter().zip(verdicts.1) {
         match verdict {
-            Verdict::Stored(height) => {
+            BlockOutcome::Stored(height) => {
                 sync.retry_backoff = STORE_RETRY_FIRST;
                 info.synced_blocks
                     .fetch_max(i64::from(height), Ordering::Relaxed);
             }
-            Verdict::Orphan => {
+            BlockOutcome::Orphan => {
                 if let Some(height) = asked {
                     info.synced_blocks
                         .fetch_max(i64::from(height), Ordering::Relaxed);
                 }
             }
-            Verdict::Rejected(reason) => {
+            BlockOutcome::Rejected(reason) => {
                 if asked.is_some() || reason != crate::chain::Reject::Duplicate {
                     tracing::info!(peer = info.id, %hash, %reason, "p2p: block refused");
                 }
@@ -980,7 +979,7 @@ async fn handle_blocks(
                     )?;
                 }
             }
-            Verdict::StoreFault(why) => {
+            BlockOutcome::StoreFault(why) => {
                 // Not the peer's fault: the block is wanted again, after a backoff (the disk
                 // may be full for a while).
                 tracing::warn!(peer = info.id, %hash, %why, "p2p: block not stored (store fault)");

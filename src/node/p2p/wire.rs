@@ -347,6 +347,17 @@ async fn read_payload(
 }
 
 /// The sending half of a peer's connection.
+/// Why a message could not be sent to a peer (the peer is then dropped).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The socket refused the bytes.
+    #[error("write: {0}")]
+    Write(std::io::Error),
+    /// The peer did not take the message within [`SEND_TIMEOUT`].
+    #[error("write timed out: the peer stopped reading")]
+    Timeout,
+}
+
 pub struct Writer {
     pub half: OwnedWriteHalf,
     pub magic: Magic,
@@ -355,15 +366,15 @@ pub struct Writer {
 
 impl Writer {
     /// Sends one message; a peer that does not take it within a minute is given up on.
-    pub async fn send(&mut self, message: NetworkMessage) -> Result<(), String> {
+    pub async fn send(&mut self, message: NetworkMessage) -> Result<(), SendError> {
         let bytes = serialize(&RawNetworkMessage::new(self.magic, message));
         self.info
             .bytessent
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match tokio::time::timeout(SEND_TIMEOUT, self.half.write_all(&bytes)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write: {e}")),
-            Err(_) => Err("write timed out: the peer stopped reading".into()),
+            Ok(Err(e)) => Err(SendError::Write(e)),
+            Err(_) => Err(SendError::Timeout),
         }
     }
 }
