@@ -17,16 +17,17 @@
 //! is decided against the chain's tip when the share is judged; duplicates are keyed on the
 //! header hash per tip, whatever job id the share names.
 
-pub mod request;
-pub mod share;
+pub use crate::stratum::request::{parse_request, Extension, Request, RequestError};
 
-pub use self::request::{parse_request, Extension, Request, RequestError};
-
-use self::share::{check, effective_difficulty, rolled_version, Submission};
 use super::rpc::NodeState;
 use crate::block::Template;
 use crate::pow::Target;
-use crate::stratum::{Job, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK};
+use crate::stratum::request::{self, resumed_extranonce1};
+use crate::stratum::share::{self, check, effective_difficulty, rolled_version, Submission};
+use crate::stratum::{
+    Configured, ErrorCode, Granted, Job, Notification, Reconnect, Response, Subscribed,
+    EXTRANONCE2_SIZE, VERSION_ROLLING_MASK,
+};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -178,14 +179,6 @@ const MAX_WORKERS: usize = 10_000;
 const MAX_LISTED: usize = 100;
 /// Closed sessions whose extranonce1 can still be restored by a resubscribe.
 const KEEP_SESSIONS: usize = 100_000;
-
-/// Stratum's error codes.
-const OTHER: i64 = 20;
-const STALE: i64 = 21;
-const DUPLICATE: i64 = 22;
-const LOW_DIFFICULTY: i64 = 23;
-const UNAUTHORIZED: i64 = 24;
-const NOT_SUBSCRIBED: i64 = 25;
 
 /// Per-worker figures.
 #[derive(Default, Debug)]
@@ -631,12 +624,11 @@ async fn make_jobs(pool: Arc<Pool>) {
                 let job = Job::from_template(id, &template, clean);
                 let network_target = template.target;
                 let notify_lines = [false, true].map(|clean| {
-                    let mut params = job.to_notify();
-                    params[8] = json!(clean);
-                    let mut line = json!({"id": null, "method": "mining.notify", "params": params})
-                        .to_string();
-                    line.push('\n');
-                    line
+                    Notification::Notify(Job {
+                        clean,
+                        ..job.clone()
+                    })
+                    .to_line()
                 });
                 let mut prev = job.prev_hash;
                 prev.reverse();
@@ -737,20 +729,19 @@ struct Conn {
 }
 
 impl Conn {
-    fn send(&mut self, value: &Value) {
-        let mut line = value.to_string();
-        line.push('\n');
+    /// Queues one line (newline included).
+    fn send(&mut self, line: String) {
         if self.out.try_send(line).is_err() {
             self.dead = true;
         }
     }
 
     fn reply(&mut self, id: &Value, result: Value) {
-        self.send(&json!({"id": id, "result": result, "error": null}));
+        self.send(Response::ok(id, result).to_line());
     }
 
-    fn error(&mut self, id: &Value, code: i64, message: &str) {
-        self.send(&json!({"id": id, "result": null, "error": [code, message, null]}));
+    fn error(&mut self, id: &Value, code: ErrorCode, message: &str) {
+        self.send(Response::error(id, code, message).to_line());
     }
 
     /// Sends `mining.set_difficulty` if the applied difficulty differs from the last sent;
@@ -764,7 +755,7 @@ impl Conn {
             return false;
         }
         self.sent_difficulty = Some(d);
-        self.send(&json!({"id": null, "method": "mining.set_difficulty", "params": [d]}));
+        self.send(Notification::SetDifficulty(d).to_line());
         true
     }
 
@@ -780,10 +771,7 @@ impl Conn {
     fn notify(&mut self, entry: &Arc<JobEntry>, clean: bool) {
         self.send_difficulty(Some(&entry.network_target));
         self.sent_job(entry.job.id.clone(), entry);
-        let line = &entry.notify_lines[usize::from(clean)];
-        if self.out.try_send(line.clone()).is_err() {
-            self.dead = true;
-        }
+        self.send(entry.notify_lines[usize::from(clean)].clone());
     }
 
     /// Moves the connection to difficulty `d`: once jobs flow, `mining.set_difficulty` and at
@@ -802,11 +790,13 @@ impl Conn {
         let sent = self.send_difficulty(entry.as_ref().map(|e| &e.network_target));
         if let (true, Some(entry)) = (sent, entry) {
             let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
-            let mut params = entry.job.to_notify();
-            params[0] = json!(id);
-            params[8] = json!(false);
+            let job = Job {
+                id: id.clone(),
+                clean: false,
+                ..entry.job.clone()
+            };
             self.sent_job(id, &entry);
-            self.send(&json!({"id": null, "method": "mining.notify", "params": params}));
+            self.send(Notification::Notify(job).to_line());
         }
     }
 
@@ -905,7 +895,7 @@ async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, peer: Socke
                 }
             }
             _ = shutdown.changed() => {
-                conn.send(&json!({"id": null, "method": "client.reconnect", "params": []}));
+                conn.send(Notification::Reconnect(Reconnect::default()).to_line());
                 break "server stopping";
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -985,11 +975,13 @@ async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
             worker,
             message,
         }) => return submit_malformed(pool, conn, &id, worker.as_deref(), &message),
-        Err(e) => return conn.error(&e.id(), OTHER, &e.to_string()),
+        Err(e) => return conn.error(&e.id(), ErrorCode::Other, &e.to_string()),
     };
     match request {
         Request::Nothing => {}
-        Request::Subscribe { id, session } => subscribe(pool, conn, &id, session),
+        Request::Subscribe { id, session, .. } => {
+            subscribe(pool, conn, &id, resumed_extranonce1(session.as_deref()))
+        }
         Request::Authorize { id, user, password } => {
             authorize(pool, conn, &id, &user, &password).await
         }
@@ -1001,15 +993,15 @@ async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
                 .max(conn.min_asked)
                 .min(pool.max_difficulty);
             let d = difficulty.clamp(floor, pool.max_difficulty);
-            conn.reply(&id, json!(true));
+            conn.reply(&id, Value::Bool(true));
             conn.change_difficulty(pool, d);
         }
         Request::ExtranonceSubscribe { id } => {
             // The extranonce1 of a session never changes, so no mining.set_extranonce follows.
-            conn.reply(&id, json!(true))
+            conn.reply(&id, Value::Bool(true))
         }
-        Request::Ping { id } => conn.reply(&id, json!("pong")),
-        Request::GetTransactions { id } => conn.reply(&id, json!([])),
+        Request::Ping { id } => conn.reply(&id, Value::from("pong")),
+        Request::GetTransactions { id } => conn.reply(&id, Value::Array(Vec::new())),
     }
 }
 
@@ -1022,18 +1014,12 @@ fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, wanted: Option<u32>) {
             en1
         }
     };
-    let session = hex::encode(en1.to_be_bytes());
-    conn.reply(
-        id,
-        json!([
-            [
-                ["mining.set_difficulty", session],
-                ["mining.notify", session]
-            ],
-            session,
-            EXTRANONCE2_SIZE
-        ]),
-    );
+    let subscribed = Subscribed {
+        session: Some(hex::encode(en1.to_be_bytes())),
+        extranonce1: en1.to_be_bytes().to_vec(),
+        extranonce2_size: EXTRANONCE2_SIZE,
+    };
+    conn.reply(id, subscribed.to_value());
     start_jobs(pool, conn);
 }
 
@@ -1043,7 +1029,7 @@ async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, user: &str, passwor
         tracing::warn!(peer = %conn.peer, user, "stratum: authorization refused");
         // As the RPC's 250 ms: guessing passwords costs the guesser time (no thread is held).
         tokio::time::sleep(AUTH_FAILURE_DELAY).await;
-        conn.send(&json!({"id": id, "result": false, "error": [UNAUTHORIZED, "unauthorized worker", null]}));
+        conn.send(refused(id, "unauthorized worker"));
         return;
     }
     if !conn.workers.contains(user) && conn.workers.len() >= MAX_CONN_WORKERS {
@@ -1052,12 +1038,21 @@ async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, user: &str, passwor
         let message = format!(
             "too many workers on this connection: the limit is {MAX_CONN_WORKERS}; open another connection"
         );
-        conn.send(&json!({"id": id, "result": false, "error": [UNAUTHORIZED, message, null]}));
+        conn.send(refused(id, &message));
         return;
     }
     conn.workers.insert(user.to_string());
-    conn.reply(id, json!(true));
+    conn.reply(id, Value::Bool(true));
     start_jobs(pool, conn);
+}
+
+/// A refused `mining.authorize`: result false and error 24 `message`.
+fn refused(id: &Value, message: &str) -> String {
+    Response {
+        result: Value::Bool(false),
+        ..Response::error(id, ErrorCode::Unauthorized, message)
+    }
+    .to_line()
 }
 
 /// Once subscribed and authorized: the difficulty and the current job.
@@ -1080,31 +1075,27 @@ fn start_jobs(pool: &Pool, conn: &mut Conn) {
 }
 
 fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension]) {
-    let mut result = serde_json::Map::new();
+    let mut result = Configured::default();
     for extension in extensions {
-        match extension {
+        result.0.push(match extension {
             Extension::VersionRolling { mask, .. } => {
                 let asked = mask.unwrap_or(u32::MAX);
                 conn.version_mask = VERSION_ROLLING_MASK & asked;
-                result.insert("version-rolling".into(), json!(true));
-                result.insert(
-                    "version-rolling.mask".into(),
-                    json!(crate::stratum::u32_hex(conn.version_mask)),
-                );
+                Granted::VersionRolling {
+                    mask: conn.version_mask,
+                }
             }
             Extension::MinimumDifficulty { value } => {
                 let v = *value;
                 if let Some(v) = v {
                     conn.min_asked = v.min(pool.max_difficulty);
                 }
-                result.insert("minimum-difficulty".into(), json!(v.is_some()));
+                Granted::MinimumDifficulty(v.is_some())
             }
-            Extension::Other(other) => {
-                result.insert(other.clone(), json!(false));
-            }
-        }
+            Extension::Other(other) => Granted::Refused(other.clone()),
+        });
     }
-    conn.reply(id, Value::Object(result));
+    conn.reply(id, result.to_value());
     if conn.difficulty < conn.min_asked {
         conn.change_difficulty(pool, conn.min_asked);
     }
@@ -1115,7 +1106,7 @@ fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension])
 fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&str>, message: &str) {
     if conn.extranonce1.is_none() {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
-        return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
+        return conn.error(id, ErrorCode::NotSubscribed, "Not subscribed");
     }
     match worker.filter(|w| conn.workers.contains(*w)) {
         Some(w) => {
@@ -1124,52 +1115,55 @@ fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&st
         }
         None => {
             pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
-            return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
+            return conn.error(id, ErrorCode::Unauthorized, "Unauthorized worker");
         }
     }
-    conn.error(id, OTHER, message);
+    conn.error(id, ErrorCode::Other, message);
 }
 
 async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Submit) {
     let worker = sub.worker.as_str();
     let Some(en1) = conn.extranonce1 else {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
-        return conn.error(id, NOT_SUBSCRIBED, "Not subscribed");
+        return conn.error(id, ErrorCode::NotSubscribed, "Not subscribed");
     };
     if !conn.workers.contains(worker) {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
-        return conn.error(id, UNAUTHORIZED, "Unauthorized worker");
+        return conn.error(id, ErrorCode::Unauthorized, "Unauthorized worker");
     }
     // Rejected shares add a table entry only for workers authenticated by password.
     let create = matches!(pool.auth, Auth::Users(_));
-    let reject = |conn: &mut Conn, code: i64, message: &str| {
+    let reject = |conn: &mut Conn, code: ErrorCode, message: &str| {
         pool.stats
             .record(worker, None, false, conn.difficulty, create);
         conn.error(id, code, message);
     };
-    let (job_id, en2, ntime, nonce, bits) = (
-        sub.job_id.as_str(),
-        sub.extranonce2,
-        sub.ntime,
-        sub.nonce,
-        sub.version_bits,
-    );
+    // The request decoder takes EXTRANONCE2_SIZE bytes only.
+    let Ok(en2) = <[u8; EXTRANONCE2_SIZE]>::try_from(sub.extranonce2.as_slice()) else {
+        return reject(conn, ErrorCode::Other, "extranonce2: expected 8 hex digits");
+    };
+    let (job_id, ntime, nonce, bits) =
+        (sub.job_id.as_str(), sub.ntime, sub.nonce, sub.version_bits);
     let Some((entry, job_difficulty)) = conn.job(job_id) else {
-        return reject(conn, STALE, "Job not found");
+        return reject(conn, ErrorCode::Stale, "Job not found");
     };
     // Against the chain's tip now: the newest job lags it while the next template is built.
     if !pool.on_tip(&entry) {
         return reject(
             conn,
-            STALE,
+            ErrorCode::Stale,
             "Job not found (stale: the chain has a new tip)",
         );
     }
     if ntime < entry.job.ntime || ntime > crate::mining::unix_now().saturating_add(7200) {
-        return reject(conn, OTHER, "ntime out of range");
+        return reject(conn, ErrorCode::Other, "ntime out of range");
     }
     let Some(version) = rolled_version(entry.job.version, conn.version_mask, bits) else {
-        return reject(conn, OTHER, "version bits outside the negotiated mask");
+        return reject(
+            conn,
+            ErrorCode::Other,
+            "version bits outside the negotiated mask",
+        );
     };
     let s = Submission {
         extranonce1: en1.to_be_bytes(),
@@ -1181,10 +1175,10 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Su
     let difficulty = effective_difficulty(job_difficulty, &entry.network_target);
     let verdict = check(&entry.job, &s, difficulty, &entry.network_target);
     if !verdict.share {
-        return reject(conn, LOW_DIFFICULTY, "Low difficulty share");
+        return reject(conn, ErrorCode::LowDifficulty, "Low difficulty share");
     }
     if !pool.seen().insert(&entry.prev_display, verdict.hash) {
-        return reject(conn, DUPLICATE, "Duplicate share");
+        return reject(conn, ErrorCode::Duplicate, "Duplicate share");
     }
     let mut block = false;
     if verdict.block {
@@ -1193,7 +1187,7 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Su
             BlockOutcome::Stale => {
                 return reject(
                     conn,
-                    STALE,
+                    ErrorCode::Stale,
                     "Job not found (stale: the chain has a new tip)",
                 )
             }
@@ -1203,7 +1197,7 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Su
     pool.stats
         .record(worker, Some(difficulty), block, difficulty, true);
     conn.vardiff.shares += 1;
-    conn.reply(id, json!(true));
+    conn.reply(id, Value::Bool(true));
     retarget(pool, conn, true);
 }
 

@@ -16,8 +16,12 @@ use super::{next_slice, sleep_unless};
 use crate::backend::{Backend, StopAt, NONCE_END};
 use crate::hash::{display_hash, sha256d};
 use crate::pow::{CompactTarget, Target};
-use crate::stratum::{difficulty_of, share_target, u32_hex, Job, VERSION_ROLLING_MASK};
-use serde_json::{json, Value};
+use crate::stratum::{
+    difficulty_of, share_target, u32_hex, BadCall, Configured, ErrorCode, Extension, Job,
+    Notification, PoolLine, ReplyError, Request, Response, StratumError, Submit, Subscribed,
+    VERSION_ROLLING_MASK,
+};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -295,20 +299,22 @@ impl Work {
         crate::hash::Job::new(&self.header, &self.share_target)
     }
 
-    /// `mining.submit`'s params for `nonce`: worker, job id, extranonce2, ntime, nonce, and the
+    /// The `mining.submit` for `nonce`: worker, job id, extranonce2, ntime, nonce, and the
     /// rolled version bits (`version & mask`, BIP 310) when rolling.
-    pub fn submit_params(&self, user: &str, nonce: u32) -> Value {
-        let mut p = vec![
-            json!(user),
-            json!(self.job.id),
-            json!(hex::encode(&self.extranonce2)),
-            json!(u32_hex(self.job.ntime)),
-            json!(u32_hex(nonce)),
-        ];
-        if self.version_mask != 0 {
-            p.push(json!(u32_hex(self.version & self.version_mask)));
+    pub fn submit(&self, user: &str, nonce: u32) -> Submit {
+        Submit {
+            worker: user.to_string(),
+            job_id: self.job.id.clone(),
+            extranonce2: self.extranonce2.clone(),
+            ntime: self.job.ntime,
+            nonce,
+            version_bits: (self.version_mask != 0).then_some(self.version & self.version_mask),
         }
-        Value::Array(p)
+    }
+
+    /// [`Work::submit`]'s params as sent.
+    pub fn submit_params(&self, user: &str, nonce: u32) -> Value {
+        self.submit(user, nonce).params()
     }
 }
 
@@ -339,16 +345,17 @@ pub fn roll_version(base: u32, mask: u32, roll: u32) -> u32 {
 /// A message from the pool, as the reader thread passes it on.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    Notify(Value),
-    SetDifficulty(Value),
-    SetExtranonce(Value),
-    SetVersionMask(Value),
-    Reconnect(Value),
+    /// `mining.notify`: the job, or why it does not decode.
+    Notify(Result<Job, StratumError>),
+    /// `mining.set_difficulty`, `mining.set_extranonce`, `mining.set_version_mask` or
+    /// `client.reconnect`, decoded.
+    Pool(Notification),
+    /// One of those whose params do not decode.
+    Ignored(BadCall),
     Note(String),
     Reply {
         id: u64,
-        result: Value,
-        error: Value,
+        response: Response,
     },
     Closed(String),
 }
@@ -381,9 +388,7 @@ fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStrea
     Err(last)
 }
 
-fn write_line(writer: &Mutex<TcpStream>, v: &Value) -> std::io::Result<()> {
-    let mut line = v.to_string();
-    line.push('\n');
+fn write_line(writer: &Mutex<TcpStream>, line: &str) -> std::io::Result<()> {
     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
     w.write_all(line.as_bytes())?;
     w.flush()
@@ -416,13 +421,11 @@ impl Conn {
         })
     }
 
-    fn send(&mut self, method: &str, params: Value) -> std::io::Result<u64> {
+    /// Sends the request `make` builds for the next id; that id.
+    fn send(&mut self, make: impl FnOnce(Value) -> Request) -> std::io::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
-        write_line(
-            &self.writer,
-            &json!({"id": id, "method": method, "params": params}),
-        )?;
+        write_line(&self.writer, &make(Value::from(id)).to_line())?;
         Ok(id)
     }
 
@@ -487,69 +490,54 @@ pub(crate) enum Routed {
 }
 
 /// Decodes one line from the pool (its bytes as read, newline included) into what the client
-/// does with it: the whole of the client's parsing of pool input before the session's handling,
-/// kept free of I/O so it can be fuzzed (`crate::fuzzing`).
+/// does with it: the whole of the client's parsing of pool input before the session's handling
+/// (through the protocol's [`PoolLine`] and [`Notification`]), kept free of I/O so it can be
+/// fuzzed (`crate::fuzzing`).
 pub(crate) fn route_line(line: &[u8]) -> Routed {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim();
-    if text.is_empty() {
-        return Routed::Ignore;
-    }
-    let Ok(msg) = serde_json::from_str::<Value>(text) else {
-        let shown: String = text.chars().take(120).collect();
-        return Routed::Pass(
+    match PoolLine::parse(line) {
+        PoolLine::Blank => Routed::Ignore,
+        PoolLine::NotJson(shown) => Routed::Pass(
             Incoming::Note(format!("the pool sent a line that is not JSON: {shown}")),
             false,
-        );
-    };
-    route(msg)
+        ),
+        PoolLine::Reply(response) => match response.id.as_u64() {
+            Some(id) => Routed::Pass(Incoming::Reply { id, response }, false),
+            None => Routed::Ignore,
+        },
+        PoolLine::Call { id, method, params } => route_call(&id, &method, &params),
+    }
 }
 
-/// Routes one JSON message from the pool (see [`route_line`]).
-fn route(msg: Value) -> Routed {
-    let params = msg.get("params").cloned().unwrap_or(Value::Null);
-    let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    let (incoming, cancels) = match msg.get("method").and_then(Value::as_str) {
-        Some("mining.notify") => {
-            let clean = params.get(8).and_then(Value::as_bool).unwrap_or(false);
-            (Incoming::Notify(params), clean)
+/// Routes one method call from the pool (see [`route_line`]).
+fn route_call(id: &Value, method: &str, params: &Value) -> Routed {
+    let Some(decoded) = Notification::decode(method, params) else {
+        if id.is_null() {
+            return Routed::Ignore;
         }
-        Some("mining.set_difficulty") => (Incoming::SetDifficulty(params), true),
-        Some("mining.set_extranonce") => (Incoming::SetExtranonce(params), true),
-        Some("mining.set_version_mask") => (Incoming::SetVersionMask(params), true),
-        Some("client.reconnect") => (Incoming::Reconnect(params), true),
-        Some("mining.ping") => {
-            return Routed::Answer(json!({"id": id, "result": "pong", "error": null}));
+        let unknown = format!("unknown method {method}");
+        return Routed::Answer(Response::error(id, ErrorCode::Other, &unknown).to_value());
+    };
+    let (incoming, cancels) = match decoded {
+        Err(bad) if bad.method == "mining.notify" => {
+            let clean = bad.params.get(8).and_then(Value::as_bool).unwrap_or(false);
+            (Incoming::Notify(Err(bad.why)), clean)
         }
-        Some("client.get_version") => {
-            return Routed::Answer(json!({"id": id, "result": USER_AGENT, "error": null}));
+        Err(bad) => (Incoming::Ignored(bad), true),
+        Ok(Notification::Notify(job)) => {
+            let clean = job.clean;
+            (Incoming::Notify(Ok(job)), clean)
         }
-        Some("client.show_message") => (
-            Incoming::Note(format!(
-                "message from the pool: {}",
-                params.get(0).and_then(Value::as_str).unwrap_or("")
-            )),
+        Ok(Notification::Ping) => {
+            return Routed::Answer(Response::ok(id, Value::from("pong")).to_value());
+        }
+        Ok(Notification::GetVersion) => {
+            return Routed::Answer(Response::ok(id, Value::from(USER_AGENT)).to_value());
+        }
+        Ok(Notification::ShowMessage(text)) => (
+            Incoming::Note(format!("message from the pool: {text}")),
             false,
         ),
-        Some(other) => {
-            if id.is_null() {
-                return Routed::Ignore;
-            }
-            return Routed::Answer(
-                json!({"id": id, "result": null, "error": [20, format!("unknown method {other}"), null]}),
-            );
-        }
-        None => match id.as_u64() {
-            Some(id) => (
-                Incoming::Reply {
-                    id,
-                    result: msg.get("result").cloned().unwrap_or(Value::Null),
-                    error: msg.get("error").cloned().unwrap_or(Value::Null),
-                },
-                false,
-            ),
-            None => return Routed::Ignore,
-        },
+        Ok(other) => (Incoming::Pool(other), true),
     };
     Routed::Pass(incoming, cancels)
 }
@@ -565,7 +553,7 @@ fn deliver(
     let (incoming, cancels) = match routed {
         Routed::Pass(incoming, cancels) => (incoming, cancels),
         Routed::Answer(reply) => {
-            let _ = write_line(writer, &reply);
+            let _ = write_line(writer, &crate::stratum::message::line(reply));
             return true;
         }
         Routed::Ignore => return true,
@@ -592,21 +580,23 @@ fn probe(host: &str, port: u16) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
-    let line = json!({"id": 1, "method": "mining.subscribe", "params": [USER_AGENT]}).to_string();
-    if s.write_all(format!("{line}\n").as_bytes()).is_err() {
+    let subscribe = Request::Subscribe {
+        id: Value::from(1),
+        user_agent: Some(USER_AGENT.into()),
+        session: None,
+    };
+    if s.write_all(subscribe.to_line().as_bytes()).is_err() {
         return false;
     }
     let mut reader = BufReader::new(s.take(64 * 1024));
     for _ in 0..4 {
         let mut l = String::new();
         match reader.read_line(&mut l) {
-            Ok(n) if n > 0 => {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    if v.get("id").and_then(Value::as_u64) == Some(1) {
-                        return v.get("result").is_some_and(|r| !r.is_null());
-                    }
-                }
-            }
+            Ok(n) if n > 0 => match PoolLine::parse(l.as_bytes()) {
+                PoolLine::Reply(r) if r.id.as_u64() == Some(1) => return !r.result.is_null(),
+                PoolLine::Call { id, .. } if id.as_u64() == Some(1) => return false,
+                _ => {}
+            },
             _ => return false,
         }
     }
@@ -865,26 +855,31 @@ impl Session {
         let io = |e: std::io::Error| format!("cannot write to the pool: {e}");
         let configure_id = if rolling {
             Some(
-                conn.send(
-                    "mining.configure",
-                    json!([["version-rolling"], {
-                        "version-rolling.mask": u32_hex(VERSION_ROLLING_MASK),
-                        "version-rolling.min-bit-count": 2}]),
-                )
+                conn.send(|id| Request::Configure {
+                    id,
+                    extensions: vec![Extension::VersionRolling {
+                        mask: Some(VERSION_ROLLING_MASK),
+                        min_bit_count: Some(2),
+                    }],
+                })
                 .map_err(io)?,
             )
         } else {
             None
         };
-        let mut sub_params = vec![json!(USER_AGENT)];
-        if let Some(s) = &session_id {
-            sub_params.push(json!(s));
-        }
         let sub_id = conn
-            .send("mining.subscribe", Value::Array(sub_params))
+            .send(|id| Request::Subscribe {
+                id,
+                user_agent: Some(USER_AGENT.into()),
+                session: session_id.clone(),
+            })
             .map_err(io)?;
         let auth_id = conn
-            .send("mining.authorize", json!([options.user, options.password]))
+            .send(|id| Request::Authorize {
+                id,
+                user: options.user.clone(),
+                password: options.password.clone(),
+            })
             .map_err(io)?;
         let mut s = Session {
             conn,
@@ -940,44 +935,34 @@ impl Session {
                 Err(RecvTimeoutError::Disconnected) => return Err("connection lost".into()),
             };
             match m {
-                Incoming::Reply { id, result, error } if id == sub_id => {
-                    if !error.is_null() || result.is_null() {
+                Incoming::Reply { id, response } if id == sub_id => {
+                    if response.error.is_some() || response.result.is_null() {
                         return Err(OpenError::Other(format!(
                             "mining.subscribe refused: {}",
-                            error_text(&error)
+                            response.error_text()
                         )));
                     }
-                    let en1 = result
-                        .get(1)
-                        .and_then(Value::as_str)
-                        .and_then(|h| hex::decode(h).ok())
-                        .ok_or_else(|| {
-                            format!("mining.subscribe's answer has no hex extranonce1: {result}")
-                        })?;
-                    let size = result
-                        .get(2)
-                        .and_then(Value::as_u64)
-                        .filter(|n| *n <= 32)
-                        .ok_or_else(|| format!("mining.subscribe's answer has no extranonce2 size (0 to 32): {result}"))?;
-                    s.en1 = en1;
-                    s.en2_size = size as usize;
-                    s.session_id = notify_subscription(&result[0]);
+                    let subscribed_as =
+                        Subscribed::from_value(&response.result).map_err(|e| e.to_string())?;
+                    s.en1 = subscribed_as.extranonce1;
+                    s.en2_size = subscribed_as.extranonce2_size;
+                    s.session_id = subscribed_as.session;
                     subscribed = true;
                 }
-                Incoming::Reply { id, result, error } if id == auth_id => {
-                    if result.as_bool() != Some(true) {
+                Incoming::Reply { id, response } if id == auth_id => {
+                    if response.result.as_bool() != Some(true) {
                         return Err(format!(
                             "the pool refused worker '{}' (mining.authorize answered {}{}); check --user and --pass",
                             options.user,
-                            result,
-                            if error.is_null() { String::new() } else { format!(", error {}", error_text(&error)) }
+                            response.result,
+                            match &response.error { None => String::new(), Some(e) => format!(", error {}", e.text()) }
                         ).into());
                     }
                     authorized = true;
                 }
-                Incoming::Reply { id, result, error } if Some(id) == s.configure_id => {
+                Incoming::Reply { id, response } if Some(id) == s.configure_id => {
                     s.configure_id = None;
-                    s.mask = rolling_mask(&result, &error);
+                    s.mask = granted_mask(&response);
                 }
                 Incoming::Closed(why) if !subscribed && s.configure_id.is_some() => {
                     return Err(OpenError::Configure(why))
@@ -987,14 +972,14 @@ impl Session {
             }
         }
         // The answer, if any, is ignored: extranonce changes come as mining.set_extranonce.
-        let _ = s.conn.send("mining.extranonce.subscribe", json!([]));
+        let _ = s.conn.send(|id| Request::ExtranonceSubscribe { id });
         Ok(s)
     }
 
     /// Handles one message; `Some` ends the session.
     fn handle(&mut self, m: Incoming, stats: &mut PoolStats, hooks: &mut Hooks<'_>) -> Option<End> {
         match m {
-            Incoming::Notify(params) => match Job::from_notify(&params) {
+            Incoming::Notify(job) => match job {
                 Ok(job) => {
                     if job.clean {
                         self.jobs.clear();
@@ -1008,80 +993,72 @@ impl Session {
                 }
                 Err(e) => (hooks.event)(&format!("pool {}: ignoring a job: {e}", self.url)),
             },
-            Incoming::SetDifficulty(p) => {
-                match p
-                    .get(0)
-                    .and_then(Value::as_f64)
-                    .and_then(|d| Some((d, share_target(d)?)))
-                {
-                    Some((d, t)) => {
-                        self.difficulty = d;
-                        self.share_target = t;
-                        stats.difficulty = d;
-                        self.dirty = true;
-                    }
-                    None => (hooks.event)(&format!(
-                        "pool {}: ignoring mining.set_difficulty {p}: not a positive number",
-                        self.url
-                    )),
+            Incoming::Pool(Notification::SetDifficulty(d)) => match share_target(d) {
+                Some(t) => {
+                    self.difficulty = d;
+                    self.share_target = t;
+                    stats.difficulty = d;
+                    self.dirty = true;
+                }
+                None => (hooks.event)(&format!(
+                    "pool {}: ignoring mining.set_difficulty {}: not a positive number",
+                    self.url,
+                    Notification::SetDifficulty(d).params()
+                )),
+            },
+            Incoming::Pool(Notification::SetExtranonce {
+                extranonce1,
+                extranonce2_size,
+            }) => {
+                self.en1 = extranonce1;
+                self.en2_size = extranonce2_size;
+                self.dirty = true;
+            }
+            Incoming::Pool(Notification::SetVersionMask(m)) => {
+                if self.mask != 0 || self.configure_id.is_some() {
+                    self.mask = m & VERSION_ROLLING_MASK;
+                    stats.version_mask = self.mask;
+                    self.dirty = true;
                 }
             }
-            Incoming::SetExtranonce(p) => {
-                let en1 = p
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .and_then(|h| hex::decode(h).ok());
-                let size = p.get(1).and_then(Value::as_u64).filter(|n| *n <= 32);
-                match (en1, size) {
-                    (Some(en1), Some(size)) => {
-                        self.en1 = en1;
-                        self.en2_size = size as usize;
-                        self.dirty = true;
-                    }
-                    _ => (hooks.event)(&format!(
-                        "pool {}: ignoring mining.set_extranonce {p}",
-                        self.url
-                    )),
-                }
-            }
-            Incoming::SetVersionMask(p) => {
-                if let Some(m) = p
-                    .get(0)
-                    .and_then(|v| crate::stratum::hex_u32(v, "mask").ok())
-                {
-                    if self.mask != 0 || self.configure_id.is_some() {
-                        self.mask = m & VERSION_ROLLING_MASK;
-                        stats.version_mask = self.mask;
-                        self.dirty = true;
-                    }
-                }
-            }
-            Incoming::Reconnect(p) => {
-                let (host, port, wait) = reconnect_target(&p, &self.host, self.port);
+            Incoming::Pool(Notification::Reconnect(r)) => {
+                let (host, port, wait) = reconnect_to(&r, &self.host, self.port);
                 return Some(End::Reconnect(host, port, wait));
             }
+            // The reader passes no other notification on.
+            Incoming::Pool(_) => {}
+            Incoming::Ignored(bad) => match bad.method {
+                "mining.set_difficulty" => (hooks.event)(&format!(
+                    "pool {}: ignoring mining.set_difficulty {}: not a positive number",
+                    self.url, bad.params
+                )),
+                "mining.set_extranonce" => (hooks.event)(&format!(
+                    "pool {}: ignoring mining.set_extranonce {}",
+                    self.url, bad.params
+                )),
+                _ => {}
+            },
             Incoming::Note(text) => (hooks.event)(&format!("pool {}: {text}", self.url)),
-            Incoming::Reply { id, result, error } => {
+            Incoming::Reply { id, response } => {
                 if Some(id) == self.configure_id {
                     self.configure_id = None;
-                    self.mask = rolling_mask(&result, &error);
+                    self.mask = granted_mask(&response);
                     stats.version_mask = self.mask;
                     self.dirty = true;
                 } else if let Some(p) = self.pending.remove(&id) {
                     let mut event = p.event;
-                    event.result = if result.as_bool() == Some(true) && error.is_null() {
+                    event.result = if response.is_true() {
                         stats.accepted += 1;
                         if event.block {
                             stats.blocks += 1;
                         }
                         ShareResult::Accepted
                     } else {
-                        let reason = if error.is_null() {
-                            format!("answered {result}")
-                        } else {
-                            error_text(&error)
+                        let reason = match &response.error {
+                            None => format!("answered {}", response.result),
+                            Some(e) => e.text(),
                         };
-                        if is_stale_error(&error) {
+                        if response.error.as_ref().is_some_and(ReplyError::is_stale) {
                             stats.stale += 1;
                             ShareResult::Stale { sent: true, reason }
                         } else {
@@ -1343,10 +1320,12 @@ impl Session {
         }
         let id = self.conn.next_id;
         self.conn.next_id += 1;
-        let line = json!({"id": id, "method": "mining.submit",
-                          "params": w.submit_params(&self.user, nonce)});
+        let submit = Request::Submit {
+            id: Value::from(id),
+            submit: w.submit(&self.user, nonce),
+        };
         let sent = out
-            .write_all(format!("{line}\n").as_bytes())
+            .write_all(submit.to_line().as_bytes())
             .and_then(|()| out.flush());
         drop(out);
         match sent {
@@ -1397,90 +1376,39 @@ impl Session {
 /// Where `client.reconnect`'s params send the client (missing parts: the current host and
 /// port) and how long to wait first (at most a minute).
 pub(crate) fn reconnect_target(p: &Value, host: &str, port: u16) -> (String, u16, Duration) {
-    let number = |v: &Value| {
-        v.as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
-    let host = p
-        .get(0)
-        .and_then(Value::as_str)
-        .filter(|h| !h.is_empty())
-        .unwrap_or(host)
-        .to_string();
-    let port = p
-        .get(1)
-        .and_then(number)
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|n| *n != 0)
-        .unwrap_or(port);
-    let wait = p.get(2).and_then(number).unwrap_or(0).min(60);
-    (host, port, Duration::from_secs(wait))
+    reconnect_to(&crate::stratum::Reconnect::from_params(p), host, port)
 }
 
-/// The subscription id of `mining.notify` in a subscribe answer's first element (offered back
-/// on the next subscribe to restore the extranonce1).
-pub(crate) fn notify_subscription(subs: &Value) -> Option<String> {
-    let pair = |p: &Value| -> Option<String> {
-        let a = p.as_array()?;
-        if a.first()?.as_str()? == "mining.notify" {
-            a.get(1)?.as_str().map(str::to_string)
-        } else {
-            None
-        }
-    };
-    pair(subs).or_else(|| subs.as_array()?.iter().find_map(pair))
+/// [`reconnect_target`] for decoded params.
+fn reconnect_to(r: &crate::stratum::Reconnect, host: &str, port: u16) -> (String, u16, Duration) {
+    (
+        r.host.clone().unwrap_or_else(|| host.to_string()),
+        r.port.unwrap_or(port),
+        Duration::from_secs(r.wait.unwrap_or(0).min(60)),
+    )
 }
 
 /// The version-rolling mask a `mining.configure` answer grants (inside ours; 0: none).
 pub(crate) fn rolling_mask(result: &Value, error: &Value) -> u32 {
-    if !error.is_null() || result.get("version-rolling").and_then(Value::as_bool) != Some(true) {
+    if !error.is_null() {
         return 0;
     }
-    result
-        .get("version-rolling.mask")
-        .and_then(|v| crate::stratum::hex_u32(v, "mask").ok())
-        .unwrap_or(0)
-        & VERSION_ROLLING_MASK
+    Configured::version_rolling(result).unwrap_or(0) & VERSION_ROLLING_MASK
 }
 
-/// `[code, "message", data]` (or anything else) as text.
-pub(crate) fn error_text(error: &Value) -> String {
-    match error {
-        Value::Array(a) => match (
-            a.first().and_then(Value::as_i64),
-            a.get(1).and_then(Value::as_str),
-        ) {
-            (Some(code), Some(msg)) => format!("{code} {msg}"),
-            _ => error.to_string(),
-        },
-        Value::Object(o) => match (
-            o.get("code").and_then(Value::as_i64),
-            o.get("message").and_then(Value::as_str),
-        ) {
-            (Some(code), Some(msg)) => format!("{code} {msg}"),
-            _ => error.to_string(),
-        },
-        Value::Null => "no reason given".into(),
-        other => other.to_string(),
-    }
-}
-
-/// Stratum's "stale job" (21) or a message that says so.
-pub(crate) fn is_stale_error(error: &Value) -> bool {
-    let code = error
-        .get(0)
-        .or_else(|| error.get("code"))
-        .and_then(Value::as_i64);
-    if code == Some(21) {
-        return true;
-    }
-    let text = error_text(error).to_ascii_lowercase();
-    text.contains("stale") || text.contains("job not found")
+/// [`rolling_mask`] of a reply.
+fn granted_mask(r: &Response) -> u32 {
+    rolling_mask(
+        &r.result,
+        r.error.as_ref().map_or(&Value::Null, ReplyError::as_value),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stratum::{error_text, is_stale_error, notify_subscription};
+    use serde_json::json;
 
     /// The reader's routing, now a pure function: pings answered at once, jobs passed on (a
     /// clean one cancelling), replies passed on, blank lines and unknown notifications ignored,
