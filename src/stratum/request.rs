@@ -497,6 +497,79 @@ mod tests {
         }
     }
 
+    /// What the client sends decodes on the server as it was built, and the lines keep the
+    /// shape they had when the client wrote them by hand.
+    #[test]
+    fn requests_the_client_sends_decode_as_sent() {
+        let sent = [
+            Request::Subscribe {
+                id: json!(1),
+                user_agent: Some("miner/0.1.0".into()),
+                session: Some("0a0b0c0d".into()),
+            },
+            Request::Authorize {
+                id: json!(2),
+                user: "w".into(),
+                password: "x".into(),
+            },
+            Request::Configure {
+                id: json!(3),
+                extensions: vec![
+                    Extension::VersionRolling {
+                        mask: Some(0x1fff_e000),
+                        min_bit_count: Some(2),
+                    },
+                    Extension::MinimumDifficulty { value: Some(2.0) },
+                ],
+            },
+            Request::Submit {
+                id: json!(4),
+                submit: Submit {
+                    worker: "w".into(),
+                    job_id: "1a".into(),
+                    extranonce2: vec![0, 0, 0, 1],
+                    ntime: 0x6b04_fcf5,
+                    nonce: 0x6df8_2800,
+                    version_bits: Some(0x2000),
+                },
+            },
+            Request::SuggestDifficulty {
+                id: json!(5),
+                difficulty: 0.5,
+            },
+            Request::ExtranonceSubscribe { id: json!(6) },
+            Request::Ping { id: json!(7) },
+            Request::GetTransactions { id: json!(8) },
+        ];
+        for r in sent {
+            assert_eq!(parse_request(r.to_line().trim_end().as_bytes()), Ok(r));
+        }
+        assert_eq!(resumed_extranonce1(Some("0a0b0c0d")), Some(0x0a0b_0c0d));
+        assert_eq!(resumed_extranonce1(Some("0a0b0c")), None);
+        assert_eq!(resumed_extranonce1(None), None);
+        let configure = Request::Configure {
+            id: json!(1),
+            extensions: vec![Extension::VersionRolling {
+                mask: Some(0x1fff_e000),
+                min_bit_count: Some(2),
+            }],
+        };
+        assert_eq!(
+            configure.to_value(),
+            json!({"id": 1, "method": "mining.configure", "params": [["version-rolling"], {
+                "version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]})
+        );
+        let subscribe = Request::Subscribe {
+            id: json!(2),
+            user_agent: Some("miner/0.1.0".into()),
+            session: None,
+        };
+        assert_eq!(
+            subscribe.to_line(),
+            "{\"id\":2,\"method\":\"mining.subscribe\",\"params\":[\"miner/0.1.0\"]}\n"
+        );
+    }
+
     #[test]
     fn suggestions_are_positive_numbers_or_targets() {
         assert_eq!(

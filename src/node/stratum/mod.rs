@@ -16,6 +16,13 @@
 //! job's (as ckpool does), and every difficulty change is followed by a fresh job. Staleness
 //! is decided against the chain's tip when the share is judged; duplicates are keyed on the
 //! header hash per tip, whatever job id the share names.
+//!
+//! This is the server role; the protocol (messages, job and share encodings, the share check)
+//! is [`crate::stratum`]. Here: the settings ([`Config`], [`Auth`]), what `getstratuminfo`
+//! reports ([`Stats`]), the job store with the duplicate set (`jobs`), the pure vardiff rule
+//! ([`vardiff`]), one connection (`session`), and in this file the pool every connection
+//! shares and all that talks to the chain (`NodeState`): the listener, the job builder and the
+//! block submission.
 
 mod config;
 mod jobs;
