@@ -346,7 +346,8 @@ impl Reconnect {
 pub enum Notification {
     /// `mining.notify`: a job (its `clean` flag: drop the jobs before it).
     Notify(Job),
-    /// `mining.set_difficulty [d]`: the share difficulty from the next job.
+    /// `mining.set_difficulty [d]`: the share difficulty from the next job (positive and
+    /// finite).
     SetDifficulty(f64),
     /// `mining.set_extranonce [extranonce1, extranonce2_size]` (sizes of 0 to 32 bytes).
     SetExtranonce {
@@ -372,6 +373,14 @@ pub struct BadCall {
     /// The params as sent.
     pub params: Value,
     pub why: StratumError,
+}
+
+impl BadCall {
+    /// For a `mining.notify`, its `clean_jobs` flag (9th param), read even when the job does not
+    /// decode: a client drops its work on it all the same.
+    pub fn clean(&self) -> bool {
+        self.params.get(8).and_then(Value::as_bool).unwrap_or(false)
+    }
 }
 
 impl Notification {
@@ -431,8 +440,14 @@ impl Notification {
             "mining.set_difficulty" => params
                 .get(0)
                 .and_then(Value::as_f64)
+                .filter(|d| d.is_finite() && *d > 0.0)
                 .map(Notification::SetDifficulty)
-                .ok_or_else(|| bad("mining.set_difficulty", "expected a number".to_string())),
+                .ok_or_else(|| {
+                    bad(
+                        "mining.set_difficulty",
+                        "expected a positive number".to_string(),
+                    )
+                }),
             "mining.set_extranonce" => {
                 let en1 = params
                     .get(0)
@@ -610,6 +625,13 @@ mod tests {
         );
         assert_eq!(Notification::decode("mining.nope", &json!([])), None);
         let bad = Notification::decode("mining.set_difficulty", &json!(["x"]));
+        assert!(matches!(
+            Notification::decode("mining.set_difficulty", &json!([-1])),
+            Some(Err(BadCall {
+                method: "mining.set_difficulty",
+                ..
+            }))
+        ));
         assert!(matches!(
             bad,
             Some(Err(BadCall {

@@ -196,7 +196,7 @@ fn route_call(id: &Value, method: &str, params: &Value) -> Routed {
     };
     let (incoming, cancels) = match decoded {
         Err(bad) if bad.method == "mining.notify" => {
-            let clean = bad.params.get(8).and_then(Value::as_bool).unwrap_or(false);
+            let clean = bad.clean();
             (Incoming::Notify(Err(bad.why)), clean)
         }
         Err(bad) => (Incoming::Ignored(bad), true),
