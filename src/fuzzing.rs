@@ -66,14 +66,14 @@ pub fn p2p_frame(data: &[u8]) {
     }
 }
 
-/// Stratum server: one line from a miner, through the server's request decoder
-/// ([`crate::node::stratum::parse_request`]: the JSON envelope, the method and each method's
-/// params), then the version-rolling check a submit's version bits meet.
+/// Stratum server: one line from a miner, through the protocol's request decoder
+/// ([`crate::stratum::parse_request`]: the JSON envelope, the method and each method's params),
+/// then the version-rolling check a submit's version bits meet.
 pub fn stratum_server_line(data: &[u8]) {
-    use crate::node::stratum::{parse_request, Request};
+    use crate::stratum::{parse_request, Request};
     match parse_request(data) {
         Ok(Request::Submit { submit, .. }) => {
-            let _ = crate::node::stratum::share::rolled_version(
+            let _ = crate::stratum::share::rolled_version(
                 0x2000_0000,
                 crate::stratum::VERSION_ROLLING_MASK,
                 submit.version_bits,
@@ -90,51 +90,45 @@ pub fn stratum_server_line(data: &[u8]) {
 }
 
 /// Stratum client: one line from a pool, as the client's reader routes it
-/// (`client::stratum::route_line`), then the decoding the session applies to each message
-/// (jobs, difficulty, extranonce, version mask, reconnect, replies and their errors).
+/// (`client::stratum::route_line`, through the protocol's decoders), then what the session
+/// does with each message (jobs, difficulty, version mask, reconnect, replies and their errors).
 pub fn stratum_client_line(data: &[u8]) {
     use crate::client::stratum::{
-        error_text, is_stale_error, notify_subscription, reconnect_target, rolling_mask,
-        route_line, Incoming, Routed, Work,
+        reconnect_target, rolling_mask, route_line, Incoming, Routed, Work,
     };
+    use crate::stratum::{Notification, ReplyError, Subscribed};
     let Routed::Pass(incoming, _) = route_line(data) else {
         return;
     };
     match incoming {
-        Incoming::Notify(p) => {
-            if let Ok(job) = crate::stratum::Job::from_notify(&p) {
-                if let Some(target) = crate::stratum::share_target(1.0) {
-                    let version = job.version;
-                    let work = Work::new(job, &[0; 4], &[0; 4], version, 0, target);
-                    let _ = work.submit_params("fuzz", 0);
-                }
+        Incoming::Notify(Ok(job)) => {
+            if let Some(target) = crate::stratum::share_target(1.0) {
+                let version = job.version;
+                let work = Work::new(job, &[0; 4], &[0; 4], version, 0, target);
+                let _ = work.submit_params("fuzz", 0);
             }
         }
-        Incoming::SetDifficulty(p) => {
-            let _ = p
-                .get(0)
-                .and_then(Value::as_f64)
-                .and_then(crate::stratum::share_target);
+        Incoming::Pool(Notification::SetDifficulty(d)) => {
+            let _ = crate::stratum::share_target(d);
         }
-        Incoming::SetExtranonce(p) => {
-            let _ = p
-                .get(0)
-                .and_then(Value::as_str)
-                .and_then(|h| hex::decode(h).ok());
+        Incoming::Pool(Notification::Reconnect(r)) => {
+            let _ = reconnect_target(&r.params(), "127.0.0.1", 3333);
         }
-        Incoming::SetVersionMask(p) => {
-            let _ = p.get(0).map(|v| crate::stratum::hex_u32(v, "mask"));
+        Incoming::Reply { response, .. } => {
+            let _ = response.error_text();
+            let _ = response.error.as_ref().map(ReplyError::is_stale);
+            let error = response
+                .error
+                .as_ref()
+                .map_or(&Value::Null, ReplyError::as_value);
+            let _ = rolling_mask(&response.result, error);
+            let _ = Subscribed::from_value(&response.result);
         }
-        Incoming::Reconnect(p) => {
-            let _ = reconnect_target(&p, "127.0.0.1", 3333);
-        }
-        Incoming::Reply { result, error, .. } => {
-            let _ = error_text(&error);
-            let _ = is_stale_error(&error);
-            let _ = rolling_mask(&result, &error);
-            let _ = notify_subscription(&result[0]);
-        }
-        Incoming::Note(_) | Incoming::Closed(_) => {}
+        Incoming::Notify(Err(_))
+        | Incoming::Pool(_)
+        | Incoming::Ignored(_)
+        | Incoming::Note(_)
+        | Incoming::Closed(_) => {}
     }
 }
 

@@ -1,20 +1,5 @@
-//! Stratum v1's encodings, shared by the server (`miner node --stratum`) and the client
-//! (`miner mine --pool`): jobs (`mining.notify`), the header a share implies, share targets.
-//!
-//! The wire conventions, as pooler's cpuminer and every pool apply them:
-//! - `prevhash` is the previous block's hash in internal byte order with each 4-byte word's
-//!   bytes reversed ("word-swapped");
-//! - `version`, `nbits`, `ntime` and a submitted `nonce` are the big-endian hex of the 32-bit
-//!   number (the header stores them little-endian);
-//! - the coinbase is `coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2` (its non-witness
-//!   serialization); the merkle root starts from its double SHA-256 and is hashed with each
-//!   branch entry (raw bytes, internal order) in turn;
-//! - a share meets `DIFF1 / difficulty`, DIFF1 = 0xFFFF · 2^208 (Bitcoin's difficulty 1).
-//!
-//! In `miner`'s templates the extranonce is the 8-byte little-endian push after the BIP34
-//! height; a Stratum server splits it into a 4-byte extranonce1 per connection and a 4-byte
-//! extranonce2 the miner rolls, so `extranonce1 ‖ extranonce2` read little-endian is the
-//! template's extranonce.
+//! Stratum v1's job and share encodings: `mining.notify`'s job, the header a share implies,
+//! share targets (the wire conventions are in the [module's](super) documentation).
 
 use crate::block::Template;
 use crate::hash::sha256d;
@@ -47,7 +32,7 @@ pub struct Job {
 }
 
 /// Why a notify or submit could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StratumError {
     #[error("{0}")]
     Malformed(String),

@@ -1,21 +1,29 @@
-//! Decoding one Stratum request line into a [`Request`], with no pool state: the JSON-RPC
-//! envelope (`id`, `method`, `params`), the method, and each method's params. The server's
-//! `handle_line` matches on the result; fuzzers and tests call [`parse_request`] directly.
+//! What a miner sends a pool, as a typed [`Request`]: decoded from one line with no pool state
+//! ([`parse_request`]: the JSON-RPC envelope `id`, `method`, `params`, the method, and each
+//! method's params) by the server, and encoded ([`Request::to_line`]) by the client. The
+//! server's `handle_line` matches on the result; fuzzers and tests call [`parse_request`]
+//! directly.
 //!
 //! What is decided here is only what the line says. Whether the connection is subscribed, the
 //! worker authorized, the job known or the share good is the server's business.
 
-use crate::stratum::{hex_bytes, hex_u32, EXTRANONCE2_SIZE};
-use serde_json::Value;
+use super::job::{hex_bytes, hex_u32, u32_hex, EXTRANONCE2_SIZE};
+use super::message::line;
+use serde_json::{json, Value};
 
 /// One decoded request line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     /// A blank line, or a reply to something the server sent (it expects none): ignored.
     Nothing,
-    /// `mining.subscribe`; `session` is the extranonce1 a resuming miner asks back (2nd param,
-    /// 8 hex digits; anything else is no request to resume).
-    Subscribe { id: Value, session: Option<u32> },
+    /// `mining.subscribe [user agent, session]`; `session` is the subscription id a resuming
+    /// miner offers back (the server reads it with [`resumed_extranonce1`]). Either is `None`
+    /// when missing or not a string.
+    Subscribe {
+        id: Value,
+        user_agent: Option<String>,
+        session: Option<String>,
+    },
     /// `mining.authorize [user, password]` (missing or non-string values read as "").
     Authorize {
         id: Value,
@@ -46,7 +54,9 @@ pub enum Request {
 pub struct Submit {
     pub worker: String,
     pub job_id: String,
-    pub extranonce2: [u8; EXTRANONCE2_SIZE],
+    /// Decoded from a miner: [`EXTRANONCE2_SIZE`] bytes; sent by the client: the size its
+    /// pool set.
+    pub extranonce2: Vec<u8>,
     pub ntime: u32,
     pub nonce: u32,
     /// The 6th param (version rolling), when given and not null.
@@ -134,15 +144,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         })
     };
     match method {
-        "mining.subscribe" => Ok(Request::Subscribe {
-            session: params
-                .get(1)
-                .and_then(Value::as_str)
-                .and_then(|s| hex::decode(s).ok())
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes),
-            id,
-        }),
+        "mining.subscribe" => {
+            let text = |i: usize| params.get(i).and_then(Value::as_str).map(str::to_string);
+            Ok(Request::Subscribe {
+                user_agent: text(0),
+                session: text(1),
+                id,
+            })
+        }
         "mining.authorize" => {
             let text = |i: usize| {
                 params
@@ -168,7 +177,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             };
             let en2 = hex_bytes(&params[2], "extranonce2")
                 .ok()
-                .and_then(|b| <[u8; EXTRANONCE2_SIZE]>::try_from(b).ok());
+                .filter(|b| b.len() == EXTRANONCE2_SIZE);
             let Some(extranonce2) = en2 else {
                 return bad(M, worker, "extranonce2: expected 8 hex digits");
             };
@@ -280,6 +289,120 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     }
 }
 
+/// The extranonce1 a resuming miner asks back with its subscribe's `session`: 8 hex digits
+/// (anything else is no request to resume).
+pub fn resumed_extranonce1(session: Option<&str>) -> Option<u32> {
+    let b = hex::decode(session?).ok()?;
+    <[u8; 4]>::try_from(b).ok().map(u32::from_be_bytes)
+}
+
+impl Request {
+    /// The method and params as sent (`None` for [`Request::Nothing`], which is no request).
+    fn method_params(&self) -> Option<(&'static str, Value)> {
+        Some(match self {
+            Request::Nothing => return None,
+            Request::Subscribe {
+                user_agent,
+                session,
+                ..
+            } => {
+                let mut p = Vec::new();
+                if user_agent.is_some() || session.is_some() {
+                    p.push(Value::from(user_agent.clone().unwrap_or_default()));
+                }
+                if let Some(s) = session {
+                    p.push(Value::from(s.as_str()));
+                }
+                ("mining.subscribe", Value::Array(p))
+            }
+            Request::Authorize { user, password, .. } => {
+                ("mining.authorize", json!([user, password]))
+            }
+            Request::Submit { submit, .. } => ("mining.submit", submit.params()),
+            Request::Configure { extensions, .. } => {
+                let mut names = Vec::new();
+                let mut options = serde_json::Map::new();
+                for e in extensions {
+                    match e {
+                        Extension::VersionRolling {
+                            mask,
+                            min_bit_count,
+                        } => {
+                            names.push(Value::from("version-rolling"));
+                            if let Some(m) = mask {
+                                options.insert("version-rolling.mask".into(), u32_hex(*m).into());
+                            }
+                            if let Some(n) = min_bit_count {
+                                options.insert("version-rolling.min-bit-count".into(), (*n).into());
+                            }
+                        }
+                        Extension::MinimumDifficulty { value } => {
+                            names.push(Value::from("minimum-difficulty"));
+                            if let Some(v) = value {
+                                options.insert("minimum-difficulty.value".into(), (*v).into());
+                            }
+                        }
+                        Extension::Other(name) => names.push(Value::from(name.as_str())),
+                    }
+                }
+                ("mining.configure", json!([names, options]))
+            }
+            Request::SuggestDifficulty { difficulty, .. } => {
+                ("mining.suggest_difficulty", json!([difficulty]))
+            }
+            Request::ExtranonceSubscribe { .. } => ("mining.extranonce.subscribe", json!([])),
+            Request::Ping { .. } => ("mining.ping", json!([])),
+            Request::GetTransactions { .. } => ("mining.get_transactions", json!([])),
+        })
+    }
+
+    /// The request's id (null for [`Request::Nothing`]).
+    pub fn id(&self) -> Value {
+        match self {
+            Request::Nothing => Value::Null,
+            Request::Subscribe { id, .. }
+            | Request::Authorize { id, .. }
+            | Request::Submit { id, .. }
+            | Request::Configure { id, .. }
+            | Request::SuggestDifficulty { id, .. }
+            | Request::ExtranonceSubscribe { id }
+            | Request::Ping { id }
+            | Request::GetTransactions { id } => id.clone(),
+        }
+    }
+
+    /// `{"id", "method", "params"}` (null for [`Request::Nothing`]).
+    pub fn to_value(&self) -> Value {
+        match self.method_params() {
+            Some((method, params)) => json!({"id": self.id(), "method": method, "params": params}),
+            None => Value::Null,
+        }
+    }
+
+    /// The JSON line, newline included.
+    pub fn to_line(&self) -> String {
+        line(self.to_value())
+    }
+}
+
+impl Submit {
+    /// `mining.submit`'s params: worker, job id, extranonce2, ntime, nonce, and the version
+    /// bits when given.
+    pub fn params(&self) -> Value {
+        let mut p = vec![
+            Value::from(self.worker.as_str()),
+            Value::from(self.job_id.as_str()),
+            Value::from(hex::encode(&self.extranonce2)),
+            Value::from(u32_hex(self.ntime)),
+            Value::from(u32_hex(self.nonce)),
+        ];
+        if let Some(bits) = self.version_bits {
+            p.push(Value::from(u32_hex(bits)));
+        }
+        Value::Array(p)
+    }
+}
+
 /// A version-rolling mask: a string of 1 to 8 hex digits (BIP 310 sends 8; shorter ones read
 /// as the number they spell). Anything else (not a string, not hex, longer) is `None`.
 fn mask_hex(v: &Value) -> Option<u32> {
@@ -328,7 +451,7 @@ mod tests {
                 submit: Submit {
                     worker: "w".into(),
                     job_id: "1a".into(),
-                    extranonce2: [0, 0, 0, 1],
+                    extranonce2: vec![0, 0, 0, 1],
                     ntime: 0x6b04_fcf5,
                     nonce: 0x6df8_2800,
                     version_bits: Some(0x2000),
@@ -372,6 +495,79 @@ mod tests {
             let e = cfg(bad.clone()).unwrap_err();
             assert!(e.to_string().contains("version-rolling.mask"), "{bad}: {e}");
         }
+    }
+
+    /// What the client sends decodes on the server as it was built, and the lines keep the
+    /// shape they had when the client wrote them by hand.
+    #[test]
+    fn requests_the_client_sends_decode_as_sent() {
+        let sent = [
+            Request::Subscribe {
+                id: json!(1),
+                user_agent: Some("miner/0.1.0".into()),
+                session: Some("0a0b0c0d".into()),
+            },
+            Request::Authorize {
+                id: json!(2),
+                user: "w".into(),
+                password: "x".into(),
+            },
+            Request::Configure {
+                id: json!(3),
+                extensions: vec![
+                    Extension::VersionRolling {
+                        mask: Some(0x1fff_e000),
+                        min_bit_count: Some(2),
+                    },
+                    Extension::MinimumDifficulty { value: Some(2.0) },
+                ],
+            },
+            Request::Submit {
+                id: json!(4),
+                submit: Submit {
+                    worker: "w".into(),
+                    job_id: "1a".into(),
+                    extranonce2: vec![0, 0, 0, 1],
+                    ntime: 0x6b04_fcf5,
+                    nonce: 0x6df8_2800,
+                    version_bits: Some(0x2000),
+                },
+            },
+            Request::SuggestDifficulty {
+                id: json!(5),
+                difficulty: 0.5,
+            },
+            Request::ExtranonceSubscribe { id: json!(6) },
+            Request::Ping { id: json!(7) },
+            Request::GetTransactions { id: json!(8) },
+        ];
+        for r in sent {
+            assert_eq!(parse_request(r.to_line().trim_end().as_bytes()), Ok(r));
+        }
+        assert_eq!(resumed_extranonce1(Some("0a0b0c0d")), Some(0x0a0b_0c0d));
+        assert_eq!(resumed_extranonce1(Some("0a0b0c")), None);
+        assert_eq!(resumed_extranonce1(None), None);
+        let configure = Request::Configure {
+            id: json!(1),
+            extensions: vec![Extension::VersionRolling {
+                mask: Some(0x1fff_e000),
+                min_bit_count: Some(2),
+            }],
+        };
+        assert_eq!(
+            configure.to_value(),
+            json!({"id": 1, "method": "mining.configure", "params": [["version-rolling"], {
+                "version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]})
+        );
+        let subscribe = Request::Subscribe {
+            id: json!(2),
+            user_agent: Some("miner/0.1.0".into()),
+            session: None,
+        };
+        assert_eq!(
+            subscribe.to_line(),
+            "{\"id\":2,\"method\":\"mining.subscribe\",\"params\":[\"miner/0.1.0\"]}\n"
+        );
     }
 
     #[test]

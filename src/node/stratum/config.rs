@@ -1,0 +1,121 @@
+//! The Stratum server's settings: who may mine ([`Auth`]) and the limits and defaults
+//! ([`Config`]), each a `miner node` flag or a documented constant.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Who may mine (`--stratum-auth`).
+#[derive(Clone)]
+pub enum Auth {
+    /// Any user name and password.
+    Any,
+    /// These `user → password` pairs (the RPC credentials, or a file of `user:password` lines).
+    Users(HashMap<String, String>),
+}
+
+/// Names the users, never their passwords.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Any => write!(f, "Any"),
+            Auth::Users(users) => write!(f, "Users({} users)", users.len()),
+        }
+    }
+}
+
+impl Auth {
+    pub(super) fn allows(&self, user: &str, password: &str) -> bool {
+        match self {
+            Auth::Any => true,
+            Auth::Users(users) => users.get(user).is_some_and(|p| {
+                p.len() == password.len()
+                    && p.bytes()
+                        .zip(password.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }),
+        }
+    }
+
+    /// Reads a file of `user:password` lines (blank lines and `#` comments skipped).
+    pub fn from_file(path: &std::path::Path) -> Result<Auth, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the Stratum user file {}: {e}", path.display()))?;
+        let mut users = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (user, password) = line.split_once(':').ok_or_else(|| {
+                format!("{} line {}: expected user:password", path.display(), n + 1)
+            })?;
+            users.insert(user.to_string(), password.to_string());
+        }
+        if users.is_empty() {
+            return Err(format!(
+                "{}: no user:password lines, so no miner could log in",
+                path.display()
+            ));
+        }
+        Ok(Auth::Users(users))
+    }
+}
+
+/// The Stratum server's settings; each is a `miner node` flag or a documented constant.
+#[derive(Debug)]
+pub struct Config {
+    pub listener: std::net::TcpListener,
+    pub auth: Auth,
+    /// Initial share difficulty of a connection.
+    pub difficulty: f64,
+    /// Vardiff floor and ceiling.
+    pub min_difficulty: f64,
+    pub max_difficulty: f64,
+    /// Target time between shares of one connection (vardiff).
+    pub share_interval: Duration,
+    /// Output script the coinbase of Stratum-mined blocks pays.
+    pub payout: bitcoin::ScriptBuf,
+    /// Miners connected at once; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Bytes of one JSON line; a longer line closes the connection.
+    pub max_line_bytes: usize,
+    /// Time from connecting to a subscribed and authorized session.
+    pub handshake_timeout: Duration,
+    /// Time a connection may send nothing before it is closed.
+    pub idle_timeout: Duration,
+    /// Lines queued for a miner that is not reading; past it the miner is dropped.
+    pub write_queue: usize,
+    /// Time between refreshed (not clean) jobs on an unchanged tip.
+    pub refresh: Duration,
+}
+
+impl Config {
+    /// The defaults for a bound listener.
+    pub fn new(listener: std::net::TcpListener, payout: bitcoin::ScriptBuf) -> Config {
+        Config {
+            listener,
+            auth: Auth::Any,
+            difficulty: 1.0,
+            min_difficulty: 0.001,
+            max_difficulty: 1e15,
+            share_interval: Duration::from_secs(5),
+            payout,
+            max_connections: 20_000,
+            max_line_bytes: MAX_LINE_BYTES,
+            handshake_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            write_queue: 256,
+            refresh: Duration::from_secs(30),
+        }
+    }
+
+    /// The address miners connect to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// Longest JSON line accepted (16 KiB).
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
