@@ -193,7 +193,7 @@ impl Server {
         self
     }
 
-    /// Serves until `stop` is raised (by a signal) or the `stop` method is called.
+    /// Serves until `stop` is raised (by a signal) or the `stop` RPC is called.
     pub fn run(self, stop: Arc<AtomicBool>) {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -91,7 +91,7 @@ pub struct Config {
     pub magic: Option<Magic>,
     /// How peers are treated (ban score and time, stall timeout, relay delay, ban file).
     pub settings: Settings,
-    /// Inbound peers at once; past it a new one is closed at once.
+    /// Inbound peers at once (0 counts as 1); past it a new one is closed at once.
     pub max_inbound: usize,
 }
 
