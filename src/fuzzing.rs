@@ -6,6 +6,7 @@
 //! fixed without libFuzzer.
 //!
 //! Not a stable interface: it exists for the fuzz crate and the replay test.
+#![warn(missing_docs, unreachable_pub)]
 
 use crate::backend::{Backend, BackendError, JobsReport, ScanReport, StopAt};
 use crate::chain::{Chain, ChainParams};
@@ -46,7 +47,7 @@ fn regtest_chain() -> Chain {
 }
 
 /// P2P: one frame from a peer, through the node's frame decoder
-/// ([`crate::node::p2p::decode_frame`]: magic, length limit, checksum, the message's payload
+/// (`node::p2p::decode_frame`: magic, length limit, checksum, the message's payload
 /// with Core's leniency for trailing bytes). The input is decoded as it came, then again with
 /// its magic, length and checksum fields made right for its payload, so the fuzzer reaches
 /// every message's payload decoder without having to find SHA-256d checksums.

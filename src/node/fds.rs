@@ -41,7 +41,7 @@ mod imp {
 
     // rlim_t is u64 on Linux but not on every Unix: the casts are kept.
     #[allow(clippy::unnecessary_cast)]
-    pub fn raise_limit(want: u64) -> Limit {
+    pub(super) fn raise_limit(want: u64) -> Limit {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -82,7 +82,7 @@ mod imp {
 mod imp {
     use super::Limit;
 
-    pub fn raise_limit(want: u64) -> Limit {
+    pub(super) fn raise_limit(want: u64) -> Limit {
         Limit {
             was: want,
             soft: want,
@@ -94,7 +94,9 @@ mod imp {
 /// What the operator asked for: `None` where a flag was not given.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Asked {
+    /// RPC connections (`--rpc-max-connections`).
     pub rpc: Option<u64>,
+    /// Stratum miners (`--stratum-max-connections`).
     pub stratum: Option<u64>,
     /// Whether Stratum is served at all.
     pub stratum_on: bool,
@@ -107,8 +109,11 @@ pub struct Asked {
 /// The connection caps the node runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
+    /// RPC connections open at once.
     pub rpc: u64,
+    /// Inbound peers at once; 0 when peers are not accepted.
     pub p2p_inbound: u64,
+    /// Peers dialed: one descriptor each.
     pub p2p_outbound: u64,
     /// 0 when Stratum is not served.
     pub stratum: u64,
@@ -125,23 +130,40 @@ impl Caps {
 /// and the two ways out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapError {
+    /// A flag asked for more connections than the descriptors left can hold.
     #[error("{flag} {asked}: this process may open {soft} file descriptors (hard limit {hard}); after {reserved} kept for the store and files{others}, at most {fits} fit. Lower {flag}, or raise the limit (`ulimit -n`, LimitNOFILE= in a systemd unit)")]
     TooHigh {
+        /// The flag, e.g. `--rpc-max-connections`.
         flag: &'static str,
+        /// Its value.
         asked: u64,
+        /// The most that fit.
         fits: u64,
+        /// The soft descriptor limit.
         soft: u64,
+        /// The hard descriptor limit.
         hard: u64,
+        /// Descriptors kept for the store and files ([`RESERVED`]).
         reserved: u64,
+        /// What the other servers took first, as text for the message (", N for ...", or
+        /// empty).
         others: String,
     },
+    /// The soft limit is below what the node needs at the least.
     #[error("this process may open only {soft} file descriptors (hard limit {hard}): the node needs at least {need} ({reserved} for the store and files, {rpc_min} for the RPC{peers}). Raise the limit (`ulimit -n`)")]
     TooFew {
+        /// The soft descriptor limit.
         soft: u64,
+        /// The hard descriptor limit.
         hard: u64,
+        /// Descriptors the node needs at the least.
         need: u64,
+        /// Descriptors kept for the store and files ([`RESERVED`]).
         reserved: u64,
+        /// The RPC's part of `need`: [`RPC_MIN`], or its cap where Stratum got nothing.
         rpc_min: u64,
+        /// What the peers need, as text for the message (", N for inbound peers, ...", or
+        /// empty).
         peers: String,
     },
 }

@@ -62,17 +62,27 @@ impl Default for Limits {
 
 /// The HTTP edge's counters, reported by `getnodestats` under these names.
 #[derive(Default, Debug)]
-pub struct HttpStats {
-    pub connections_open: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub accept_errors: AtomicU64,
-    pub requests: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub bodies_too_large: AtomicU64,
-    pub request_timeouts: AtomicU64,
-    pub longpolls_active: AtomicU64,
-    pub longpolls_refused: AtomicU64,
+pub(crate) struct HttpStats {
+    /// Connections open now.
+    pub(crate) connections_open: AtomicU64,
+    /// Connections accepted since start.
+    pub(crate) connections_total: AtomicU64,
+    /// Connections closed at once because `max_connections` were open.
+    pub(crate) connections_refused: AtomicU64,
+    /// Failed accepts (EMFILE, ENFILE, ...).
+    pub(crate) accept_errors: AtomicU64,
+    /// Requests received.
+    pub(crate) requests: AtomicU64,
+    /// Requests without valid credentials (answered 401 after `auth_failure_delay`).
+    pub(crate) auth_failures: AtomicU64,
+    /// Requests whose body was over `max_body_bytes` (413).
+    pub(crate) bodies_too_large: AtomicU64,
+    /// Requests whose headers or body did not arrive in time (408).
+    pub(crate) request_timeouts: AtomicU64,
+    /// Longpolls waiting now.
+    pub(crate) longpolls_active: AtomicU64,
+    /// Longpolls answered at once because `max_longpolls` were waiting.
+    pub(crate) longpolls_refused: AtomicU64,
 }
 
 impl HttpStats {
@@ -119,10 +129,13 @@ pub struct Server {
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The address could not be bound: the address and the OS's reason.
     #[error("cannot listen on {0}: {1} (is another node running? pick another --rpcport)")]
     Bind(SocketAddr, String),
+    /// The cookie file could not be written: its path and the I/O error.
     #[error("cannot write the cookie file {0}: {1}")]
     Cookie(PathBuf, std::io::Error),
+    /// The credentials' password is empty.
     #[error("an empty RPC password is refused: give --rpcpassword a value, or leave out --rpcuser/--rpcpassword to use a cookie file")]
     EmptyPassword,
 }
@@ -180,7 +193,7 @@ impl Server {
         self
     }
 
-    /// Serves until `stop` is raised (by a signal) or the `stop` method is called.
+    /// Serves until `stop` is raised (by a signal) or the `stop` RPC is called.
     pub fn run(self, stop: Arc<AtomicBool>) {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -1,20 +1,22 @@
 //! `miner node`: the local chain served over Bitcoin Core's JSON-RPC (HTTP, Basic auth) on
 //! loopback, with getblocktemplate (BIP 22, longpoll) and submitblock (BIP 22 answers).
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod fds;
 mod http;
 pub mod p2p;
 mod rpc;
 pub(crate) mod state;
+// The Stratum module is documented in its own change.
+#[allow(missing_docs, unreachable_pub)]
 pub mod stratum;
 
 /// For the fuzzing harnesses (`crate::fuzzing`): the RPC decoders without the HTTP server.
 pub(crate) use http::HttpStats;
 pub use http::{Limits, ServeError, Server};
 pub(crate) use rpc::Context as RpcContext;
-pub use rpc::RpcError;
 pub(crate) use rpc::{decode_block_hex, dispatch as rpc_dispatch, longpoll_id as rpc_longpoll_id};
-pub use state::{BlockStats, NodeState, Source, Submitted};
+pub use state::NodeState;
 
 use base64::Engine;
 use std::path::Path;
@@ -22,10 +24,14 @@ use std::path::Path;
 /// Largest request body accepted by default (a 1 MB block is 2 MB of hex).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// Who may call.
+/// Who may call: the one user name and password of HTTP Basic auth (`--rpcuser` /
+/// `--rpcpassword`, or a random cookie). The Stratum server's `--stratum-auth rpc` takes the
+/// same pair.
 #[derive(Clone, Debug)]
 pub struct Credentials {
+    /// The user name (`__cookie__` for cookie credentials).
     pub user: String,
+    /// The password; [`Server::bind`] refuses an empty one.
     pub password: String,
 }
 
@@ -41,7 +47,7 @@ impl Credentials {
     }
 
     /// `user:password`, the cookie file's content.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!("{}:{}", self.user, self.password)
     }
 
@@ -61,7 +67,7 @@ impl Credentials {
     }
 
     /// Whether an `Authorization` header value carries these credentials (Basic auth).
-    pub fn matches(&self, header: &[u8]) -> bool {
+    pub(crate) fn matches(&self, header: &[u8]) -> bool {
         let Some(encoded) = header.strip_prefix(b"Basic ") else {
             return false;
         };

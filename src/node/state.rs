@@ -28,14 +28,15 @@ pub struct NodeState {
     stop: AtomicBool,
     started: Instant,
     /// What became of the blocks submitted on every path (`getnodestats`).
-    pub blocks: BlockStats,
-    /// How long a longpoll waits for a new tip before answering anyway.
+    pub(crate) blocks: BlockStats,
+    /// How long a longpoll waits for a new tip before answering anyway (`--longpoll-timeout`;
+    /// 60 s by default).
     pub longpoll_timeout: Duration,
 }
 
 /// Where a submitted block came from: names the path in the logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The `submitblock` RPC.
     Rpc,
     /// The `generatetoaddress` RPC (the node's own backend).
@@ -59,26 +60,31 @@ impl std::fmt::Display for Source {
 
 /// A block the chain took: where (the tip or a side branch) and at what height.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Submitted {
-    pub accepted: Accepted,
-    pub height: u32,
+pub(crate) struct Submitted {
+    /// Whether it became the tip or went onto a side branch.
+    pub(crate) accepted: Accepted,
+    /// Its height in the chain.
+    pub(crate) height: u32,
 }
 
 impl Submitted {
     /// Whether the block became the tip.
-    pub fn is_tip(&self) -> bool {
+    pub(crate) fn is_tip(&self) -> bool {
         self.accepted == Accepted::Tip
     }
 }
 
 /// Block counters, reported by `getnodestats`.
 #[derive(Default, Debug)]
-pub struct BlockStats {
-    pub blocks_accepted: AtomicU64,
-    pub blocks_rejected: AtomicU64,
+pub(crate) struct BlockStats {
+    /// Blocks the chain took, as the tip or on a side branch.
+    pub(crate) blocks_accepted: AtomicU64,
+    /// Blocks the chain refused for any reason but a duplicate.
+    pub(crate) blocks_rejected: AtomicU64,
     /// Blocks submitted that the chain already had (not counted as rejected).
-    pub blocks_duplicate: AtomicU64,
-    pub store_faults: AtomicU64,
+    pub(crate) blocks_duplicate: AtomicU64,
+    /// Valid blocks the store failed to write (so the chain is unchanged).
+    pub(crate) store_faults: AtomicU64,
 }
 
 impl BlockStats {
@@ -97,7 +103,7 @@ impl BlockStats {
 }
 
 /// The chain, locked for reading: writes go through [`NodeState::submit`].
-pub struct ChainGuard<'a>(MutexGuard<'a, Chain>);
+pub(crate) struct ChainGuard<'a>(MutexGuard<'a, Chain>);
 
 impl std::ops::Deref for ChainGuard<'_> {
     type Target = Chain;
@@ -107,6 +113,8 @@ impl std::ops::Deref for ChainGuard<'_> {
 }
 
 impl NodeState {
+    /// A node on `chain` whose `generatetoaddress` mines with `backend`; the tip watch starts
+    /// at the chain's tip, the counters at zero, the longpoll timeout at 60 s.
     pub fn new(chain: Chain, backend: Box<dyn Backend>) -> NodeState {
         let tip = display_hash(&chain.tip().hash);
         NodeState {
@@ -122,12 +130,12 @@ impl NodeState {
 
     /// The chain, locked (for reading) until the guard is dropped. Blocks: call it off the
     /// async threads where a commit may hold the lock.
-    pub fn chain(&self) -> ChainGuard<'_> {
+    pub(crate) fn chain(&self) -> ChainGuard<'_> {
         ChainGuard(self.lock())
     }
 
     /// `f` of the chain, read under its lock (see [`NodeState::chain`]).
-    pub fn with_chain<R>(&self, f: impl FnOnce(&Chain) -> R) -> R {
+    pub(crate) fn with_chain<R>(&self, f: impl FnOnce(&Chain) -> R) -> R {
         f(&self.lock())
     }
 
@@ -138,7 +146,7 @@ impl NodeState {
     /// A block from `source`, validated and stored: counted, the tip watch woken when it
     /// becomes the tip, logged. Its height when the chain took it, or why not (typed: the
     /// chain's reason, or the store fault).
-    pub fn submit(&self, block: Block, source: Source) -> Result<Submitted, SubmitError> {
+    pub(crate) fn submit(&self, block: Block, source: Source) -> Result<Submitted, SubmitError> {
         let hash = block.block_hash();
         let answer = {
             let mut chain = self.lock();
@@ -155,7 +163,7 @@ impl NodeState {
 
     /// Blocks from `source` (a peer's, sent back to back), validated and stored as
     /// [`NodeState::submit`] does but with one commit: each block's hash and its answer.
-    pub fn submit_batch(
+    pub(crate) fn submit_batch(
         &self,
         blocks: Vec<Block>,
         source: Source,
@@ -210,7 +218,7 @@ impl NodeState {
 
     /// Searches `template` with the node's backend until a block is found or the node stops
     /// (`generatetoaddress`); `progress` counts the hashes.
-    pub fn search(
+    pub(crate) fn search(
         &self,
         template: &Template,
         progress: &AtomicU64,
@@ -219,23 +227,23 @@ impl NodeState {
     }
 
     /// A receiver that sees every tip change (and the stop) as a change of its value.
-    pub fn watch_tip(&self) -> tokio::sync::watch::Receiver<String> {
+    pub(crate) fn watch_tip(&self) -> tokio::sync::watch::Receiver<String> {
         self.tip_watch.subscribe()
     }
 
     /// Seconds since the node started.
-    pub fn uptime(&self) -> u64 {
+    pub(crate) fn uptime(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
 
     /// Whether `shut_down` was called.
-    pub fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
 
     /// The one shutdown signal: stops the backend's search and wakes every tip watcher
     /// (longpolls, Stratum's job maker, peers) so the server can exit.
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.tip_watch.send_modify(|_| {});
     }

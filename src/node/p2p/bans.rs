@@ -14,14 +14,16 @@ use std::path::{Path, PathBuf};
 
 /// One ban, in seconds since 1970.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ban {
-    pub created: u64,
-    pub until: u64,
+pub(crate) struct Ban {
+    /// When it was imposed.
+    pub(crate) created: u64,
+    /// When it ends: the address is refused while the time is before this.
+    pub(crate) until: u64,
 }
 
 /// Banned addresses.
 #[derive(Debug, Default)]
-pub struct BanList {
+pub(crate) struct BanList {
     bans: BTreeMap<IpAddr, Ban>,
     /// Where the bans are kept (none: in memory only).
     path: Option<PathBuf>,
@@ -30,7 +32,7 @@ pub struct BanList {
 impl BanList {
     /// The bans kept in `path` that are still in force at `now`; a missing or unreadable
     /// file starts an empty list (logged). Changes are written back to `path`.
-    pub fn load(path: &Path, now: u64) -> BanList {
+    pub(crate) fn load(path: &Path, now: u64) -> BanList {
         let mut list = BanList {
             bans: BTreeMap::new(),
             path: Some(path.to_path_buf()),
@@ -93,7 +95,7 @@ impl BanList {
     }
 
     /// Bans `ip` from `now` for `seconds` (a ban already longer is kept).
-    pub fn add(&mut self, ip: IpAddr, now: u64, seconds: u64) {
+    pub(crate) fn add(&mut self, ip: IpAddr, now: u64, seconds: u64) {
         let until = now.saturating_add(seconds);
         let ban = self.bans.entry(ip).or_insert(Ban {
             created: now,
@@ -109,7 +111,7 @@ impl BanList {
     }
 
     /// Lifts the ban on `ip`; whether there was one.
-    pub fn remove(&mut self, ip: IpAddr) -> bool {
+    pub(crate) fn remove(&mut self, ip: IpAddr) -> bool {
         let was = self.bans.remove(&ip).is_some();
         if was {
             self.save();
@@ -118,13 +120,13 @@ impl BanList {
     }
 
     /// Lifts every ban.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.bans.clear();
         self.save();
     }
 
     /// Whether `ip` is banned at `now` (an expired ban is dropped).
-    pub fn is_banned(&mut self, ip: IpAddr, now: u64) -> bool {
+    pub(crate) fn is_banned(&mut self, ip: IpAddr, now: u64) -> bool {
         match self.bans.get(&ip) {
             Some(ban) if ban.until > now => true,
             Some(_) => {
@@ -137,7 +139,7 @@ impl BanList {
     }
 
     /// Bans in force at `now`, by address.
-    pub fn list(&mut self, now: u64) -> Vec<(IpAddr, Ban)> {
+    pub(crate) fn list(&mut self, now: u64) -> Vec<(IpAddr, Ban)> {
         let before = self.bans.len();
         self.bans.retain(|_, b| b.until > now);
         if self.bans.len() != before {

@@ -14,7 +14,7 @@ const MAX_ORPHAN_BYTES: usize = 64 << 20;
 
 /// What the peers share.
 #[derive(Debug, Default)]
-pub struct Download {
+pub(crate) struct Download {
     /// Block → the peer it is requested from, and its height.
     in_flight: HashMap<BlockHash, (u64, u32)>,
     /// Parent → blocks waiting for it, and their hashes, sizes and arrival order.
@@ -26,7 +26,7 @@ pub struct Download {
 
 impl Download {
     /// Claims `hash` (at `height`) for `peer`; false when another peer has it in flight.
-    pub fn claim(&mut self, hash: BlockHash, peer: u64, height: u32) -> bool {
+    pub(crate) fn claim(&mut self, hash: BlockHash, peer: u64, height: u32) -> bool {
         match self.in_flight.get(&hash) {
             Some(&(p, _)) => p == peer,
             None => {
@@ -37,29 +37,29 @@ impl Download {
     }
 
     /// Whether `hash` is requested from a peer other than `peer`.
-    pub fn elsewhere(&self, hash: &BlockHash, peer: u64) -> bool {
+    pub(crate) fn elsewhere(&self, hash: &BlockHash, peer: u64) -> bool {
         self.in_flight.get(hash).is_some_and(|&(p, _)| p != peer)
     }
 
     /// Ends `peer`'s claim on `hash` (received, not found, stalled).
-    pub fn release(&mut self, hash: &BlockHash, peer: u64) {
+    pub(crate) fn release(&mut self, hash: &BlockHash, peer: u64) {
         if self.in_flight.get(hash).is_some_and(|&(p, _)| p == peer) {
             self.in_flight.remove(hash);
         }
     }
 
     /// Ends every claim of `peer` (it disconnected).
-    pub fn release_peer(&mut self, peer: u64) {
+    pub(crate) fn release_peer(&mut self, peer: u64) {
         self.in_flight.retain(|_, (p, _)| *p != peer);
     }
 
     /// Whether `hash` waits in the orphan pool.
-    pub fn is_orphan(&self, hash: &BlockHash) -> bool {
+    pub(crate) fn is_orphan(&self, hash: &BlockHash) -> bool {
         self.orphan_hashes.contains_key(hash)
     }
 
     /// The height of a block in flight from any peer or waiting in the orphan pool.
-    pub fn height_of(&self, hash: &BlockHash) -> Option<u32> {
+    pub(crate) fn height_of(&self, hash: &BlockHash) -> Option<u32> {
         self.in_flight
             .get(hash)
             .map(|&(_, h)| h)
@@ -68,7 +68,7 @@ impl Download {
 
     /// Keeps `block` (at `height`) until its parent connects; false (and the block dropped)
     /// when the pool is full even after the oldest orphans make room.
-    pub fn add_orphan(&mut self, block: Block, height: u32) -> bool {
+    pub(crate) fn add_orphan(&mut self, block: Block, height: u32) -> bool {
         let hash = block.block_hash();
         if self.orphan_hashes.contains_key(&hash) {
             return true;
@@ -101,7 +101,7 @@ impl Download {
     }
 
     /// Takes the blocks that waited for `parent`.
-    pub fn children(&mut self, parent: &BlockHash) -> Vec<Block> {
+    pub(crate) fn children(&mut self, parent: &BlockHash) -> Vec<Block> {
         let children = self.orphans.remove(parent).unwrap_or_default();
         for child in &children {
             let hash = child.block_hash();
@@ -116,7 +116,7 @@ impl Download {
     }
 
     /// Blocks in the orphan pool.
-    pub fn orphan_count(&self) -> usize {
+    pub(crate) fn orphan_count(&self) -> usize {
         self.orphan_hashes.len()
     }
 }

@@ -12,10 +12,10 @@
 mod bans;
 mod download;
 mod peer;
-pub mod wire;
+mod wire;
 
-pub use self::bans::Ban;
-pub use self::wire::{decode_frame, ReadError, MAX_MESSAGE_BYTES};
+pub(crate) use self::bans::Ban;
+pub(crate) use self::wire::decode_frame;
 
 use self::bans::BanList;
 use self::download::Download;
@@ -36,10 +36,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// Inbound peers at once by default (Core: 125 connections, 8 of them outbound); past it a new
 /// one is closed at once. `miner node` lowers it where file descriptors are short
 /// (`node::fds`).
-pub const MAX_INBOUND: usize = 117;
+pub(crate) const MAX_INBOUND: usize = 117;
 /// Bytes of messages read ahead and of partial frames that all peers together may hold; a
 /// peer's reader waits (and TCP pushes back) while it is spent.
-pub const READ_BUDGET: usize = 64 << 20;
+pub(crate) const READ_BUDGET: usize = 64 << 20;
 
 /// How peers are treated: ban threshold and time, stall timeout, relay delay.
 #[derive(Clone, Debug)]
@@ -73,6 +73,7 @@ impl Default for Settings {
 /// A peer to dial.
 #[derive(Clone, Copy, Debug)]
 pub struct Dial {
+    /// Its address; dialed again with backoff whenever the connection ends.
     pub addr: SocketAddr,
     /// This peer's relay delay instead of the node's.
     pub relay_delay: Option<Duration>,
@@ -88,38 +89,50 @@ pub struct Config {
     pub connect: Vec<Dial>,
     /// Network magic to speak instead of the chain network's (Bitcoin SV's regtest: `dab5bffa`).
     pub magic: Option<Magic>,
+    /// How peers are treated (ban score and time, stall timeout, relay delay, ban file).
     pub settings: Settings,
-    /// Inbound peers at once; past it a new one is closed at once.
+    /// Inbound peers at once (0 counts as 1); past it a new one is closed at once.
     pub max_inbound: usize,
 }
 
 /// What `getpeerinfo` reports of one peer.
 #[derive(Debug)]
-pub struct PeerInfo {
-    pub id: u64,
-    pub addr: SocketAddr,
-    pub inbound: bool,
-    pub conntime: u32,
-    pub version: AtomicU64,
-    pub subver: Mutex<String>,
-    pub startingheight: AtomicI64,
-    pub synced_headers: AtomicI64,
-    pub synced_blocks: AtomicI64,
-    pub bytessent: AtomicU64,
-    pub bytesrecv: AtomicU64,
+pub(crate) struct PeerInfo {
+    /// The node's number for it, unique while the node runs (from 0, in connection order).
+    pub(crate) id: u64,
+    /// Its address (the remote end of the TCP connection).
+    pub(crate) addr: SocketAddr,
+    /// Whether it connected to us (true) or we dialed it.
+    pub(crate) inbound: bool,
+    /// When it connected, in seconds since 1970.
+    pub(crate) conntime: u32,
+    /// The protocol version from its `version` message; 0 until then.
+    pub(crate) version: AtomicU64,
+    /// Its user agent from its `version` message; empty until then.
+    pub(crate) subver: Mutex<String>,
+    /// The height its `version` message announced; -1 until then.
+    pub(crate) startingheight: AtomicI64,
+    /// Height of the highest header it sent us; -1 until it sends one.
+    pub(crate) synced_headers: AtomicI64,
+    /// Height of the highest block it delivered; -1 until it delivers one.
+    pub(crate) synced_blocks: AtomicI64,
+    /// Bytes of the frames written to it (headers and payloads).
+    pub(crate) bytessent: AtomicU64,
+    /// Bytes of the frames read from it (headers and payloads).
+    pub(crate) bytesrecv: AtomicU64,
     /// Misbehaviour so far, as Core scores it.
-    pub banscore: AtomicU32,
+    pub(crate) banscore: AtomicU32,
     /// Blocks requested from it and not yet received.
-    pub blocks_in_flight: AtomicU64,
+    pub(crate) blocks_in_flight: AtomicU64,
     /// Its relay delay in milliseconds.
-    pub relay_delay_ms: AtomicU64,
+    pub(crate) relay_delay_ms: AtomicU64,
     /// Wakes its task to drop it (its address was banned).
     kick: tokio::sync::Notify,
 }
 
 /// The connected peers, by id, and what they share: bans and the block download.
 #[derive(Debug)]
-pub struct Peers {
+pub(crate) struct Peers {
     next_id: AtomicU64,
     table: Mutex<BTreeMap<u64, Arc<PeerInfo>>>,
     bans: Mutex<BanList>,
@@ -193,7 +206,7 @@ pub(crate) enum Disconnect {
 
 impl Peers {
     /// The connected peers, by id.
-    pub fn list(&self) -> Vec<Arc<PeerInfo>> {
+    pub(crate) fn list(&self) -> Vec<Arc<PeerInfo>> {
         lock(&self.table).values().cloned().collect()
     }
 
@@ -245,12 +258,12 @@ impl Peers {
     }
 
     /// Whether `ip` is banned now.
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
         lock(&self.bans).is_banned(ip, u64::from(unix_now()))
     }
 
     /// Bans `ip` (for `seconds`, or `--bantime`) and drops its peers, as Core's `setban add`.
-    pub fn ban(&self, ip: IpAddr, seconds: Option<u64>) {
+    pub(crate) fn ban(&self, ip: IpAddr, seconds: Option<u64>) {
         let seconds = seconds.unwrap_or_else(|| self.bantime.load(Ordering::Relaxed));
         lock(&self.bans).add(ip, u64::from(unix_now()), seconds);
         for peer in self.list() {
@@ -261,22 +274,22 @@ impl Peers {
     }
 
     /// Lifts the ban on `ip`; whether there was one.
-    pub fn unban(&self, ip: IpAddr) -> bool {
+    pub(crate) fn unban(&self, ip: IpAddr) -> bool {
         lock(&self.bans).remove(ip)
     }
 
     /// Lifts every ban.
-    pub fn clear_bans(&self) {
+    pub(crate) fn clear_bans(&self) {
         lock(&self.bans).clear();
     }
 
     /// Blocks waiting in the orphan pool for their parent.
-    pub fn orphans(&self) -> usize {
+    pub(crate) fn orphans(&self) -> usize {
         lock(&self.download).orphan_count()
     }
 
     /// Bans in force.
-    pub fn bans(&self) -> Vec<(IpAddr, Ban)> {
+    pub(crate) fn bans(&self) -> Vec<(IpAddr, Ban)> {
         lock(&self.bans).list(u64::from(unix_now()))
     }
 }
@@ -329,7 +342,12 @@ impl Net {
 
 /// Starts the listener and the dialers, sharing `peers` (the table `getpeerinfo` and the ban
 /// RPCs read); returns at once (the tasks run on the runtime).
-pub fn spawn(config: Config, node: Arc<NodeState>, peers: Arc<Peers>, stop: Arc<AtomicBool>) {
+pub(crate) fn spawn(
+    config: Config,
+    node: Arc<NodeState>,
+    peers: Arc<Peers>,
+    stop: Arc<AtomicBool>,
+) {
     let magic = config
         .magic
         .unwrap_or_else(|| node.with_chain(|c| Magic::from(c.params().network)));

@@ -18,15 +18,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Largest message payload accepted (Core's MAX_PROTOCOL_MESSAGE_LENGTH).
-pub const MAX_MESSAGE_BYTES: u32 = 4_000_000;
+pub(crate) const MAX_MESSAGE_BYTES: u32 = 4_000_000;
 /// Bytes in a frame's header: magic (4), command (12), payload length (4), checksum (4).
-pub const HEADER_BYTES: usize = 24;
+pub(crate) const HEADER_BYTES: usize = 24;
 /// A message not written out in this long (the peer stopped reading) drops the peer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a frame could not be read: each ends the connection, some with a ban score.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The connection failed or closed.
     #[error("{0}")]
     Io(String),
@@ -43,24 +43,29 @@ pub enum ReadError {
     /// Fewer bytes than the frame's header says ([`decode_frame`] on a short slice): `needed`
     /// bytes in all make the frame.
     #[error("incomplete frame: {needed} bytes needed, {have} given")]
-    Incomplete { needed: usize, have: usize },
+    Incomplete {
+        /// Bytes the whole frame takes (its header, then the length its header gives).
+        needed: usize,
+        /// Bytes given.
+        have: usize,
+    },
 }
 
 /// A frame's header, checked: its command and payload length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameHeader {
+pub(crate) struct FrameHeader {
     /// The command, NUL-padded ASCII as on the wire.
-    pub command: [u8; 12],
+    pub(crate) command: [u8; 12],
     /// Payload bytes that follow the header (at most [`MAX_MESSAGE_BYTES`]).
-    pub length: u32,
+    pub(crate) length: u32,
     /// First 4 bytes of the payload's double SHA-256.
-    pub checksum: [u8; 4],
+    pub(crate) checksum: [u8; 4],
 }
 
 impl FrameHeader {
     /// Whether the command is one the `bitcoin` crate decodes into a typed message (the rest
     /// are `NetworkMessage::Unknown`, which the node ignores).
-    pub fn is_known(&self) -> bool {
+    pub(crate) fn is_known(&self) -> bool {
         const KNOWN: &[&str] = &[
             "version",
             "verack",
@@ -106,7 +111,10 @@ impl FrameHeader {
 
 /// Checks a frame's 24-byte header: the network magic, and the length against
 /// [`MAX_MESSAGE_BYTES`] (before any payload byte is read or buffered).
-pub fn check_header(magic: Magic, header: &[u8; HEADER_BYTES]) -> Result<FrameHeader, ReadError> {
+pub(crate) fn check_header(
+    magic: Magic,
+    header: &[u8; HEADER_BYTES],
+) -> Result<FrameHeader, ReadError> {
     if header[..4] != magic.to_bytes() {
         return Err(ReadError::Magic(format!(
             "wrong network magic {} (ours {}): a node of another network",
@@ -134,7 +142,10 @@ pub fn check_header(magic: Magic, header: &[u8; HEADER_BYTES]) -> Result<FrameHe
 /// message and the frame's size (bytes after it are not looked at). A known message whose
 /// payload has bytes past the fields we know is taken, the rest ignored, as Core does (peers
 /// of newer versions, or Bitcoin SV, append fields).
-pub fn decode_frame(magic: Magic, bytes: &[u8]) -> Result<(NetworkMessage, usize), ReadError> {
+pub(crate) fn decode_frame(
+    magic: Magic,
+    bytes: &[u8],
+) -> Result<(NetworkMessage, usize), ReadError> {
     let Some(head) = bytes.first_chunk::<HEADER_BYTES>() else {
         return Err(ReadError::Incomplete {
             needed: HEADER_BYTES,
@@ -231,15 +242,19 @@ fn checksum_holds(checksum: &[u8; 4], payload: &[u8]) -> bool {
 
 /// Payload bytes read (and counted against the node's read budget) per step, so the buffer
 /// grows as bytes arrive: a header that claims 4 MB costs nothing until the bytes come.
-pub const READ_CHUNK: usize = 64 << 10;
+pub(crate) const READ_CHUNK: usize = 64 << 10;
 
 /// One frame read off the wire: the message, its size on the wire, and the node-wide read
 /// budget its buffered bytes hold until it is handled (none for an unknown message, whose
 /// payload is checked and dropped as it arrives).
-pub struct Frame {
-    pub message: NetworkMessage,
-    pub size: usize,
-    pub held: Option<tokio::sync::OwnedSemaphorePermit>,
+pub(crate) struct Frame {
+    /// The decoded message (`NetworkMessage::Unknown` with an empty payload for an unknown
+    /// command).
+    pub(crate) message: NetworkMessage,
+    /// Bytes of the frame on the wire: header and payload.
+    pub(crate) size: usize,
+    /// The read budget the buffered payload holds until the frame is dropped.
+    pub(crate) held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Reads one frame: the header, checked before any payload byte is buffered; then the payload
@@ -248,7 +263,7 @@ pub struct Frame {
 /// unknown command's payload is hashed and dropped as it arrives (Core ignores those messages;
 /// buffering them would let a peer park 4 MB per message here). Known messages are decoded by
 /// [`decode_frame`].
-pub async fn read_message(
+pub(crate) async fn read_message(
     reader: &mut OwnedReadHalf,
     magic: Magic,
     info: &PeerInfo,
@@ -346,10 +361,9 @@ async fn read_payload(
     })
 }
 
-/// The sending half of a peer's connection.
 /// Why a message could not be sent to a peer (the peer is then dropped).
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The socket refused the bytes.
     #[error("write: {0}")]
     Write(std::io::Error),
@@ -358,15 +372,19 @@ pub enum SendError {
     Timeout,
 }
 
-pub struct Writer {
-    pub half: OwnedWriteHalf,
-    pub magic: Magic,
-    pub info: Arc<PeerInfo>,
+/// The sending half of a peer's connection.
+pub(crate) struct Writer {
+    /// The socket's write half.
+    pub(crate) half: OwnedWriteHalf,
+    /// The network magic every frame sent starts with.
+    pub(crate) magic: Magic,
+    /// The peer, whose `bytessent` each message adds to.
+    pub(crate) info: Arc<PeerInfo>,
 }
 
 impl Writer {
     /// Sends one message; a peer that does not take it within a minute is given up on.
-    pub async fn send(&mut self, message: NetworkMessage) -> Result<(), SendError> {
+    pub(crate) async fn send(&mut self, message: NetworkMessage) -> Result<(), SendError> {
         let bytes = serialize(&RawNetworkMessage::new(self.magic, message));
         self.info
             .bytessent

@@ -7,9 +7,12 @@ use serde_json::{json, Value};
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcError {
-    pub code: i64,
-    pub message: String,
+pub(crate) struct RpcError {
+    /// The code Core answers the same failure with (e.g. -32601 method not found, -8 invalid
+    /// parameter).
+    pub(crate) code: i64,
+    /// What went wrong, in Core's words where Core has them.
+    pub(crate) message: String,
 }
 
 impl RpcError {
@@ -35,7 +38,7 @@ pub(super) const MISC_ERROR: i64 = -1;
 
 /// Handles one HTTP body: returns the HTTP status and the JSON reply, as Core's HTTP server does
 /// (JSON-RPC 1.0 errors come with status 500, or 404 for an unknown method; 2.0 always 200).
-pub fn dispatch(ctx: &Context, body: &[u8]) -> (u16, String) {
+pub(crate) fn dispatch(ctx: &Context, body: &[u8]) -> (u16, String) {
     let request: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
@@ -58,7 +61,7 @@ pub fn dispatch(ctx: &Context, body: &[u8]) -> (u16, String) {
 /// The `longpollid` of a single `getblocktemplate` request, if the body is one: the server waits
 /// for the tip to move (asynchronously, holding no thread) before it dispatches such a request.
 /// A longpoll inside a batch is answered at once.
-pub fn longpoll_id(body: &[u8]) -> Option<String> {
+pub(crate) fn longpoll_id(body: &[u8]) -> Option<String> {
     if !body.windows(10).any(|w| w == b"longpollid") {
         return None;
     }

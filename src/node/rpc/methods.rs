@@ -227,15 +227,15 @@ pub(super) fn call(ctx: &Context, method: &str, params: &[Value]) -> Result<Valu
                     v["isvalid"] = json!(true);
                     v
                 }
-                Err(e) => json!({"isvalid": false, "error_locations": [], "error": e}),
+                Err(e) => json!({"isvalid": false, "error_locations": [], "error": e.to_string()}),
             })
         }
         "getaddressinfo" => {
             no_more(params, 1, "getaddressinfo address")?;
             let address = arg_str(params, 0, "address")?;
             let network = state.chain().params().network;
-            let a =
-                checked_address(address, network).map_err(|e| RpcError::new(INVALID_ADDRESS, e))?;
+            let a = checked_address(address, network)
+                .map_err(|e| RpcError::new(INVALID_ADDRESS, e.to_string()))?;
             let mut v = address_json(&a);
             for key in ["ismine", "solvable", "iswatchonly", "ischange"] {
                 v[key] = json!(false);
@@ -508,15 +508,30 @@ fn short(hashes: &[Value], n: u64, why: &str) -> RpcError {
     )
 }
 
-/// An address of the chain's network (not an output script), or why not, worded as Core.
-fn checked_address(text: &str, network: bitcoin::Network) -> Result<bitcoin::Address, String> {
+/// Why `validateaddress` / `getaddressinfo` refused an address; the text is Core's
+/// `error` (and the RPC error's message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum AddressError {
+    /// Not an address at all (an output script or other text is not one).
+    #[error("Invalid address")]
+    Invalid,
+    /// A valid address of another network than the chain's.
+    #[error("Invalid address: another network's")]
+    OtherNetwork,
+}
+
+/// An address of the chain's network (not an output script), or why not.
+fn checked_address(
+    text: &str,
+    network: bitcoin::Network,
+) -> Result<bitcoin::Address, AddressError> {
     let unchecked = text
         .trim()
         .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-        .map_err(|_| "Invalid address".to_string())?;
+        .map_err(|_| AddressError::Invalid)?;
     unchecked
         .require_network(network)
-        .map_err(|_| "Invalid address: another network's".to_string())
+        .map_err(|_| AddressError::OtherNetwork)
 }
 
 /// The fields validateaddress and getaddressinfo share.
@@ -565,5 +580,35 @@ fn subnet(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(_) => format!("{ip}/32"),
         std::net::IpAddr::V6(_) => format!("{ip}/128"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals keep Core's wording (`validateaddress`'s `error`, `getaddressinfo`'s
+    /// message), and an address of the chain's network passes.
+    #[test]
+    fn checked_address_refuses_with_core_text() {
+        let mainnet = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4";
+        let regtest = checked_address(mainnet, bitcoin::Network::Bitcoin)
+            .map(|a| bitcoin::Address::from_script(&a.script_pubkey(), bitcoin::Network::Regtest));
+        let Ok(Ok(regtest)) = regtest else {
+            panic!("the BIP 173 address decodes: {regtest:?}");
+        };
+        assert!(checked_address(&regtest.to_string(), bitcoin::Network::Regtest).is_ok());
+        let other = checked_address(mainnet, bitcoin::Network::Regtest);
+        assert_eq!(other, Err(AddressError::OtherNetwork));
+        assert_eq!(
+            AddressError::OtherNetwork.to_string(),
+            "Invalid address: another network's"
+        );
+        let invalid = checked_address(
+            "0014751e76e8199196d454941c45d1b3a323f1433bd6",
+            bitcoin::Network::Regtest,
+        );
+        assert_eq!(invalid, Err(AddressError::Invalid));
+        assert_eq!(AddressError::Invalid.to_string(), "Invalid address");
     }
 }
