@@ -51,5 +51,4 @@ pub mod mining;
 #[cfg(feature = "node")]
 pub mod node;
 pub mod pow;
-pub mod sim;
 pub mod stratum;

@@ -247,6 +247,6 @@ pub(crate) fn print_parts(backend: &dyn Backend, json: bool) {
 
 /// `--max-hashrate`: H/s, with k/M/G/T.
 fn parse_max_hashrate(text: &str) -> Result<f64, String> {
-    miner::sim::parse_rate(text)
+    miner::experiment::retarget::parse_rate(text)
         .ok_or_else(|| format!("{text}: expected a hash rate above 0 in H/s, e.g. 500k or 2M"))
 }

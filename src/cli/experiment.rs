@@ -358,7 +358,7 @@ fn positive(text: &str) -> Result<f64, String> {
 }
 
 fn hashrate(text: &str) -> Result<f64, String> {
-    miner::sim::parse_rate(text)
+    miner::experiment::retarget::parse_rate(text)
         .filter(|r| *r >= 100.0)
         .ok_or_else(|| format!("{text}: expected a hash rate of at least 100 H/s, e.g. 50k"))
 }

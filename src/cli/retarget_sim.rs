@@ -4,8 +4,8 @@ use super::retarget_args::RetargetArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use miner::chain::ChainParams;
+use miner::experiment::retarget as sim;
 use miner::pow::retarget::{Algorithm, AlgorithmName};
-use miner::sim;
 
 #[derive(Args, Debug)]
 pub(crate) struct SimArgs {

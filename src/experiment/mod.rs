@@ -13,6 +13,7 @@ pub mod live;
 pub mod pbft;
 pub mod pos;
 pub mod race;
+pub mod retarget;
 pub mod selfish;
 pub mod stake;
 pub mod stats;

@@ -208,7 +208,7 @@ pub(crate) struct CompareArgs {
 }
 
 fn rate(text: &str) -> Result<f64, String> {
-    miner::sim::parse_rate(text)
+    miner::experiment::retarget::parse_rate(text)
         .filter(|r| *r > 0.0)
         .ok_or_else(|| format!("{text}: expected a hash rate in H/s, e.g. 50M or 6e20"))
 }
