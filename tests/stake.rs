@@ -1,6 +1,8 @@
 //! The stake experiments end to end: a genesis allocation written to a file and read back, the
 //! seed's PoS and DPoS run on it, and the file errors a user can cause.
 
+#![cfg(feature = "experiments")]
+
 use miner::experiment::dpos::{self, DposParams};
 use miner::experiment::pos::{self, PosParams};
 use miner::experiment::stake::{

@@ -452,6 +452,7 @@ impl Chain {
 
     /// Makes room for `additional` more blocks without growing (a caller that knows how many
     /// blocks it will add, such as a simulation's segment).
+    #[cfg(feature = "experiments")]
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.entries.reserve(additional);
         self.slots.reserve(additional);

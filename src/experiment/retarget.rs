@@ -404,6 +404,7 @@ pub fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
     ticks
 }
 
+#[cfg(feature = "experiments")]
 /// Line colours, one per controller (colour-blind-safe where it matters: red, blue, green).
 const PALETTE: [plotters::style::RGBColor; 6] = [
     plotters::style::RGBColor(214, 39, 40),
@@ -414,6 +415,7 @@ const PALETTE: [plotters::style::RGBColor; 6] = [
     plotters::style::RGBColor(23, 190, 207),
 ];
 
+#[cfg(feature = "experiments")]
 /// Draws the chart of a run as an SVG: on top, each controller's difficulty D (log scale) with
 /// the ideal D (hash rate × T, the D that gives blocks every T seconds at the hash rate of the
 /// moment; the right axis reads the same line as the hash rate); below, each controller's
@@ -696,6 +698,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "experiments")]
     fn the_chart_labels_the_levels_and_draws_the_ideal() {
         let blocks = 400;
         let cfg = SimConfig {
