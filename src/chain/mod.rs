@@ -5,7 +5,7 @@
 mod params;
 pub mod store;
 
-pub use params::{ChainParams, ControllerDefaults, ParamsError};
+pub use params::{ChainParams, ControllerDefaults, ParamsError, REGTEST_POW_LIMIT_BITS};
 pub use store::StoreError;
 
 use crate::block::header_bits;

@@ -3,7 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use miner::experiment::{forks, race, selfish, stats, theory, xml_text};
+use miner::experiment::chart::{fork_diagram, line_chart, Series};
+use miner::experiment::{forks, race, selfish, stats, theory};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -591,7 +592,7 @@ fn forks_run(a: &ForksArgs) -> Result<Report> {
             "theory: 1 − e^(−delay/T), the chance another block is found while one propagates (first order)".into(),
             "theory_same_miner_excluded: (1 − Σ share²)(1 − e^(−delay/T)): a block found meanwhile by the same miner builds on its own and is no fork".into(),
         ],
-        svg: Some(forks::svg(&diagram, &diagram_params)),
+        svg: Some(fork_diagram(&diagram, &diagram_params)),
         blocks,
     })
 }
@@ -842,7 +843,7 @@ fn plot_by_q(rows: &[Value], x: &str, xlabel: &str, refs: &[&str]) -> String {
             });
         }
     }
-    chart(&series, xlabel, "probability", true)
+    line_chart(&series, xlabel, "probability", true)
 }
 
 fn plot_selfish(rows: &[Value]) -> String {
@@ -890,172 +891,10 @@ fn plot_selfish(rows: &[Value]) -> String {
         points: alphas.iter().map(|a| (*a, *a)).collect(),
         bars: Vec::new(),
     });
-    chart(
+    line_chart(
         &series,
         "pool share α",
         "pool's share of the main chain",
         false,
     )
-}
-
-struct Series {
-    label: String,
-    colour: &'static str,
-    dashed: bool,
-    points: Vec<(f64, f64)>,
-    /// (x, low, high) interval bars.
-    bars: Vec<(f64, f64, f64)>,
-}
-
-/// A plain SVG line chart (own drawing, no dependency), log or linear y.
-fn chart(series: &[Series], xlabel: &str, ylabel: &str, log_y: bool) -> String {
-    // The only free text in the figure: escaped here, once.
-    let (xlabel, ylabel) = (xml_text(xlabel), xml_text(ylabel));
-    let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 240.0, 20.0, 50.0);
-    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = series.iter().flat_map(|s| {
-        s.points
-            .iter()
-            .map(|p| p.1)
-            .chain(s.bars.iter().flat_map(|b| [b.1, b.2]))
-    });
-    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-    let floor = 1e-9;
-    let (mut y0, mut y1) = ys
-        .filter(|y| !log_y || *y > floor)
-        .fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
-    if y0 > y1 {
-        (y0, y1) = (0.0, 1.0);
-    }
-    let (x0, x1) = if x0 < x1 {
-        (x0, x1)
-    } else {
-        (x0 - 1.0, x0 + 1.0)
-    };
-    let ty = |y: f64| if log_y { y.max(floor).log10() } else { y };
-    let (ly0, ly1) = if log_y {
-        (ty(y0).floor(), ty(y1).ceil().max(ty(y0).floor() + 1.0))
-    } else {
-        (0.0, (y1 * 1.1).max(0.1))
-    };
-    let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
-    let py = |y: f64| top + (1.0 - (ty(y) - ly0) / (ly1 - ly0)) * (h - top - bottom);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
-    );
-    s += &format!(
-        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    if log_y {
-        let mut e = ly0;
-        while e <= ly1 {
-            let y = top + (1.0 - (e - ly0) / (ly1 - ly0)) * (h - top - bottom);
-            s += &format!(
-                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">1e{e}</text>\n",
-                w - right,
-                left - 6.0,
-                y + 4.0
-            );
-            e += 1.0;
-        }
-    } else {
-        for i in 0..=5 {
-            let v = ly1 * f64::from(i) / 5.0;
-            let y = py(v);
-            s += &format!(
-                "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>\n",
-                w - right,
-                left - 6.0,
-                y + 4.0
-            );
-        }
-    }
-    let mut xt: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
-    xt.sort_by(f64::total_cmp);
-    xt.dedup();
-    // One tick per x where they are few (the rows' own values), else six evenly spaced.
-    if xt.len() > 12 {
-        xt = (0..=5)
-            .map(|i| x0 + (x1 - x0) * f64::from(i) / 5.0)
-            .collect();
-    }
-    for x in xt {
-        let label = format!("{x:.4}");
-        let label = if label.contains('.') {
-            label.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            &label
-        };
-        s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
-            px(x),
-            h - bottom + 16.0,
-        );
-    }
-    s += &format!(
-        "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{xlabel}</text>\n<text x=\"16\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {:.1})\">{ylabel}{}</text>\n",
-        left + (w - left - right) / 2.0,
-        h - 10.0,
-        top + (h - top - bottom) / 2.0,
-        top + (h - top - bottom) / 2.0,
-        if log_y { " (log scale)" } else { "" }
-    );
-    for (i, ser) in series.iter().enumerate() {
-        let path: Vec<String> = ser
-            .points
-            .iter()
-            .filter(|p| !log_y || p.1 > floor)
-            .map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1)))
-            .collect();
-        let dash = if ser.dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        };
-        if !path.is_empty() {
-            s += &format!(
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{dash}/>\n",
-                path.join(" "),
-                ser.colour
-            );
-        }
-        if !ser.dashed && !ser.bars.is_empty() {
-            for p in ser.points.iter().filter(|p| !log_y || p.1 > floor) {
-                s += &format!(
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{}\"/>\n",
-                    px(p.0),
-                    py(p.1),
-                    ser.colour
-                );
-            }
-            for b in &ser.bars {
-                s += &format!(
-                    "<line x1=\"{0:.1}\" y1=\"{1:.1}\" x2=\"{0:.1}\" y2=\"{2:.1}\" stroke=\"{3}\"/>\n",
-                    px(b.0),
-                    py(b.1.max(if log_y { floor } else { f64::MIN })),
-                    py(b.2),
-                    ser.colour
-                );
-            }
-        }
-        let ly = top + 14.0 + 18.0 * i as f64;
-        s += &format!(
-            "<line x1=\"{0}\" y1=\"{ly:.1}\" x2=\"{1}\" y2=\"{ly:.1}\" stroke=\"{2}\" stroke-width=\"2\"{dash}/><text x=\"{3}\" y=\"{4:.1}\">{5}</text>\n",
-            w - right + 10.0,
-            w - right + 34.0,
-            ser.colour,
-            w - right + 40.0,
-            ly + 4.0,
-            xml_text(&ser.label)
-        );
-    }
-    s += "</svg>\n";
-    s
 }

@@ -81,7 +81,7 @@ pub(crate) fn retarget_sim(args: SimArgs) -> Result<()> {
         sim::write_csv(&runs, path).with_context(|| format!("--csv {}", path.display()))?;
     }
     if let Some(path) = &svg {
-        sim::write_svg(&runs, cfg.spacing, path)
+        miner::experiment::chart::write_retarget(&runs, cfg.spacing, path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("--svg {}", path.display()))?;
     }

@@ -11,11 +11,15 @@
 //! other experiments or plotters.
 
 #[cfg(feature = "experiments")]
+pub mod chart;
+#[cfg(feature = "experiments")]
 pub mod compare;
 #[cfg(feature = "experiments")]
 pub mod dpos;
 #[cfg(feature = "experiments")]
 pub mod forks;
+#[cfg(feature = "experiments")]
+pub mod grind;
 #[cfg(all(feature = "experiments", feature = "node"))]
 pub mod live;
 #[cfg(feature = "experiments")]
@@ -33,23 +37,3 @@ pub mod stake;
 pub mod stats;
 #[cfg(feature = "experiments")]
 pub mod theory;
-
-/// `text` made safe as XML character data or an attribute value: `&`, `<`, `>`, `"` and `'`
-/// as entities. Every piece of free text written into an SVG (titles, labels, legends) goes
-/// through here, so that a label such as "Eyal & Sirer" leaves the file valid XML (browsers
-/// refuse to draw an SVG that is not).
-#[cfg(feature = "experiments")]
-pub fn xml_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}

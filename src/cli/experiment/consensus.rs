@@ -1,10 +1,11 @@
 //! `miner experiment pos|dpos|pbft|compare`: the seed's other consensus systems, each run on
 //! its own rule, and the comparison with proof of work measured on this machine.
 
-use super::{chart, non_negative, positive, Output, Report, Series};
+use super::{non_negative, positive, Output, Report};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use miner::backend::{Backend, CpuBackend};
+use miner::experiment::chart::{line_chart, Series};
 use miner::experiment::compare::{self, CompareRow};
 use miner::experiment::pbft::{self, Fault, PbftParams, PbftResult};
 use miner::experiment::{dpos, pos, race, stake};
@@ -365,7 +366,7 @@ fn plot_shares(accounts: &[pos::PosAccount], blocks: u64) -> String {
         .collect();
     points.sort_by(|x, y| x.0.total_cmp(&y.0));
     let top = points.last().map(|p| p.0.max(p.1)).unwrap_or(1.0);
-    chart(
+    line_chart(
         &[
             Series {
                 label: "measured (95% interval)".into(),
@@ -534,7 +535,7 @@ fn plot_irreversibility(rows: &[Value]) -> String {
             }
         })
         .collect();
-    chart(
+    line_chart(
         &series,
         "share of delegates offline",
         "seconds to irreversibility",
@@ -723,7 +724,7 @@ fn plot_messages(rows: &[Value]) -> String {
         .filter_map(|r| Some((r["n"].as_f64()?, r["messages_per_request"].as_f64()?)))
         .collect();
     let c = clean.first().map(|(n, m)| m / (n * n)).unwrap_or(0.0);
-    chart(
+    line_chart(
         &[
             Series {
                 label: "measured".into(),
