@@ -5,9 +5,8 @@
 
 use miner::experiment::dpos::{self, DposParams};
 use miner::experiment::pos::{self, PosParams};
-use miner::experiment::stake::{
-    default_genesis, gini, load_genesis, write_genesis, Account, StakeError,
-};
+use miner::experiment::stake::{default_genesis, load_genesis, write_genesis, Account, StakeError};
+use miner::experiment::stats::gini;
 use std::path::PathBuf;
 
 /// A fresh scratch folder for one test.

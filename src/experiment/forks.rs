@@ -45,6 +45,7 @@
 use super::grind::{
     in_segments, mine_on_tip, sim_chain, sim_kernel, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
 };
+use super::stats::Cycles;
 use crate::chain::{Chain, SubmitError};
 use crate::hash::Kernel;
 use bitcoin::hashes::Hash;
@@ -237,50 +238,6 @@ struct Segment {
     traced_stale: Vec<BlockHash>,
     tips_agree: bool,
     cycles: Cycles,
-}
-
-/// Sums over independent cycles of (x, y) for a ratio estimate Σx / Σy and its interval.
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct Cycles {
-    pub n: u64,
-    pub x: f64,
-    pub y: f64,
-    pub xx: f64,
-    pub yy: f64,
-    pub xy: f64,
-}
-
-impl Cycles {
-    pub fn add(&mut self, x: f64, y: f64) {
-        self.n += 1;
-        self.x += x;
-        self.y += y;
-        self.xx += x * x;
-        self.yy += y * y;
-        self.xy += x * y;
-    }
-
-    pub fn merge(&mut self, o: &Cycles) {
-        self.n += o.n;
-        self.x += o.x;
-        self.y += o.y;
-        self.xx += o.xx;
-        self.yy += o.yy;
-        self.xy += o.xy;
-    }
-
-    /// 95% interval of Σx / Σy by the delta method over cycles, clamped to [0, 1]; (0, 1) with
-    /// fewer than two cycles or no y.
-    pub fn ratio_ci95(&self) -> (f64, f64) {
-        if self.n < 2 || self.y <= 0.0 {
-            return (0.0, 1.0);
-        }
-        let n = self.n as f64;
-        let r = self.x / self.y;
-        let s2 = ((self.xx - 2.0 * r * self.xy + r * r * self.yy) / (n - 1.0)).max(0.0);
-        let se = (s2 / n).sqrt() / (self.y / n);
-        ((r - 1.96 * se).max(0.0), (r + 1.96 * se).min(1.0))
-    }
 }
 
 /// Runs the network for `p.blocks` blocks (see the module documentation) and traces the first

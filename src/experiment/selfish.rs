@@ -46,10 +46,10 @@
 //! [`super::grind::FORCE_END_AFTER`] more blocks, which only happens near α = 1/2, ends with the
 //! pool publishing what it has and the honest chain's fork choice settling it.)
 
-use super::forks::Cycles;
 use super::grind::{
     in_segments, mine_on_tip, sim_chain, sim_kernel, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
 };
+use super::stats::Cycles;
 use crate::chain::Chain;
 use crate::hash::Kernel;
 use bitcoin::{Block, ScriptBuf};

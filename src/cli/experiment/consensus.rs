@@ -8,7 +8,7 @@ use miner::backend::{Backend, CpuBackend};
 use miner::experiment::chart::{line_chart, Series};
 use miner::experiment::compare::{self, CompareRow};
 use miner::experiment::pbft::{self, Fault, PbftParams, PbftResult};
-use miner::experiment::{dpos, pos, race, stake};
+use miner::experiment::{dpos, pos, race, stake, stats};
 use miner::pow::retarget::{Algorithm, AlgorithmName, DEFAULT_LWMA_WINDOW};
 use miner::pow::Difficulty;
 use serde_json::{json, Value};
@@ -775,7 +775,7 @@ pub(crate) fn compare(a: &CompareArgs) -> Result<Report> {
         messages_per_block: (accounts.len() - 1) as f64,
         fault_tolerance: 0.5,
         tolerance_of: "hash rate".into(),
-        nakamoto_coefficient: stake::nakamoto_coefficient(&stakes, 0.5) as f64,
+        nakamoto_coefficient: stats::nakamoto_coefficient(&stakes, 0.5) as f64,
         notes: format!(
             "{z} blocks for q = {} at risk {} (exact); a 0.5 attacker won {} of {} races",
             a.attacker, a.risk, majority.successes, majority.trials

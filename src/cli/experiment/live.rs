@@ -61,8 +61,8 @@ fn race_sim(
     let p = r.successes as f64 / r.trials.max(1) as f64;
     (
         p,
-        live::binomial_range(p, trials, TAIL95),
-        live::binomial_range(p, trials, TAIL999),
+        stats::binomial_range(p, trials, TAIL95),
+        stats::binomial_range(p, trials, TAIL999),
     )
 }
 
@@ -237,8 +237,8 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
             })
             .collect();
         let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-        let range = live::sample_range(&mut sims, TAIL95);
-        let range999 = live::sample_range(&mut sims, TAIL999);
+        let range = stats::sample_range(&mut sims, TAIL95);
+        let range999 = stats::sample_range(&mut sims, TAIL999);
         rows.push(json!({
             "delay_ms": delay_ms,
             "stale_rate": rate,
@@ -330,8 +330,8 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                 })
                 .collect();
             let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-            let range = live::sample_range(&mut sims, TAIL95);
-            let range999 = live::sample_range(&mut sims, TAIL999);
+            let range = stats::sample_range(&mut sims, TAIL95);
+            let range999 = stats::sample_range(&mut sims, TAIL999);
             // The live run's own interval: the sim runs' spread around the live figure.
             let half = (range.1 - range.0) / 2.0;
             rows.push(json!({

@@ -1,6 +1,7 @@
 //! What a run reports: message counts, the safety and liveness checks, latencies.
 
 use super::*;
+use crate::experiment::stats::quantile_sorted;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -129,13 +130,13 @@ pub(crate) struct Observed<'a> {
     pub end_ms: f64,
 }
 
-/// Nearest-rank percentile of sorted samples.
+/// Nearest-rank percentile of sorted samples; 0 for none (figures over no completed requests
+/// are 0).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    quantile_sorted(sorted, p)
 }
 
 /// The result both drivers report: the safety check over every honest replica's commit
