@@ -4,10 +4,11 @@
 //! the live run's size gives in the sim (binomial for the races, 400 sim runs of the same
 //! length for forks and selfish), and `in_sim_range` says whether the live figure falls in it.
 
-use super::{
-    plot_by_q, plot_selfish, progress, DoubleSpendArgs, FinalityArgs, ForksArgs, Report,
-    SelfishArgs,
-};
+use super::double_spend::{plot_by_q, DoubleSpendArgs};
+use super::finality::FinalityArgs;
+use super::forks::ForksArgs;
+use super::selfish::{plot_selfish, SelfishArgs};
+use super::{progress, Report};
 use anyhow::{anyhow, Result};
 use miner::experiment::live::{self, LiveParams};
 use miner::experiment::{forks, race, selfish, stats, theory};
