@@ -129,6 +129,17 @@ fn or<T: Clone>(list: &[T], live: bool, sim_default: &[T], live_default: &[T]) -
     }
 }
 
+/// The races' (double-spend and finality) depths, `--confirmations` or `--depth`: `given`, else
+/// 1 to 6 in the sim and 1, 2 live.
+fn race_depths(given: &[u32], live: bool) -> Vec<u32> {
+    or(given, live, &[1, 2, 3, 4, 5, 6], &[1, 2])
+}
+
+/// The races' `--trials`: `given`, else 100,000 in the sim and 20 live.
+fn race_trials(given: Option<u64>, live: bool) -> u64 {
+    given.unwrap_or(if live { 20 } else { 100_000 })
+}
+
 pub(crate) fn experiment(args: ExperimentArgs) -> Result<()> {
     let started = Instant::now();
     let (report, out, live) = match &args.kind {

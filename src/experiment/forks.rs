@@ -128,7 +128,7 @@ pub struct ForkResult {
     pub reorgs: BTreeMap<u32, u64>,
     /// The first `trace_blocks` blocks' events, in order.
     pub trace: Vec<TraceEvent>,
-    /// The traced blocks that ended stale (for [`svg`]).
+    /// The traced blocks that ended stale (for [`fork_diagram`](super::chart::fork_diagram)).
     pub traced_stale: Vec<BlockHash>,
     /// Whether every node ended on the same tip (when not, their tips have equal work).
     pub tips_agree: bool,

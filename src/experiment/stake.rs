@@ -270,7 +270,7 @@ pub struct ChiSquare {
     pub statistic: f64,
     /// Degrees of freedom: cells after merging, less one.
     pub df: u64,
-    /// `P(χ²_df ≥ statistic)`, [`gamma_q`]`(df/2, statistic/2)`; 1 when `df` is 0.
+    /// `P(χ²_df ≥ statistic)`, [`gamma_q`](super::stats::gamma_q)`(df/2, statistic/2)`; 1 when `df` is 0.
     pub p_value: f64,
     /// Cells tested (after merging).
     pub cells: usize,

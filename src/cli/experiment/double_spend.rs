@@ -1,7 +1,7 @@
 //! `miner experiment double-spend`: the attacker's race against z confirmations, beside
 //! Nakamoto's figure and the exact one.
 
-use super::{or, progress, Common, Report};
+use super::{or, progress, race_depths, race_trials, Common, Report};
 use crate::cli::args::{positive, share};
 use clap::Args;
 use miner::experiment::chart::{line_chart, Series};
@@ -39,16 +39,10 @@ impl DoubleSpendArgs {
         or(&self.attacker, self.common.live(), &[0.1, 0.3], &[0.3])
     }
     pub(super) fn confirmations(&self) -> Vec<u32> {
-        or(
-            &self.confirmations,
-            self.common.live(),
-            &[1, 2, 3, 4, 5, 6],
-            &[1, 2],
-        )
+        race_depths(&self.confirmations, self.common.live())
     }
     pub(super) fn trials(&self) -> u64 {
-        self.trials
-            .unwrap_or(if self.common.live() { 20 } else { 100_000 })
+        race_trials(self.trials, self.common.live())
     }
     pub(super) fn block_time(&self) -> f64 {
         self.block_time

@@ -1,7 +1,7 @@
 //! `miner experiment finality`: the chance that a block k deep is ever reorganised away.
 
 use super::double_spend::plot_by_q;
-use super::{or, progress, Common, Report};
+use super::{or, progress, race_depths, race_trials, Common, Report};
 use crate::cli::args::{positive, share};
 use clap::Args;
 use miner::experiment::{race, stats, theory};
@@ -35,16 +35,10 @@ impl FinalityArgs {
         or(&self.attacker, self.common.live(), &[0.1], &[0.3])
     }
     pub(super) fn depth(&self) -> Vec<u32> {
-        or(
-            &self.depth,
-            self.common.live(),
-            &[1, 2, 3, 4, 5, 6],
-            &[1, 2],
-        )
+        race_depths(&self.depth, self.common.live())
     }
     pub(super) fn trials(&self) -> u64 {
-        self.trials
-            .unwrap_or(if self.common.live() { 20 } else { 100_000 })
+        race_trials(self.trials, self.common.live())
     }
 }
 
