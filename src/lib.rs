@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Cargo features, all on by default: `gpu` (the wgpu backend, `backend::gpu`), `node` (the
-//! JSON-RPC `node` and the getblocktemplate `client`) and `cli` (what only the `miner` binary
+//! JSON-RPC `node` and the getblocktemplate `client`), `experiments` (the [`experiment`]s but
+//! the retarget simulator, and their SVG figures) and `cli` (what only the `miner` binary
 //! uses). `--no-default-features` builds the CPU engine alone.
 
 // `unsafe fn` bodies mark each unsafe operation with its own `unsafe {}` block and `// SAFETY:`
@@ -51,5 +52,4 @@ pub mod mining;
 #[cfg(feature = "node")]
 pub mod node;
 pub mod pow;
-pub mod sim;
 pub mod stratum;

@@ -12,8 +12,8 @@ pub use payout::{
     network_name, parse_payout, Payout, PayoutError, WrongNetwork, DEFAULT_PAYOUT_HEX,
 };
 pub use template::{
-    MiningJob, Template, TemplateBuilder, DEFAULT_TEMPLATE_BITS, DEFAULT_TEMPLATE_VALUE_SAT,
-    WITNESS_COMMITMENT_HEADER, WITNESS_RESERVED_VALUE,
+    MiningJob, Template, TemplateBuilder, DEFAULT_TEMPLATE_VALUE_SAT, WITNESS_COMMITMENT_HEADER,
+    WITNESS_RESERVED_VALUE,
 };
 
 use crate::hash::sha256d;

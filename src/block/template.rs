@@ -1,6 +1,7 @@
 //! The block template: everything of the next block except the extranonce and the nonce.
 
 use crate::block::header_bytes;
+use crate::chain::REGTEST_POW_LIMIT_BITS;
 use crate::hash::Job;
 use crate::pow::{CompactTarget, Target, TargetError};
 use bitcoin::absolute::LockTime;
@@ -66,10 +67,6 @@ pub struct MiningJob {
     pub job: Job,
 }
 
-/// The nBits a [`TemplateBuilder`] uses unless told otherwise: regtest's proof-of-work limit,
-/// which about every second nonce meets, so a default template mines in microseconds.
-pub const DEFAULT_TEMPLATE_BITS: u32 = 0x207f_ffff;
-
 /// The coinbase value a [`TemplateBuilder`] uses unless told otherwise: the first halving
 /// period's subsidy, 50 BTC.
 pub const DEFAULT_TEMPLATE_VALUE_SAT: u64 = 5_000_000_000;
@@ -113,7 +110,9 @@ impl TemplateBuilder {
         self
     }
 
-    /// The compact target (nBits) the block must meet [default: [`DEFAULT_TEMPLATE_BITS`]].
+    /// The compact target (nBits) the block must meet [default: regtest's proof-of-work
+    /// limit, [`REGTEST_POW_LIMIT_BITS`], which about every second nonce meets, so a default
+    /// template mines in microseconds].
     pub fn bits(mut self, bits: CompactTarget) -> Self {
         self.bits = bits;
         self
@@ -184,7 +183,7 @@ impl Template {
             version: 0x2000_0000,
             median_time_past: 0,
             time: None,
-            bits: CompactTarget::from_consensus(DEFAULT_TEMPLATE_BITS),
+            bits: CompactTarget::from_consensus(REGTEST_POW_LIMIT_BITS),
             coinbase_value: Amount::from_sat(DEFAULT_TEMPLATE_VALUE_SAT),
             payout: ScriptBuf::from_bytes(vec![bitcoin::opcodes::OP_TRUE.to_u8()]),
             transactions: Vec::new(),
@@ -335,7 +334,7 @@ mod tests {
         let after = system_time();
         assert_eq!(t.height, 7);
         assert_eq!(t.version, 0x2000_0000);
-        assert_eq!(t.bits.to_consensus(), DEFAULT_TEMPLATE_BITS);
+        assert_eq!(t.bits.to_consensus(), REGTEST_POW_LIMIT_BITS);
         assert_eq!(t.target, Target::from_compact(t.bits).unwrap());
         assert_eq!(
             t.coinbase_value,

@@ -6,7 +6,7 @@
 mod params;
 pub mod store;
 
-pub use params::{ChainParams, ControllerDefaults, ParamsError};
+pub use params::{ChainParams, ControllerDefaults, ParamsError, REGTEST_POW_LIMIT_BITS};
 pub use store::StoreError;
 
 use crate::block::header_bits;
@@ -459,6 +459,7 @@ impl Chain {
 
     /// Makes room for `additional` more blocks without growing (a caller that knows how many
     /// blocks it will add, such as a simulation's segment).
+    #[cfg(feature = "experiments")]
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.entries.reserve(additional);
         self.slots.reserve(additional);

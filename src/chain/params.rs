@@ -81,6 +81,11 @@ struct ChainFile {
     controller: ControllerDefaults,
 }
 
+/// Regtest's proof-of-work limit as nBits, the easiest target the chain allows: about every
+/// second nonce meets it. The default of a [`Template`](crate::block::Template) and the nBits
+/// of the experiments' simulated chains.
+pub const REGTEST_POW_LIMIT_BITS: u32 = 0x207f_ffff;
+
 impl ChainParams {
     /// Regtest-like, the default for local mining: Bitcoin's regtest genesis block
     /// (`0f9188f1…`, nBits `0x207fffff`), 50 coins per block halving every 150 blocks, and
@@ -91,7 +96,7 @@ impl ChainParams {
             genesis: bitcoin::constants::genesis_block(Network::Regtest),
             initial_subsidy: Amount::from_sat(50 * 100_000_000),
             halving_interval: 150,
-            pow_limit: Target::from_compact(CompactTarget::from_consensus(0x207f_ffff))
+            pow_limit: Target::from_compact(CompactTarget::from_consensus(REGTEST_POW_LIMIT_BITS))
                 .unwrap_or(Target::MAX),
             controller: ControllerDefaults::default(),
             network: Network::Regtest,

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use miner::backend::NONCE_END;
 use miner::block::Payout;
+use miner::experiment::retarget::parse_rate;
 use miner::pow::Difficulty;
 
 pub(crate) fn parse_difficulty(s: &str) -> Result<Difficulty, String> {
@@ -95,4 +96,98 @@ pub(crate) fn parse_seconds(s: &str) -> Result<f64, String> {
             "'{s}' is not a duration; expected seconds between 0 and 3600, e.g. 2 or 0.5"
         )),
     }
+}
+
+/// A finite number.
+pub(crate) fn parse_f64(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{text}: expected a number"))
+}
+
+/// A share of the hash rate (or stake): strictly between 0 and 1.
+pub(crate) fn share(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{text}: a share of the hash rate is between 0 and 1, e.g. 0.1"
+        ))
+    }
+}
+
+/// A selfish pool's share: strictly between 0 and 1/2.
+pub(crate) fn pool_share(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 && v < 0.5 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{text}: a selfish pool's share is between 0 and 0.5 (from half the hash rate it simply out-mines everyone), e.g. 0.3"
+        ))
+    }
+}
+
+/// A probability or fraction: 0 to 1.
+pub(crate) fn unit(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a value from 0 to 1"))
+    }
+}
+
+/// A number above 0.
+pub(crate) fn positive(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a number above 0"))
+    }
+}
+
+/// A hash rate in H/s with an optional k/M/G/T/P/E suffix that `accept` takes, or an error
+/// that says `expected` and gives an example.
+fn hash_rate(text: &str, accept: impl Fn(f64) -> bool, expected: &str) -> Result<f64, String> {
+    parse_rate(text)
+        .filter(|r| accept(*r))
+        .ok_or_else(|| format!("{text}: expected {expected}"))
+}
+
+/// `experiment --hashrate`: the live miners' hash rate, at least 100 H/s.
+pub(crate) fn hashrate(text: &str) -> Result<f64, String> {
+    hash_rate(
+        text,
+        |r| r >= 100.0,
+        "a hash rate of at least 100 H/s, e.g. 50k",
+    )
+}
+
+/// A number of 0 or more.
+pub(crate) fn non_negative(text: &str) -> Result<f64, String> {
+    let v = parse_f64(text)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{text}: expected a number of 0 or more"))
+    }
+}
+
+/// `experiment pos --pow-hashrate`: a hash rate above 0.
+pub(crate) fn rate(text: &str) -> Result<f64, String> {
+    hash_rate(text, |r| r > 0.0, "a hash rate in H/s, e.g. 50M or 6e20")
+}
+
+/// `--max-hashrate`: H/s, with k/M/G/T.
+pub(crate) fn parse_max_hashrate(text: &str) -> Result<f64, String> {
+    hash_rate(
+        text,
+        |_| true,
+        "a hash rate above 0 in H/s, e.g. 500k or 2M",
+    )
 }

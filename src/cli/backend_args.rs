@@ -1,6 +1,7 @@
 //! `--backend`, `--threads`, `--kernel` and the GPU flags: the flag group every hashing command
 //! shares, and the backend it builds.
 
+use super::args::parse_max_hashrate;
 use super::data_dir;
 use crate::output::{count, HashRate};
 use anyhow::{bail, Context, Result};
@@ -243,10 +244,4 @@ pub(crate) fn print_parts(backend: &dyn Backend, json: bool) {
             println!("  {}: {} hashes, {rate}", p.name, count(p.hashes as f64));
         }
     }
-}
-
-/// `--max-hashrate`: H/s, with k/M/G/T.
-fn parse_max_hashrate(text: &str) -> Result<f64, String> {
-    miner::sim::parse_rate(text)
-        .ok_or_else(|| format!("{text}: expected a hash rate above 0 in H/s, e.g. 500k or 2M"))
 }

@@ -4,8 +4,8 @@ use super::retarget_args::RetargetArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use miner::chain::ChainParams;
+use miner::experiment::retarget as sim;
 use miner::pow::retarget::{Algorithm, AlgorithmName};
-use miner::sim;
 
 #[derive(Args, Debug)]
 pub(crate) struct SimArgs {
@@ -81,7 +81,7 @@ pub(crate) fn retarget_sim(args: SimArgs) -> Result<()> {
         sim::write_csv(&runs, path).with_context(|| format!("--csv {}", path.display()))?;
     }
     if let Some(path) = &svg {
-        sim::write_svg(&runs, cfg.spacing, path)
+        miner::experiment::chart::write_retarget(&runs, cfg.spacing, path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("--svg {}", path.display()))?;
     }

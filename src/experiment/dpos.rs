@@ -38,10 +38,8 @@
 //! Transactions: a block carries `txs_per_block` of them for the throughput figures, its header
 //! committing to their number only; balances, hence votes, stay at the genesis allocation.
 
-use super::stake::{
-    check_accounts, gini, nakamoto_coefficient, quantile_sorted, Account, StakeError, StakeHeader,
-    BFT_THIRD, MAJORITY,
-};
+use super::stake::{check_accounts, Account, StakeError, StakeHeader};
+use super::stats::{gini, nakamoto_coefficient, quantile_sorted, BFT_THIRD, MAJORITY};
 use crate::hash::sha256d;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

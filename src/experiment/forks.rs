@@ -7,7 +7,7 @@
 //! Virtual time. The next block anywhere comes after an exponential wait of mean
 //! `block_time_s` (T) and belongs to node i with probability `shares[i]`, so each node is a
 //! Poisson process of rate `shares[i] / T`. The finder builds a real block on its own current tip
-//! (`mine_on_tip`: a [`Template`], the nonce ground by [`Kernel`] at nBits `0x207fffff`),
+//! ([`grind`](super::grind): a [`Template`], the nonce ground by [`Kernel`] at nBits `0x207fffff`),
 //! submits it to its own chain at once, and every other node receives it `delay_s` (d) later
 //! (an event queue ordered by time, ties by order of sending). A block whose parent a node lacks
 //! waits in that node's buffer until the parent arrives (it cannot happen with one delay for all
@@ -30,7 +30,7 @@
 //! tie broken by a block itself found within the delay). For many nodes the two agree.
 //!
 //! # Long runs
-//! A run is cut into segments of at most [`SEGMENT_BLOCKS`] blocks. A segment mines its quota,
+//! A run is cut into segments of at most [`SEGMENT_BLOCKS`](super::grind::SEGMENT_BLOCKS) blocks. A segment mines its quota,
 //! then goes on until a *regeneration point*: nothing in flight and every node on the same tip.
 //! From there nothing can change what came before (every node mines on that tip, every block
 //! is known everywhere), and the future looks like a fresh start, so each segment runs on fresh
@@ -42,204 +42,18 @@
 //!
 //! [`Template`]: crate::block::Template
 
-#[cfg(test)]
-use crate::block::{header_bytes, Template};
-use crate::chain::{bip34_push, header_bytes as chain_header_bytes};
-use crate::chain::{Chain, ChainParams, SubmitError};
-use crate::hash::{Job, Kernel, IV};
-use crate::pow::retarget::RetargetParams;
-use crate::pow::{CompactTarget, Target};
-use bitcoin::block::{Header, Version};
-use bitcoin::hashes::Hash;
-use bitcoin::{
-    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
-    TxOut, Witness,
+use super::grind::{
+    in_segments, mine_on_tip, sim_chain, sim_kernel, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
 };
+use super::stats::Cycles;
+use crate::chain::{Chain, SubmitError};
+use crate::hash::Kernel;
+use bitcoin::hashes::Hash;
+use bitcoin::{Block, BlockHash, ScriptBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::fmt::Write as _;
-
-/// The easiest nBits regtest allows: about every second nonce meets it.
-pub const SIM_BITS: u32 = 0x207f_ffff;
-/// Header time of the first block a simulation builds (later ones 1 s apart).
-pub(crate) const SIM_TIME0: u32 = 1_600_000_000;
-/// The wall clock passed to [`Chain::submit`]: far enough ahead that no header is "too new".
-pub(crate) const SIM_NOW: u32 = u32::MAX / 2;
-/// The most blocks one segment mines before looking for a regeneration point (see the module
-/// documentation). Small segments keep the chains in cache: 4096 runs 15–25% faster than 50,000.
-pub const SEGMENT_BLOCKS: u64 = 4_096;
-/// How many blocks past its quota a segment may go looking for a regeneration point before it
-/// stops anyway (only at extreme parameters: a selfish pool near α = 1/2, a delay of many block
-/// times); it bounds a segment's memory.
-pub const FORCE_END_AFTER: u64 = 1 << 18;
-
-/// A fresh in-memory regtest chain at fixed nBits [`SIM_BITS`], with room for a segment's
-/// blocks (so it does not grow, moving every block, as they come).
-pub(crate) fn sim_chain() -> Chain {
-    let pow_limit = ChainParams::regtest().pow_limit;
-    let mut chain = Chain::new(
-        ChainParams::regtest(),
-        RetargetParams::fixed(CompactTarget::from_consensus(SIM_BITS), pow_limit),
-    );
-    chain.reserve(SEGMENT_BLOCKS as usize + SEGMENT_BLOCKS as usize / 4);
-    chain
-}
-
-/// Mines a real block on `chain`'s tip: what a [`Template`](crate::block::Template) with the
-/// chain's next nBits and subsidy, coinbase `tag` as the extranonce and paying `payout` would
-/// assemble, its nonce ground with `kernel`. `time` is raised above the tip's time if needed (so
-/// above its median time past too: along every branch a simulation builds, times increase).
-pub(crate) fn mine_on_tip(
-    chain: &Chain,
-    time: u32,
-    tag: u64,
-    payout: &ScriptBuf,
-    kernel: Kernel,
-) -> Block {
-    let tip = chain.tip();
-    let height = tip.height + 1;
-    // A template's time is at least 1 (its median time past, 0 here, plus 1).
-    let time = time.max(tip.block.header.time.saturating_add(1)).max(1);
-    let value = chain.params().subsidy(height);
-    // The chain's own nBits always decode (it validated them); the sim's are the fallback.
-    let bits = chain.next_bits();
-    let (bits, target) = if bits.to_consensus() == SIM_BITS {
-        (bits, SIM_TARGET)
-    } else {
-        match Target::from_compact(bits) {
-            Ok(t) => (bits, t),
-            Err(_) => (CompactTarget::from_consensus(SIM_BITS), SIM_TARGET),
-        }
-    };
-    // What `Template::builder(tip, height)...build()`, `Template::job` and `Template::assemble`
-    // make (the template's defaults: version 0x20000000, no other transactions, no witness
-    // commitment), with the coinbase built with one allocation per part and hashed once (a
-    // block of one transaction has its txid as merkle root).
-    let coinbase = sim_coinbase(height, tag, value, payout);
-    let root = bitcoin::merkle_tree::calculate_root(std::iter::once(
-        coinbase.compute_txid().to_raw_hash(),
-    ))
-    .map(TxMerkleNode::from_raw_hash)
-    .unwrap_or_else(TxMerkleNode::all_zeros);
-    let mut header = Header {
-        version: Version::from_consensus(SIM_VERSION),
-        prev_blockhash: BlockHash::from_byte_array(tip.hash),
-        merkle_root: root,
-        time,
-        bits: bitcoin::CompactTarget::from_consensus(bits.to_consensus()),
-        nonce: 0,
-    };
-    let job = sim_job(&chain_header_bytes(&header), &target);
-    let mut hits = Vec::with_capacity(4);
-    let mut first = 0u32;
-    // About every second nonce meets nBits 0x207fffff. 2^32 nonces cannot all fail (2^-2^32).
-    while hits.is_empty() && first <= u32::MAX - GRIND_STEP {
-        kernel.scan(&job, first, GRIND_STEP, &mut hits);
-        first += GRIND_STEP;
-    }
-    header.nonce = hits.first().copied().unwrap_or(0);
-    Block {
-        header,
-        txdata: vec![coinbase],
-    }
-}
-
-/// The header version of a [`Template`](crate::block::Template) (its builder's default).
-const SIM_VERSION: i32 = 0x2000_0000;
-
-/// The target of nBits [`SIM_BITS`] (`0x7fffff` × 256^29), decoded once and for all.
-const SIM_TARGET: Target = Target::from_words([0, 0, 0, 0, 0, 0, 0, 0x7fff_ff00]);
-
-/// [`Template::coinbase`](crate::block::Template::coinbase) of a template at `height` paying
-/// `value` to `payout` with no other transactions and no witness commitment, for extranonce
-/// `tag`: the BIP 34 height, the extranonce and the `/miner/` tag in the script, each part
-/// allocated once at its size.
-fn sim_coinbase(height: u32, tag: u64, value: Amount, payout: &ScriptBuf) -> Transaction {
-    let push = bip34_push(height);
-    let mut script = Vec::with_capacity(push.as_slice().len() + 9 + 8);
-    script.extend_from_slice(push.as_slice());
-    script.push(8);
-    script.extend_from_slice(&tag.to_le_bytes());
-    script.push(7);
-    script.extend_from_slice(b"/miner/");
-    Transaction {
-        version: bitcoin::transaction::Version::ONE,
-        lock_time: bitcoin::absolute::LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint::null(),
-            script_sig: ScriptBuf::from_bytes(script),
-            sequence: Sequence::MAX,
-            witness: Witness::new(),
-        }],
-        output: vec![TxOut {
-            value,
-            script_pubkey: payout.clone(),
-        }],
-    }
-}
-
-/// Nonces per [`Kernel::scan`] call when grinding at nBits `0x207fffff`.
-const GRIND_STEP: u32 = 2;
-
-/// [`Job::new`] with the midstate from the `sha2` crate's compression function (SHA extensions
-/// where the CPU has them) rather than the portable one: the same job, 0.4 µs sooner.
-pub(crate) fn sim_job(header: &[u8; 80], target: &Target) -> Job {
-    let mut midstate = IV;
-    sha2::compress256(
-        &mut midstate,
-        &[*sha2::digest::generic_array::GenericArray::from_slice(
-            &header[..64],
-        )],
-    );
-    let mut tail = [0u32; 3];
-    for (i, w) in tail.iter_mut().enumerate() {
-        let b = &header[64 + 4 * i..68 + 4 * i];
-        *w = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    }
-    Job {
-        midstate,
-        tail,
-        target: target.to_words(),
-    }
-}
-
-/// The grinding kernel: the plain `sha2` loop ([`Kernel::Sha2`]). A simulated block needs about
-/// two nonces at nBits `0x207fffff`, and there the SIMD kernels' per-call set-up and candidate
-/// checks cost 1–5 µs a block against 0.25 µs for the loop (measured on a Zen 4 EPYC).
-pub(crate) fn sim_kernel() -> Kernel {
-    Kernel::Sha2
-}
-
-/// Runs `blocks` in segments of at most [`SEGMENT_BLOCKS`] in parallel: `segment(index, quota,
-/// seed)` for each, seeded by [`part_seed`], results in segment order.
-pub(crate) fn in_segments<T: Send>(
-    blocks: u64,
-    seed: u64,
-    segment: impl Fn(u64, u64, u64) -> T + Sync,
-) -> Vec<T> {
-    (0..blocks.div_ceil(SEGMENT_BLOCKS))
-        .into_par_iter()
-        .map(|i| {
-            let quota = SEGMENT_BLOCKS.min(blocks - i * SEGMENT_BLOCKS);
-            segment(i, quota, part_seed(seed, i))
-        })
-        .collect()
-}
-
-/// A seed for part `index` of a run seeded with `seed` (SplitMix64 of both), so each part has
-/// its own stream whatever the number of threads.
-pub(crate) fn part_seed(seed: u64, index: u64) -> u64 {
-    let mut z = seed
-        ^ index
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .wrapping_add(0x2545_f491_4f6c_dd1d);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// One forks run.
 #[derive(Clone, Debug, PartialEq)]
@@ -314,7 +128,7 @@ pub struct ForkResult {
     pub reorgs: BTreeMap<u32, u64>,
     /// The first `trace_blocks` blocks' events, in order.
     pub trace: Vec<TraceEvent>,
-    /// The traced blocks that ended stale (for [`svg`]).
+    /// The traced blocks that ended stale (for [`fork_diagram`](super::chart::fork_diagram)).
     pub traced_stale: Vec<BlockHash>,
     /// Whether every node ended on the same tip (when not, their tips have equal work).
     pub tips_agree: bool,
@@ -426,52 +240,8 @@ struct Segment {
     cycles: Cycles,
 }
 
-/// Sums over independent cycles of (x, y) for a ratio estimate Σx / Σy and its interval.
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct Cycles {
-    pub n: u64,
-    pub x: f64,
-    pub y: f64,
-    pub xx: f64,
-    pub yy: f64,
-    pub xy: f64,
-}
-
-impl Cycles {
-    pub fn add(&mut self, x: f64, y: f64) {
-        self.n += 1;
-        self.x += x;
-        self.y += y;
-        self.xx += x * x;
-        self.yy += y * y;
-        self.xy += x * y;
-    }
-
-    pub fn merge(&mut self, o: &Cycles) {
-        self.n += o.n;
-        self.x += o.x;
-        self.y += o.y;
-        self.xx += o.xx;
-        self.yy += o.yy;
-        self.xy += o.xy;
-    }
-
-    /// 95% interval of Σx / Σy by the delta method over cycles, clamped to [0, 1]; (0, 1) with
-    /// fewer than two cycles or no y.
-    pub fn ratio_ci95(&self) -> (f64, f64) {
-        if self.n < 2 || self.y <= 0.0 {
-            return (0.0, 1.0);
-        }
-        let n = self.n as f64;
-        let r = self.x / self.y;
-        let s2 = ((self.xx - 2.0 * r * self.xy + r * r * self.yy) / (n - 1.0)).max(0.0);
-        let se = (s2 / n).sqrt() / (self.y / n);
-        ((r - 1.96 * se).max(0.0), (r + 1.96 * se).min(1.0))
-    }
-}
-
 /// Runs the network for `p.blocks` blocks (see the module documentation) and traces the first
-/// `trace_blocks` of them (0: no trace; at most [`SEGMENT_BLOCKS`]). Parameters that fail
+/// `trace_blocks` of them (0: no trace; at most [`SEGMENT_BLOCKS`](super::grind::SEGMENT_BLOCKS)). Parameters that fail
 /// [`ForkParams::check`] give an empty result.
 pub fn run(p: &ForkParams, trace_blocks: u64) -> ForkResult {
     let empty = ForkResult {
@@ -744,7 +514,7 @@ fn exp_wait(rng: &mut StdRng, mean: f64) -> f64 {
 }
 
 /// Node `k`'s coinbase output script: a push of its index, so a block names its finder.
-fn node_payout(k: usize) -> ScriptBuf {
+pub(crate) fn node_payout(k: usize) -> ScriptBuf {
     let mut bytes = vec![0x08];
     bytes.extend_from_slice(&(k as u64).to_le_bytes());
     ScriptBuf::from_bytes(bytes)
@@ -759,201 +529,6 @@ fn event(time_s: f64, node: usize, kind: TraceKind, block: &Block, height: u32) 
         hash: block.block_hash(),
         parent: block.header.prev_blockhash,
     }
-}
-
-/// Colours of the first nodes (green, red, purple as in the seed's figure, then more).
-const PALETTE: [&str; 10] = [
-    "#2e9d4a", "#d7302c", "#7d3cb5", "#1f6fc5", "#e08a00", "#0f9d9a", "#c2388f", "#7a5a2b",
-    "#5b6b7a", "#99a800",
-];
-
-fn colour(node: usize) -> &'static str {
-    PALETTE[node % PALETTE.len()]
-}
-
-/// A branch diagram of the traced blocks as SVG text: x is the height, one lane per branch
-/// (the main chain in the top lane), each block a rounded rectangle in its finder's colour with
-/// an edge to its parent, stale blocks faded, and under a block a marker for each node that
-/// switched its tip to it (a reorganisation), with the depth. Hover titles give details.
-pub fn svg(result: &ForkResult, p: &ForkParams) -> String {
-    const COL: f64 = 86.0;
-    const ROW: f64 = 78.0;
-    const W: f64 = 58.0;
-    const H: f64 = 34.0;
-    const LEFT: f64 = 20.0;
-    const TOP: f64 = 64.0;
-    // The traced blocks in order of finding.
-    struct Placed {
-        hash: BlockHash,
-        parent: BlockHash,
-        height: u32,
-        node: usize,
-        time: f64,
-        lane: usize,
-        stale: bool,
-    }
-    let stale: std::collections::HashSet<BlockHash> = result.traced_stale.iter().copied().collect();
-    let mut placed: Vec<Placed> = Vec::new();
-    let mut index: HashMap<BlockHash, usize> = HashMap::new();
-    for e in result.trace.iter().filter(|e| e.kind == TraceKind::Found) {
-        index.insert(e.hash, placed.len());
-        placed.push(Placed {
-            hash: e.hash,
-            parent: e.parent,
-            height: e.height,
-            node: e.node,
-            time: e.time_s,
-            lane: 0,
-            stale: stale.contains(&e.hash),
-        });
-    }
-    // Lanes: the main chain in lane 0; a stale block continues its parent's lane when that lane
-    // is free at its height, else takes the lowest lane free there.
-    let mut taken: std::collections::HashSet<(usize, u32)> = std::collections::HashSet::new();
-    let mut lanes = 1usize;
-    for i in 0..placed.len() {
-        let lane = if !placed[i].stale {
-            0
-        } else {
-            let parent_lane = index.get(&placed[i].parent).map(|&j| placed[j].lane);
-            match parent_lane {
-                Some(l) if l > 0 && !taken.contains(&(l, placed[i].height)) => l,
-                // The lowest lane free at this height (a new one if none).
-                _ => {
-                    let l = (1..=lanes)
-                        .find(|&l| !taken.contains(&(l, placed[i].height)))
-                        .unwrap_or(lanes);
-                    lanes = lanes.max(l + 1);
-                    l
-                }
-            }
-        };
-        placed[i].lane = lane;
-        taken.insert((lane, placed[i].height));
-    }
-    let min_h = placed
-        .iter()
-        .map(|b| b.height)
-        .min()
-        .unwrap_or(1)
-        .saturating_sub(1);
-    let max_h = placed.iter().map(|b| b.height).max().unwrap_or(min_h);
-    let x = |h: u32| LEFT + f64::from(h - min_h) * COL;
-    let y = |lane: usize| TOP + lane as f64 * ROW;
-    // Reorg markers per block: (node, depth, time).
-    let mut switches: HashMap<BlockHash, Vec<(usize, u32, f64)>> = HashMap::new();
-    for e in &result.trace {
-        if let TraceKind::Reorg { depth } = e.kind {
-            switches
-                .entry(e.hash)
-                .or_default()
-                .push((e.node, depth, e.time_s));
-        }
-    }
-    let nodes = p.shares.len().max(1);
-    let width = x(max_h) + W + LEFT;
-    let width = width.max(LEFT * 2.0 + 96.0 * nodes.min(8) as f64);
-    let height = y(lanes) + 8.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="0" y="0" width="{width:.0}" height="{height:.0}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{LEFT}" y="16" font-size="12">forks: {} nodes, delay {:.3} s, block time {:.3} s, first {} blocks (faded: stale; ◆ under a block: a node switched to it, with the blocks it dropped)</text>"#,
-        p.shares.len(),
-        p.delay_s,
-        p.block_time_s,
-        placed.len()
-    );
-    // Legend.
-    for k in 0..nodes.min(8) {
-        let lx = LEFT + 96.0 * k as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx:.1}" y="26" width="14" height="14" rx="3" fill="{}"/><text x="{:.1}" y="37">node {k}</text>"#,
-            colour(k),
-            lx + 18.0
-        );
-    }
-    // The block before the first traced one (genesis, or the segment's start), when referenced.
-    let roots: std::collections::BTreeSet<u32> = placed
-        .iter()
-        .filter(|b| !index.contains_key(&b.parent))
-        .map(|b| b.height.saturating_sub(1))
-        .collect();
-    for h in &roots {
-        let (bx, by) = (x(*h), y(0));
-        let _ = writeln!(
-            s,
-            r##"<rect x="{bx:.1}" y="{by:.1}" width="{W}" height="{H}" rx="7" fill="#bbbbbb"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            bx + W / 2.0,
-            by + H / 2.0 + 4.0,
-            if *h == 0 {
-                "genesis".to_string()
-            } else {
-                format!("#{h}")
-            }
-        );
-    }
-    // Edges first, so blocks draw over them.
-    for b in &placed {
-        let (cx, cy) = (x(b.height), y(b.lane) + H / 2.0);
-        let (px, py) = match index.get(&b.parent) {
-            Some(&j) => (x(placed[j].height) + W, y(placed[j].lane) + H / 2.0),
-            None => (x(b.height.saturating_sub(1)) + W, y(0) + H / 2.0),
-        };
-        let opacity = if b.stale { 0.35 } else { 1.0 };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{px:.1}" y1="{py:.1}" x2="{cx:.1}" y2="{cy:.1}" stroke="#555555" stroke-width="1.5" opacity="{opacity}"/>"##
-        );
-    }
-    for b in &placed {
-        let (bx, by) = (x(b.height), y(b.lane));
-        let opacity = if b.stale { 0.35 } else { 1.0 };
-        let short = &b.hash.to_string()[..8];
-        let _ = writeln!(
-            s,
-            r#"<g opacity="{opacity}"><title>height {} found by node {} at t = {:.3} s, {}{}</title><rect x="{bx:.1}" y="{by:.1}" width="{W}" height="{H}" rx="7" fill="{}"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white">#{} n{}</text><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white" font-size="9">{short}</text></g>"#,
-            b.height,
-            b.node,
-            b.time,
-            b.hash,
-            if b.stale { " (stale)" } else { "" },
-            colour(b.node),
-            bx + W / 2.0,
-            by + 14.0,
-            b.height,
-            b.node,
-            bx + W / 2.0,
-            by + 27.0
-        );
-        if let Some(list) = switches.get(&b.hash) {
-            for (i, (node, depth, t)) in list.iter().enumerate() {
-                let mx = bx + 6.0 + 13.0 * i as f64;
-                let my = by + H + 9.0;
-                let _ = writeln!(
-                    s,
-                    r#"<g><title>node {node} switched to this block at t = {t:.3} s, dropping {depth} block(s)</title><path d="M {mx:.1} {:.1} L {:.1} {my:.1} L {mx:.1} {:.1} L {:.1} {my:.1} Z" fill="{}"/><text x="{:.1}" y="{:.1}" font-size="8">{depth}</text></g>"#,
-                    my - 5.0,
-                    mx + 5.0,
-                    my + 5.0,
-                    mx - 5.0,
-                    colour(*node),
-                    mx - 2.5,
-                    my + 14.0
-                );
-            }
-        }
-    }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]
@@ -1048,110 +623,6 @@ mod tests {
             r.reorgs
         );
         assert!(r.stale > 0 && !r.reorgs.is_empty());
-    }
-
-    /// A tag-balance check enough for our own output: every opening tag is closed in order.
-    fn balanced(svg: &str) -> bool {
-        let mut stack: Vec<&str> = Vec::new();
-        let mut rest = svg;
-        while let Some(i) = rest.find('<') {
-            rest = &rest[i + 1..];
-            let Some(j) = rest.find('>') else {
-                return false;
-            };
-            let tag = &rest[..j];
-            rest = &rest[j + 1..];
-            if let Some(name) = tag.strip_prefix('/') {
-                if stack.pop() != Some(name.trim()) {
-                    return false;
-                }
-            } else if !tag.ends_with('/') {
-                let name = tag.split_whitespace().next().unwrap_or("");
-                stack.push(name);
-            }
-        }
-        stack.is_empty()
-    }
-
-    #[test]
-    fn svg_is_well_formed_and_shows_forks() {
-        let p = ForkParams::equal(3, 200.0, 600.0, 60, 5);
-        let r = run(&p, 60);
-        assert!(r.trace.iter().any(|e| e.kind == TraceKind::Found));
-        let svg = svg(&r, &p);
-        assert!(svg.starts_with("<svg"));
-        assert!(svg.trim_end().ends_with("</svg>"));
-        assert!(balanced(&svg), "unbalanced tags");
-        let rects = svg.matches("<rect").count();
-        let found = r
-            .trace
-            .iter()
-            .filter(|e| e.kind == TraceKind::Found)
-            .count();
-        // Background, a legend square per node, every block, and the genesis block.
-        assert_eq!(rects, 1 + 3 + found + 1, "{rects} rects for {found} blocks");
-        assert_eq!(
-            rects,
-            svg.matches("/>").count() - svg.matches("<line").count() - svg.matches("<path").count()
-        );
-        assert!(!r.traced_stale.is_empty(), "d/T = 1/3 over 60 blocks forks");
-        assert!(svg.contains("opacity=\"0.35\""));
-        assert!(svg.contains("switched to this block"));
-        if let Ok(path) = std::env::var("FORKS_SVG_OUT") {
-            let _ = std::fs::write(path, &svg);
-        }
-    }
-
-    #[test]
-    fn sim_job_is_job_new_and_blocks_are_valid() {
-        let chain = sim_chain();
-        let b = mine_on_tip(&chain, SIM_TIME0, 3, &node_payout(1), sim_kernel());
-        let bytes = header_bytes(&b.header);
-        let target = Target::from_compact(CompactTarget::from_consensus(SIM_BITS)).unwrap();
-        assert_eq!(sim_job(&bytes, &target), Job::new(&bytes, &target));
-        assert_eq!(b.header.merkle_root, b.compute_merkle_root().unwrap());
-        let mut chain = chain;
-        assert!(chain.submit(b, SIM_NOW).is_ok());
-    }
-
-    #[test]
-    fn sim_target_decodes_sim_bits() {
-        assert_eq!(
-            Target::from_compact(CompactTarget::from_consensus(SIM_BITS)).unwrap(),
-            SIM_TARGET
-        );
-    }
-
-    /// `mine_on_tip` builds, at every height, the block a [`Template`] with the same settings
-    /// assembles (heights 1–16 take `OP_n`, later ones a pushed number, from 128 with a sign
-    /// byte).
-    #[test]
-    fn mine_on_tip_is_the_templates_block() {
-        let kernel = sim_kernel();
-        let mut chain = sim_chain();
-        for i in 0..300u32 {
-            let tip = chain.tip().clone();
-            let payout = node_payout(i as usize % 3);
-            let tag = u64::from(i) * 0x0101_0101_0101;
-            let b = mine_on_tip(&chain, SIM_TIME0 + i, tag, &payout, kernel);
-            let t = Template::builder(BlockHash::from_byte_array(tip.hash), tip.height + 1)
-                .time(SIM_TIME0 + i)
-                .bits(chain.next_bits())
-                .value(chain.params().subsidy(tip.height + 1))
-                .payout(payout)
-                .build()
-                .unwrap();
-            assert_eq!(
-                b,
-                t.assemble(tag, b.header.nonce),
-                "height {}",
-                tip.height + 1
-            );
-            let mut unmined = b.header;
-            unmined.nonce = 0;
-            assert_eq!(t.job(tag).header, header_bytes(&unmined));
-            chain.submit(b, SIM_NOW).unwrap();
-        }
     }
 
     #[test]

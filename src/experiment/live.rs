@@ -934,82 +934,9 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
     })
 }
 
-/// The central range of Binomial(n, p) / n leaving `tail` out on each side (0.025: the 95%
-/// range): what a run of `n` trials shows that often when the sim's probability is right.
-pub fn binomial_range(p: f64, n: u64, tail: f64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let p = p.clamp(0.0, 1.0);
-    // Walk the pmf in log space.
-    let ln_pmf = |k: u64| -> f64 {
-        let (nf, kf) = (n as f64, k as f64);
-        let ln_choose = super::stake::ln_gamma(nf + 1.0)
-            - super::stake::ln_gamma(kf + 1.0)
-            - super::stake::ln_gamma(nf - kf + 1.0);
-        let a = if k == 0 { 0.0 } else { kf * p.ln() };
-        let b = if k == n {
-            0.0
-        } else {
-            (nf - kf) * (1.0 - p).ln()
-        };
-        ln_choose + a + b
-    };
-    let mut cdf = 0.0;
-    let (mut lo, mut hi) = (None, None);
-    for k in 0..=n {
-        cdf += ln_pmf(k).exp();
-        if lo.is_none() && cdf > tail {
-            lo = Some(k);
-        }
-        if hi.is_none() && cdf >= 1.0 - tail {
-            hi = Some(k);
-            break;
-        }
-    }
-    let nf = n as f64;
-    (lo.unwrap_or(0) as f64 / nf, hi.unwrap_or(n) as f64 / nf)
-}
-
-/// The central range of samples leaving `tail` out on each side (order statistics).
-pub fn sample_range(samples: &mut [f64], tail: f64) -> (f64, f64) {
-    if samples.is_empty() {
-        return (0.0, 1.0);
-    }
-    samples.sort_by(f64::total_cmp);
-    let last = (samples.len() - 1) as f64;
-    let at = |q: f64| samples[(last * q).round() as usize];
-    (at(tail), at(1.0 - tail))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn binomial_ranges_hold_95_percent() {
-        // n = 10, p = 0.5: P(X ≤ 1) = 0.0107, P(X ≤ 2) = 0.0547, P(X ≤ 7) = 0.9453,
-        // P(X ≤ 8) = 0.9893, so the central range is 2..=8.
-        assert_eq!(binomial_range(0.5, 10, 0.025), (0.2, 0.8));
-        // P(X = 0) = 0.00098 is above 0.0005, so 0 is inside the 99.9% range.
-        assert_eq!(binomial_range(0.5, 10, 0.0005).0, 0.0);
-        assert_eq!(binomial_range(0.0, 20, 0.025), (0.0, 0.0));
-        assert_eq!(binomial_range(1.0, 20, 0.025), (1.0, 1.0));
-        let (lo, hi) = binomial_range(0.01, 1000, 0.025);
-        assert!(lo > 0.0 && lo < 0.01 && hi > 0.01 && hi < 0.02, "{lo} {hi}");
-    }
-
-    #[test]
-    fn ln_gamma_matches_factorials() {
-        let mut f = 1.0f64;
-        for n in 1..30u32 {
-            f *= f64::from(n);
-            assert!(
-                (super::super::stake::ln_gamma(f64::from(n) + 1.0) - f.ln()).abs() < 1e-9,
-                "{n}"
-            );
-        }
-    }
 
     #[test]
     fn gamma_maps_to_whole_honest_nodes() {

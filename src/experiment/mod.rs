@@ -4,35 +4,36 @@
 //! most-work fork choice); only time and who finds the next block are drawn at random. Every
 //! figure comes with its 95% interval and the published result it is checked against
 //! (`theory`).
+//!
+//! Everything here but [`retarget`] is behind the default feature `experiments`: the CPU engine
+//! alone (`--no-default-features`) keeps the retarget simulator, which exercises the crate's own
+//! difficulty controllers (`pow::retarget`) and needs nothing heavy, but not its SVG chart, the
+//! other experiments or plotters.
 
+#[cfg(feature = "experiments")]
+pub mod chart;
+#[cfg(feature = "experiments")]
 pub mod compare;
+#[cfg(feature = "experiments")]
 pub mod dpos;
+#[cfg(feature = "experiments")]
 pub mod forks;
-#[cfg(feature = "node")]
+#[cfg(feature = "experiments")]
+pub mod grind;
+#[cfg(all(feature = "experiments", feature = "node"))]
 pub mod live;
+#[cfg(feature = "experiments")]
 pub mod pbft;
+#[cfg(feature = "experiments")]
 pub mod pos;
+#[cfg(feature = "experiments")]
 pub mod race;
+pub mod retarget;
+#[cfg(feature = "experiments")]
 pub mod selfish;
+#[cfg(feature = "experiments")]
 pub mod stake;
+#[cfg(feature = "experiments")]
 pub mod stats;
+#[cfg(feature = "experiments")]
 pub mod theory;
-
-/// `text` made safe as XML character data or an attribute value: `&`, `<`, `>`, `"` and `'`
-/// as entities. Every piece of free text written into an SVG (titles, labels, legends) goes
-/// through here, so that a label such as "Eyal & Sirer" leaves the file valid XML (browsers
-/// refuse to draw an SVG that is not).
-pub fn xml_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}

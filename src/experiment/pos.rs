@@ -56,10 +56,9 @@
 //! and takes the most-stake tip as the main chain.
 
 use super::stake::{
-    check_accounts, gini, nakamoto_coefficient, quantile_sorted, tx_digest, Account, ChiSquare,
-    StakeError, StakeHeader, Transfer, BFT_THIRD, MAJORITY,
+    check_accounts, tx_digest, Account, ChiSquare, StakeError, StakeHeader, Transfer,
 };
-use super::stats::mean_ci95;
+use super::stats::{gini, mean_ci95, nakamoto_coefficient, quantile_sorted, BFT_THIRD, MAJORITY};
 use crate::hash::sha256d;
 use crate::pow::retarget::{
     Algorithm, AsertAnchor, BlockInfo, RetargetParams, ASERT_ANCHOR_HEIGHT,

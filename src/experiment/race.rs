@@ -46,7 +46,7 @@
 //! on the parameters and the seed, never on the number of threads.
 
 use crate::block::Template;
-use crate::chain::{Accepted, Chain, ChainParams};
+use crate::chain::{Accepted, Chain, ChainParams, REGTEST_POW_LIMIT_BITS};
 use crate::hash::Kernel;
 use crate::pow::retarget::RetargetParams;
 use crate::pow::CompactTarget;
@@ -56,9 +56,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::sync::{Arc, RwLock};
-
-/// The nBits of every block: about half of all nonces meet it, so grinding takes ~2 hashes.
-pub const RACE_BITS: u32 = 0x207f_ffff;
 
 /// Trials per chunk; each chunk has its own random stream.
 pub const CHUNK: u64 = 1024;
@@ -197,8 +194,10 @@ struct Setup {
 impl Setup {
     fn new(q: f64, p: &RaceParams) -> Setup {
         let params = ChainParams::regtest();
-        let retarget =
-            RetargetParams::fixed(CompactTarget::from_consensus(RACE_BITS), params.pow_limit);
+        let retarget = RetargetParams::fixed(
+            CompactTarget::from_consensus(REGTEST_POW_LIMIT_BITS),
+            params.pow_limit,
+        );
         let kernel = Kernel::best();
         Setup {
             q,
@@ -376,14 +375,14 @@ impl Branch {
         let template = Template::builder(parent, height)
             .median_time_past(median_time_past)
             .time(time(height))
-            .bits(CompactTarget::from_consensus(RACE_BITS))
+            .bits(CompactTarget::from_consensus(REGTEST_POW_LIMIT_BITS))
             .value(self.params.subsidy(height))
             .payout(ScriptBuf::from_bytes(vec![0x51]))
             .build();
-        // RACE_BITS decode to a valid target; this cannot fail.
+        // REGTEST_POW_LIMIT_BITS decode to a valid target; this cannot fail.
         let template = match template {
             Ok(t) => t,
-            Err(e) => panic!("nBits {RACE_BITS:#x} refused: {e}"),
+            Err(e) => panic!("nBits {REGTEST_POW_LIMIT_BITS:#x} refused: {e}"),
         };
         let job = template.job(self.tag);
         let mut hits = Vec::new();

@@ -40,15 +40,16 @@
 //! blocks as independent, but the pool's blocks come in runs; it is too narrow by the factor
 //! [`SelfishResult::variance_inflation`], measured at about 2 at α = 0.25, 3–3.6 at 0.35 and
 //! 14–16 at 0.45, so at α = 0.45 a Wilson interval misses the closed form.) A run is cut into
-//! segments of at most [`super::forks::SEGMENT_BLOCKS`] blocks, each mining its quota and going
+//! segments of at most [`super::grind::SEGMENT_BLOCKS`] blocks, each mining its quota and going
 //! on to the next state 0 on fresh chains with its own random numbers, in parallel with rayon and
 //! independent of the number of threads. (A segment that finds no state 0 within
-//! [`super::forks::FORCE_END_AFTER`] more blocks, which only happens near α = 1/2, ends with the
+//! [`super::grind::FORCE_END_AFTER`] more blocks, which only happens near α = 1/2, ends with the
 //! pool publishing what it has and the honest chain's fork choice settling it.)
 
-use super::forks::{
-    in_segments, mine_on_tip, sim_chain, sim_kernel, Cycles, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
+use super::grind::{
+    in_segments, mine_on_tip, sim_chain, sim_kernel, FORCE_END_AFTER, SIM_NOW, SIM_TIME0,
 };
+use super::stats::Cycles;
 use crate::chain::Chain;
 use crate::hash::Kernel;
 use bitcoin::{Block, ScriptBuf};
@@ -405,7 +406,7 @@ mod bench {
             return;
         };
         pool.install(|| {
-            let _ = super::super::forks::sim_kernel();
+            let _ = super::super::grind::sim_kernel();
             for alpha in [0.0, 0.35] {
                 let t0 = std::time::Instant::now();
                 let r = run(&SelfishParams { alpha, gamma: 0.5, blocks: 200_000, seed: 1 });

@@ -20,6 +20,7 @@
 //! positive total that fits in `u64`); [`write_genesis`] writes one; [`default_genesis`] makes a
 //! skewed (Pareto) allocation so that the concentration figures have something to show.
 
+use super::stats::chi_square_p;
 use crate::hash::sha256d;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,14 +28,6 @@ use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Nakamoto-coefficient threshold for control of block production and of the chain's history
-/// in PoW and PoS: more than half.
-pub const MAJORITY: f64 = 0.5;
-
-/// Nakamoto-coefficient threshold for BFT-style finality (DPoS irreversibility, PBFT): more than
-/// a third of the producers can stop blocks from becoming final.
-pub const BFT_THIRD: f64 = 1.0 / 3.0;
 
 /// Expected count below which a χ² cell is merged (see [`chi_square`]).
 pub const MIN_EXPECTED_PER_CELL: f64 = 5.0;
@@ -270,55 +263,6 @@ pub fn default_genesis(n_accounts: usize, seed: u64) -> Vec<Account> {
         .collect()
 }
 
-/// Gini coefficient of `values`: 0 when all are equal, `1 − 1/n` when one holds everything.
-/// `G = Σᵢ (2i − n − 1)·x₍ᵢ₎ / (n·Σx)` over the values sorted ascending (i from 1); 0 for no
-/// values or a zero total. Zeros count as entities holding nothing.
-pub fn gini(values: &[u64]) -> f64 {
-    let n = values.len();
-    let total: u128 = values.iter().map(|&v| u128::from(v)).sum();
-    if n == 0 || total == 0 {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let nf = n as f64;
-    let weighted: f64 = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (2.0 * (i as f64 + 1.0) - nf - 1.0) * x as f64)
-        .sum();
-    weighted / (nf * total as f64)
-}
-
-/// Nakamoto coefficient: the smallest number of entities that together hold more than
-/// `threshold` of the total of `values` (balances for stake, counts of blocks made for block
-/// production).
-///
-/// Which threshold matters depends on the consensus: [`MAJORITY`] (1/2) for control of the
-/// chain in PoW and PoS (a majority of hash rate or stake can outpace everyone else); for
-/// BFT-style finality, as DPoS's irreversibility and PBFT have, [`BFT_THIRD`] (1/3): more than
-/// a third of the producers withholding their confirmations stops blocks from becoming final.
-///
-/// 0 for a zero total; `values.len()` when no set of entities exceeds the threshold (a
-/// threshold of 1 or more).
-pub fn nakamoto_coefficient(values: &[u64], threshold: f64) -> usize {
-    let total: u128 = values.iter().map(|&v| u128::from(v)).sum();
-    if total == 0 {
-        return 0;
-    }
-    let bar = threshold.max(0.0) * total as f64;
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let mut held: u128 = 0;
-    for (k, &v) in sorted.iter().enumerate() {
-        held += u128::from(v);
-        if held as f64 > bar {
-            return k + 1;
-        }
-    }
-    values.len()
-}
-
 /// Pearson's χ² goodness-of-fit test of counts against the shares a model expects.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ChiSquare {
@@ -326,7 +270,7 @@ pub struct ChiSquare {
     pub statistic: f64,
     /// Degrees of freedom: cells after merging, less one.
     pub df: u64,
-    /// `P(χ²_df ≥ statistic)`, [`gamma_q`]`(df/2, statistic/2)`; 1 when `df` is 0.
+    /// `P(χ²_df ≥ statistic)`, [`gamma_q`](super::stats::gamma_q)`(df/2, statistic/2)`; 1 when `df` is 0.
     pub p_value: f64,
     /// Cells tested (after merging).
     pub cells: usize,
@@ -410,121 +354,6 @@ pub fn chi_square(observed: &[u64], expected_shares: &[f64]) -> Result<ChiSquare
         cells: cells.len(),
         merged,
     })
-}
-
-/// Upper tail of the χ² distribution with `df` degrees of freedom: `Q(df/2, x/2)`.
-pub fn chi_square_p(x: f64, df: u64) -> f64 {
-    if df == 0 {
-        return 1.0;
-    }
-    gamma_q(df as f64 / 2.0, x / 2.0)
-}
-
-/// Relative accuracy the incomplete-gamma iterations stop at.
-const GAMMA_EPS: f64 = 1e-15;
-/// Iteration cap (the series needs about √a·few terms near x ≈ a; the fraction fewer).
-const GAMMA_MAX_ITER: usize = 10_000;
-/// Smallest magnitude Lentz's method lets a denominator take.
-const GAMMA_TINY: f64 = 1e-300;
-
-/// The regularized upper incomplete gamma function `Q(a, x) = Γ(a, x)/Γ(a)` for `a > 0`.
-///
-/// As Numerical Recipes' `gammq`: for `x < a + 1` the series of the lower function `P(a, x)`
-/// converges fast and `Q = 1 − P`; above, the continued fraction for `Q` (evaluated with
-/// Lentz's modified method) converges fast and gives the small tail values without the
-/// cancellation `1 − P` would suffer. 1 for `x ≤ 0`, NaN for `a ≤ 0` or NaN inputs.
-pub fn gamma_q(a: f64, x: f64) -> f64 {
-    if a.is_nan() || x.is_nan() || a <= 0.0 {
-        return f64::NAN;
-    }
-    if x <= 0.0 {
-        return 1.0;
-    }
-    if x == f64::INFINITY {
-        return 0.0;
-    }
-    if x < a + 1.0 {
-        (1.0 - gamma_p_series(a, x)).max(0.0)
-    } else {
-        gamma_q_fraction(a, x)
-    }
-}
-
-/// `e^(−x) x^a / Γ(a)`, the factor both expansions share, in logarithms.
-fn gamma_prefactor(a: f64, x: f64) -> f64 {
-    (-x + a * x.ln() - ln_gamma(a)).exp()
-}
-
-/// `P(a, x) = e^(−x) x^a / Γ(a+1) · Σₙ xⁿ / ((a+1)…(a+n))`.
-fn gamma_p_series(a: f64, x: f64) -> f64 {
-    let mut ap = a;
-    let mut term = 1.0 / a;
-    let mut sum = term;
-    for _ in 0..GAMMA_MAX_ITER {
-        ap += 1.0;
-        term *= x / ap;
-        sum += term;
-        if term.abs() < sum.abs() * GAMMA_EPS {
-            break;
-        }
-    }
-    sum * gamma_prefactor(a, x)
-}
-
-/// `Q(a, x) = e^(−x) x^a / Γ(a) · 1/(x+1−a− 1·(1−a)/(x+3−a− 2·(2−a)/(x+5−a− …)))`, by Lentz.
-fn gamma_q_fraction(a: f64, x: f64) -> f64 {
-    let mut b = x + 1.0 - a;
-    let mut c = 1.0 / GAMMA_TINY;
-    let mut d = 1.0 / b;
-    let mut h = d;
-    for i in 1..=GAMMA_MAX_ITER {
-        let an = -(i as f64) * (i as f64 - a);
-        b += 2.0;
-        d = an * d + b;
-        if d.abs() < GAMMA_TINY {
-            d = GAMMA_TINY;
-        }
-        c = b + an / c;
-        if c.abs() < GAMMA_TINY {
-            c = GAMMA_TINY;
-        }
-        d = 1.0 / d;
-        let delta = d * c;
-        h *= delta;
-        if (delta - 1.0).abs() < GAMMA_EPS {
-            break;
-        }
-    }
-    gamma_prefactor(a, x) * h
-}
-
-/// `ln Γ(x)` for `x > 0`: Lanczos' approximation with g = 7 and nine coefficients (relative
-/// error about 1e-15), with the reflection formula below 1/2.
-pub fn ln_gamma(x: f64) -> f64 {
-    const G: f64 = 7.0;
-    const COEF: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Γ(x)Γ(1−x) = π / sin(πx).
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut sum = COEF[0];
-    for (i, &c) in COEF.iter().enumerate().skip(1) {
-        sum += c / (x + i as f64);
-    }
-    let t = x + G + 0.5;
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
 /// Length of [`StakeHeader::encode`].
@@ -614,18 +443,9 @@ pub fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
     sha256d(&bytes)
 }
 
-/// `q`-quantile of sorted values by the nearest-rank method (the smallest value with at least
-/// `q` of the values at or below it); NaN when empty.
-pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::stats::{gini, nakamoto_coefficient, MAJORITY};
     use super::*;
 
     fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -641,35 +461,6 @@ mod tests {
             hex::encode(a.id),
             "2bd806c97f0e00af1a1fc3328fa763a9269723c8"
         );
-    }
-
-    #[test]
-    fn chi_square_p_values_match_tables() {
-        // The 5% critical values of χ² for df = 1, 2, 10 (any table).
-        assert!(close(chi_square_p(3.841_458_820_694_124, 1), 0.05, 1e-9));
-        assert!(close(chi_square_p(3.84, 1), 0.050_043_521_248_705, 1e-9));
-        assert!(close(chi_square_p(18.307_038_053_275_146, 10), 0.05, 1e-9));
-        assert!(close(chi_square_p(18.307, 10), 0.050_000_589_091_398, 1e-9));
-        // df = 2: Q(1, x/2) = e^(−x/2) exactly.
-        assert!(close(chi_square_p(10.0, 2), (-5.0f64).exp(), 1e-12));
-        // Far tail through the continued fraction: χ²=100, df=1 is erfc(√50) = 1.523970…e−23.
-        assert!(close(
-            chi_square_p(100.0, 1),
-            1.523_970_604_832_105e-23,
-            1e-9
-        ));
-        // The 1% critical value for df = 100 (x/2 = 67.9 > a + 1 = 51: the continued fraction).
-        assert!(close(
-            chi_square_p(135.806_723, 100),
-            0.010_000_000_263_358,
-            1e-9
-        ));
-        // Below the mean: the series side. Median of χ²₁ is 0.454936.
-        assert!(close(chi_square_p(0.454_936_423_119_572_8, 1), 0.5, 1e-9));
-        assert_eq!(chi_square_p(0.0, 3), 1.0);
-        assert!(gamma_q(-1.0, 1.0).is_nan());
-        assert!(close(ln_gamma(0.5), 0.572_364_942_924_700_1, 1e-14));
-        assert!(close(ln_gamma(10.0), 362_880f64.ln(), 1e-14));
     }
 
     #[test]
@@ -698,25 +489,6 @@ mod tests {
             chi_square(&[1, 2], &[f64::NAN, 1.0]),
             Err(StakeError::BadShares)
         ));
-    }
-
-    #[test]
-    fn gini_and_nakamoto() {
-        assert_eq!(gini(&[5, 5, 5, 5]), 0.0);
-        assert!(close(gini(&[0, 0, 0, 10]), 0.75, 1e-12));
-        // Known value: 1, 2, 3, 4, 5 has G = 4/15.
-        assert!(close(gini(&[3, 1, 5, 2, 4]), 4.0 / 15.0, 1e-12));
-        assert_eq!(gini(&[]), 0.0);
-        assert_eq!(gini(&[0, 0]), 0.0);
-        // 40 + 30 = 70 > 50; 40 alone is not.
-        assert_eq!(nakamoto_coefficient(&[10, 30, 40, 20], MAJORITY), 2);
-        // Exactly half is not control: 50 of 100 needs one more.
-        assert_eq!(nakamoto_coefficient(&[50, 25, 25], MAJORITY), 2);
-        assert_eq!(nakamoto_coefficient(&[51, 49], MAJORITY), 1);
-        // One third: 7 equal producers of 21 hold exactly 1/3; it takes 8.
-        assert_eq!(nakamoto_coefficient(&[1; 21], BFT_THIRD), 8);
-        assert_eq!(nakamoto_coefficient(&[0, 0], MAJORITY), 0);
-        assert_eq!(nakamoto_coefficient(&[1, 1], 1.0), 2);
     }
 
     #[test]
@@ -787,15 +559,5 @@ mod tests {
         assert_eq!(&b[60..68], &[6, 5, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&b[68..72], &[0x0a, 9, 8, 7]);
         assert_eq!(h.hash(), sha256d(&b));
-    }
-
-    #[test]
-    fn quantiles_by_nearest_rank() {
-        let v: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!(quantile_sorted(&v, 0.5), 5.0);
-        assert_eq!(quantile_sorted(&v, 0.9), 9.0);
-        assert_eq!(quantile_sorted(&v, 0.99), 10.0);
-        assert_eq!(quantile_sorted(&v, 0.0), 1.0);
-        assert!(quantile_sorted(&[], 0.5).is_nan());
     }
 }

@@ -24,25 +24,11 @@
 //! - The first-order stale rate 1 − e^(−d/T) (e.g. Decker & Wattenhofer 2013, "Information
 //!   propagation in the Bitcoin network").
 
+use super::stats::{ln_choose, ln_factorial};
+
 /// The most terms an infinite tail is summed over (a guard: the stopping rule below ends every
 /// tail with q < 1/2 long before, within a few thousand terms even at q = 0.4999, z = 200).
 const MAX_TERMS: u64 = 10_000_000;
-
-/// ln n!: exact sums below 256, Stirling's series above (absolute error about 1e-13).
-fn ln_factorial(n: u64) -> f64 {
-    if n < 256 {
-        (2..=n).map(|i| (i as f64).ln()).sum()
-    } else {
-        let x = n as f64 + 1.0;
-        (x - 0.5) * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI).ln() + 1.0 / (12.0 * x)
-            - 1.0 / (360.0 * x.powi(3))
-    }
-}
-
-/// ln C(n, k), k ≤ n.
-fn ln_choose(n: u64, k: u64) -> f64 {
-    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
-}
 
 /// A sum of positive terms given by their logarithms, kept as max · Σ e^(l − max) so that
 /// neither tiny nor huge terms overflow.

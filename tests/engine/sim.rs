@@ -2,8 +2,8 @@
 //! reports is what these tests assert.
 
 use miner::chain::ChainParams;
+use miner::experiment::retarget::{simulate, stats, table, Profile, SimConfig};
 use miner::pow::retarget::Algorithm;
-use miner::sim::{simulate, stats, table, Profile, SimConfig};
 
 fn config(algorithms: Vec<Algorithm>, profile: &str, blocks: u64, seed: u64) -> SimConfig {
     SimConfig {
@@ -97,8 +97,9 @@ fn same_seed_same_run_other_seed_other_run() {
     let a = simulate(&config(vec![ASERT], "steps", 2_000, 9));
     let b = simulate(&config(vec![ASERT], "steps", 2_000, 9));
     let c = simulate(&config(vec![ASERT], "steps", 2_000, 10));
-    let times =
-        |r: &Vec<miner::sim::SimRun>| r[0].blocks.iter().map(|b| b.time_s).collect::<Vec<_>>();
+    let times = |r: &Vec<miner::experiment::retarget::SimRun>| {
+        r[0].blocks.iter().map(|b| b.time_s).collect::<Vec<_>>()
+    };
     assert_eq!(times(&a), times(&b));
     assert_ne!(times(&a), times(&c));
 }

@@ -469,7 +469,7 @@ fn every_svg_under_docs_is_valid_xml() {
 #[test]
 fn svg_text_is_escaped() {
     assert_eq!(
-        miner::experiment::xml_text(r#"Eyal & Sirer <"a'">"#),
+        miner::experiment::chart::xml_text(r#"Eyal & Sirer <"a'">"#),
         "Eyal &amp; Sirer &lt;&quot;a&apos;&quot;&gt;"
     );
 }

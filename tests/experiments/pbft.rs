@@ -3,6 +3,8 @@
 //! runs), MAC rejection, checkpoints bounding the log, O(N²) messages, determinism, and the
 //! same state machine on loopback TCP.
 
+#![cfg(feature = "experiments")]
+
 use miner::experiment::pbft::{
     decode_message, encode_message, recipients, sim, Audience, Client, Config, Fault, Message,
     Node, PbftParams, PbftResult, PrePrepare, Replica, Signed,

@@ -1,11 +1,12 @@
 //! The stake experiments end to end: a genesis allocation written to a file and read back, the
 //! seed's PoS and DPoS run on it, and the file errors a user can cause.
 
+#![cfg(feature = "experiments")]
+
 use miner::experiment::dpos::{self, DposParams};
 use miner::experiment::pos::{self, PosParams};
-use miner::experiment::stake::{
-    default_genesis, gini, load_genesis, write_genesis, Account, StakeError,
-};
+use miner::experiment::stake::{default_genesis, load_genesis, write_genesis, Account, StakeError};
+use miner::experiment::stats::gini;
 use std::path::PathBuf;
 
 /// A fresh scratch folder for one test.

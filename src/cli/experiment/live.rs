@@ -4,10 +4,11 @@
 //! the live run's size gives in the sim (binomial for the races, 400 sim runs of the same
 //! length for forks and selfish), and `in_sim_range` says whether the live figure falls in it.
 
-use super::{
-    plot_by_q, plot_selfish, progress, DoubleSpendArgs, FinalityArgs, ForksArgs, Report,
-    SelfishArgs,
-};
+use super::double_spend::{plot_by_q, DoubleSpendArgs};
+use super::finality::FinalityArgs;
+use super::forks::ForksArgs;
+use super::selfish::{plot_selfish, SelfishArgs};
+use super::{progress, Report};
 use anyhow::{anyhow, Result};
 use miner::experiment::live::{self, LiveParams};
 use miner::experiment::{forks, race, selfish, stats, theory};
@@ -61,8 +62,8 @@ fn race_sim(
     let p = r.successes as f64 / r.trials.max(1) as f64;
     (
         p,
-        live::binomial_range(p, trials, TAIL95),
-        live::binomial_range(p, trials, TAIL999),
+        stats::binomial_range(p, trials, TAIL95),
+        stats::binomial_range(p, trials, TAIL999),
     )
 }
 
@@ -237,8 +238,8 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
             })
             .collect();
         let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-        let range = live::sample_range(&mut sims, TAIL95);
-        let range999 = live::sample_range(&mut sims, TAIL999);
+        let range = stats::sample_range(&mut sims, TAIL95);
+        let range999 = stats::sample_range(&mut sims, TAIL999);
         rows.push(json!({
             "delay_ms": delay_ms,
             "stale_rate": rate,
@@ -330,8 +331,8 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                 })
                 .collect();
             let sim_mean = sims.iter().sum::<f64>() / sims.len().max(1) as f64;
-            let range = live::sample_range(&mut sims, TAIL95);
-            let range999 = live::sample_range(&mut sims, TAIL999);
+            let range = stats::sample_range(&mut sims, TAIL95);
+            let range999 = stats::sample_range(&mut sims, TAIL999);
             // The live run's own interval: the sim runs' spread around the live figure.
             let half = (range.1 - range.0) / 2.0;
             rows.push(json!({

@@ -5,7 +5,7 @@
 //! Each ordered pair of participants that talk (replica → replica, replica → client,
 //! client → replica) has one connection, opened by the sender's writer task on its first
 //! message and re-opened after an error. Frames are a 4-byte big-endian length and
-//! [`encode_message`](super::encode_message)'s bytes, at most [`MAX_FRAME`]; a reader drops
+//! [`encode_message`]'s bytes, at most [`MAX_FRAME`]; a reader drops
 //! the connection on a longer frame, on bytes that do not decode, or when a frame's body does
 //! not arrive within [`READ_TIMEOUT`]. Channels are bounded: a task's inbox applies
 //! back-pressure to its readers, and a sender whose link queue is full drops the message (a
