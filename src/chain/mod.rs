@@ -149,9 +149,8 @@ impl Entry {
     }
 }
 
-// The chain hashes every block it is offered with the block module's heap-free header bytes;
-// `crate::chain::header_bytes` stays a path for the crate's other modules.
-pub(crate) use crate::block::{header_bytes, header_hash};
+// The chain hashes every block it is offered with the block module's heap-free header hash.
+use crate::block::header_hash;
 
 /// The BIP 34 height push a coinbase's script must start with, as
 /// `Builder::new().push_int(height)` writes it (`OP_0`, `OP_1`..`OP_16`, else the minimal
@@ -757,7 +756,7 @@ mod tests {
         let b = next_block(&c, 1_700_000_000, c.params().subsidy(1), 1);
         for block in [&b, &c.tip().block] {
             assert_eq!(
-                super::header_bytes(&block.header)[..],
+                crate::block::header_bytes(&block.header)[..],
                 bitcoin::consensus::encode::serialize(&block.header)[..]
             );
             assert_eq!(

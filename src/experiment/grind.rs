@@ -4,7 +4,8 @@
 //! the segments a run is cut into so that it spreads over threads yet gives the same figures
 //! for a seed whatever their number. The forks and selfish-mining sims build on it.
 
-use crate::chain::{bip34_push, header_bytes as chain_header_bytes, REGTEST_POW_LIMIT_BITS};
+use crate::block::header_bytes;
+use crate::chain::{bip34_push, REGTEST_POW_LIMIT_BITS};
 use crate::chain::{Chain, ChainParams};
 use crate::hash::{Job, Kernel, IV};
 use crate::pow::retarget::RetargetParams;
@@ -91,7 +92,7 @@ pub(crate) fn mine_on_tip(
         bits: bitcoin::CompactTarget::from_consensus(bits.to_consensus()),
         nonce: 0,
     };
-    let job = sim_job(&chain_header_bytes(&header), &target);
+    let job = sim_job(&header_bytes(&header), &target);
     let mut hits = Vec::with_capacity(4);
     let mut first = 0u32;
     // About every second nonce meets nBits 0x207fffff. 2^32 nonces cannot all fail (2^-2^32).
