@@ -66,12 +66,15 @@ impl Auth {
 /// The Stratum server's settings; each is a `miner node` flag or a documented constant.
 #[derive(Debug)]
 pub struct Config {
+    /// The bound socket miners connect to (`--stratum [ADDR:]PORT`).
     pub listener: std::net::TcpListener,
+    /// Who may mine (`--stratum-auth`).
     pub auth: Auth,
     /// Initial share difficulty of a connection.
     pub difficulty: f64,
-    /// Vardiff floor and ceiling.
+    /// Vardiff floor.
     pub min_difficulty: f64,
+    /// Vardiff ceiling (a connection's difficulty is also never above the network's).
     pub max_difficulty: f64,
     /// Target time between shares of one connection (vardiff).
     pub share_interval: Duration,
@@ -118,4 +121,4 @@ impl Config {
 }
 
 /// Longest JSON line accepted (16 KiB).
-pub const MAX_LINE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 16 * 1024;

@@ -28,11 +28,10 @@ mod config;
 mod jobs;
 mod session;
 mod stats;
-pub mod vardiff;
+pub(crate) mod vardiff;
 
-pub use self::config::{Auth, Config, MAX_LINE_BYTES};
-pub use self::stats::Stats;
-pub use crate::stratum::request::{parse_request, Extension, Request, RequestError};
+pub use self::config::{Auth, Config};
+pub(crate) use self::stats::Stats;
 
 use self::jobs::{JobEntry, SeenShares};
 use self::session::{connection, Sessions, REPLY_HEADROOM};
