@@ -16,9 +16,10 @@ pub(crate) const EXTRANONCE2_SIZE: usize = 4;
 /// BIP 310's version-rolling mask a server offers (the bits BIP 320 leaves to miners).
 pub const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
 
-/// A job as `mining.notify` carries it.
+/// A job as `mining.notify` carries it (the pool's job; the kernel's job, one header and a
+/// target, is `crate::hash::Job`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Job {
+pub struct NotifyJob {
     /// The pool's name for the job; a `mining.submit` names it.
     pub id: String,
     /// The previous block's hash, internal byte order.
@@ -82,9 +83,9 @@ pub(crate) fn swap_words(hash: &[u8; 32]) -> [u8; 32] {
     out
 }
 
-impl Job {
+impl NotifyJob {
     /// Reads `mining.notify`'s params.
-    pub fn from_notify(params: &Value) -> Result<Job, StratumError> {
+    pub fn from_notify(params: &Value) -> Result<NotifyJob, StratumError> {
         let p = params
             .as_array()
             .filter(|p| p.len() >= 9)
@@ -102,7 +103,7 @@ impl Job {
                     .map_err(|_| malformed("merkle branch: expected 64 hex digits per entry"))
             })
             .collect::<Result<Vec<[u8; 32]>, _>>()?;
-        Ok(Job {
+        Ok(NotifyJob {
             id: p[0]
                 .as_str()
                 .ok_or_else(|| malformed("job id: expected a string"))?
@@ -178,7 +179,7 @@ impl Job {
 
     /// A job for `template`: the coinbase split around the 8-byte extranonce push, the merkle
     /// branch of its other transactions.
-    pub(crate) fn from_template(id: String, template: &Template, clean: bool) -> Job {
+    pub(crate) fn from_template(id: String, template: &Template, clean: bool) -> NotifyJob {
         // Two extranonces that differ in every byte find the extranonce's place.
         let (a, b) = (0u64, u64::MAX);
         let ca = serialize(&strip_witness(template.coinbase(a)));
@@ -197,7 +198,7 @@ impl Job {
                 t.compute_txid().to_byte_array()
             })
             .collect();
-        Job {
+        NotifyJob {
             id,
             prev_hash: {
                 use bitcoin::hashes::Hash;
@@ -308,7 +309,7 @@ mod tests {
 
     /// The session recorded with pooler's cpuminer 2.5.1 (issue 15): extranonce1 f000000f,
     /// extranonce2 size 4, difficulty 0.001.
-    fn recorded() -> (Job, Value) {
+    fn recorded() -> (NotifyJob, Value) {
         let notify = json!(["job1",
             "466e2206590b1a116012afcabf5beb433a4fc3281f2a335e3cb7b2c70f9188f1",
             "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff130101",
@@ -316,7 +317,7 @@ mod tests {
             ["2a6a41aeb1abf285919a8dd916b4d4799966a855d6bd9b5d9f2c2d6131647687",
              "d21e8f4234eb72e398934de4ee626c8164d9136d6844600874ce330a45d76d83"],
             "20000000", "207fffff", "6b04fcf5", true]);
-        (Job::from_notify(&notify).expect("notify"), notify)
+        (NotifyJob::from_notify(&notify).expect("notify"), notify)
     }
 
     #[test]
@@ -391,7 +392,7 @@ mod tests {
             .bits(crate::pow::CompactTarget::from_consensus(0x207f_ffff))
             .build()
             .expect("template");
-        let job = Job::from_template("1".into(), &template, true);
+        let job = NotifyJob::from_template("1".into(), &template, true);
         let (en1, en2) = ([1u8, 2, 3, 4], [5u8, 6, 7, 8]);
         let extranonce = template_extranonce(&en1, &en2).unwrap();
         let want = crate::block::header_bytes(&template.header(extranonce, 42));

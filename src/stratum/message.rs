@@ -4,7 +4,7 @@
 //! [`super::request`]. The server builds its lines from these types and the client decodes the
 //! pool's lines into them: the one place either role turns these messages into JSON and back.
 
-use super::job::{hex_u32, u32_hex, Job, StratumError};
+use super::job::{hex_u32, u32_hex, NotifyJob, StratumError};
 use serde_json::{json, Value};
 
 /// Stratum's error codes (DESIGN §3), as a server answers a request with them.
@@ -357,7 +357,7 @@ impl Reconnect {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Notification {
     /// `mining.notify`: a job (its `clean` flag: drop the jobs before it).
-    Notify(Job),
+    Notify(NotifyJob),
     /// `mining.set_difficulty [d]`: the share difficulty from the next job (positive and
     /// finite).
     SetDifficulty(f64),
@@ -446,7 +446,7 @@ impl Notification {
             why: StratumError::Malformed(why),
         };
         Some(match method {
-            "mining.notify" => Job::from_notify(params)
+            "mining.notify" => NotifyJob::from_notify(params)
                 .map(Notification::Notify)
                 .map_err(|why| BadCall {
                     method: "mining.notify",

@@ -20,7 +20,7 @@
 //! template's extranonce.
 #![warn(missing_docs, unreachable_pub)]
 // Its crate-internal parts serve the server and the client, both behind the `node` feature;
-// without it only the public part (`Job`, `share_target`, ...) has a use.
+// without it only the public part (`NotifyJob`, `share_target`, ...) has a use.
 #![cfg_attr(not(feature = "node"), allow(dead_code, unused_imports))]
 
 pub(crate) mod job;

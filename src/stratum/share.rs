@@ -4,7 +4,7 @@
 
 use crate::hash::sha256d;
 use crate::pow::Target;
-use crate::stratum::{difficulty_of, share_target, Job, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
+use crate::stratum::{difficulty_of, share_target, NotifyJob, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
 
 /// A submitted share, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,9 +21,9 @@ pub(crate) struct Submission {
     pub(crate) version: u32,
 }
 
-/// How a share was judged.
+/// How a share was judged: its header and hash, and which targets it meets.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Verdict {
+pub(crate) struct ShareCheck {
     /// The header hash, internal (little-endian) order.
     pub(crate) hash: [u8; 32],
     /// The 80-byte header the share implies.
@@ -36,7 +36,7 @@ pub(crate) struct Verdict {
     pub(crate) hash_difficulty: f64,
 }
 
-impl Verdict {
+impl ShareCheck {
     /// The hash in display order (as block explorers and `getbestblockhash` write it).
     pub(crate) fn display_hash(&self) -> String {
         let mut h = self.hash;
@@ -72,16 +72,16 @@ pub(crate) fn effective_difficulty(difficulty: f64, network_target: &Target) -> 
 /// Judges `s` against `job`: the block check (network target) first, then the share target
 /// for `difficulty`.
 pub(crate) fn check(
-    job: &Job,
+    job: &NotifyJob,
     s: &Submission,
     difficulty: f64,
     network_target: &Target,
-) -> Verdict {
+) -> ShareCheck {
     let header = job.header(&s.extranonce1, &s.extranonce2, s.ntime, s.nonce, s.version);
     let hash = sha256d(&header);
     let block = network_target.is_met_by(&hash);
     let share = block || share_target(difficulty).is_some_and(|t| t.is_met_by(&hash));
-    Verdict {
+    ShareCheck {
         hash,
         header,
         block,
@@ -107,7 +107,7 @@ mod tests {
             ["2a6a41aeb1abf285919a8dd916b4d4799966a855d6bd9b5d9f2c2d6131647687",
              "d21e8f4234eb72e398934de4ee626c8164d9136d6844600874ce330a45d76d83"],
             "20000000", "207fffff", "6b04fcf5", true]);
-        let job = Job::from_notify(&notify).expect("notify");
+        let job = NotifyJob::from_notify(&notify).expect("notify");
         // submit ["test.worker","job1","00000000","6b04fcf5","6df82800"]
         let s = Submission {
             extranonce1: [0xf0, 0, 0, 0x0f],

@@ -24,7 +24,7 @@ use self::session::{End, Hooks, OpenError, Session};
 use super::{next_slice, sleep_unless};
 use crate::backend::Backend;
 use crate::pow::{CompactTarget, Target};
-use crate::stratum::{Job, Submit};
+use crate::stratum::{NotifyJob, Submit};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -182,12 +182,13 @@ pub struct ShareEvent {
     pub result: ShareResult,
 }
 
-/// The client's side of the work a pool hands out: a job with this connection's extranonce1,
-/// one extranonce2 and one version; what it hashes and what it submits.
+/// What the client searches for shares: a pool's job with this connection's extranonce1, one
+/// extranonce2 and one version; what it hashes and what it submits. (Not `crate::pow::Work`,
+/// a chain's accumulated work.)
 #[derive(Clone, Debug)]
-pub struct Work {
+pub struct ShareJob {
     /// The pool's job.
-    pub(crate) job: Job,
+    pub(crate) job: NotifyJob,
     /// The connection's extranonce1, from `mining.subscribe` or `mining.set_extranonce`.
     pub(crate) extranonce1: Vec<u8>,
     /// This work's extranonce2, of the size the pool set.
@@ -203,21 +204,21 @@ pub struct Work {
     header: [u8; 80],
 }
 
-impl Work {
+impl ShareJob {
     /// `job` with this connection's `extranonce1`, one `extranonce2` and the header version
     /// (`version`, rolled inside `version_mask`; mask 0: not rolling), searched against
     /// `share_target`.
     pub fn new(
-        job: Job,
+        job: NotifyJob,
         extranonce1: &[u8],
         extranonce2: &[u8],
         version: u32,
         version_mask: u32,
         share_target: Target,
-    ) -> Work {
+    ) -> ShareJob {
         let header = job.header(extranonce1, extranonce2, job.ntime, 0, version);
         let network_target = Target::from_compact(CompactTarget::from_consensus(job.nbits)).ok();
-        Work {
+        ShareJob {
             job,
             extranonce1: extranonce1.to_vec(),
             extranonce2: extranonce2.to_vec(),
@@ -254,7 +255,7 @@ impl Work {
         }
     }
 
-    /// `Work::submit`'s params as sent.
+    /// `ShareJob::submit`'s params as sent.
     pub fn submit_params(&self, user: &str, nonce: u32) -> Value {
         self.submit(user, nonce).params()
     }

@@ -37,7 +37,7 @@ use self::jobs::{JobEntry, SeenShares};
 use self::session::{connection, Sessions, REPLY_HEADROOM};
 use crate::node::state::{NodeState, Source};
 use crate::stratum::share::{self, Submission};
-use crate::stratum::Job;
+use crate::stratum::NotifyJob;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -234,7 +234,7 @@ async fn make_jobs(pool: Arc<Pool>) {
             Ok(Ok(template)) => {
                 last_tip = now_tip;
                 let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
-                let job = Job::from_template(id, &template, clean);
+                let job = NotifyJob::from_template(id, &template, clean);
                 let entry = Arc::new(JobEntry::new(job, template));
                 tracing::debug!(job = %entry.job.id, height = entry.template.height, clean, "stratum: new job");
                 pool.current.send_replace(Some(entry));
@@ -277,7 +277,7 @@ async fn submit_block(
     pool: &Arc<Pool>,
     entry: &Arc<JobEntry>,
     s: &Submission,
-    verdict: &share::Verdict,
+    verdict: &share::ShareCheck,
     worker: &str,
 ) -> BlockOutcome {
     let hash = verdict.display_hash();
