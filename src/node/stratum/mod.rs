@@ -30,7 +30,7 @@ mod session;
 mod stats;
 pub(crate) mod vardiff;
 
-pub use self::config::{Auth, Config};
+pub use self::config::{Auth, AuthFileError, Config};
 pub(crate) use self::stats::Stats;
 
 use self::jobs::{JobEntry, SeenShares};
