@@ -68,7 +68,7 @@ pub fn p2p_frame(data: &[u8]) {
 }
 
 /// Stratum server: one line from a miner, through the protocol's request decoder
-/// ([`crate::stratum::parse_request`]: the JSON envelope, the method and each method's params),
+/// (`crate::stratum::parse_request`: the JSON envelope, the method and each method's params),
 /// then the version-rolling check a submit's version bits meet.
 pub fn stratum_server_line(data: &[u8]) {
     use crate::stratum::{parse_request, Request};

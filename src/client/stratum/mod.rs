@@ -191,7 +191,7 @@ pub struct ShareJob {
     pub(crate) job: NotifyJob,
     /// The connection's extranonce1, from `mining.subscribe` or `mining.set_extranonce`.
     pub(crate) extranonce1: Vec<u8>,
-    /// This work's extranonce2, of the size the pool set.
+    /// This share job's extranonce2, of the size the pool set.
     pub(crate) extranonce2: Vec<u8>,
     /// The header's version (the job's, with rolled bits inside `version_mask`).
     pub(crate) version: u32,

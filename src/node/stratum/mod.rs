@@ -19,8 +19,8 @@
 //!
 //! This is the server role; the protocol (messages, job and share encodings, the share check)
 //! is [`crate::stratum`]. Here: the settings ([`Config`], [`Auth`]), what `getstratuminfo`
-//! reports ([`Stats`]), the job store with the duplicate set (`jobs`), the pure vardiff rule
-//! ([`vardiff`]), one connection (`session`), and in this file the pool every connection
+//! reports (`Stats`), the job store with the duplicate set (`jobs`), the pure vardiff rule
+//! (`vardiff`), one connection (`session`), and in this file the pool every connection
 //! shares and all that talks to the chain (`NodeState`): the listener, the job builder and the
 //! block submission.
 
