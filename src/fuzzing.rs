@@ -68,7 +68,7 @@ pub fn p2p_frame(data: &[u8]) {
 }
 
 /// Stratum server: one line from a miner, through the protocol's request decoder
-/// ([`crate::stratum::parse_request`]: the JSON envelope, the method and each method's params),
+/// (`crate::stratum::parse_request`: the JSON envelope, the method and each method's params),
 /// then the version-rolling check a submit's version bits meet.
 pub fn stratum_server_line(data: &[u8]) {
     use crate::stratum::{parse_request, Request};
@@ -95,7 +95,7 @@ pub fn stratum_server_line(data: &[u8]) {
 /// does with each message (jobs, difficulty, version mask, reconnect, replies and their errors).
 pub fn stratum_client_line(data: &[u8]) {
     use crate::client::stratum::{
-        reconnect_target, rolling_mask, route_line, Incoming, Routed, Work,
+        reconnect_target, rolling_mask, route_line, Incoming, Routed, ShareJob,
     };
     use crate::stratum::{Notification, ReplyError, Subscribed};
     let Routed::Pass(incoming, _) = route_line(data) else {
@@ -105,7 +105,7 @@ pub fn stratum_client_line(data: &[u8]) {
         Incoming::Notify(Ok(job)) => {
             if let Some(target) = crate::stratum::share_target(1.0) {
                 let version = job.version;
-                let work = Work::new(job, &[0; 4], &[0; 4], version, 0, target);
+                let work = ShareJob::new(job, &[0; 4], &[0; 4], version, 0, target);
                 let _ = work.submit_params("fuzz", 0);
             }
         }

@@ -348,8 +348,11 @@ fn stratum_config(
     let auth = match args.stratum_auth.as_str() {
         "any" => Auth::Any,
         "rpc" => Auth::Users([(rpc.user.clone(), rpc.password.clone())].into()),
-        file => Auth::from_file(std::path::Path::new(file))
-            .map_err(|e| anyhow::anyhow!("--stratum-auth {file}: {e} (or use `any` or `rpc`)"))?,
+        // `{:#}`: the error with its source (a read error's text), as one line.
+        file => Auth::from_file(std::path::Path::new(file)).map_err(|e| {
+            let e = anyhow::Error::from(e);
+            anyhow::anyhow!("--stratum-auth {file}: {e:#} (or use `any` or `rpc`)")
+        })?,
     };
     let (min, max) = (args.stratum_min_difficulty, args.stratum_max_difficulty);
     if min > max {

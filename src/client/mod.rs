@@ -3,9 +3,6 @@
 //! any backend, longpolls for new tips, submits, and reconnects with backoff.
 #![warn(missing_docs, unreachable_pub)]
 
-// The Stratum client is documented with the Stratum code, not with the getblocktemplate
-// client's lints (issue 23 splits the two).
-#[allow(missing_docs, unreachable_pub)]
 pub mod stratum;
 
 use crate::backend::{Backend, StopAt, NONCE_END};

@@ -7,8 +7,6 @@ mod http;
 pub mod p2p;
 mod rpc;
 pub(crate) mod state;
-// The Stratum module is documented in its own change.
-#[allow(missing_docs, unreachable_pub)]
 pub mod stratum;
 
 /// For the fuzzing harnesses (`crate::fuzzing`): the RPC decoders without the HTTP server.

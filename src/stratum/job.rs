@@ -8,32 +8,42 @@ use bitcoin::consensus::serialize;
 use num_bigint::BigUint;
 use serde_json::{json, Value};
 
-/// Bytes of extranonce1 (per connection) and extranonce2 (rolled by the miner).
-pub const EXTRANONCE1_SIZE: usize = 4;
-pub const EXTRANONCE2_SIZE: usize = 4;
+/// Bytes of extranonce1, the server's per-connection part of the template's extranonce.
+pub(crate) const EXTRANONCE1_SIZE: usize = 4;
+/// Bytes of extranonce2, the part the miner rolls.
+pub(crate) const EXTRANONCE2_SIZE: usize = 4;
 
 /// BIP 310's version-rolling mask a server offers (the bits BIP 320 leaves to miners).
 pub const VERSION_ROLLING_MASK: u32 = 0x1fff_e000;
 
-/// A job as `mining.notify` carries it.
+/// A job as `mining.notify` carries it (the pool's job; the kernel's job, one header and a
+/// target, is `crate::hash::Job`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Job {
+pub struct NotifyJob {
+    /// The pool's name for the job; a `mining.submit` names it.
     pub id: String,
     /// The previous block's hash, internal byte order.
     pub prev_hash: [u8; 32],
+    /// The coinbase's serialization before extranonce1.
     pub coinb1: Vec<u8>,
+    /// The coinbase's serialization after extranonce2.
     pub coinb2: Vec<u8>,
     /// Merkle branch, each entry in internal byte order.
     pub branch: Vec<[u8; 32]>,
+    /// The header's version before any rolling.
     pub version: u32,
+    /// The network target in compact form (the header's nBits).
     pub nbits: u32,
+    /// The header's time, Unix seconds.
     pub ntime: u32,
+    /// Whether the jobs sent before are void (a new tip): shares for them are stale.
     pub clean: bool,
 }
 
 /// Why a notify or submit could not be read.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StratumError {
+    /// A field missing or not in its wire form; the text names the field.
     #[error("{0}")]
     Malformed(String),
 }
@@ -43,7 +53,7 @@ fn malformed(what: impl Into<String>) -> StratumError {
 }
 
 /// `hex` decoded, or an error naming `what`.
-pub fn hex_bytes(v: &Value, what: &str) -> Result<Vec<u8>, StratumError> {
+pub(crate) fn hex_bytes(v: &Value, what: &str) -> Result<Vec<u8>, StratumError> {
     let s = v
         .as_str()
         .ok_or_else(|| malformed(format!("{what}: expected a hex string, got {v}")))?;
@@ -60,12 +70,12 @@ pub fn hex_u32(v: &Value, what: &str) -> Result<u32, StratumError> {
 }
 
 /// `n` as Stratum sends it: 8 hex digits, big-endian.
-pub fn u32_hex(n: u32) -> String {
+pub(crate) fn u32_hex(n: u32) -> String {
     hex::encode(n.to_be_bytes())
 }
 
 /// A hash in internal order, word-swapped as `prevhash` is sent.
-pub fn swap_words(hash: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn swap_words(hash: &[u8; 32]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (o, i) in out.chunks_exact_mut(4).zip(hash.chunks_exact(4)) {
         o.copy_from_slice(&[i[3], i[2], i[1], i[0]]);
@@ -73,9 +83,9 @@ pub fn swap_words(hash: &[u8; 32]) -> [u8; 32] {
     out
 }
 
-impl Job {
+impl NotifyJob {
     /// Reads `mining.notify`'s params.
-    pub fn from_notify(params: &Value) -> Result<Job, StratumError> {
+    pub fn from_notify(params: &Value) -> Result<NotifyJob, StratumError> {
         let p = params
             .as_array()
             .filter(|p| p.len() >= 9)
@@ -93,7 +103,7 @@ impl Job {
                     .map_err(|_| malformed("merkle branch: expected 64 hex digits per entry"))
             })
             .collect::<Result<Vec<[u8; 32]>, _>>()?;
-        Ok(Job {
+        Ok(NotifyJob {
             id: p[0]
                 .as_str()
                 .ok_or_else(|| malformed("job id: expected a string"))?
@@ -125,7 +135,7 @@ impl Job {
     }
 
     /// The coinbase (non-witness serialization) for these extranonces.
-    pub fn coinbase(&self, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
+    pub(crate) fn coinbase(&self, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
         let mut c = Vec::with_capacity(
             self.coinb1.len() + extranonce1.len() + extranonce2.len() + self.coinb2.len(),
         );
@@ -137,7 +147,7 @@ impl Job {
     }
 
     /// The merkle root (internal order) for these extranonces.
-    pub fn merkle_root(&self, extranonce1: &[u8], extranonce2: &[u8]) -> [u8; 32] {
+    pub(crate) fn merkle_root(&self, extranonce1: &[u8], extranonce2: &[u8]) -> [u8; 32] {
         let mut root = sha256d(&self.coinbase(extranonce1, extranonce2));
         for b in &self.branch {
             let mut pair = [0u8; 64];
@@ -169,7 +179,7 @@ impl Job {
 
     /// A job for `template`: the coinbase split around the 8-byte extranonce push, the merkle
     /// branch of its other transactions.
-    pub fn from_template(id: String, template: &Template, clean: bool) -> Job {
+    pub(crate) fn from_template(id: String, template: &Template, clean: bool) -> NotifyJob {
         // Two extranonces that differ in every byte find the extranonce's place.
         let (a, b) = (0u64, u64::MAX);
         let ca = serialize(&strip_witness(template.coinbase(a)));
@@ -188,7 +198,7 @@ impl Job {
                 t.compute_txid().to_byte_array()
             })
             .collect();
-        Job {
+        NotifyJob {
             id,
             prev_hash: {
                 use bitcoin::hashes::Hash;
@@ -213,7 +223,7 @@ fn strip_witness(mut tx: bitcoin::Transaction) -> bitcoin::Transaction {
 }
 
 /// The template extranonce for `extranonce1 ‖ extranonce2` (8 bytes, little-endian).
-pub fn template_extranonce(extranonce1: &[u8], extranonce2: &[u8]) -> Option<u64> {
+pub(crate) fn template_extranonce(extranonce1: &[u8], extranonce2: &[u8]) -> Option<u64> {
     let mut b = [0u8; 8];
     if extranonce1.len() + extranonce2.len() != 8 {
         return None;
@@ -225,7 +235,7 @@ pub fn template_extranonce(extranonce1: &[u8], extranonce2: &[u8]) -> Option<u64
 
 /// The merkle branch of the coinbase's position (index 0) given the other transactions' txids
 /// (internal order): at each level, the sibling of the coinbase's path.
-pub fn merkle_branch(others: &[[u8; 32]]) -> Vec<[u8; 32]> {
+pub(crate) fn merkle_branch(others: &[[u8; 32]]) -> Vec<[u8; 32]> {
     let mut branch = Vec::new();
     // The level below, with a placeholder for the coinbase's (unknown) hash at index 0.
     let mut level: Vec<[u8; 32]> = std::iter::once([0u8; 32])
@@ -248,7 +258,7 @@ pub fn merkle_branch(others: &[[u8; 32]]) -> Vec<[u8; 32]> {
 }
 
 /// Bitcoin's difficulty-1 target, 0xFFFF · 2^208.
-pub fn diff1() -> BigUint {
+pub(crate) fn diff1() -> BigUint {
     BigUint::from(0xFFFFu32) << 208
 }
 
@@ -283,7 +293,7 @@ pub fn share_target(difficulty: f64) -> Option<Target> {
 
 /// The difficulty of a target: DIFF1 / target (share difficulty of a hash, when given a hash as
 /// a target).
-pub fn difficulty_of(target_le: &[u8; 32]) -> f64 {
+pub(crate) fn difficulty_of(target_le: &[u8; 32]) -> f64 {
     let t = BigUint::from_bytes_le(target_le);
     if t == BigUint::from(0u32) {
         return f64::INFINITY;
@@ -299,7 +309,7 @@ mod tests {
 
     /// The session recorded with pooler's cpuminer 2.5.1 (issue 15): extranonce1 f000000f,
     /// extranonce2 size 4, difficulty 0.001.
-    fn recorded() -> (Job, Value) {
+    fn recorded() -> (NotifyJob, Value) {
         let notify = json!(["job1",
             "466e2206590b1a116012afcabf5beb433a4fc3281f2a335e3cb7b2c70f9188f1",
             "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff130101",
@@ -307,7 +317,7 @@ mod tests {
             ["2a6a41aeb1abf285919a8dd916b4d4799966a855d6bd9b5d9f2c2d6131647687",
              "d21e8f4234eb72e398934de4ee626c8164d9136d6844600874ce330a45d76d83"],
             "20000000", "207fffff", "6b04fcf5", true]);
-        (Job::from_notify(&notify).expect("notify"), notify)
+        (NotifyJob::from_notify(&notify).expect("notify"), notify)
     }
 
     #[test]
@@ -382,7 +392,7 @@ mod tests {
             .bits(crate::pow::CompactTarget::from_consensus(0x207f_ffff))
             .build()
             .expect("template");
-        let job = Job::from_template("1".into(), &template, true);
+        let job = NotifyJob::from_template("1".into(), &template, true);
         let (en1, en2) = ([1u8, 2, 3, 4], [5u8, 6, 7, 8]);
         let extranonce = template_extranonce(&en1, &en2).unwrap();
         let want = crate::block::header_bytes(&template.header(extranonce, 42));

@@ -4,12 +4,12 @@
 //! [`super::request`]. The server builds its lines from these types and the client decodes the
 //! pool's lines into them: the one place either role turns these messages into JSON and back.
 
-use super::job::{hex_u32, u32_hex, Job, StratumError};
+use super::job::{hex_u32, u32_hex, NotifyJob, StratumError};
 use serde_json::{json, Value};
 
 /// Stratum's error codes (DESIGN §3), as a server answers a request with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     /// 20: any other reason.
     Other,
     /// 21: stale job (job not found).
@@ -26,7 +26,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The number sent.
-    pub fn code(self) -> i64 {
+    pub(crate) fn code(self) -> i64 {
         match self {
             ErrorCode::Other => 20,
             ErrorCode::Stale => 21,
@@ -41,26 +41,26 @@ impl ErrorCode {
 /// A reply's `error` as sent (never null): Stratum's `[code, message, data]`, or whatever else a
 /// pool sends (a JSON-RPC 2 object `{code, message}`, a bare string), kept as it came.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ReplyError(Value);
+pub(crate) struct ReplyError(Value);
 
 impl ReplyError {
     /// `[code, message, null]`, as this crate's server sends it.
-    pub fn new(code: ErrorCode, message: &str) -> ReplyError {
+    pub(crate) fn new(code: ErrorCode, message: &str) -> ReplyError {
         ReplyError(json!([code.code(), message, null]))
     }
 
     /// The error as received; `None` for null (no error).
-    pub fn from_value(error: &Value) -> Option<ReplyError> {
+    pub(crate) fn from_value(error: &Value) -> Option<ReplyError> {
         (!error.is_null()).then(|| ReplyError(error.clone()))
     }
 
     /// The error as sent.
-    pub fn as_value(&self) -> &Value {
+    pub(crate) fn as_value(&self) -> &Value {
         &self.0
     }
 
     /// The code: the first element of `[code, ...]` or an object's `code`.
-    pub fn code(&self) -> Option<i64> {
+    pub(crate) fn code(&self) -> Option<i64> {
         self.0
             .get(0)
             .or_else(|| self.0.get("code"))
@@ -68,7 +68,7 @@ impl ReplyError {
     }
 
     /// `"{code} {message}"`, or the JSON as sent when it has no code and message.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let (code, message) = match &self.0 {
             Value::Array(a) => (a.first(), a.get(1)),
             Value::Object(o) => (o.get("code"), o.get("message")),
@@ -84,7 +84,7 @@ impl ReplyError {
     }
 
     /// Stratum's "stale job" (21), or a message that says so.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         if self.code() == Some(ErrorCode::Stale.code()) {
             return true;
         }
@@ -93,31 +93,37 @@ impl ReplyError {
     }
 }
 
-/// `error` (a reply's `error` member, null for none) as text: see [`ReplyError::text`].
-pub fn error_text(error: &Value) -> String {
+/// `error` (a reply's `error` member, null for none) as text: see [`ReplyError::text`]. The
+/// client's tests read raw `error` members through it.
+#[cfg(test)]
+pub(crate) fn error_text(error: &Value) -> String {
     match ReplyError::from_value(error) {
         Some(e) => e.text(),
         None => "no reason given".into(),
     }
 }
 
-/// Whether `error` (a reply's `error` member) says the share's job was stale.
-pub fn is_stale_error(error: &Value) -> bool {
+/// Whether `error` (a reply's `error` member) says the share's job was stale. The client's
+/// tests read raw `error` members through it.
+#[cfg(test)]
+pub(crate) fn is_stale_error(error: &Value) -> bool {
     ReplyError::from_value(error).is_some_and(|e| e.is_stale())
 }
 
 /// A reply to a request: `{"id", "result", "error"}`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Response {
-    pub id: Value,
+pub(crate) struct Response {
+    /// The request's id, echoed.
+    pub(crate) id: Value,
     /// Its shape depends on the method ([`Subscribed`], [`Configured`], `true`, ...).
-    pub result: Value,
-    pub error: Option<ReplyError>,
+    pub(crate) result: Value,
+    /// `None` when `error` is null (a success).
+    pub(crate) error: Option<ReplyError>,
 }
 
 impl Response {
     /// A success: `result` and no error.
-    pub fn ok(id: &Value, result: Value) -> Response {
+    pub(crate) fn ok(id: &Value, result: Value) -> Response {
         Response {
             id: id.clone(),
             result,
@@ -126,7 +132,7 @@ impl Response {
     }
 
     /// A refusal: a null result and `[code, message, null]`.
-    pub fn error(id: &Value, code: ErrorCode, message: &str) -> Response {
+    pub(crate) fn error(id: &Value, code: ErrorCode, message: &str) -> Response {
         Response {
             id: id.clone(),
             result: Value::Null,
@@ -135,7 +141,7 @@ impl Response {
     }
 
     /// Reads a reply (a message without a method); missing members read as null.
-    pub fn from_value(message: &Value) -> Response {
+    pub(crate) fn from_value(message: &Value) -> Response {
         let member = |name: &str| message.get(name).cloned().unwrap_or(Value::Null);
         Response {
             id: member("id"),
@@ -144,7 +150,8 @@ impl Response {
         }
     }
 
-    pub fn to_value(&self) -> Value {
+    /// `{"id", "result", "error"}`, error null when there is none.
+    pub(crate) fn to_value(&self) -> Value {
         let error = self
             .error
             .as_ref()
@@ -153,19 +160,19 @@ impl Response {
     }
 
     /// The JSON line, newline included.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         line(self.to_value())
     }
 
     /// The error as text ("no reason given" without one).
-    pub fn error_text(&self) -> String {
+    pub(crate) fn error_text(&self) -> String {
         self.error
             .as_ref()
             .map_or_else(|| "no reason given".into(), ReplyError::text)
     }
 
     /// Whether the result is `true` with no error (an accepted share, an authorized worker).
-    pub fn is_true(&self) -> bool {
+    pub(crate) fn is_true(&self) -> bool {
         self.result.as_bool() == Some(true) && self.error.is_none()
     }
 }
@@ -173,17 +180,19 @@ impl Response {
 /// `mining.subscribe`'s result: `[[["mining.set_difficulty", session], ["mining.notify",
 /// session]], extranonce1, extranonce2_size]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subscribed {
+pub(crate) struct Subscribed {
     /// The subscription id of `mining.notify`, which a miner offers back on its next subscribe
     /// to restore the extranonce1 (`None`: the pool named none).
-    pub session: Option<String>,
-    pub extranonce1: Vec<u8>,
-    pub extranonce2_size: usize,
+    pub(crate) session: Option<String>,
+    /// The connection's extranonce1 (sent as hex).
+    pub(crate) extranonce1: Vec<u8>,
+    /// Bytes of extranonce2 the miner rolls.
+    pub(crate) extranonce2_size: usize,
 }
 
 impl Subscribed {
     /// The result as a server sends it: both subscriptions named by the session id.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let subscriptions = match &self.session {
             Some(s) => json!([["mining.set_difficulty", s], ["mining.notify", s]]),
             None => json!([]),
@@ -197,7 +206,7 @@ impl Subscribed {
 
     /// Reads a pool's answer (extranonce2 sizes of 0 to 32 bytes); the error names what is
     /// missing and shows the answer.
-    pub fn from_value(result: &Value) -> Result<Subscribed, StratumError> {
+    pub(crate) fn from_value(result: &Value) -> Result<Subscribed, StratumError> {
         let extranonce1 = result
             .get(1)
             .and_then(Value::as_str)
@@ -226,7 +235,7 @@ impl Subscribed {
 
 /// The subscription id of `mining.notify` in a subscribe answer's first element: a list of
 /// `[method, id]` pairs, or (some pools) one pair alone.
-pub fn notify_subscription(subs: &Value) -> Option<String> {
+pub(crate) fn notify_subscription(subs: &Value) -> Option<String> {
     let pair = |p: &Value| -> Option<String> {
         let a = p.as_array()?;
         if a.first()?.as_str()? == "mining.notify" {
@@ -240,7 +249,7 @@ pub fn notify_subscription(subs: &Value) -> Option<String> {
 
 /// One answer in `mining.configure`'s result (BIP 310).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Granted {
+pub(crate) enum Granted {
     /// `"version-rolling": true` and `"version-rolling.mask"`.
     VersionRolling { mask: u32 },
     /// `"minimum-difficulty"`: whether the floor asked was taken.
@@ -252,10 +261,12 @@ pub enum Granted {
 /// `mining.configure`'s result: one member per extension asked, in the order asked (a later
 /// answer under the same name replaces an earlier one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Configured(pub Vec<Granted>);
+pub(crate) struct Configured(pub(crate) Vec<Granted>);
 
 impl Configured {
-    pub fn to_value(&self) -> Value {
+    /// The result object as a server sends it: `"NAME": true|false` per extension and the
+    /// granted mask as `"version-rolling.mask"`.
+    pub(crate) fn to_value(&self) -> Value {
         let mut result = serde_json::Map::new();
         for granted in &self.0 {
             match granted {
@@ -276,7 +287,7 @@ impl Configured {
 
     /// The version-rolling mask a pool granted: `Some` when it answered `"version-rolling":
     /// true` (a mask that does not read as 8 hex digits is 0), `None` otherwise.
-    pub fn version_rolling(result: &Value) -> Option<u32> {
+    pub(crate) fn version_rolling(result: &Value) -> Option<u32> {
         if result.get("version-rolling").and_then(Value::as_bool) != Some(true) {
             return None;
         }
@@ -292,17 +303,18 @@ impl Configured {
 /// `client.reconnect`'s params: where to go (missing parts: the current host and port) and
 /// how long to wait first. Decoding is lenient: what does not read is absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reconnect {
+pub(crate) struct Reconnect {
     /// A non-empty host.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// A non-zero port (a number or a string of digits).
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// Seconds to wait (a number or a string of digits).
-    pub wait: Option<u64>,
+    pub(crate) wait: Option<u64>,
 }
 
 impl Reconnect {
-    pub fn from_params(p: &Value) -> Reconnect {
+    /// Reads `[host, port, wait]`, any of them missing or unreadable.
+    pub(crate) fn from_params(p: &Value) -> Reconnect {
         let number = |v: &Value| {
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -324,7 +336,7 @@ impl Reconnect {
 
     /// The params, up to the last part given (`[]` for none; a missing part before a given one
     /// is sent as "" or 0, which read back as absent).
-    pub fn params(&self) -> Value {
+    pub(crate) fn params(&self) -> Value {
         let mut p = vec![
             Value::from(self.host.clone().unwrap_or_default()),
             Value::from(self.port.unwrap_or(0)),
@@ -343,9 +355,9 @@ impl Reconnect {
 /// A method the pool calls on the miner: notifications (id null), and the two calls a miner
 /// answers at once (`mining.ping`, `client.get_version`).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Notification {
+pub(crate) enum Notification {
     /// `mining.notify`: a job (its `clean` flag: drop the jobs before it).
-    Notify(Job),
+    Notify(NotifyJob),
     /// `mining.set_difficulty [d]`: the share difficulty from the next job (positive and
     /// finite).
     SetDifficulty(f64),
@@ -368,23 +380,26 @@ pub enum Notification {
 
 /// A known method whose params do not decode.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BadCall {
-    pub method: &'static str,
+pub(crate) struct BadCall {
+    /// The method's name.
+    pub(crate) method: &'static str,
     /// The params as sent.
-    pub params: Value,
-    pub why: StratumError,
+    pub(crate) params: Value,
+    /// What does not decode.
+    pub(crate) why: StratumError,
 }
 
 impl BadCall {
     /// For a `mining.notify`, its `clean_jobs` flag (9th param), read even when the job does not
     /// decode: a client drops its work on it all the same.
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.params.get(8).and_then(Value::as_bool).unwrap_or(false)
     }
 }
 
 impl Notification {
-    pub fn method(&self) -> &'static str {
+    /// The method's name on the wire.
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Notification::Notify(_) => "mining.notify",
             Notification::SetDifficulty(_) => "mining.set_difficulty",
@@ -397,7 +412,8 @@ impl Notification {
         }
     }
 
-    pub fn params(&self) -> Value {
+    /// The params as sent.
+    pub(crate) fn params(&self) -> Value {
         match self {
             Notification::Notify(job) => job.to_notify(),
             Notification::SetDifficulty(d) => json!([d]),
@@ -413,24 +429,24 @@ impl Notification {
     }
 
     /// `{"id": null, "method", "params"}`.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         json!({"id": null, "method": self.method(), "params": self.params()})
     }
 
     /// The JSON line, newline included.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         line(self.to_value())
     }
 
     /// Decodes a call of `method`; `None` for a method that is not one of these.
-    pub fn decode(method: &str, params: &Value) -> Option<Result<Notification, BadCall>> {
+    pub(crate) fn decode(method: &str, params: &Value) -> Option<Result<Notification, BadCall>> {
         let bad = |method: &'static str, why: String| BadCall {
             method,
             params: params.clone(),
             why: StratumError::Malformed(why),
         };
         Some(match method {
-            "mining.notify" => Job::from_notify(params)
+            "mining.notify" => NotifyJob::from_notify(params)
                 .map(Notification::Notify)
                 .map_err(|why| BadCall {
                     method: "mining.notify",
@@ -490,7 +506,7 @@ impl Notification {
 
 /// One line from a pool, decoded as far as the envelope.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PoolLine {
+pub(crate) enum PoolLine {
     /// Blank (whitespace only).
     Blank,
     /// Not JSON: its first 120 characters.
@@ -507,7 +523,7 @@ pub enum PoolLine {
 
 impl PoolLine {
     /// Decodes one line as read (newline included, invalid UTF-8 replaced).
-    pub fn parse(line: &[u8]) -> PoolLine {
+    pub(crate) fn parse(line: &[u8]) -> PoolLine {
         let text = String::from_utf8_lossy(line);
         let text = text.trim();
         if text.is_empty() {

@@ -1,7 +1,7 @@
 //! Stratum v1, the protocol alone, shared by the server (`miner node --stratum`,
 //! `crate::node::stratum`) and the client (`miner mine --pool`, `crate::client::stratum`):
-//! typed messages and their JSON lines ([`request`], [`message`]), jobs (`mining.notify`), the
-//! header a share implies and share targets ([`job`]), and the share check ([`share`]). No I/O
+//! typed messages and their JSON lines (`request`, `message`), jobs (`mining.notify`), the
+//! header a share implies and share targets (`job`), and the share check (`share`). No I/O
 //! and no role state here (as SRI's `sv1` crate keeps the protocol apart from the roles).
 //!
 //! The wire conventions, as pooler's cpuminer and every pool apply them:
@@ -18,12 +18,16 @@
 //! height; a Stratum server splits it into a 4-byte extranonce1 per connection and a 4-byte
 //! extranonce2 the miner rolls, so `extranonce1 ‖ extranonce2` read little-endian is the
 //! template's extranonce.
+#![warn(missing_docs, unreachable_pub)]
+// Its crate-internal parts serve the server and the client, both behind the `node` feature;
+// without it only the public part (`NotifyJob`, `share_target`, ...) has a use.
+#![cfg_attr(not(feature = "node"), allow(dead_code, unused_imports))]
 
-pub mod job;
-pub mod message;
-pub mod request;
-pub mod share;
+pub(crate) mod job;
+pub(crate) mod message;
+pub(crate) mod request;
+pub(crate) mod share;
 
 pub use self::job::*;
-pub use self::message::*;
-pub use self::request::{parse_request, Extension, Request, RequestError, Submit};
+pub(crate) use self::message::*;
+pub(crate) use self::request::{parse_request, Extension, Request, RequestError, Submit};

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 /// One decoded request line.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Request {
+pub(crate) enum Request {
     /// A blank line, or a reply to something the server sent (it expects none): ignored.
     Nothing,
     /// `mining.subscribe [user agent, session]`; `session` is the subscription id a resuming
@@ -51,21 +51,25 @@ pub enum Request {
 
 /// A `mining.submit`'s params, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Submit {
-    pub worker: String,
-    pub job_id: String,
+pub(crate) struct Submit {
+    /// The worker name (an authorized user).
+    pub(crate) worker: String,
+    /// The job the share is for.
+    pub(crate) job_id: String,
     /// Decoded from a miner: [`EXTRANONCE2_SIZE`] bytes; sent by the client: the size its
     /// pool set.
-    pub extranonce2: Vec<u8>,
-    pub ntime: u32,
-    pub nonce: u32,
+    pub(crate) extranonce2: Vec<u8>,
+    /// The header's time, Unix seconds.
+    pub(crate) ntime: u32,
+    /// The header's nonce.
+    pub(crate) nonce: u32,
     /// The 6th param (version rolling), when given and not null.
-    pub version_bits: Option<u32>,
+    pub(crate) version_bits: Option<u32>,
 }
 
 /// One extension named in `mining.configure`, with its options.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Extension {
+pub(crate) enum Extension {
     /// `version-rolling`: the mask the miner asks for (`None`: none given, the server's whole
     /// mask) and `version-rolling.min-bit-count`.
     VersionRolling {
@@ -80,7 +84,7 @@ pub enum Extension {
 
 /// Why a line is not a request the server can act on; each maps to one error answer.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// Not JSON, or JSON that is not an object: answered with id null.
     #[error("malformed message: expected a JSON object")]
     NotAnObject,
@@ -102,7 +106,7 @@ pub enum RequestError {
 
 impl RequestError {
     /// The request's id (null when the line had none or was not an object).
-    pub fn id(&self) -> Value {
+    pub(crate) fn id(&self) -> Value {
         match self {
             RequestError::NotAnObject => Value::Null,
             RequestError::NoMethod { id }
@@ -113,7 +117,7 @@ impl RequestError {
 }
 
 /// Decodes one request line (a trailing `\r` allowed). Pure: no pool state.
-pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+pub(crate) fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(Request::Nothing);
@@ -291,7 +295,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
 
 /// The extranonce1 a resuming miner asks back with its subscribe's `session`: 8 hex digits
 /// (anything else is no request to resume).
-pub fn resumed_extranonce1(session: Option<&str>) -> Option<u32> {
+pub(crate) fn resumed_extranonce1(session: Option<&str>) -> Option<u32> {
     let b = hex::decode(session?).ok()?;
     <[u8; 4]>::try_from(b).ok().map(u32::from_be_bytes)
 }
@@ -357,7 +361,7 @@ impl Request {
     }
 
     /// The request's id (null for [`Request::Nothing`]).
-    pub fn id(&self) -> Value {
+    pub(crate) fn id(&self) -> Value {
         match self {
             Request::Nothing => Value::Null,
             Request::Subscribe { id, .. }
@@ -372,7 +376,7 @@ impl Request {
     }
 
     /// `{"id", "method", "params"}` (null for [`Request::Nothing`]).
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         match self.method_params() {
             Some((method, params)) => json!({"id": self.id(), "method": method, "params": params}),
             None => Value::Null,
@@ -380,7 +384,7 @@ impl Request {
     }
 
     /// The JSON line, newline included.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         line(self.to_value())
     }
 }
@@ -388,7 +392,7 @@ impl Request {
 impl Submit {
     /// `mining.submit`'s params: worker, job id, extranonce2, ntime, nonce, and the version
     /// bits when given.
-    pub fn params(&self) -> Value {
+    pub(crate) fn params(&self) -> Value {
         let mut p = vec![
             Value::from(self.worker.as_str()),
             Value::from(self.job_id.as_str()),

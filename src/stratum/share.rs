@@ -4,36 +4,41 @@
 
 use crate::hash::sha256d;
 use crate::pow::Target;
-use crate::stratum::{difficulty_of, share_target, Job};
+use crate::stratum::{difficulty_of, share_target, NotifyJob, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
 
 /// A submitted share, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Submission {
-    pub extranonce1: [u8; 4],
-    pub extranonce2: [u8; 4],
-    pub ntime: u32,
-    pub nonce: u32,
+pub(crate) struct Submission {
+    /// The connection's extranonce1, as it goes into the coinbase.
+    pub(crate) extranonce1: [u8; EXTRANONCE1_SIZE],
+    /// The miner's extranonce2, as it goes into the coinbase.
+    pub(crate) extranonce2: [u8; EXTRANONCE2_SIZE],
+    /// The header's time, Unix seconds.
+    pub(crate) ntime: u32,
+    /// The header's nonce.
+    pub(crate) nonce: u32,
     /// The header's version after rolling (the job's outside the mask, the miner's inside).
-    pub version: u32,
+    pub(crate) version: u32,
 }
 
-/// How a share was judged.
+/// How a share was judged: its header and hash, and which targets it meets.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Verdict {
+pub(crate) struct ShareCheck {
     /// The header hash, internal (little-endian) order.
-    pub hash: [u8; 32],
-    pub header: [u8; 80],
+    pub(crate) hash: [u8; 32],
+    /// The 80-byte header the share implies.
+    pub(crate) header: [u8; 80],
     /// It meets the network target: a block.
-    pub block: bool,
+    pub(crate) block: bool,
     /// It meets the share target (always true for a block: a share is never harder than a block).
-    pub share: bool,
+    pub(crate) share: bool,
     /// The share's own difficulty (DIFF1 / hash).
-    pub hash_difficulty: f64,
+    pub(crate) hash_difficulty: f64,
 }
 
-impl Verdict {
+impl ShareCheck {
     /// The hash in display order (as block explorers and `getbestblockhash` write it).
-    pub fn display_hash(&self) -> String {
+    pub(crate) fn display_hash(&self) -> String {
         let mut h = self.hash;
         h.reverse();
         hex::encode(h)
@@ -43,7 +48,7 @@ impl Verdict {
 /// The version a share's header carries: the job's bits outside `mask`, the miner's inside.
 /// `None` when the miner changed bits outside the mask (a 6th parameter that is either only the
 /// rolled bits or the whole rolled version is accepted, as miners send both).
-pub fn rolled_version(job_version: u32, mask: u32, bits: Option<u32>) -> Option<u32> {
+pub(crate) fn rolled_version(job_version: u32, mask: u32, bits: Option<u32>) -> Option<u32> {
     let Some(bits) = bits else {
         return Some(job_version);
     };
@@ -55,7 +60,7 @@ pub fn rolled_version(job_version: u32, mask: u32, bits: Option<u32>) -> Option<
 }
 
 /// The share difficulty actually applied: the connection's, but never harder than a block.
-pub fn effective_difficulty(difficulty: f64, network_target: &Target) -> f64 {
+pub(crate) fn effective_difficulty(difficulty: f64, network_target: &Target) -> f64 {
     let network = difficulty_of(&network_target.to_le_bytes());
     if network.is_finite() && network > 0.0 {
         difficulty.min(network)
@@ -66,12 +71,17 @@ pub fn effective_difficulty(difficulty: f64, network_target: &Target) -> f64 {
 
 /// Judges `s` against `job`: the block check (network target) first, then the share target
 /// for `difficulty`.
-pub fn check(job: &Job, s: &Submission, difficulty: f64, network_target: &Target) -> Verdict {
+pub(crate) fn check(
+    job: &NotifyJob,
+    s: &Submission,
+    difficulty: f64,
+    network_target: &Target,
+) -> ShareCheck {
     let header = job.header(&s.extranonce1, &s.extranonce2, s.ntime, s.nonce, s.version);
     let hash = sha256d(&header);
     let block = network_target.is_met_by(&hash);
     let share = block || share_target(difficulty).is_some_and(|t| t.is_met_by(&hash));
-    Verdict {
+    ShareCheck {
         hash,
         header,
         block,
@@ -97,7 +107,7 @@ mod tests {
             ["2a6a41aeb1abf285919a8dd916b4d4799966a855d6bd9b5d9f2c2d6131647687",
              "d21e8f4234eb72e398934de4ee626c8164d9136d6844600874ce330a45d76d83"],
             "20000000", "207fffff", "6b04fcf5", true]);
-        let job = Job::from_notify(&notify).expect("notify");
+        let job = NotifyJob::from_notify(&notify).expect("notify");
         // submit ["test.worker","job1","00000000","6b04fcf5","6df82800"]
         let s = Submission {
             extranonce1: [0xf0, 0, 0, 0x0f],

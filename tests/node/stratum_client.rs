@@ -15,9 +15,11 @@
 #![cfg(feature = "cli")]
 
 use miner::backend::{Backend, CpuBackend, StopAt};
-use miner::client::stratum::{extranonce2, parse_pool_url, roll_version, PoolError, Work};
+use miner::client::stratum::{
+    extranonce2, parse_pool_url, roll_version, PoolError, ShareJob as Work,
+};
 use miner::hash::{display_hash, sha256d};
-use miner::stratum::{hex_u32, share_target, Job, VERSION_ROLLING_MASK};
+use miner::stratum::{hex_u32, share_target, NotifyJob as Job, VERSION_ROLLING_MASK};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,9 +1,9 @@
 //! `miner node --stratum`: a real node process on 127.0.0.1, driven by a Stratum miner written
 //! here over raw TCP JSON lines. Shares are ground by this test from the notify it received
-//! (`miner::stratum::Job` builds the header, with the conventions recorded from cpuminer).
+//! (`miner::stratum::NotifyJob` builds the header, with the conventions recorded from cpuminer).
 
 use base64::Engine;
-use miner::stratum::{share_target, Job};
+use miner::stratum::{share_target, NotifyJob as Job};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

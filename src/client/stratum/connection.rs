@@ -5,7 +5,7 @@
 use super::url::PoolUrl;
 use super::USER_AGENT;
 use crate::stratum::{
-    BadCall, ErrorCode, Job, Notification, PoolLine, Request, Response, StratumError,
+    BadCall, ErrorCode, Notification, NotifyJob, PoolLine, Request, Response, StratumError,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +23,7 @@ const MAX_LINE: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) enum Incoming {
     /// `mining.notify`: the job, or why it does not decode.
-    Notify(Result<Job, StratumError>),
+    Notify(Result<NotifyJob, StratumError>),
     /// `mining.set_difficulty`, `mining.set_extranonce`, `mining.set_version_mask` or
     /// `client.reconnect`, decoded.
     Pool(Notification),
@@ -37,8 +37,8 @@ pub(crate) enum Incoming {
     Closed(String),
 }
 
-/// One TCP connection to a pool and its reader thread.
-pub(super) struct Conn {
+/// One TCP connection to a pool and its reader thread: the client's side.
+pub(super) struct PoolConn {
     stream: TcpStream,
     pub(super) writer: Arc<Mutex<TcpStream>>,
     pub(super) rx: Receiver<Incoming>,
@@ -71,8 +71,8 @@ fn write_line(writer: &Mutex<TcpStream>, line: &str) -> std::io::Result<()> {
     w.flush()
 }
 
-impl Conn {
-    pub(super) fn open(host: &str, port: u16) -> std::io::Result<Conn> {
+impl PoolConn {
+    pub(super) fn open(host: &str, port: u16) -> std::io::Result<PoolConn> {
         let stream = connect(host, port, Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
@@ -87,7 +87,7 @@ impl Conn {
                 .name("stratum-reader".into())
                 .spawn(move || read_loop(read_half, &writer, &tx, &abort, &last))?
         };
-        Ok(Conn {
+        Ok(PoolConn {
             stream,
             writer,
             rx,
@@ -114,7 +114,7 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
+impl Drop for PoolConn {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
         if let Some(r) = self.reader.take() {

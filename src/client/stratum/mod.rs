@@ -24,22 +24,29 @@ use self::session::{End, Hooks, OpenError, Session};
 use super::{next_slice, sleep_unless};
 use crate::backend::Backend;
 use crate::pow::{CompactTarget, Target};
-use crate::stratum::{Job, Submit};
+use crate::stratum::{NotifyJob, Submit};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the client calls itself in `mining.subscribe`.
-pub const USER_AGENT: &str = concat!("miner/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("miner/", env!("CARGO_PKG_VERSION"));
 
 /// Why the client cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// A pool URL no retry can make work.
     #[error("'{url}' cannot be a pool's address: {why}; give stratum+tcp://HOST:PORT, e.g. stratum+tcp://127.0.0.1:3333")]
-    BadUrl { url: String, why: String },
+    BadUrl {
+        /// The URL as given (trimmed).
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The pool list is empty.
     #[error("no pool given: add --pool stratum+tcp://HOST:PORT")]
     NoPool,
+    /// The mining backend failed; its message.
     #[error("backend failed: {0}")]
     Backend(String),
 }
@@ -49,7 +56,9 @@ pub enum PoolError {
 pub struct PoolOptions {
     /// Pools in order of preference (failover).
     pub pools: Vec<PoolUrl>,
+    /// `mining.authorize`'s user name, also the worker name of every `mining.submit`.
     pub user: String,
+    /// `mining.authorize`'s password.
     pub password: String,
     /// Stop after this many block candidates: accepted shares that meet the job's nBits target
     /// (the pool, not the client, submits a block, and it does not say whether it did).
@@ -89,6 +98,7 @@ impl PoolOptions {
 /// Counts for one pool (the `--pool` entry, whatever host a `client.reconnect` sent us to).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PoolStats {
+    /// The pool's URL as given.
     pub url: String,
     /// Shares the pool accepted.
     pub accepted: u64,
@@ -131,13 +141,16 @@ impl PoolStats {
 /// What became of a share.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShareResult {
+    /// The pool accepted it.
     Accepted,
     /// Refused (or unanswered) for this reason.
     Rejected(String),
     /// For a replaced job: `sent` false when found after a clean job (never sent), true when
     /// the pool refused it as stale.
     Stale {
+        /// Whether it was sent to the pool.
         sent: bool,
+        /// The pool's refusal, or why it was not sent.
         reason: String,
     },
 }
@@ -145,10 +158,15 @@ pub enum ShareResult {
 /// One share found, with its fate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShareEvent {
+    /// The pool's URL as given.
     pub pool: String,
+    /// The job id.
     pub job: String,
+    /// The extranonce2, hex as submitted.
     pub extranonce2: String,
+    /// The header's time, hex (big-endian) as submitted.
     pub ntime: String,
+    /// The nonce, hex (big-endian) as submitted.
     pub nonce: String,
     /// The header's full version (hex, big-endian).
     pub version: String,
@@ -160,38 +178,47 @@ pub struct ShareEvent {
     pub hash_difficulty: f64,
     /// Whether it meets the job's network target (a block candidate).
     pub block: bool,
+    /// What became of it.
     pub result: ShareResult,
 }
 
-/// The client's side of the work a pool hands out: a job with this connection's extranonce1,
-/// one extranonce2 and one version; what it hashes and what it submits.
+/// What the client searches for shares: a pool's job with this connection's extranonce1, one
+/// extranonce2 and one version; what it hashes and what it submits. (Not `crate::pow::Work`,
+/// a chain's accumulated work.)
 #[derive(Clone, Debug)]
-pub struct Work {
-    pub job: Job,
-    pub extranonce1: Vec<u8>,
-    pub extranonce2: Vec<u8>,
+pub struct ShareJob {
+    /// The pool's job.
+    pub(crate) job: NotifyJob,
+    /// The connection's extranonce1, from `mining.subscribe` or `mining.set_extranonce`.
+    pub(crate) extranonce1: Vec<u8>,
+    /// This share job's extranonce2, of the size the pool set.
+    pub(crate) extranonce2: Vec<u8>,
     /// The header's version (the job's, with rolled bits inside `version_mask`).
-    pub version: u32,
+    pub(crate) version: u32,
     /// The pool's version-rolling mask; 0 when not rolling (5-parameter submits).
-    pub version_mask: u32,
-    pub share_target: Target,
+    pub(crate) version_mask: u32,
+    /// The pool's share target, from its last `mining.set_difficulty`.
+    pub(crate) share_target: Target,
     /// The job's nBits target (`None` if the nBits are invalid).
     pub network_target: Option<Target>,
     header: [u8; 80],
 }
 
-impl Work {
+impl ShareJob {
+    /// `job` with this connection's `extranonce1`, one `extranonce2` and the header version
+    /// (`version`, rolled inside `version_mask`; mask 0: not rolling), searched against
+    /// `share_target`.
     pub fn new(
-        job: Job,
+        job: NotifyJob,
         extranonce1: &[u8],
         extranonce2: &[u8],
         version: u32,
         version_mask: u32,
         share_target: Target,
-    ) -> Work {
+    ) -> ShareJob {
         let header = job.header(extranonce1, extranonce2, job.ntime, 0, version);
         let network_target = Target::from_compact(CompactTarget::from_consensus(job.nbits)).ok();
-        Work {
+        ShareJob {
             job,
             extranonce1: extranonce1.to_vec(),
             extranonce2: extranonce2.to_vec(),
@@ -217,7 +244,7 @@ impl Work {
 
     /// The `mining.submit` for `nonce`: worker, job id, extranonce2, ntime, nonce, and the
     /// rolled version bits (`version & mask`, BIP 310) when rolling.
-    pub fn submit(&self, user: &str, nonce: u32) -> Submit {
+    pub(crate) fn submit(&self, user: &str, nonce: u32) -> Submit {
         Submit {
             worker: user.to_string(),
             job_id: self.job.id.clone(),
@@ -228,7 +255,7 @@ impl Work {
         }
     }
 
-    /// [`Work::submit`]'s params as sent.
+    /// `ShareJob::submit`'s params as sent.
     pub fn submit_params(&self, user: &str, nonce: u32) -> Value {
         self.submit(user, nonce).params()
     }

@@ -1,17 +1,17 @@
 //! A connected, subscribed and authorized pool: the handshake, the handling of what the pool
 //! sends, and the search with its shares.
 
-use super::connection::{Conn, Failback, Incoming};
+use super::connection::{Failback, Incoming, PoolConn};
 use super::{
     done, extranonce2, next_slice, roll_version, PoolError, PoolOptions, PoolStats, ShareEvent,
-    ShareResult, Work, USER_AGENT,
+    ShareJob, ShareResult, USER_AGENT,
 };
 use crate::backend::{Backend, StopAt, NONCE_END};
 use crate::hash::{display_hash, sha256d};
 use crate::pow::Target;
 use crate::stratum::{
-    difficulty_of, share_target, u32_hex, Configured, Extension, Job, Notification, ReplyError,
-    Request, Response, Subscribed, VERSION_ROLLING_MASK,
+    difficulty_of, share_target, u32_hex, Configured, Extension, Notification, NotifyJob,
+    ReplyError, Request, Response, Subscribed, VERSION_ROLLING_MASK,
 };
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -63,7 +63,7 @@ pub(super) struct Hooks<'a> {
 
 /// A connected, subscribed and authorized pool.
 pub(super) struct Session {
-    pub(super) conn: Conn,
+    pub(super) conn: PoolConn,
     pub(super) index: usize,
     pub(super) url: String,
     pub(super) user: String,
@@ -78,7 +78,7 @@ pub(super) struct Session {
     pub(super) configure_id: Option<u64>,
     pub(super) session_id: Option<String>,
     /// Jobs valid for submits (since the last clean job), oldest first.
-    pub(super) jobs: VecDeque<Job>,
+    pub(super) jobs: VecDeque<NotifyJob>,
     /// New work is due (new job, difficulty, extranonce, mask).
     pub(super) dirty: bool,
     pub(super) en2_counter: u64,
@@ -119,7 +119,7 @@ impl Session {
         port: u16,
         session_id: Option<String>,
     ) -> Result<Session, OpenError> {
-        let mut conn = Conn::open(host, port).map_err(|e| format!("cannot connect: {e}"))?;
+        let mut conn = PoolConn::open(host, port).map_err(|e| format!("cannot connect: {e}"))?;
         let io = |e: std::io::Error| format!("cannot write to the pool: {e}");
         let configure_id = if rolling {
             Some(
@@ -357,8 +357,8 @@ impl Session {
         None
     }
 
-    /// Work for the newest job with the next extranonce2.
-    fn next_work(&mut self) -> Option<Work> {
+    /// A share job for the newest job with the next extranonce2.
+    fn next_work(&mut self) -> Option<ShareJob> {
         let job = self.jobs.back()?.clone();
         let en2 = extranonce2(self.en2_counter, self.en2_size);
         self.en2_counter = self.en2_counter.wrapping_add(1);
@@ -367,7 +367,7 @@ impl Session {
         } else {
             job.version
         };
-        Some(Work::new(
+        Some(ShareJob::new(
             job,
             &self.en1,
             &en2,
@@ -389,7 +389,7 @@ impl Session {
         slice: &mut u64,
     ) -> Result<End, PoolError> {
         let index = self.index;
-        let mut work: Option<Work> = None;
+        let mut work: Option<ShareJob> = None;
         let mut backend_job = None;
         let mut roll = 0u32;
         let mut next = 0u64;
@@ -436,7 +436,7 @@ impl Session {
                 roll = 0;
                 next = 0;
                 work = self.next_work();
-                backend_job = work.as_ref().map(Work::backend_job);
+                backend_job = work.as_ref().map(ShareJob::backend_job);
             }
             let (Some(w), Some(job)) = (&work, &backend_job) else {
                 // No job yet.
@@ -478,7 +478,7 @@ impl Session {
                 if u64::from(roll) < room {
                     if let Some(w) = &mut work {
                         let version = roll_version(w.job.version, self.mask, roll);
-                        *w = Work::new(
+                        *w = ShareJob::new(
                             w.job.clone(),
                             &w.extranonce1.clone(),
                             &w.extranonce2.clone(),
@@ -512,7 +512,7 @@ impl Session {
     /// A nonce the backend found for `w`: checked, then submitted unless its job was replaced.
     fn found(
         &mut self,
-        w: &Work,
+        w: &ShareJob,
         nonce: u32,
         stats: &mut PoolStats,
         hooks: &mut Hooks<'_>,

@@ -7,7 +7,9 @@ use super::PoolError;
 pub struct PoolUrl {
     /// The URL as given (trimmed): what summaries name the pool by.
     pub url: String,
+    /// Host name or IP address to connect to (an IPv6 address without its brackets).
     pub host: String,
+    /// TCP port.
     pub port: u16,
 }
 

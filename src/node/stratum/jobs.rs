@@ -3,7 +3,7 @@
 
 use crate::block::Template;
 use crate::pow::Target;
-use crate::stratum::{Job, Notification};
+use crate::stratum::{Notification, NotifyJob};
 use std::collections::{HashSet, VecDeque};
 
 /// Share header hashes kept for the duplicate check on one tip (oldest forgotten first).
@@ -11,7 +11,7 @@ const MAX_SEEN_SHARES: usize = 1 << 19;
 
 /// A job sent to miners, with what judging its shares needs.
 pub(super) struct JobEntry {
-    pub(super) job: Job,
+    pub(super) job: NotifyJob,
     pub(super) template: Template,
     pub(super) network_target: Target,
     /// The previous block's display hash, compared with the chain's tip (the tip watch).
@@ -22,10 +22,10 @@ pub(super) struct JobEntry {
 
 impl JobEntry {
     /// The entry for `job`, built from `template`: its `mining.notify` lines serialized once.
-    pub(super) fn new(job: Job, template: Template) -> JobEntry {
+    pub(super) fn new(job: NotifyJob, template: Template) -> JobEntry {
         let network_target = template.target;
         let notify_lines = [false, true].map(|clean| {
-            Notification::Notify(Job {
+            Notification::Notify(NotifyJob {
                 clean,
                 ..job.clone()
             })

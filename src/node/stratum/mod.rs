@@ -19,8 +19,8 @@
 //!
 //! This is the server role; the protocol (messages, job and share encodings, the share check)
 //! is [`crate::stratum`]. Here: the settings ([`Config`], [`Auth`]), what `getstratuminfo`
-//! reports ([`Stats`]), the job store with the duplicate set (`jobs`), the pure vardiff rule
-//! ([`vardiff`]), one connection (`session`), and in this file the pool every connection
+//! reports (`Stats`), the job store with the duplicate set (`jobs`), the pure vardiff rule
+//! (`vardiff`), one connection (`session`), and in this file the pool every connection
 //! shares and all that talks to the chain (`NodeState`): the listener, the job builder and the
 //! block submission.
 
@@ -28,17 +28,16 @@ mod config;
 mod jobs;
 mod session;
 mod stats;
-pub mod vardiff;
+pub(crate) mod vardiff;
 
-pub use self::config::{Auth, Config, MAX_LINE_BYTES};
-pub use self::stats::Stats;
-pub use crate::stratum::request::{parse_request, Extension, Request, RequestError};
+pub use self::config::{Auth, AuthFileError, Config};
+pub(crate) use self::stats::Stats;
 
 use self::jobs::{JobEntry, SeenShares};
 use self::session::{connection, Sessions, REPLY_HEADROOM};
 use crate::node::state::{NodeState, Source};
 use crate::stratum::share::{self, Submission};
-use crate::stratum::Job;
+use crate::stratum::NotifyJob;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -235,7 +234,7 @@ async fn make_jobs(pool: Arc<Pool>) {
             Ok(Ok(template)) => {
                 last_tip = now_tip;
                 let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
-                let job = Job::from_template(id, &template, clean);
+                let job = NotifyJob::from_template(id, &template, clean);
                 let entry = Arc::new(JobEntry::new(job, template));
                 tracing::debug!(job = %entry.job.id, height = entry.template.height, clean, "stratum: new job");
                 pool.current.send_replace(Some(entry));
@@ -278,7 +277,7 @@ async fn submit_block(
     pool: &Arc<Pool>,
     entry: &Arc<JobEntry>,
     s: &Submission,
-    verdict: &share::Verdict,
+    verdict: &share::ShareCheck,
     worker: &str,
 ) -> BlockOutcome {
     let hash = verdict.display_hash();

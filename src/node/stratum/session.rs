@@ -9,7 +9,7 @@ use crate::pow::Target;
 use crate::stratum::request::{self, resumed_extranonce1};
 use crate::stratum::share::{check, effective_difficulty, rolled_version, Submission};
 use crate::stratum::{
-    parse_request, Configured, ErrorCode, Extension, Granted, Job, Notification, Reconnect,
+    parse_request, Configured, ErrorCode, Extension, Granted, Notification, NotifyJob, Reconnect,
     Request, RequestError, Response, Subscribed, EXTRANONCE2_SIZE, VERSION_ROLLING_MASK,
 };
 use serde_json::Value;
@@ -141,8 +141,8 @@ impl Window {
     }
 }
 
-/// One miner's session.
-struct Conn {
+/// One miner's session: the server's side of a connection from a miner.
+struct MinerConn {
     peer: SocketAddr,
     out: mpsc::Sender<String>,
     /// The write queue overflowed: the miner is not reading.
@@ -166,7 +166,7 @@ struct Conn {
     window: Window,
 }
 
-impl Conn {
+impl MinerConn {
     /// Queues one line (newline included).
     fn send(&mut self, line: String) {
         if self.out.try_send(line).is_err() {
@@ -228,7 +228,7 @@ impl Conn {
         let sent = self.send_difficulty(entry.as_ref().map(|e| &e.network_target));
         if let (true, Some(entry)) = (sent, entry) {
             let id = format!("{:x}", pool.next_job.fetch_add(1, Ordering::Relaxed));
-            let job = Job {
+            let job = NotifyJob {
                 id: id.clone(),
                 clean: false,
                 ..entry.job.clone()
@@ -271,7 +271,7 @@ pub(super) async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, 
     jobs.mark_unchanged();
     let mut shutdown = pool.shutdown.subscribe();
     let opened = Instant::now();
-    let mut conn = Conn {
+    let mut conn = MinerConn {
         peer,
         out,
         dead: false,
@@ -371,7 +371,7 @@ pub(super) async fn connection(pool: &Arc<Pool>, stream: tokio::net::TcpStream, 
 
 /// Vardiff after a share (`after_share`) or on the timer: [`Vardiff::step`] on this
 /// connection's window, then the change, if any.
-fn retarget(pool: &Pool, conn: &mut Conn, after_share: bool) {
+fn retarget(pool: &Pool, conn: &mut MinerConn, after_share: bool) {
     if !conn.jobs_on {
         return;
     }
@@ -402,7 +402,7 @@ fn retarget(pool: &Pool, conn: &mut Conn, after_share: bool) {
     }
 }
 
-async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
+async fn handle_line(pool: &Arc<Pool>, conn: &mut MinerConn, line: &[u8]) {
     let request = match parse_request(line) {
         Ok(r) => r,
         Err(RequestError::BadParams {
@@ -437,7 +437,7 @@ async fn handle_line(pool: &Arc<Pool>, conn: &mut Conn, line: &[u8]) {
     }
 }
 
-fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, wanted: Option<u32>) {
+fn subscribe(pool: &Pool, conn: &mut MinerConn, id: &Value, wanted: Option<u32>) {
     let en1 = match conn.extranonce1 {
         Some(en1) => en1,
         None => {
@@ -455,7 +455,7 @@ fn subscribe(pool: &Pool, conn: &mut Conn, id: &Value, wanted: Option<u32>) {
     start_jobs(pool, conn);
 }
 
-async fn authorize(pool: &Pool, conn: &mut Conn, id: &Value, user: &str, password: &str) {
+async fn authorize(pool: &Pool, conn: &mut MinerConn, id: &Value, user: &str, password: &str) {
     if user.is_empty() || user.len() > 256 || !pool.auth.allows(user, password) {
         conn.auth_failures += 1;
         tracing::warn!(peer = %conn.peer, user, "stratum: authorization refused");
@@ -488,7 +488,7 @@ fn refused(id: &Value, message: &str) -> String {
 }
 
 /// Once subscribed and authorized: the difficulty and the current job.
-fn start_jobs(pool: &Pool, conn: &mut Conn) {
+fn start_jobs(pool: &Pool, conn: &mut MinerConn) {
     if conn.jobs_on || conn.extranonce1.is_none() || conn.workers.is_empty() {
         return;
     }
@@ -503,7 +503,7 @@ fn start_jobs(pool: &Pool, conn: &mut Conn) {
     }
 }
 
-fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension]) {
+fn configure(pool: &Pool, conn: &mut MinerConn, id: &Value, extensions: &[Extension]) {
     let mut result = Configured::default();
     for extension in extensions {
         result.0.push(match extension {
@@ -532,7 +532,13 @@ fn configure(pool: &Pool, conn: &mut Conn, id: &Value, extensions: &[Extension])
 
 /// A `mining.submit` whose params do not decode: refused (20) once the connection is subscribed
 /// and the worker authorized (else 25 or 24, as a well-formed one).
-fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&str>, message: &str) {
+fn submit_malformed(
+    pool: &Pool,
+    conn: &mut MinerConn,
+    id: &Value,
+    worker: Option<&str>,
+    message: &str,
+) {
     if conn.extranonce1.is_none() {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
         return conn.error(id, ErrorCode::NotSubscribed, "Not subscribed");
@@ -550,7 +556,7 @@ fn submit_malformed(pool: &Pool, conn: &mut Conn, id: &Value, worker: Option<&st
     conn.error(id, ErrorCode::Other, message);
 }
 
-async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Submit) {
+async fn submit(pool: &Arc<Pool>, conn: &mut MinerConn, id: &Value, sub: &request::Submit) {
     let worker = sub.worker.as_str();
     let Some(en1) = conn.extranonce1 else {
         pool.stats.shares_rejected.fetch_add(1, Ordering::Relaxed);
@@ -562,7 +568,7 @@ async fn submit(pool: &Arc<Pool>, conn: &mut Conn, id: &Value, sub: &request::Su
     }
     // Rejected shares add a table entry only for workers authenticated by password.
     let create = matches!(pool.auth, Auth::Users(_));
-    let reject = |conn: &mut Conn, code: ErrorCode, message: &str| {
+    let reject = |conn: &mut MinerConn, code: ErrorCode, message: &str| {
         pool.stats
             .record(worker, None, false, conn.difficulty, create);
         conn.error(id, code, message);

@@ -52,16 +52,25 @@ impl Worker {
 
 /// What `getstratuminfo` reports.
 #[derive(Debug)]
-pub struct Stats {
-    pub listening: SocketAddr,
-    pub connections: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub shares_accepted: AtomicU64,
-    pub shares_rejected: AtomicU64,
-    pub blocks: AtomicU64,
-    pub lines_too_long: AtomicU64,
-    pub slow_readers_dropped: AtomicU64,
+pub(crate) struct Stats {
+    /// The address miners connect to.
+    pub(crate) listening: SocketAddr,
+    /// Connections open now.
+    pub(crate) connections: AtomicU64,
+    /// Connections served since the start.
+    pub(crate) connections_total: AtomicU64,
+    /// Connections closed at once because `--stratum-max-connections` were open.
+    pub(crate) connections_refused: AtomicU64,
+    /// Shares accepted (blocks included).
+    pub(crate) shares_accepted: AtomicU64,
+    /// Shares refused, for any reason.
+    pub(crate) shares_rejected: AtomicU64,
+    /// Accepted shares whose block became the chain's tip.
+    pub(crate) blocks: AtomicU64,
+    /// Connections closed for a line longer than `Config::max_line_bytes`.
+    pub(crate) lines_too_long: AtomicU64,
+    /// Connections dropped for not reading (a full write queue).
+    pub(crate) slow_readers_dropped: AtomicU64,
     workers: Mutex<HashMap<String, Worker>>,
 }
 
@@ -149,7 +158,7 @@ impl Stats {
     }
 
     /// The `getstratuminfo` answer.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let now = Instant::now();
         let mut total_rate = 0.0;
         let mut workers = self.workers();

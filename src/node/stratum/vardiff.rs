@@ -7,24 +7,24 @@
 //! step, within the floor and the ceiling; a change under 20 % is not made.
 
 /// Shares a window needs before a step (unless it has run [`IDLE_INTERVALS`] intervals).
-pub const MIN_SHARES: u32 = 8;
+pub(crate) const MIN_SHARES: u32 = 8;
 /// Share intervals after which a window steps whatever its share count.
-pub const IDLE_INTERVALS: f64 = 6.0;
+pub(crate) const IDLE_INTERVALS: f64 = 6.0;
 
 /// The rule's settings for one connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Vardiff {
+pub(crate) struct Vardiff {
     /// Target seconds between shares (`--stratum-share-interval`).
-    pub interval: f64,
+    pub(crate) interval: f64,
     /// Lowest difficulty (the server's floor, or the miner's asked minimum).
-    pub floor: f64,
+    pub(crate) floor: f64,
     /// Highest difficulty.
-    pub ceiling: f64,
+    pub(crate) ceiling: f64,
 }
 
 /// What a vardiff check decides.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Too few shares and too little time: keep the window and the difficulty.
     Wait,
     /// Measured: start a new window, keep the difficulty (within 20 % of the ideal).
@@ -38,7 +38,7 @@ impl Vardiff {
     /// over `elapsed` seconds, measured at the `applied` difficulty (the one sent, clamped to
     /// the network's). After a share (`after_share`) only a full window of [`MIN_SHARES`]
     /// steps; the timer also steps an idle one.
-    pub fn step(
+    pub(crate) fn step(
         &self,
         current: f64,
         applied: f64,
