@@ -41,8 +41,10 @@ const NOW: u32 = 2_000_000_000;
 /// reach the contextual checks.
 fn regtest_chain() -> Chain {
     let params = ChainParams::regtest();
-    let retarget =
-        RetargetParams::fixed(CompactTarget::from_consensus(0x207f_ffff), params.pow_limit);
+    let retarget = RetargetParams::fixed(
+        CompactTarget::from_consensus(crate::pow::REGTEST_POW_LIMIT_BITS),
+        params.pow_limit,
+    );
     Chain::new(params, retarget)
 }
 

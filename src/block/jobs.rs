@@ -126,7 +126,9 @@ mod tests {
             let t = Template::builder(BlockHash::from_byte_array([n as u8; 32]), 100 + n)
                 .median_time_past(1_700_000_000)
                 .time(1_700_000_100)
-                .bits(CompactTarget::from_consensus(0x207fffff))
+                .bits(CompactTarget::from_consensus(
+                    crate::pow::REGTEST_POW_LIMIT_BITS,
+                ))
                 .value(Amount::from_sat(5_000_000_000))
                 .payout(ScriptBuf::from_bytes(vec![0x51]))
                 .transactions((0..n).map(tx).collect())

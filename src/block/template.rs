@@ -1,8 +1,8 @@
 //! The block template: everything of the next block except the extranonce and the nonce.
 
 use crate::block::header_bytes;
-use crate::chain::REGTEST_POW_LIMIT_BITS;
 use crate::hash::Job;
+use crate::pow::REGTEST_POW_LIMIT_BITS;
 use crate::pow::{CompactTarget, Target, TargetError};
 use bitcoin::absolute::LockTime;
 use bitcoin::block::{Header, Version};
@@ -318,7 +318,9 @@ mod tests {
         Template::builder(BlockHash::all_zeros(), height)
             .median_time_past(mtp)
             .time(now)
-            .bits(CompactTarget::from_consensus(0x207fffff))
+            .bits(CompactTarget::from_consensus(
+                crate::pow::REGTEST_POW_LIMIT_BITS,
+            ))
             .value(Amount::from_sat(5_000_000_000))
             .payout(ScriptBuf::from_bytes(vec![0x51]))
             .build()

@@ -81,10 +81,7 @@ struct ChainFile {
     controller: ControllerDefaults,
 }
 
-/// Regtest's proof-of-work limit as nBits, the easiest target the chain allows: about every
-/// second nonce meets it. The default of a [`Template`](crate::block::Template) and the nBits
-/// of the experiments' simulated chains.
-pub const REGTEST_POW_LIMIT_BITS: u32 = 0x207f_ffff;
+pub use crate::pow::REGTEST_POW_LIMIT_BITS;
 
 impl ChainParams {
     /// Regtest-like, the default for local mining: Bitcoin's regtest genesis block

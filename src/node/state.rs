@@ -297,8 +297,10 @@ mod tests {
 
     fn regtest_state() -> NodeState {
         let params = ChainParams::regtest();
-        let retarget =
-            RetargetParams::fixed(CompactTarget::from_consensus(0x207f_ffff), params.pow_limit);
+        let retarget = RetargetParams::fixed(
+            CompactTarget::from_consensus(crate::pow::REGTEST_POW_LIMIT_BITS),
+            params.pow_limit,
+        );
         let backend = CpuBackend::new(Kernel::Soft, Some(1)).unwrap();
         NodeState::new(Chain::new(params, retarget), Box::new(backend))
     }

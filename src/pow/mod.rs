@@ -13,6 +13,11 @@ pub mod retarget;
 pub use compact::{CompactTarget, DecodedCompact};
 pub use difficulty::{Difficulty, ParseDifficultyError};
 
+/// Regtest's proof-of-work limit as nBits, the easiest target the chain allows: about every
+/// second nonce meets it. The default of a [`Template`](crate::block::Template) and the nBits
+/// of the experiments' simulated chains (also `chain::REGTEST_POW_LIMIT_BITS`).
+pub const REGTEST_POW_LIMIT_BITS: u32 = 0x207f_ffff;
+
 use num_bigint::BigUint;
 use num_traits::{ToPrimitive, Zero};
 use std::cmp::Ordering;

@@ -389,7 +389,9 @@ mod tests {
         let params = ChainParams::regtest();
         let template = Template::builder(params.genesis.block_hash(), 1)
             .time(1_700_000_000)
-            .bits(crate::pow::CompactTarget::from_consensus(0x207f_ffff))
+            .bits(crate::pow::CompactTarget::from_consensus(
+                crate::pow::REGTEST_POW_LIMIT_BITS,
+            ))
             .build()
             .expect("template");
         let job = NotifyJob::from_template("1".into(), &template, true);

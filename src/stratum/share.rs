@@ -125,7 +125,10 @@ mod tests {
         );
         assert!(v.share && !v.block, "{v:?}");
         // Under the recorded nBits (regtest's 207fffff) the same share is also a block.
-        let regtest = Target::from_compact(CompactTarget::from_consensus(0x207f_ffff)).unwrap();
+        let regtest = Target::from_compact(CompactTarget::from_consensus(
+            crate::pow::REGTEST_POW_LIMIT_BITS,
+        ))
+        .unwrap();
         assert!(check(&job, &s, 0.001, &regtest).block);
         // At difficulty 10 it is low.
         assert!(!check(&job, &s, 10.0, &hard).share);
@@ -153,7 +156,10 @@ mod tests {
 
     #[test]
     fn a_share_is_never_harder_than_a_block() {
-        let regtest = Target::from_compact(CompactTarget::from_consensus(0x207f_ffff)).unwrap();
+        let regtest = Target::from_compact(CompactTarget::from_consensus(
+            crate::pow::REGTEST_POW_LIMIT_BITS,
+        ))
+        .unwrap();
         let d = effective_difficulty(1.0, &regtest);
         assert!(d < 1e-9, "{d}");
         let hard = Target::from_compact(CompactTarget::from_consensus(0x1d00_ffff)).unwrap();

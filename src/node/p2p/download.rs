@@ -133,7 +133,7 @@ mod tests {
                 prev_blockhash: BlockHash::from_byte_array([prev; 32]),
                 merkle_root: bitcoin::TxMerkleNode::all_zeros(),
                 time: 0,
-                bits: bitcoin::CompactTarget::from_consensus(0x207f_ffff),
+                bits: bitcoin::CompactTarget::from_consensus(crate::pow::REGTEST_POW_LIMIT_BITS),
                 nonce,
             },
             txdata: vec![],

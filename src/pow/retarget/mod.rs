@@ -273,7 +273,10 @@ mod tests {
         RetargetParams {
             algorithm,
             spacing: 600,
-            pow_limit: Target::from_compact(CompactTarget::from_consensus(0x207fffff)).unwrap(),
+            pow_limit: Target::from_compact(CompactTarget::from_consensus(
+                crate::pow::REGTEST_POW_LIMIT_BITS,
+            ))
+            .unwrap(),
             initial: CompactTarget::from_consensus(0x1d00ffff),
         }
     }
