@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need that a Rust toolchain does not bring, then runs
 # `cargo test --no-fail-fast` (any arguments are passed on to it: `scripts/test.sh --test node cli::`).
-# Before the tests it builds the library and its examples with --no-default-features.
+# Before the tests it checks the library and its examples with --no-default-features.
 #
 #  - Mesa's software Vulkan driver (lavapipe), so the GPU tests run the WGSL shader on a real
 #    Vulkan device: `apt-get install -y mesa-vulkan-drivers` (through sudo when not root), only
@@ -107,9 +107,11 @@ if [ -z "${MINER_BITCOIND_BIN:-}" ] && [ ! -x "$node_bin/bitcoind" ]; then
 fi
 
 # 3. The library without its default features, as `cargo add miner --no-default-features` builds
-# it (the CPU engine alone), and the examples that need no feature (examples/mine_one_block.rs).
-cargo build --lib --no-default-features
-cargo build --examples --no-default-features
+# it (the CPU engine alone), and the examples that need no feature (examples/mine_one_block.rs):
+# type-checked (`cargo check`: no code generation, which at this profile's opt-level is most of
+# a build); step 5 builds and links that same engine-alone library for aarch64 and runs it.
+cargo check --lib --no-default-features
+cargo check --examples --no-default-features
 
 # 4. Kernel tests run every kernel this CPU has and print the ones they skip. Under CI (CI=true)
 # a skip of a kernel that CI's machines have (AMD EPYC Zen 4: SHA-NI, AVX2, AVX-512 F/BW/VL) is
