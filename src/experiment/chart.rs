@@ -33,9 +33,13 @@ pub fn xml_text(text: &str) -> String {
 /// One line of a [`line_chart`]: its legend, colour and points, dashed for reference curves,
 /// with the measured points' 95% intervals as bars.
 pub struct Series {
+    /// The legend's text.
     pub label: String,
+    /// An SVG colour, e.g. `"#1f77b4"`.
     pub colour: &'static str,
+    /// Drawn dashed (a reference curve) rather than solid.
     pub dashed: bool,
+    /// (x, y) points, joined in order.
     pub points: Vec<(f64, f64)>,
     /// (x, low, high) interval bars.
     pub bars: Vec<(f64, f64, f64)>,

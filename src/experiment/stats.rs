@@ -311,7 +311,7 @@ pub(crate) struct Cycles {
 }
 
 impl Cycles {
-    pub fn add(&mut self, x: f64, y: f64) {
+    pub(crate) fn add(&mut self, x: f64, y: f64) {
         self.n += 1;
         self.x += x;
         self.y += y;
@@ -320,7 +320,7 @@ impl Cycles {
         self.xy += x * y;
     }
 
-    pub fn merge(&mut self, o: &Cycles) {
+    pub(crate) fn merge(&mut self, o: &Cycles) {
         self.n += o.n;
         self.x += o.x;
         self.y += o.y;
@@ -331,7 +331,7 @@ impl Cycles {
 
     /// 95% interval of Σx / Σy by the delta method over cycles, clamped to [0, 1]; (0, 1) with
     /// fewer than two cycles or no y.
-    pub fn ratio_ci95(&self) -> (f64, f64) {
+    pub(crate) fn ratio_ci95(&self) -> (f64, f64) {
         if self.n < 2 || self.y <= 0.0 {
             return (0.0, 1.0);
         }
