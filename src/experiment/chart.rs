@@ -425,7 +425,7 @@ pub fn si(v: f64) -> String {
 /// Tick values for a log axis over `lo..hi`: every `levels` value in range (where the run sits,
 /// so those are always labelled), then 1, 2 and 5 times the powers of ten that are not within a
 /// factor 1.5 of a tick already chosen (so no two labels collide or repeat).
-pub fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
+pub(crate) fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
     let mut ticks: Vec<f64> = Vec::new();
     let far = |ticks: &[f64], v: f64| ticks.iter().all(|t| (v / t).log10().abs() >= 0.176);
     for &v in levels {

@@ -55,7 +55,7 @@ pub fn confirmations_needed(delegates: usize) -> usize {
 }
 
 /// Delegates offline for a share: `round(share × N)`.
-pub fn offline_count(delegates: usize, offline_share: f64) -> usize {
+pub(crate) fn offline_count(delegates: usize, offline_share: f64) -> usize {
     ((offline_share.clamp(0.0, 1.0) * delegates as f64).round() as usize).min(delegates)
 }
 
@@ -170,7 +170,7 @@ pub struct DposParams {
 /// Why [`DposParams`] cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum DposParamsError {
-    /// The accounts fail [`check_accounts`](super::stake::check_accounts).
+    /// The accounts fail [`check_accounts`].
     #[error(transparent)]
     Accounts(#[from] StakeError),
     /// `delegates` is 0 or more than the accounts.

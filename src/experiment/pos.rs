@@ -107,7 +107,7 @@ pub fn kernel_preimage(
 
 /// `Hash(Hash(B_prev), A, t)`: SHA-256d of [`kernel_preimage`], raw byte order (read it as a
 /// little-endian integer).
-pub fn kernel_hash(prev_block_hash: &[u8; 32], account_id: &[u8; 20], t: u64) -> [u8; 32] {
+pub(crate) fn kernel_hash(prev_block_hash: &[u8; 32], account_id: &[u8; 20], t: u64) -> [u8; 32] {
     sha256d(&kernel_preimage(prev_block_hash, account_id, t))
 }
 
@@ -140,7 +140,7 @@ pub fn stake_pow_limit(supply: u64) -> Target {
 /// The per-stake-unit target that gives one block per `block_time_s` seconds in expectation when
 /// every unit of `supply` tries once a second: `⌊M / (supply · block_time_s)⌋` (so `D = supply ·
 /// block_time_s`), at least 1.
-pub fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
+pub(crate) fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
     let m = Target::MAX.to_biguint();
     let den = BigUint::from(supply.max(1)) * BigUint::from(block_time_s.max(1));
     let t = (m / den).max(BigUint::from(1u8));
@@ -148,7 +148,7 @@ pub fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
 }
 
 /// The seed's `D` of a per-stake-unit target: `M / T` (a float; exact `D` is a ratio).
-pub fn unit_difficulty(unit_target: &Target) -> f64 {
+pub(crate) fn unit_difficulty(unit_target: &Target) -> f64 {
     unit_target.difficulty().as_f64()
 }
 
@@ -394,7 +394,7 @@ impl PosParams {
 /// Why [`PosParams`] cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum PosParamsError {
-    /// The accounts fail [`check_accounts`](super::stake::check_accounts).
+    /// The accounts fail [`check_accounts`].
     #[error(transparent)]
     Accounts(#[from] StakeError),
     /// `block_time_s` is 0.

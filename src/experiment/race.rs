@@ -65,7 +65,7 @@ pub const CHUNK: u64 = 1024;
 pub const MAX_TRIAL_BLOCKS: u64 = 1_000_000;
 
 /// Below this remaining chance of success a trial is cut off (for `q < 1/2`).
-pub const CUT_OFF_CHANCE: f64 = 1e-12;
+pub(crate) const CUT_OFF_CHANCE: f64 = 1e-12;
 
 /// Blocks each branch is built with before any trial asks for more.
 const INITIAL_BRANCH: usize = 256;

@@ -288,7 +288,7 @@ pub const DEFAULT_PARETO_ALPHA: f64 = 1.16;
 pub const DEFAULT_MIN_BALANCE: u64 = 1_000;
 /// The largest balance [`default_genesis`] gives, in multiples of the smallest: it keeps the
 /// total far from `u64::MAX` for any sensible number of accounts.
-pub const DEFAULT_MAX_MULTIPLE: f64 = 1e9;
+pub(crate) const DEFAULT_MAX_MULTIPLE: f64 = 1e9;
 
 /// `n_accounts` accounts named `acct000`, `acct001`, ... with Pareto-distributed balances
 /// (shape [`DEFAULT_PARETO_ALPHA`], at least [`DEFAULT_MIN_BALANCE`]): a few large holders and
@@ -491,7 +491,7 @@ pub fn tx_digest(transfers: &[Transfer], accounts: &[Account]) -> [u8; 32] {
 
 /// The genesis allocation's digest, committed to by the genesis block's `tx_digest`: SHA-256d
 /// of each account's id and balance (u64 LE) in order.
-pub fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
+pub(crate) fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
     let mut bytes = Vec::with_capacity(accounts.len() * 28);
     for a in accounts {
         bytes.extend_from_slice(&a.id);

@@ -60,7 +60,7 @@ impl Client {
     }
 
     /// No request outstanding.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.pending.is_none()
     }
 
@@ -149,7 +149,7 @@ impl Client {
 
     /// When the outstanding request's timeout expires (ms on the network's clock); `None` when
     /// idle.
-    pub fn next_deadline(&self) -> Option<f64> {
+    pub(crate) fn next_deadline(&self) -> Option<f64> {
         self.pending.as_ref().map(|p| p.deadline)
     }
 }

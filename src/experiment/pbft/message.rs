@@ -259,7 +259,7 @@ impl<T: Payload> Signed<T> {
     }
 
     /// Whether the MAC for `keys`' owner checks, with the key it shares with the sender.
-    pub fn verify(&self, keys: &KeyRing) -> bool {
+    pub(crate) fn verify(&self, keys: &KeyRing) -> bool {
         let mac = match keys.me {
             Node::Replica(i) => self.auth.get(i),
             Node::Client(_) if self.auth.len() == 1 => self.auth.first(),
