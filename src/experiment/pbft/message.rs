@@ -79,7 +79,7 @@ pub struct Commit {
 /// REPLY ⟨v, t, c, i, r⟩.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// v: the replica's view when it executed the request.
+    /// v: the sender's view when it answered (the client follows it to the primary).
     pub view: u64,
     /// t: the request's timestamp.
     pub timestamp: u64,

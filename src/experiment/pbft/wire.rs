@@ -20,7 +20,7 @@ pub enum DecodeError {
     /// An option or boolean byte is neither 0 nor 1.
     #[error("invalid flag byte {0}")]
     Flag(u8),
-    /// A length or element count exceeds the bytes left.
+    /// A length or element count that the bytes left cannot hold.
     #[error("a count of {0} does not fit in the message")]
     Count(u64),
     /// Bytes remained after a complete message.
