@@ -6,7 +6,6 @@
 //! fixed without libFuzzer.
 //!
 //! Not a stable interface: it exists for the fuzz crate and the replay test.
-#![warn(missing_docs, unreachable_pub)]
 
 use crate::backend::{Backend, BackendError, JobsReport, ScanReport, StopAt};
 use crate::chain::{Chain, ChainParams};

@@ -33,6 +33,9 @@
 // `unsafe fn` bodies mark each unsafe operation with its own `unsafe {}` block and `// SAFETY:`
 // comment (the default in edition 2024).
 #![deny(unsafe_op_in_unsafe_fn)]
+// Every public item says what it is (missing_docs), and `pub` means public: an item that
+// nothing outside the crate can reach is `pub(crate)` (unreachable_pub).
+#![warn(missing_docs, unreachable_pub)]
 
 /// The `bitcoin` crate this one builds on, whose types (`Block`, `BlockHash`, `ScriptBuf`,
 /// `Amount`, ...) appear in its API.

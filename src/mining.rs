@@ -2,7 +2,6 @@
 //! found nonce → block → chain. Rolls the extranonce whenever a job's 2^32 nonces are spent, so
 //! no header is hashed twice (docs/ARCHITECTURE.md §4). It lives here rather than in `cli` so
 //! library users and the node can share it.
-#![warn(missing_docs, unreachable_pub)]
 
 use crate::backend::{Backend, BackendError};
 use crate::block::{header_bytes, header_hash, JobSource, Template};

@@ -1,6 +1,5 @@
 //! Blocks: the template builder (coinbase with BIP34 height and extranonce, merkle root, 80-byte
 //! header) and the payout script. Consensus encoding is the `bitcoin` crate's.
-#![warn(missing_docs, unreachable_pub)]
 
 mod jobs;
 mod payout;

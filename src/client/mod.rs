@@ -1,7 +1,6 @@
 //! The getblocktemplate client behind `miner mine --node URL`: fetches templates from any node
 //! that speaks BIP 22 (`miner node`, bitcoind), builds its own coinbase to the payout, mines with
 //! any backend, longpolls for new tips, submits, and reconnects with backoff.
-#![warn(missing_docs, unreachable_pub)]
 
 pub mod stratum;
 

@@ -33,9 +33,13 @@ pub fn xml_text(text: &str) -> String {
 /// One line of a [`line_chart`]: its legend, colour and points, dashed for reference curves,
 /// with the measured points' 95% intervals as bars.
 pub struct Series {
+    /// The legend's text.
     pub label: String,
+    /// An SVG colour, e.g. `"#1f77b4"`.
     pub colour: &'static str,
+    /// Drawn dashed (a reference curve) rather than solid.
     pub dashed: bool,
+    /// (x, y) points, joined in order.
     pub points: Vec<(f64, f64)>,
     /// (x, low, high) interval bars.
     pub bars: Vec<(f64, f64, f64)>,
@@ -421,7 +425,7 @@ pub fn si(v: f64) -> String {
 /// Tick values for a log axis over `lo..hi`: every `levels` value in range (where the run sits,
 /// so those are always labelled), then 1, 2 and 5 times the powers of ten that are not within a
 /// factor 1.5 of a tick already chosen (so no two labels collide or repeat).
-pub fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
+pub(crate) fn log_ticks(lo: f64, hi: f64, levels: &[f64]) -> Vec<f64> {
     let mut ticks: Vec<f64> = Vec::new();
     let far = |ticks: &[f64], v: f64| ticks.iter().all(|t| (v / t).log10().abs() >= 0.176);
     for &v in levels {

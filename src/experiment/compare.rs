@@ -19,13 +19,17 @@ use std::time::Instant;
 /// regtest chain at difficulty `difficulty` (D: expected hashes per block).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PowMeasure {
+    /// The backend's name.
     pub backend: String,
+    /// D, expected hashes per block.
     pub difficulty: f64,
+    /// Blocks mined.
     pub blocks: u64,
     /// Every nonce hashed (work in flight past each hit included).
     pub hashes: u64,
     /// The winning nonces' positions in search order, summed: exactly geometric, mean D.
     pub trials: u64,
+    /// Wall-clock seconds the mining took.
     pub seconds: f64,
     /// `hashes / seconds`.
     pub hashrate_hs: f64,
@@ -90,6 +94,7 @@ pub fn pow_confirmations(q: f64, max_p: f64, limit: u32) -> Option<u32> {
 /// machine, except where `notes` says it is a formula.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CompareRow {
+    /// The system's name.
     pub system: String,
     /// Blocks (PBFT: committed requests) per second of the system's clock.
     pub blocks_per_s: f64,
@@ -112,6 +117,7 @@ pub struct CompareRow {
     /// Nakamoto coefficient of block production (entities that together made over half the
     /// blocks; PBFT: replicas needed to stall it, f + 1).
     pub nakamoto_coefficient: f64,
+    /// Free text: how the figures were obtained (the rule, the run's checks).
     pub notes: String,
 }
 

@@ -55,7 +55,7 @@ pub fn confirmations_needed(delegates: usize) -> usize {
 }
 
 /// Delegates offline for a share: `round(share × N)`.
-pub fn offline_count(delegates: usize, offline_share: f64) -> usize {
+pub(crate) fn offline_count(delegates: usize, offline_share: f64) -> usize {
     ((offline_share.clamp(0.0, 1.0) * delegates as f64).round() as usize).min(delegates)
 }
 
@@ -163,26 +163,40 @@ pub struct DposParams {
     pub votes_per_holder: usize,
     /// Transactions per block, for the throughput figures.
     pub txs_per_block: u32,
+    /// Seed of the run's random draws; the same seed gives the same run.
     pub seed: u64,
 }
 
 /// Why [`DposParams`] cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum DposParamsError {
+    /// The accounts fail [`check_accounts`].
     #[error(transparent)]
     Accounts(#[from] StakeError),
+    /// `delegates` is 0 or more than the accounts.
     #[error("the number of delegates must be between 1 and the number of accounts ({accounts}); got {delegates}")]
-    Delegates { delegates: usize, accounts: usize },
+    Delegates {
+        /// The delegates asked for.
+        delegates: usize,
+        /// The accounts there are.
+        accounts: usize,
+    },
+    /// `slot_time_s` is not a positive finite number.
     #[error("the slot time must be a positive number of seconds (EOS uses 0.5)")]
     SlotTime,
+    /// `rounds` is 0.
     #[error("the number of rounds must be at least 1")]
     Rounds,
+    /// `offline_share` is outside [0, 1].
     #[error("the offline share must be between 0 and 1")]
     OfflineShare,
+    /// `miss_probability` is outside [0, 1].
     #[error("the miss probability must be between 0 and 1")]
     MissProbability,
+    /// `vote_out_missed_share` is NaN or negative.
     #[error("the vote-out threshold must be a share of missed slots, not negative (1 or more disables voting out)")]
     VoteOut,
+    /// `votes_per_holder` is 0.
     #[error("each holder must back at least one candidate")]
     VotesPerHolder,
 }
@@ -240,7 +254,9 @@ impl DposParams {
 /// One account's part in a [`DposResult`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DposAccount {
+    /// The account's name.
     pub name: String,
+    /// Its stake, in units.
     pub balance: u64,
     /// Stake-weighted votes at the end.
     pub votes: u64,
@@ -248,8 +264,11 @@ pub struct DposAccount {
     pub blocks: u64,
     /// Slots it missed as a delegate.
     pub missed: u64,
+    /// It was among the delegates that stayed offline.
     pub offline: bool,
+    /// It was a delegate at the end.
     pub delegate_at_end: bool,
+    /// It was voted out for missing slots.
     pub voted_out: bool,
 }
 
@@ -260,21 +279,29 @@ pub struct DposResult {
     pub delegates: usize,
     /// `⌊2N/3⌋ + 1`.
     pub confirmations_needed: usize,
+    /// Rounds of N slots run.
     pub rounds: u64,
+    /// Slots run: `rounds × delegates`.
     pub slots: u64,
+    /// Seconds per slot.
     pub slot_time_s: f64,
     /// Blocks made (all on the one chain).
     pub blocks: u64,
+    /// Slots in which no block was made.
     pub missed_slots: u64,
     /// `missed_slots / slots`.
     pub missed_share: f64,
     /// Slots missed in each round.
     pub missed_per_round: Vec<u32>,
+    /// Share of the first round's slots missed.
     pub missed_share_first_round: f64,
+    /// Share of the last round's slots missed.
     pub missed_share_last_round: f64,
     /// The accounts that stayed offline.
     pub offline: Vec<String>,
+    /// The delegates elected at the start.
     pub initial_delegates: Vec<String>,
+    /// The delegates at the end.
     pub final_delegates: Vec<String>,
     /// Delegates voted out, in order.
     pub voted_out: Vec<String>,
@@ -292,27 +319,40 @@ pub struct DposResult {
     /// Seconds from a block's slot to the slot that made it irreversible, over the blocks that
     /// became irreversible (`None` when none did).
     pub irreversible_mean_s: Option<f64>,
+    /// Median of the same seconds.
     pub irreversible_p50_s: Option<f64>,
+    /// 99th percentile of the same seconds.
     pub irreversible_p99_s: Option<f64>,
+    /// Least of the same seconds.
     pub irreversible_min_s: Option<f64>,
+    /// Most of the same seconds.
     pub irreversible_max_s: Option<f64>,
     /// `slots × slot_time_s`.
     pub duration_s: f64,
-    /// Blocks and transactions per second achieved, and at most (every slot filled).
+    /// Blocks per second achieved: `blocks / duration_s`.
     pub blocks_per_s: f64,
+    /// Transactions per second achieved: `blocks_per_s × txs_per_block`.
     pub txs_per_s: f64,
+    /// Blocks per second with every slot filled: `1 / slot_time_s`.
     pub nominal_blocks_per_s: f64,
+    /// Transactions per second with every slot filled.
     pub nominal_txs_per_s: f64,
+    /// Each account's part, in the order of [`DposParams::accounts`].
     pub per_account: Vec<DposAccount>,
-    /// Concentration of block production: over all accounts (non-producers count as zero),
-    /// over the accounts that made blocks, and the Nakamoto coefficients (same either way).
+    /// Gini of blocks made, over all accounts (non-producers count as zero). The Nakamoto
+    /// coefficients below are the same over either set.
     pub blocks_gini_all: f64,
+    /// Gini of blocks made, over the accounts that made any.
     pub blocks_gini_producers: f64,
+    /// Fewest accounts that made more than half the blocks.
     pub blocks_nakamoto_majority: usize,
+    /// Fewest accounts that made more than a third of the blocks.
     pub blocks_nakamoto_third: usize,
-    /// Concentration of the stake.
+    /// Gini of the stake, over all accounts.
     pub stake_gini: f64,
+    /// Fewest accounts that hold more than half the stake.
     pub stake_nakamoto_majority: usize,
+    /// Fewest accounts that hold more than a third of the stake.
     pub stake_nakamoto_third: usize,
     /// The chain's last block, display order.
     pub tip_hash: String,

@@ -66,18 +66,23 @@ pub struct ForkParams {
     pub block_time_s: f64,
     /// Blocks to find (a run ends at the first regeneration point after this many).
     pub blocks: u64,
+    /// Seed of the run's random draws; the same seed gives the same run.
     pub seed: u64,
 }
 
 /// Why [`ForkParams`] cannot be run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ForkParamsError {
+    /// `shares` is empty.
     #[error("at least one node is needed")]
     NoNodes,
+    /// A share is negative or not finite, or they sum to 0.
     #[error("hash shares must be finite and not negative, with a positive sum")]
     BadShares,
+    /// `delay_s` is negative or not finite.
     #[error("the delay must be finite and not negative")]
     BadDelay,
+    /// `block_time_s` is not positive and finite.
     #[error("the block time must be finite and positive")]
     BadBlockTime,
 }
@@ -157,14 +162,18 @@ pub struct TraceEvent {
     pub time_s: f64,
     /// The node it happened at.
     pub node: usize,
+    /// What happened.
     pub kind: TraceKind,
     /// For `Found` and `Received` the block's; for `Reorg` the node's new tip's.
     pub height: u32,
+    /// The block's hash (for `Reorg`, the new tip's).
     pub hash: BlockHash,
+    /// That block's parent's hash.
     pub parent: BlockHash,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a [`TraceEvent`] records.
 pub enum TraceKind {
     /// The node found the block (and made it its tip).
     Found,
@@ -172,7 +181,10 @@ pub enum TraceKind {
     Received,
     /// The block just received moved the node's tip to another branch, removing `depth` blocks
     /// from its active chain; `hash` is the new tip.
-    Reorg { depth: u32 },
+    Reorg {
+        /// Blocks removed from the node's active chain.
+        depth: u32,
+    },
 }
 
 /// The first-order stale rate `1 − e^(−d/T)`: the chance that another block is found while one

@@ -107,7 +107,7 @@ pub fn kernel_preimage(
 
 /// `Hash(Hash(B_prev), A, t)`: SHA-256d of [`kernel_preimage`], raw byte order (read it as a
 /// little-endian integer).
-pub fn kernel_hash(prev_block_hash: &[u8; 32], account_id: &[u8; 20], t: u64) -> [u8; 32] {
+pub(crate) fn kernel_hash(prev_block_hash: &[u8; 32], account_id: &[u8; 20], t: u64) -> [u8; 32] {
     sha256d(&kernel_preimage(prev_block_hash, account_id, t))
 }
 
@@ -140,7 +140,7 @@ pub fn stake_pow_limit(supply: u64) -> Target {
 /// The per-stake-unit target that gives one block per `block_time_s` seconds in expectation when
 /// every unit of `supply` tries once a second: `⌊M / (supply · block_time_s)⌋` (so `D = supply ·
 /// block_time_s`), at least 1.
-pub fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
+pub(crate) fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
     let m = Target::MAX.to_biguint();
     let den = BigUint::from(supply.max(1)) * BigUint::from(block_time_s.max(1));
     let t = (m / den).max(BigUint::from(1u8));
@@ -148,7 +148,7 @@ pub fn initial_unit_target(supply: u64, block_time_s: u64) -> Target {
 }
 
 /// The seed's `D` of a per-stake-unit target: `M / T` (a float; exact `D` is a ratio).
-pub fn unit_difficulty(unit_target: &Target) -> f64 {
+pub(crate) fn unit_difficulty(unit_target: &Target) -> f64 {
     unit_target.difficulty().as_f64()
 }
 
@@ -164,9 +164,11 @@ pub struct BlockId(pub usize);
 /// One block of a [`BlockTree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeBlock {
+    /// The block's header.
     pub header: StakeHeader,
     /// [`StakeHeader::hash`].
     pub hash: [u8; 32],
+    /// The parent block (`None` for genesis).
     pub parent: Option<BlockId>,
     /// The maker's index in the account list (`None` for genesis).
     pub maker: Option<usize>,
@@ -224,6 +226,7 @@ impl BlockTree {
         BlockId(self.blocks.len() - 1)
     }
 
+    /// The block `id` names.
     pub fn get(&self, id: BlockId) -> &TreeBlock {
         &self.blocks[id.0]
     }
@@ -329,6 +332,7 @@ pub struct PosParams {
     pub txs_per_block: u32,
     /// Hash rate of the proof-of-work network compared with, hashes per second.
     pub pow_hashrate_hs: f64,
+    /// Seed of the run's random draws; the same seed gives the same run.
     pub seed: u64,
 }
 
@@ -390,22 +394,29 @@ impl PosParams {
 /// Why [`PosParams`] cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum PosParamsError {
+    /// The accounts fail [`check_accounts`].
     #[error(transparent)]
     Accounts(#[from] StakeError),
+    /// `block_time_s` is 0.
     #[error(
         "the block time must be at least 1 second (the kernel's clock ticks in whole seconds)"
     )]
     BlockTime,
+    /// `blocks` is 0.
     #[error("the number of blocks must be at least 1")]
     Blocks,
+    /// A windowed controller's window is below 2 blocks.
     #[error("the difficulty window must be at least 2 blocks (got {0})")]
     Window(u32),
+    /// asert's half-life is below 1 second.
     #[error(
         "asert's half-life must be at least 1 second (got {0}); 48 block times is the usual choice"
     )]
     HalfLife(i64),
+    /// `pow_hashrate_hs` is negative or not finite.
     #[error("the proof-of-work hash rate must be finite and not negative")]
     Hashrate,
+    /// More accounts than a transfer's `u32` index can name.
     #[error("at most 2^32 - 1 accounts")]
     TooManyAccounts,
 }
@@ -413,8 +424,11 @@ pub enum PosParamsError {
 /// One account's part in a [`PosResult`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PosAccount {
+    /// The account's name.
     pub name: String,
+    /// Its balance at genesis, in units.
     pub genesis_balance: u64,
+    /// Its balance at the main chain's tip, in units.
     pub final_balance: u64,
     /// Genesis balance over the supply.
     pub genesis_stake_share: f64,
@@ -432,9 +446,13 @@ pub struct PosAccount {
 /// What a stake-chain run measured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PosResult {
+    /// The difficulty controller's name.
     pub algorithm: String,
+    /// Accounts in the allocation.
     pub accounts: usize,
+    /// Target seconds between blocks.
     pub block_time_s: u64,
+    /// Seconds a block took to reach the other accounts.
     pub delay_s: u64,
     /// Main-chain blocks (genesis not counted).
     pub blocks: u64,
@@ -446,7 +464,9 @@ pub struct PosResult {
     pub fork_points: u64,
     /// Reorganisations by depth (blocks an account's followed chain lost), over all accounts.
     pub reorgs: BTreeMap<u64, u64>,
+    /// The deepest of those reorganisations, in blocks (0: none).
     pub max_reorg_depth: u64,
+    /// Each account's part, in the order of [`PosParams::accounts`].
     pub per_account: Vec<PosAccount>,
     /// Blocks made on the main chain against each account's stake share at each block's parent
     /// (the seed's claim: block production proportional to stake).
@@ -458,10 +478,13 @@ pub struct PosResult {
     pub chi_square_collisions: ChiSquare,
     /// Main-chain blocks skipped before the interval figures (a tenth).
     pub warmup_blocks: u64,
-    /// Main-chain block intervals after the warm-up, seconds.
+    /// Mean main-chain block interval after the warm-up, seconds.
     pub interval_mean_s: f64,
+    /// 95% confidence interval of that mean, seconds.
     pub interval_ci95_s: (f64, f64),
+    /// Median interval, seconds.
     pub interval_median_s: f64,
+    /// 90th-percentile interval, seconds.
     pub interval_p90_s: f64,
     /// Virtual seconds run.
     pub seconds: u64,
@@ -471,32 +494,42 @@ pub struct PosResult {
     pub kernel_hashes_per_block: f64,
     /// `accounts with stake × block_time_s`: what the one-try-per-second rule predicts.
     pub expected_kernel_hashes_per_block: f64,
+    /// Hash rate of the proof-of-work network compared with, hashes per second.
     pub pow_hashrate_hs: f64,
     /// Proof of work at the same interval: `pow_hashrate_hs × block_time_s`.
     pub pow_hashes_per_block: f64,
     /// `pow_hashes_per_block / kernel_hashes_per_block`.
     pub pow_to_pos_hash_ratio: f64,
-    /// Concentration of main-chain block production over all accounts.
+    /// Gini of main-chain blocks made, over all accounts.
     pub blocks_gini: f64,
+    /// Fewest accounts that made more than half the main-chain blocks.
     pub blocks_nakamoto_majority: usize,
+    /// Fewest accounts that made more than a third of the main-chain blocks.
     pub blocks_nakamoto_third: usize,
-    /// Concentration of the genesis stake.
+    /// Gini of the genesis stake.
     pub stake_gini: f64,
+    /// Fewest accounts that held more than half the genesis stake.
     pub stake_nakamoto_majority: usize,
+    /// Fewest accounts that held more than a third of the genesis stake.
     pub stake_nakamoto_third: usize,
-    /// Concentration of the stake at the main chain's tip.
+    /// Gini of the stake at the main chain's tip.
     pub final_stake_gini: f64,
+    /// Units held in all at genesis.
     pub supply_before: u64,
+    /// Units held in all at the main chain's tip (equal: transfers and fees move units, none are
+    /// made).
     pub supply_after: u64,
     /// Fees paid to makers on the main chain.
     pub fees_total: u64,
     /// Transfers on the main chain.
     pub transfers: u64,
+    /// nBits the controller starts from (the first block's).
     pub initial_bits: u32,
     /// nBits the tip asks of the next block.
     pub final_bits: u32,
-    /// The seed's `D = M / T` at the start and at the end.
+    /// The seed's `D = M / T` at the start.
     pub initial_d: f64,
+    /// The seed's `D = M / T` at the end.
     pub final_d: f64,
     /// `supply × block_time_s`: the `D` at which the whole stake's one try per second gives one
     /// block per interval.

@@ -65,7 +65,7 @@ pub const CHUNK: u64 = 1024;
 pub const MAX_TRIAL_BLOCKS: u64 = 1_000_000;
 
 /// Below this remaining chance of success a trial is cut off (for `q < 1/2`).
-pub const CUT_OFF_CHANCE: f64 = 1e-12;
+pub(crate) const CUT_OFF_CHANCE: f64 = 1e-12;
 
 /// Blocks each branch is built with before any trial asks for more.
 const INITIAL_BRANCH: usize = 256;
@@ -90,14 +90,19 @@ pub struct RaceParams {
     pub premine: bool,
     /// Give up when this many blocks behind after the merchant accepted.
     pub give_up: Option<u32>,
+    /// Independent races to run.
     pub trials: u64,
+    /// Seed of the trials' random draws; the same seed gives the same result.
     pub seed: u64,
 }
 
 /// What the trials of one [`RaceParams`] gave.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RaceResult {
+    /// Races run.
     pub trials: u64,
+    /// Races the attacker won: its branch became strictly longer after the merchant accepted,
+    /// so the chain reorganised onto it.
     pub successes: u64,
     /// Mean blocks (both sides) from the payment's race start until publication, over successful
     /// attacks; the pre-mined block is not counted. 0 when no attack succeeded.

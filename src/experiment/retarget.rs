@@ -156,32 +156,43 @@ impl Profile {
 /// A simulation's settings.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The controllers to run, each over the same profile and random numbers.
     pub algorithms: Vec<Algorithm>,
     /// Target interval, seconds.
     pub spacing: i64,
+    /// Blocks per controller.
     pub blocks: u64,
+    /// The network's hash rate over the run.
     pub profile: Profile,
+    /// Seed of the block times' random draws; each controller's run starts from it.
     pub seed: u64,
+    /// The easiest target allowed (nBits never go above it).
     pub pow_limit: Target,
 }
 
 /// One simulated block.
 #[derive(Clone, Debug, Serialize)]
 pub struct SimBlock {
+    /// The block's height, from 1.
     pub height: u64,
     /// Seconds since the start (real, not rounded to the header's whole seconds).
     pub time_s: f64,
+    /// Seconds since the previous block (the start, for the first).
     pub interval_s: f64,
+    /// The network's hash rate while it was mined, hashes per second.
     pub hashrate_hs: f64,
     /// D of the block's nBits.
     pub difficulty: f64,
+    /// The block's nBits, 8 hex digits.
     pub bits: String,
 }
 
 /// One controller's run.
 #[derive(Clone, Debug)]
 pub struct SimRun {
+    /// The controller.
     pub algorithm: Algorithm,
+    /// Its blocks, in height order.
     pub blocks: Vec<SimBlock>,
 }
 
@@ -244,12 +255,17 @@ pub fn simulate(cfg: &SimConfig) -> Vec<SimRun> {
 /// A controller's figures over a run. Field names carry units; this is the `--json` schema.
 #[derive(Clone, Debug, Serialize)]
 pub struct SimStats {
+    /// The controller's name.
     pub algorithm: String,
+    /// Mean block interval, seconds.
     pub mean_interval_s: f64,
     /// `(mean - T) / T`, percent.
     pub mean_error_pct: f64,
+    /// Standard deviation of the block interval, seconds.
     pub std_dev_s: f64,
+    /// 95th-percentile block interval, seconds.
     pub p95_s: f64,
+    /// Longest block interval, seconds.
     pub max_s: f64,
     /// Per profile step: the step's block index and the blocks until the 20-block mean interval
     /// was back within 10% of T (`None`: not within the run).

@@ -66,14 +66,17 @@ pub struct SelfishParams {
     pub gamma: f64,
     /// Blocks to find (a run ends at the first return to state 0 after this many).
     pub blocks: u64,
+    /// Seed of the run's random draws; the same seed gives the same run.
     pub seed: u64,
 }
 
 /// Why [`SelfishParams`] cannot be run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SelfishParamsError {
+    /// `alpha` is outside [0, 0.5).
     #[error("alpha must be in [0, 0.5): at 0.5 and above the pool's lead grows without bound")]
     Alpha,
+    /// `gamma` is outside [0, 1].
     #[error("gamma must be in [0, 1]")]
     Gamma,
 }

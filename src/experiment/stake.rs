@@ -35,10 +35,12 @@ pub const MIN_EXPECTED_PER_CELL: f64 = 5.0;
 /// One account: a name, its id and its balance (the stake it holds, in indivisible units).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Account {
+    /// The account's name, unique in its list.
     pub name: String,
     /// `SHA-256(name)[..20]` ([`account_id`]), shown as hex.
     #[serde(serialize_with = "hex_bytes")]
     pub id: [u8; 20],
+    /// The stake it holds, in indivisible units.
     pub balance: u64,
 }
 
@@ -74,48 +76,93 @@ fn hex_bytes<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::
 pub enum StakeError {
     // The I/O error is part of the message and not also a `source`: `error: {e:#}` prints a
     // source chain after the message, which would show it twice.
+    /// The genesis file could not be read.
     #[error("cannot read the genesis file {origin}: {cause}; check the path (`miner experiment pos --write-genesis FILE` writes a default allocation)")]
     Read {
+        /// The file's path.
         origin: String,
+        /// The I/O error.
         cause: std::io::Error,
     },
+    /// The genesis file could not be written.
     #[error("cannot write the genesis file {origin}: {cause}; check that the folder exists and is writable")]
     Write {
+        /// The file's path.
         origin: String,
+        /// The I/O (or serialisation) error.
         cause: std::io::Error,
     },
+    /// The file is not JSON of the genesis layout.
     #[error("{origin} is not a valid genesis allocation (line {line}, column {column}: {message}); expected {{\"accounts\": [{{\"name\": \"alice\", \"balance\": 1000}}, ...]}} with whole, non-negative balances")]
     BadJson {
+        /// The file's path.
         origin: String,
+        /// Where the parser stopped: line, 1-based.
         line: usize,
+        /// Where the parser stopped: column, 1-based.
         column: usize,
+        /// The parser's message, without its position.
         message: String,
     },
+    /// No accounts.
     #[error(
         "{origin} lists no accounts; add at least one {{\"name\": ..., \"balance\": ...}} entry"
     )]
-    Empty { origin: String },
+    Empty {
+        /// The file, or "the account list".
+        origin: String,
+    },
+    /// An account has an empty name.
     #[error("entry {index} of {origin} has an empty name; give every account a name (its id is derived from it)")]
-    EmptyName { origin: String, index: usize },
+    EmptyName {
+        /// The file, or "the account list".
+        origin: String,
+        /// The entry's position, 0-based.
+        index: usize,
+    },
+    /// Two accounts share a name.
     #[error("account name '{name}' appears twice in {origin} (entries {first} and {second}); names must be unique because the account id is derived from the name")]
     DuplicateName {
+        /// The file, or "the account list".
         origin: String,
+        /// The repeated name.
         name: String,
+        /// The first entry with it, 0-based.
         first: usize,
+        /// The second entry with it, 0-based.
         second: usize,
     },
+    /// Two accounts share an id (possible only for accounts not built with [`Account::new`]).
     #[error("accounts '{first}' and '{second}' in {origin} have the same id; build accounts with Account::new so that the id is derived from the name")]
     DuplicateId {
+        /// The file, or "the account list".
         origin: String,
+        /// The first account's name.
         first: String,
+        /// The second account's name.
         second: String,
     },
+    /// Every balance is 0.
     #[error("the balances in {origin} add up to 0; give at least one account a positive balance (stake decides who makes blocks)")]
-    ZeroTotal { origin: String },
+    ZeroTotal {
+        /// The file, or "the account list".
+        origin: String,
+    },
+    /// The balances' sum does not fit in `u64`.
     #[error("the balances in {origin} add up to more than 2^64 - 1; use smaller units")]
-    TotalOverflow { origin: String },
+    TotalOverflow {
+        /// The file, or "the account list".
+        origin: String,
+    },
+    /// [`chi_square`] got a different number of counts and shares.
     #[error("chi-square: {observed} observed counts but {expected} expected shares; give one share per cell")]
-    LengthMismatch { observed: usize, expected: usize },
+    LengthMismatch {
+        /// Observed counts given.
+        observed: usize,
+        /// Expected shares given.
+        expected: usize,
+    },
+    /// [`chi_square`]'s expected shares are not finite and non-negative with a positive sum.
     #[error("chi-square: expected shares must be finite and not negative, with a positive sum")]
     BadShares,
 }
@@ -241,7 +288,7 @@ pub const DEFAULT_PARETO_ALPHA: f64 = 1.16;
 pub const DEFAULT_MIN_BALANCE: u64 = 1_000;
 /// The largest balance [`default_genesis`] gives, in multiples of the smallest: it keeps the
 /// total far from `u64::MAX` for any sensible number of accounts.
-pub const DEFAULT_MAX_MULTIPLE: f64 = 1e9;
+pub(crate) const DEFAULT_MAX_MULTIPLE: f64 = 1e9;
 
 /// `n_accounts` accounts named `acct000`, `acct001`, ... with Pareto-distributed balances
 /// (shape [`DEFAULT_PARETO_ALPHA`], at least [`DEFAULT_MIN_BALANCE`]): a few large holders and
@@ -374,11 +421,17 @@ pub const HEADER_LEN: usize = 104;
 /// | 72..104 | `tx_digest`: [`tx_digest`] of the block's transfers |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StakeHeader {
+    /// The parent block's hash (zero for genesis).
     pub prev: [u8; 32],
+    /// The block's height (0: genesis).
     pub height: u64,
+    /// The making account's id (zero for genesis).
     pub maker: [u8; 20],
+    /// PoS: seconds since 1970; DPoS: the slot number.
     pub time: u64,
+    /// The compact per-stake-unit target (PoS; 0 in DPoS).
     pub bits: u32,
+    /// [`tx_digest`] of the block's transfers.
     pub tx_digest: [u8; 32],
 }
 
@@ -405,9 +458,13 @@ impl StakeHeader {
 /// block's maker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Transfer {
+    /// The sender's index in the account list.
     pub from: u32,
+    /// The receiver's index in the account list.
     pub to: u32,
+    /// Units moved from sender to receiver.
     pub amount: u64,
+    /// Units the sender pays the block's maker, on top of `amount`.
     pub fee: u64,
 }
 
@@ -434,7 +491,7 @@ pub fn tx_digest(transfers: &[Transfer], accounts: &[Account]) -> [u8; 32] {
 
 /// The genesis allocation's digest, committed to by the genesis block's `tx_digest`: SHA-256d
 /// of each account's id and balance (u64 LE) in order.
-pub fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
+pub(crate) fn allocation_digest(accounts: &[Account]) -> [u8; 32] {
     let mut bytes = Vec::with_capacity(accounts.len() * 28);
     for a in accounts {
         bytes.extend_from_slice(&a.id);

@@ -111,7 +111,7 @@ pub fn nakamoto_coefficient(values: &[u64], threshold: f64) -> usize {
 }
 
 /// Upper tail of the χ² distribution with `df` degrees of freedom: `Q(df/2, x/2)`.
-pub fn chi_square_p(x: f64, df: u64) -> f64 {
+pub(crate) fn chi_square_p(x: f64, df: u64) -> f64 {
     if df == 0 {
         return 1.0;
     }
@@ -200,7 +200,7 @@ fn gamma_q_fraction(a: f64, x: f64) -> f64 {
 
 /// `ln Γ(x)` for `x > 0`: Lanczos' approximation with g = 7 and nine coefficients (relative
 /// error about 1e-15), with the reflection formula below 1/2.
-pub fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const G: f64 = 7.0;
     const COEF: [f64; 9] = [
         0.999_999_999_999_809_9,
@@ -311,7 +311,7 @@ pub(crate) struct Cycles {
 }
 
 impl Cycles {
-    pub fn add(&mut self, x: f64, y: f64) {
+    pub(crate) fn add(&mut self, x: f64, y: f64) {
         self.n += 1;
         self.x += x;
         self.y += y;
@@ -320,7 +320,7 @@ impl Cycles {
         self.xy += x * y;
     }
 
-    pub fn merge(&mut self, o: &Cycles) {
+    pub(crate) fn merge(&mut self, o: &Cycles) {
         self.n += o.n;
         self.x += o.x;
         self.y += o.y;
@@ -331,7 +331,7 @@ impl Cycles {
 
     /// 95% interval of Σx / Σy by the delta method over cycles, clamped to [0, 1]; (0, 1) with
     /// fewer than two cycles or no y.
-    pub fn ratio_ci95(&self) -> (f64, f64) {
+    pub(crate) fn ratio_ci95(&self) -> (f64, f64) {
         if self.n < 2 || self.y <= 0.0 {
             return (0.0, 1.0);
         }

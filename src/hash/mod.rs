@@ -4,7 +4,6 @@
 //! nonces `first .. first + count` and push every nonce whose hash meets the job's target.
 //! [`Kernel`] is the one dispatch point; it checks the CPU at run time, so every binary carries
 //! every kernel of its architecture (x86-64 or aarch64) and falls back to the portable one.
-#![warn(missing_docs, unreachable_pub)]
 
 /// Runs `$body` with `$t` bound to each literal in turn: straight-line code for the kernels'
 /// round and schedule loops, so that the message schedule stays in registers instead of an

@@ -1,6 +1,5 @@
 //! `miner node`: the local chain served over Bitcoin Core's JSON-RPC (HTTP, Basic auth) on
 //! loopback, with getblocktemplate (BIP 22, longpoll) and submitblock (BIP 22 answers).
-#![warn(missing_docs, unreachable_pub)]
 
 pub mod fds;
 mod http;

@@ -4,7 +4,6 @@
 //! is valid when `Hash(B) <= target`. The seed's difficulty `D` is the expected number of hashes
 //! per block, `target = floor(M / D)` with `M = 2^256 - 1`. Bitcoin's difficulty ("bdiff") is
 //! `DIFF1 / target` with `DIFF1 = 0xFFFF * 2^208`.
-#![warn(missing_docs, unreachable_pub)]
 
 mod compact;
 mod difficulty;

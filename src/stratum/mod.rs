@@ -18,7 +18,6 @@
 //! height; a Stratum server splits it into a 4-byte extranonce1 per connection and a 4-byte
 //! extranonce2 the miner rolls, so `extranonce1 ‖ extranonce2` read little-endian is the
 //! template's extranonce.
-#![warn(missing_docs, unreachable_pub)]
 // Its crate-internal parts serve the server and the client, both behind the `node` feature;
 // without it only the public part (`NotifyJob`, `share_target`, ...) has a use.
 #![cfg_attr(not(feature = "node"), allow(dead_code, unused_imports))]

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 /// A request the client accepted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
+    /// The request's timestamp t.
     pub timestamp: u64,
+    /// Milliseconds, on the driving network's clock, from issuing the request to accepting its
+    /// result.
     pub latency_ms: f64,
+    /// The accepted result r.
     pub result: Vec<u8>,
 }
 
@@ -37,6 +41,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// Client `id` of a run with config `cfg`, idle, in view 0.
     pub fn new(id: usize, cfg: &Config) -> Client {
         Client {
             id,
@@ -49,11 +54,13 @@ impl Client {
         }
     }
 
+    /// This client's index c.
     pub fn id(&self) -> usize {
         self.id
     }
 
-    pub fn is_idle(&self) -> bool {
+    /// No request outstanding.
+    pub(crate) fn is_idle(&self) -> bool {
         self.pending.is_none()
     }
 
@@ -140,7 +147,9 @@ impl Client {
         }
     }
 
-    pub fn next_deadline(&self) -> Option<f64> {
+    /// When the outstanding request's timeout expires (ms on the network's clock); `None` when
+    /// idle.
+    pub(crate) fn next_deadline(&self) -> Option<f64> {
         self.pending.as_ref().map(|p| p.deadline)
     }
 }

@@ -48,14 +48,23 @@ const LINK: usize = 1024;
 /// Why a live run could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// The parameters fail [`Config::new`]'s checks.
     #[error("invalid PBFT parameters: {0}")]
     Params(String),
+    /// The run's own tokio runtime could not be built.
     #[error("could not start the tokio runtime: {0}")]
     Runtime(std::io::Error),
+    /// A replica or client could not bind its loopback listener.
     #[error("could not listen on 127.0.0.1: {0}")]
     Bind(std::io::Error),
+    /// A replica or client task panicked, or was still running after the stop.
     #[error("{who} did not finish: {why}")]
-    Task { who: String, why: String },
+    Task {
+        /// Which task: a replica or a client, by index.
+        who: String,
+        /// The join error, or how long it ran on.
+        why: String,
+    },
 }
 
 /// Runs replicas and clients on loopback TCP in a tokio runtime of its own; latencies in the

@@ -10,15 +10,21 @@ use std::fmt;
 /// A participant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Node {
+    /// Replica i, 0 ≤ i < N.
     Replica(usize),
+    /// Client c, 0 ≤ c < the run's client count.
     Client(usize),
 }
 
 /// REQUEST ⟨o, t, c⟩.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// o: the operation, opaque to the protocol.
     pub op: Vec<u8>,
+    /// t: the client's request counter, increasing; orders its requests and makes execution
+    /// at-most-once.
     pub timestamp: u64,
+    /// c: the client that sent it.
     pub client: usize,
 }
 
@@ -34,73 +40,99 @@ impl Request {
 /// PRE-PREPARE ⟨v, n, d⟩ with the client's request (`None`: the null request).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrePrepare {
+    /// v: the view the primary assigned it in.
     pub view: u64,
+    /// n: the sequence number.
     pub seq: u64,
+    /// d: the request's digest ([`NULL_DIGEST`] for the null request).
     pub digest: Digest,
+    /// The request itself, as the client signed it; `None` for the null request.
     pub request: Option<Signed<Request>>,
 }
 
 /// PREPARE ⟨v, n, d, i⟩.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepare {
+    /// v.
     pub view: u64,
+    /// n.
     pub seq: u64,
+    /// d: the digest of the request pre-prepared at (v, n).
     pub digest: Digest,
+    /// i: the sender.
     pub replica: usize,
 }
 
 /// COMMIT ⟨v, n, d, i⟩.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
+    /// v.
     pub view: u64,
+    /// n.
     pub seq: u64,
+    /// d: the digest of the request prepared at (v, n).
     pub digest: Digest,
+    /// i: the sender.
     pub replica: usize,
 }
 
 /// REPLY ⟨v, t, c, i, r⟩.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
+    /// v: the sender's view when it answered (the client follows it to the primary).
     pub view: u64,
+    /// t: the request's timestamp.
     pub timestamp: u64,
+    /// c: the request's client.
     pub client: usize,
+    /// i: the sender.
     pub replica: usize,
+    /// r: the result of executing the request.
     pub result: Vec<u8>,
 }
 
 /// CHECKPOINT ⟨n, d, i⟩: d is the service state's digest after executing n.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// n: the last sequence number executed.
     pub seq: u64,
+    /// d.
     pub digest: Digest,
+    /// i: the sender.
     pub replica: usize,
 }
 
 /// P_m: a pre-prepare and Q − 1 matching prepares from distinct backups.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreparedCert {
+    /// The pre-prepare ⟨v, n, d⟩.
     pub pre_prepare: Signed<PrePrepare>,
+    /// Q − 1 prepares for the same (v, n, d), from distinct backups.
     pub prepares: Vec<Signed<Prepare>>,
 }
 
 /// VIEW-CHANGE ⟨v + 1, n, C, P, i⟩.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ViewChange {
+    /// v + 1: the view the sender moves to.
     pub new_view: u64,
     /// n: the sender's last stable checkpoint.
     pub stable_seq: u64,
+    /// The service state's digest at n.
     pub stable_digest: Digest,
     /// C: Q checkpoint messages proving it (empty at the genesis checkpoint 0).
     pub checkpoint_proof: Vec<Signed<Checkpoint>>,
     /// P: a prepared certificate for every sequence number above n that the sender prepared
     /// (the one of the highest view), in increasing n.
     pub prepared: Vec<PreparedCert>,
+    /// i: the sender.
     pub replica: usize,
 }
 
 /// NEW-VIEW ⟨v + 1, V, O⟩.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewView {
+    /// v + 1: the view it opens.
     pub view: u64,
     /// V: Q valid view-changes for `view`.
     pub view_changes: Vec<Signed<ViewChange>>,
@@ -111,15 +143,20 @@ pub struct NewView {
 /// A lagging replica asks for the state at stable checkpoint `seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchState {
+    /// The stable checkpoint's sequence number.
     pub seq: u64,
+    /// The replica asking.
     pub replica: usize,
 }
 
 /// The answer: the state at `seq`, which the receiver checks against the checkpoint's digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateTransfer {
+    /// The stable checkpoint's sequence number.
     pub seq: u64,
+    /// The service state after executing `seq`.
     pub state: ServiceState,
+    /// The replica answering.
     pub replica: usize,
 }
 
@@ -127,7 +164,9 @@ pub struct StateTransfer {
 /// timestamp and reply (which makes execution at-most-once and lets replicas resend replies).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceState {
+    /// SHA-256 chain over every executed (n, d), from all zeros.
     pub history: Digest,
+    /// Per client: its last executed timestamp and the reply to it.
     pub replies: BTreeMap<usize, (u64, Vec<u8>)>,
 }
 
@@ -152,22 +191,34 @@ impl ServiceState {
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
+    /// A client's request.
     Request(Request),
+    /// The primary's sequence-number assignment.
     PrePrepare(PrePrepare),
+    /// A backup's agreement with a pre-prepare.
     Prepare(Prepare),
+    /// A prepared replica's commit.
     Commit(Commit),
+    /// A replica's answer to a client.
     Reply(Reply),
+    /// A replica's state digest every k executions.
     Checkpoint(Checkpoint),
+    /// A replica's vote to leave its view.
     ViewChange(ViewChange),
+    /// The new primary's opening of a view.
     NewView(NewView),
+    /// A lagging replica's state-transfer request.
     FetchState(FetchState),
+    /// The answer to [`Message::FetchState`].
     State(StateTransfer),
 }
 
 /// Who an authenticator is for: every replica, or one client (REPLY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Audience {
+    /// One MAC per replica.
     Replicas,
+    /// One MAC, for client c.
     Client(usize),
 }
 
@@ -175,8 +226,11 @@ pub enum Audience {
 /// the client of a REPLY), over the sender and the tagged message bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signed<T> {
+    /// The sender.
     pub from: Node,
+    /// The message.
     pub body: T,
+    /// The authenticator: one HMAC-SHA256 per receiver (see the type).
     pub auth: Vec<Mac>,
 }
 
@@ -205,7 +259,7 @@ impl<T: Payload> Signed<T> {
     }
 
     /// Whether the MAC for `keys`' owner checks, with the key it shares with the sender.
-    pub fn verify(&self, keys: &KeyRing) -> bool {
+    pub(crate) fn verify(&self, keys: &KeyRing) -> bool {
         let mac = match keys.me {
             Node::Replica(i) => self.auth.get(i),
             Node::Client(_) if self.auth.len() == 1 => self.auth.first(),
@@ -308,14 +362,18 @@ impl KeyRing {
 pub enum Dest {
     /// Every replica but the sender.
     Replicas,
+    /// Replica i only.
     Replica(usize),
+    /// Client c only.
     Client(usize),
 }
 
 /// A message a replica or client hands to its network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outgoing {
+    /// Where it goes.
     pub to: Dest,
+    /// The message, signed by the sender.
     pub msg: Signed<Message>,
 }
 

@@ -10,15 +10,23 @@ use std::collections::BTreeMap;
 pub struct MessageCounts {
     /// Client requests, client retransmissions and backups' forwards to the primary.
     pub request: u64,
+    /// PRE-PREPAREs (those quoted in a NEW-VIEW count as part of it).
     pub pre_prepare: u64,
+    /// PREPAREs.
     pub prepare: u64,
+    /// COMMITs.
     pub commit: u64,
+    /// REPLYs to clients.
     pub reply: u64,
+    /// CHECKPOINTs.
     pub checkpoint: u64,
+    /// VIEW-CHANGEs.
     pub view_change: u64,
+    /// NEW-VIEWs.
     pub new_view: u64,
-    /// State-transfer requests and answers.
+    /// State-transfer requests.
     pub fetch_state: u64,
+    /// State-transfer answers.
     pub state: u64,
 }
 
@@ -54,6 +62,7 @@ impl MessageCounts {
         self.state += o.state;
     }
 
+    /// Every message sent, all types together.
     pub fn total(&self) -> u64 {
         self.request
             + self.pre_prepare
@@ -72,11 +81,15 @@ impl MessageCounts {
 /// completed requests are 0.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PbftResult {
+    /// N: replicas.
     pub n: usize,
     /// Replicas with a fault other than `none`.
     pub faulty: usize,
+    /// Q: the quorum size the run used.
     pub quorum: usize,
+    /// Requests the clients issued (first sends, not retransmissions).
     pub requests_issued: u64,
+    /// Requests their clients accepted.
     pub requests_completed: u64,
     /// No two honest (not Byzantine) replicas committed different digests at the same sequence
     /// number, and none committed two at one (checked on every commit, before garbage
@@ -90,13 +103,17 @@ pub struct PbftResult {
     pub view_changes: u64,
     /// The highest view of an honest replica at the end.
     pub final_view: u64,
+    /// Every message sent ([`MessageCounts::total`]).
     pub messages_total: u64,
     /// Messages per completed request.
     pub messages_per_request: f64,
+    /// Messages sent, by type.
     pub messages: MessageCounts,
     /// From issue to the client's acceptance of f + 1 matching replies.
     pub latency_mean_ms: f64,
+    /// Median latency, same measure.
     pub latency_p50_ms: f64,
+    /// 99th-percentile latency, same measure.
     pub latency_p99_ms: f64,
     /// The largest message log an honest replica held (pre-prepares, prepares, commits,
     /// checkpoints and pre-prepares kept for the next view), over the whole run.

@@ -8,16 +8,22 @@ use std::collections::BTreeMap;
 /// Why bytes are not a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The input ended inside a field.
     #[error("message truncated")]
     Truncated,
+    /// The message-type tag is not one this encoding defines.
     #[error("unknown message tag {0}")]
     Tag(u8),
+    /// A participant's kind byte is neither replica nor client.
     #[error("unknown participant kind {0}")]
     NodeKind(u8),
+    /// An option or boolean byte is neither 0 nor 1.
     #[error("invalid flag byte {0}")]
     Flag(u8),
+    /// A length or element count that the bytes left cannot hold.
     #[error("a count of {0} does not fit in the message")]
     Count(u64),
+    /// Bytes remained after a complete message.
     #[error("{0} bytes after the message")]
     Trailing(usize),
 }
