@@ -10,6 +10,7 @@
 mod kernel_coverage;
 
 mod cli;
+mod common;
 mod descriptors;
 mod fuzz_corpus;
 mod node;

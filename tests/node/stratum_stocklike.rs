@@ -15,10 +15,11 @@
 //! with its own ntime under the refreshed job's id not accepted, and a share below the
 //! difficulty in force answered 23 (check c).
 
+use crate::common::{run_bounded, Node};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Seconds the client mines.
@@ -32,57 +33,6 @@ const DEFAULT_REFRESH_WAIT_S: u64 = 40;
 const MAX_HASHRATE: u64 = 150_000;
 /// Accepted shares required of the run.
 const MIN_ACCEPTED: u64 = 10;
-
-/// Kills the node (and removes its data directory) however the test ends.
-struct Node {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Runs `command` to completion or `limit`, whichever comes first; returns (exit code or None
-/// when it was killed at the limit, stdout, stderr).
-fn run_bounded(mut command: Command, limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status.code().or(Some(-1)),
-            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(100)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    (code, stdout, stderr)
-}
 
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
