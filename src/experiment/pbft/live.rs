@@ -49,7 +49,7 @@ const LINK: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     #[error("invalid PBFT parameters: {0}")]
-    Params(String),
+    Params(super::ParamsError),
     #[error("could not start the tokio runtime: {0}")]
     Runtime(std::io::Error),
     #[error("could not listen on 127.0.0.1: {0}")]

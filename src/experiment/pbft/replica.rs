@@ -17,7 +17,7 @@ pub struct Config {
 
 impl Config {
     /// The shared settings of `p`, after [`PbftParams::check`].
-    pub fn new(p: &PbftParams) -> Result<Config, String> {
+    pub fn new(p: &PbftParams) -> Result<Config, ParamsError> {
         p.check()?;
         Ok(Config {
             n: p.n,
