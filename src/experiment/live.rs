@@ -119,7 +119,7 @@ pub enum LiveError {
         /// The OS's error.
         source: std::io::Error,
     },
-    /// The honest nodes were not all connected to each other within [`CONNECT_WAIT`].
+    /// The honest nodes were not all connected to each other within 20 s (`CONNECT_WAIT`).
     #[error("the honest nodes did not connect to each other in {} s", CONNECT_WAIT.as_secs())]
     NotConnected,
     /// An RPC call to a node failed.
@@ -178,8 +178,11 @@ impl LiveParams {
 /// A block a live miner found, as its `submitblock` answered.
 #[derive(Clone, Debug)]
 pub struct Found {
+    /// The miner's id in the run.
     pub miner: usize,
+    /// The node its miner submits to.
     pub node: usize,
+    /// Its height.
     pub height: u32,
     /// Display hash (as RPC prints it).
     pub hash: String,
@@ -213,6 +216,7 @@ const TIE_BREAK_ADDRESS: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
 
 /// One node: the server of `miner node`, on its own thread and runtime.
 pub struct Node {
+    /// A JSON-RPC client of the node (its cookie credentials).
     pub rpc: RpcClient,
     state: Arc<NodeState>,
     stop: Arc<AtomicBool>,
@@ -323,6 +327,7 @@ impl Drop for Miner {
 /// then the nodes, and removes the stores.
 pub struct Net {
     miners: Vec<Option<Miner>>,
+    /// The nodes, honest ones first, by index.
     pub nodes: Vec<Node>,
     dir: PathBuf,
     tx: Sender<Found>,
@@ -330,6 +335,7 @@ pub struct Net {
     kernel: Kernel,
     /// Every block found so far, in the order the driver heard of it.
     pub found: Vec<Found>,
+    /// When the nodes were up and connected: the run's clock starts here.
     pub started: Instant,
 }
 
@@ -644,7 +650,9 @@ fn say(verbose: bool, text: &str) {
 /// A live forks run.
 #[derive(Clone, Debug)]
 pub struct ForksLive {
+    /// Each node's miner's share of the hash rate (one node per share).
     pub shares: Vec<f64>,
+    /// Relay delay between the nodes.
     pub delay: Duration,
     /// Blocks to find.
     pub blocks: u64,
@@ -663,6 +671,7 @@ pub struct ForksLiveResult {
     pub reorgs: BTreeMap<u64, u64>,
     /// Mean seconds between blocks, measured.
     pub block_interval_s: f64,
+    /// Seconds the miners ran.
     pub seconds: f64,
     /// Blocks a node refused.
     pub refused: u64,
@@ -726,23 +735,33 @@ pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, Li
 /// A live double-spend (`premine`) or finality race.
 #[derive(Clone, Debug)]
 pub struct RaceLive {
+    /// The attacker's share of the hash rate.
     pub q: f64,
+    /// Honest blocks, counting the payment's, before the merchant accepts (the depth).
     pub z: u32,
+    /// Whether the attacker first mines a one-block lead and only then is the payment
+    /// released (Rosenfeld's double-spend model); without it, a finality race that starts at
+    /// an honest block.
     pub premine: bool,
+    /// The attacker gives up this many blocks behind (never when `None`).
     pub give_up: Option<u32>,
+    /// Attacks to run.
     pub trials: u64,
 }
 
 /// What the live races measured.
 #[derive(Clone, Debug, Default)]
 pub struct RaceLiveResult {
+    /// Attacks that ended (success or give-up) before the timeout.
     pub trials: u64,
+    /// Of them, those where the honest node reorganised onto the attacker's branch.
     pub successes: u64,
     /// Mean seconds from the race start (the payment released, or the block found) to the
     /// honest node's reorganisation onto the attacker's branch, over successes.
     pub mean_attack_s: f64,
     /// Blocks found in all.
     pub blocks: u64,
+    /// Seconds the run took.
     pub seconds: f64,
 }
 
@@ -891,7 +910,10 @@ fn race_trial(
 /// A live selfish-mining run.
 #[derive(Clone, Debug)]
 pub struct SelfishLive {
+    /// The selfish pool's share α of the hash rate.
     pub alpha: f64,
+    /// The share γ of honest hash rate that mines on the pool's block at a tie (rounded to
+    /// whole honest nodes: [`SelfishLive::gamma_nodes`]).
     pub gamma: f64,
     /// Honest nodes, each with an equal share of 1 − α.
     pub honest_nodes: usize,
@@ -915,13 +937,19 @@ impl SelfishLive {
 /// What a live selfish run measured.
 #[derive(Clone, Debug)]
 pub struct SelfishLiveResult {
+    /// The run's blocks on node 0's final active chain.
     pub main_chain: u64,
+    /// Of them, the pool's.
     pub pool_blocks: u64,
+    /// The pool's relative revenue: `pool_blocks / main_chain`.
     pub revenue: f64,
     /// Blocks found in all (stored by their node).
     pub blocks: u64,
+    /// The γ the run could give with whole honest nodes ([`SelfishLive::gamma_nodes`]).
     pub gamma_effective: f64,
+    /// Whether every honest node ended on the same tip.
     pub tips_agree: bool,
+    /// Seconds the miners ran.
     pub seconds: f64,
 }
 
@@ -1063,6 +1091,35 @@ mod tests {
         assert_eq!(run(0.5, 2).gamma_nodes(), (1, 0.5));
         assert_eq!(run(1.0, 2).gamma_nodes(), (1, 0.5));
         assert_eq!(run(0.5, 4).gamma_nodes(), (2, 0.5));
+    }
+
+    #[test]
+    fn live_errors_print_their_reason_once() {
+        let params = |hashrate, block_time_s| LiveParams {
+            hashrate,
+            block_time_s,
+            timeout: Duration::from_secs(1),
+            verbose: false,
+        };
+        let e = params(50.0, 1.0).check().expect_err("50 H/s");
+        assert_eq!(
+            e.to_string(),
+            "hash rate 50 H/s: a live run needs at least 100 H/s"
+        );
+        let e = params(100.0, 0.01).check().expect_err("1 hash per block");
+        assert!(
+            e.to_string().contains("raise --hashrate or --block-time"),
+            "{e}"
+        );
+        assert!(params(100.0, 1.0).check().is_ok());
+        // A variant with a source leaves the source's text out of its own message.
+        let e = LiveError::Rpc {
+            method: "getblockcount",
+            source: ClientError::Unauthorized,
+        };
+        assert_eq!(e.to_string(), "getblockcount");
+        let source = std::error::Error::source(&e).expect("the client's error");
+        assert!(source.to_string().contains("HTTP 401"), "{source}");
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub enum Fault {
     None,
     /// Stops completely at `at_ms` (virtual or real ms from the start): receives, sends and
     /// times out no more. Honest until then.
-    Crash { at_ms: f64 },
+    Crash {
+        /// When it stops, ms from the start.
+        at_ms: f64,
+    },
     /// Receives and runs the protocol but never sends anything.
     Silent,
     /// Byzantine: every PRE-PREPARE, PREPARE, COMMIT and CHECKPOINT it sends carries a wrong
@@ -26,7 +29,10 @@ pub enum Fault {
     /// pre-prepares, prepares, commits), so that conflicting requests each find a quorum.
     Collude,
     /// Honest, but every message it sends is delayed by `ms` more.
-    Delay { ms: f64 },
+    Delay {
+        /// The extra delay of each message, ms.
+        ms: f64,
+    },
 }
 
 impl Fault {
