@@ -16,14 +16,14 @@
 //! rules as the sims (`race`, `selfish`); which branch wins is decided by the nodes' own fork
 //! choice, and every figure is read back from the nodes' chains over RPC.
 
-use crate::backend::{CpuBackend, RateLimited};
-use crate::chain::{Chain, ChainParams};
-use crate::client::{self, ClientOptions, RpcClient, Submitted};
+use crate::backend::{CpuBackend, CpuBackendError, RateLimited};
+use crate::chain::{Chain, ChainParams, StoreError};
+use crate::client::{self, ClientError, ClientOptions, RpcClient, Submitted};
 use crate::hash::{display_hash, Kernel};
 use crate::node::p2p::{Config, Dial, Settings};
-use crate::node::{Credentials, NodeState, Server};
+use crate::node::{Credentials, NodeState, ServeError, Server};
 use crate::pow::retarget::RetargetParams;
-use crate::pow::Difficulty;
+use crate::pow::{Difficulty, ParseDifficultyError};
 use bitcoin::hashes::Hash;
 use bitcoin::ScriptBuf;
 use serde_json::{json, Value};
@@ -40,6 +40,109 @@ use std::time::{Duration, Instant};
 const SCAN_SLICE: Duration = Duration::from_millis(10);
 /// RPC calls of the driver.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the honest nodes have to connect to each other before a run gives up.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+
+/// Why a live run stopped before it had its figures. Each variant's message names its own
+/// reason; where an underlying error is the reason it is `source()` and not repeated in the
+/// message (the CLI prints the chain with `{:#}`).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The hash rate is below the 100 H/s a live run needs (or not a number).
+    #[error("hash rate {0} H/s: a live run needs at least 100 H/s")]
+    HashRate(f64),
+    /// Hash rate × block time (the difficulty, in hashes per block) is below 4 or not finite.
+    #[error("hash rate × block time = {0} hashes per block: too few for a difficulty (at least 4); raise --hashrate or --block-time")]
+    TooFewHashes(f64),
+    /// The difficulty (hashes per block) has no representation as a target.
+    #[error("difficulty {value}")]
+    Difficulty {
+        /// Hash rate × block time.
+        value: f64,
+        /// Why it was refused.
+        source: ParseDifficultyError,
+    },
+    /// A P2P listener on 127.0.0.1 could not be bound or read back.
+    #[error("cannot listen on 127.0.0.1")]
+    Listen(#[source] std::io::Error),
+    /// The run's temporary store directory could not be created.
+    #[error("cannot create {}", path.display())]
+    StoreDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Node `index`'s chain store did not open.
+    #[error("node {index}: chain store")]
+    ChainStore {
+        /// The node's index in the run.
+        index: usize,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// Node `index`'s CPU backend (for `generatetoaddress`) did not start.
+    #[error("node {index}")]
+    NodeBackend {
+        /// The node's index in the run.
+        index: usize,
+        /// The backend's error.
+        source: CpuBackendError,
+    },
+    /// Node `index`'s RPC server did not start.
+    #[error("node {index}")]
+    Server {
+        /// The node's index in the run.
+        index: usize,
+        /// The server's error.
+        source: ServeError,
+    },
+    /// Node `index`'s RPC server has no local address to call.
+    #[error("node {index}: no RPC address")]
+    NoRpcAddress {
+        /// The node's index in the run.
+        index: usize,
+    },
+    /// Miner `id`'s CPU backend did not start.
+    #[error("miner {id}")]
+    Miner {
+        /// The miner's id in the run.
+        id: usize,
+        /// The backend's error.
+        source: CpuBackendError,
+    },
+    /// A node's or miner's thread could not be spawned.
+    #[error("cannot start thread {thread}")]
+    Spawn {
+        /// The thread's name (`live-node-N`, `live-miner-N`).
+        thread: String,
+        /// The OS's error.
+        source: std::io::Error,
+    },
+    /// The honest nodes were not all connected to each other within 20 s (`CONNECT_WAIT`).
+    #[error("the honest nodes did not connect to each other in {} s", CONNECT_WAIT.as_secs())]
+    NotConnected,
+    /// An RPC call to a node failed.
+    #[error("{method}")]
+    Rpc {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The client's error.
+        source: ClientError,
+    },
+    /// A node answered an RPC call with a value of the wrong shape.
+    #[error("{method} answered {value}")]
+    Answer {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// What the node answered.
+        value: Value,
+    },
+    /// A node refused a block the driver relayed to it (`submitblock` answered neither null,
+    /// `inconclusive` nor `duplicate`).
+    #[error("submitblock refused a relayed block: {0}")]
+    Refused(Value),
+}
 
 /// The network's common settings.
 #[derive(Clone, Debug)]
@@ -60,18 +163,13 @@ impl LiveParams {
         self.hashrate * self.block_time_s
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), LiveError> {
         if !(self.hashrate.is_finite() && self.hashrate >= 100.0) {
-            return Err(format!(
-                "hash rate {} H/s: a live run needs at least 100 H/s",
-                self.hashrate
-            ));
+            return Err(LiveError::HashRate(self.hashrate));
         }
         let d = self.difficulty();
         if !(d.is_finite() && d >= 4.0) {
-            return Err(format!(
-                "hash rate × block time = {d} hashes per block: too few for a difficulty (at least 4); raise --hashrate or --block-time"
-            ));
+            return Err(LiveError::TooFewHashes(d));
         }
         Ok(())
     }
@@ -80,8 +178,11 @@ impl LiveParams {
 /// A block a live miner found, as its `submitblock` answered.
 #[derive(Clone, Debug)]
 pub struct Found {
+    /// The miner's id in the run.
     pub miner: usize,
+    /// The node its miner submits to.
     pub node: usize,
+    /// Its height.
     pub height: u32,
     /// Display hash (as RPC prints it).
     pub hash: String,
@@ -115,6 +216,7 @@ const TIE_BREAK_ADDRESS: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
 
 /// One node: the server of `miner node`, on its own thread and runtime.
 pub struct Node {
+    /// A JSON-RPC client of the node (its cookie credentials).
     pub rpc: RpcClient,
     state: Arc<NodeState>,
     stop: Arc<AtomicBool>,
@@ -122,60 +224,61 @@ pub struct Node {
 }
 
 impl Node {
-    fn call(&self, method: &str, params: Value) -> Result<Value, String> {
+    fn call(&self, method: &'static str, params: Value) -> Result<Value, LiveError> {
         self.rpc
             .call(method, params, RPC_TIMEOUT)
-            .map_err(|e| format!("{method}: {e}"))
+            .map_err(|source| LiveError::Rpc { method, source })
+    }
+
+    /// Calls `method` and reads its answer as a string.
+    fn call_str(&self, method: &'static str, params: Value) -> Result<String, LiveError> {
+        match self.call(method, params)? {
+            Value::String(s) => Ok(s),
+            value => Err(LiveError::Answer { method, value }),
+        }
     }
 
     /// Tip height.
-    pub fn height(&self) -> Result<u32, String> {
-        let v = self.call("getblockcount", json!([]))?;
-        v.as_u64()
-            .and_then(|h| u32::try_from(h).ok())
-            .ok_or_else(|| format!("getblockcount answered {v}"))
+    pub fn height(&self) -> Result<u32, LiveError> {
+        let method = "getblockcount";
+        let value = self.call(method, json!([]))?;
+        match value.as_u64().and_then(|h| u32::try_from(h).ok()) {
+            Some(h) => Ok(h),
+            None => Err(LiveError::Answer { method, value }),
+        }
     }
 
     /// Tip hash.
-    pub fn best(&self) -> Result<String, String> {
-        let v = self.call("getbestblockhash", json!([]))?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("getbestblockhash answered {v}"))
+    pub fn best(&self) -> Result<String, LiveError> {
+        self.call_str("getbestblockhash", json!([]))
     }
 
     /// Hash of the active chain's block at `height`.
-    pub fn hash_at(&self, height: u32) -> Result<String, String> {
-        let v = self.call("getblockhash", json!([height]))?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("getblockhash answered {v}"))
+    pub fn hash_at(&self, height: u32) -> Result<String, LiveError> {
+        self.call_str("getblockhash", json!([height]))
     }
 
-    fn raw(&self, hash: &str) -> Result<String, String> {
-        let v = self.call("getblock", json!([hash, 0]))?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("getblock answered {v}"))
+    fn raw(&self, hash: &str) -> Result<String, LiveError> {
+        self.call_str("getblock", json!([hash, 0]))
     }
 
     /// Submits a block (hex); Ok whether it became the tip, went to a side branch or was
     /// already there.
-    fn submit(&self, raw: &str) -> Result<(), String> {
+    fn submit(&self, raw: &str) -> Result<(), LiveError> {
         match self.call("submitblock", json!([raw]))? {
             Value::Null => Ok(()),
             Value::String(s) if s == "inconclusive" || s == "duplicate" => Ok(()),
-            other => Err(format!("submitblock refused a relayed block: {other}")),
+            other => Err(LiveError::Refused(other)),
         }
     }
 
     /// The active chain's hashes at heights `from..=to`.
-    pub fn chain(&self, from: u32, to: u32) -> Result<Vec<String>, String> {
+    pub fn chain(&self, from: u32, to: u32) -> Result<Vec<String>, LiveError> {
         (from..=to).map(|h| self.hash_at(h)).collect()
     }
 
     /// `branchlen` of every `valid-fork` tip, by tip hash.
-    fn fork_tips(&self) -> Result<Vec<(String, u64)>, String> {
+    fn fork_tips(&self) -> Result<Vec<(String, u64)>, LiveError> {
         let v = self.call("getchaintips", json!([]))?;
         Ok(v.as_array()
             .map(|tips| {
@@ -189,7 +292,7 @@ impl Node {
             .unwrap_or_default())
     }
 
-    fn peers(&self) -> Result<usize, String> {
+    fn peers(&self) -> Result<usize, LiveError> {
         let v = self.call("getpeerinfo", json!([]))?;
         Ok(v.as_array().map_or(0, Vec::len))
     }
@@ -224,6 +327,7 @@ impl Drop for Miner {
 /// then the nodes, and removes the stores.
 pub struct Net {
     miners: Vec<Option<Miner>>,
+    /// The nodes, honest ones first, by index.
     pub nodes: Vec<Node>,
     dir: PathBuf,
     tx: Sender<Found>,
@@ -231,6 +335,7 @@ pub struct Net {
     kernel: Kernel,
     /// Every block found so far, in the order the driver heard of it.
     pub found: Vec<Found>,
+    /// When the nodes were up and connected: the run's clock starts here.
     pub started: Instant,
 }
 
@@ -250,7 +355,7 @@ impl Net {
         honest: usize,
         delay: Duration,
         isolated: usize,
-    ) -> Result<Net, String> {
+    ) -> Result<Net, LiveError> {
         params.check()?;
         let dir = std::env::temp_dir().join(format!(
             "miner-live-{}-{}",
@@ -270,17 +375,20 @@ impl Net {
             found: Vec::new(),
             started: Instant::now(),
         };
-        let difficulty = Difficulty::from_f64(params.difficulty())
-            .map_err(|e| format!("difficulty {}: {e}", params.difficulty()))?;
+        let difficulty =
+            Difficulty::from_f64(params.difficulty()).map_err(|source| LiveError::Difficulty {
+                value: params.difficulty(),
+                source,
+            })?;
         let listeners = (0..honest)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+            .map_err(LiveError::Listen)?;
         let addrs = listeners
             .iter()
             .map(TcpListener::local_addr)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+            .map_err(LiveError::Listen)?;
         for (i, listener) in listeners.into_iter().enumerate() {
             // Node i dials every node before it: one connection per pair.
             let dials = addrs[..i]
@@ -298,11 +406,11 @@ impl Net {
             net.nodes.push(node);
         }
         // Wait until every honest pair is connected.
-        let until = Instant::now() + Duration::from_secs(20);
+        let until = Instant::now() + CONNECT_WAIT;
         for node in &net.nodes[..honest] {
             while node.peers()? < honest - 1 {
                 if Instant::now() > until {
-                    return Err("the honest nodes did not connect to each other in 20 s".into());
+                    return Err(LiveError::NotConnected);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -315,20 +423,22 @@ impl Net {
         &self,
         difficulty: &Difficulty,
         p2p: Option<(TcpListener, Vec<Dial>, Duration)>,
-    ) -> Result<Node, String> {
+    ) -> Result<Node, LiveError> {
         let index = self.nodes.len();
         let params = ChainParams::regtest();
         let retarget =
             RetargetParams::fixed(difficulty.to_target().to_compact_lossy(), params.pow_limit);
         let store = self.dir.join(format!("node{index}")).join("chain.redb");
         if let Some(parent) = store.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|source| LiveError::StoreDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
         let chain = Chain::open(&store, params, retarget)
-            .map_err(|e| format!("node {index}: chain store: {e}"))?;
-        let backend =
-            CpuBackend::new(self.kernel, Some(1)).map_err(|e| format!("node {index}: {e}"))?;
+            .map_err(|source| LiveError::ChainStore { index, source })?;
+        let backend = CpuBackend::new(self.kernel, Some(1))
+            .map_err(|source| LiveError::NodeBackend { index, source })?;
         let state = Arc::new(NodeState::new(chain, Box::new(backend)));
         let credentials = Credentials::cookie();
         let server = Server::bind(
@@ -337,10 +447,10 @@ impl Net {
             credentials.clone(),
             None,
         )
-        .map_err(|e| format!("node {index}: {e}"))?;
+        .map_err(|source| LiveError::Server { index, source })?;
         let addr = server
             .local_addr()
-            .ok_or_else(|| format!("node {index}: no RPC address"))?;
+            .ok_or(LiveError::NoRpcAddress { index })?;
         let server = match p2p {
             Some((listener, connect, relay_delay)) => server.with_p2p(Config {
                 listen: Some(listener),
@@ -357,10 +467,14 @@ impl Net {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
+            let name = format!("live-node-{index}");
             std::thread::Builder::new()
-                .name(format!("live-node-{index}"))
+                .name(name.clone())
                 .spawn(move || server.run(stop))
-                .map_err(|e| format!("node {index}: {e}"))?
+                .map_err(|source| LiveError::Spawn {
+                    thread: name,
+                    source,
+                })?
         };
         Ok(Node {
             rpc: RpcClient::new(
@@ -375,9 +489,9 @@ impl Net {
     }
 
     /// Starts miner `id` on node `node` at `rate` H/s (replacing one with that id).
-    pub fn start_miner(&mut self, id: usize, node: usize, rate: f64) -> Result<(), String> {
-        let inner =
-            CpuBackend::new(self.kernel, Some(1)).map_err(|e| format!("miner {id}: {e}"))?;
+    pub fn start_miner(&mut self, id: usize, node: usize, rate: f64) -> Result<(), LiveError> {
+        let inner = CpuBackend::new(self.kernel, Some(1))
+            .map_err(|source| LiveError::Miner { id, source })?;
         let backend = RateLimited::new(Box::new(inner), rate);
         let rpc = self.nodes[node].rpc.clone();
         let tx = self.tx.clone();
@@ -388,8 +502,9 @@ impl Net {
         let payout = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(tag));
         let thread = {
             let cancel = cancel.clone();
+            let name = format!("live-miner-{id}");
             std::thread::Builder::new()
-                .name(format!("live-miner-{id}"))
+                .name(name.clone())
                 .spawn(move || {
                     let options = ClientOptions {
                         payout,
@@ -410,7 +525,10 @@ impl Net {
                         |_| {},
                     );
                 })
-                .map_err(|e| format!("miner {id}: {e}"))?
+                .map_err(|source| LiveError::Spawn {
+                    thread: name,
+                    source,
+                })?
         };
         if self.miners.len() <= id {
             self.miners.resize_with(id + 1, || None);
@@ -453,7 +571,7 @@ impl Net {
     }
 
     /// Copies `from`'s active chain at heights `lo..=hi` to node `to`.
-    pub fn copy(&self, from: usize, to: usize, lo: u32, hi: u32) -> Result<(), String> {
+    pub fn copy(&self, from: usize, to: usize, lo: u32, hi: u32) -> Result<(), LiveError> {
         for h in lo..=hi {
             let hash = self.nodes[from].hash_at(h)?;
             let raw = self.nodes[from].raw(&hash)?;
@@ -463,7 +581,7 @@ impl Net {
     }
 
     /// The highest height at or below `at` where nodes `a` and `b` have the same block.
-    pub fn common(&self, a: usize, b: usize, at: u32) -> Result<u32, String> {
+    pub fn common(&self, a: usize, b: usize, at: u32) -> Result<u32, LiveError> {
         let mut h = at.min(self.nodes[a].height()?).min(self.nodes[b].height()?);
         while h > 0 && self.nodes[a].hash_at(h)? != self.nodes[b].hash_at(h)? {
             h -= 1;
@@ -481,7 +599,7 @@ impl Net {
         n: usize,
         wait: Duration,
         verbose: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, LiveError> {
         for _ in 0..3 {
             if self.settle(n, wait)? {
                 return Ok(true);
@@ -496,7 +614,7 @@ impl Net {
     }
 
     /// Waits (at most `wait`) until nodes `0..n` have the same tip.
-    pub fn settle(&self, n: usize, wait: Duration) -> Result<bool, String> {
+    pub fn settle(&self, n: usize, wait: Duration) -> Result<bool, LiveError> {
         let until = Instant::now() + wait;
         loop {
             let tips = self.nodes[..n]
@@ -532,7 +650,9 @@ fn say(verbose: bool, text: &str) {
 /// A live forks run.
 #[derive(Clone, Debug)]
 pub struct ForksLive {
+    /// Each node's miner's share of the hash rate (one node per share).
     pub shares: Vec<f64>,
+    /// Relay delay between the nodes.
     pub delay: Duration,
     /// Blocks to find.
     pub blocks: u64,
@@ -551,13 +671,14 @@ pub struct ForksLiveResult {
     pub reorgs: BTreeMap<u64, u64>,
     /// Mean seconds between blocks, measured.
     pub block_interval_s: f64,
+    /// Seconds the miners ran.
     pub seconds: f64,
     /// Blocks a node refused.
     pub refused: u64,
 }
 
 /// N nodes, each with a miner at its share, every pair peered with the relay delay.
-pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, String> {
+pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, LiveError> {
     let n = run.shares.len();
     let mut net = Net::start(params, n, run.delay, 0)?;
     for (i, share) in run.shares.iter().enumerate() {
@@ -614,23 +735,33 @@ pub fn forks(params: &LiveParams, run: &ForksLive) -> Result<ForksLiveResult, St
 /// A live double-spend (`premine`) or finality race.
 #[derive(Clone, Debug)]
 pub struct RaceLive {
+    /// The attacker's share of the hash rate.
     pub q: f64,
+    /// Honest blocks, counting the payment's, before the merchant accepts (the depth).
     pub z: u32,
+    /// Whether the attacker first mines a one-block lead and only then is the payment
+    /// released (Rosenfeld's double-spend model); without it, a finality race that starts at
+    /// an honest block.
     pub premine: bool,
+    /// The attacker gives up this many blocks behind (never when `None`).
     pub give_up: Option<u32>,
+    /// Attacks to run.
     pub trials: u64,
 }
 
 /// What the live races measured.
 #[derive(Clone, Debug, Default)]
 pub struct RaceLiveResult {
+    /// Attacks that ended (success or give-up) before the timeout.
     pub trials: u64,
+    /// Of them, those where the honest node reorganised onto the attacker's branch.
     pub successes: u64,
     /// Mean seconds from the race start (the payment released, or the block found) to the
     /// honest node's reorganisation onto the attacker's branch, over successes.
     pub mean_attack_s: f64,
     /// Blocks found in all.
     pub blocks: u64,
+    /// Seconds the run took.
     pub seconds: f64,
 }
 
@@ -646,7 +777,7 @@ const ATTACKER: usize = 1;
 /// z honest blocks counting the payment's; from then on the attacker publishes its branch as
 /// soon as it is longer — success once the honest node has reorganised onto it — or gives up
 /// `give_up` blocks behind.
-pub fn race(params: &LiveParams, run: &RaceLive) -> Result<RaceLiveResult, String> {
+pub fn race(params: &LiveParams, run: &RaceLive) -> Result<RaceLiveResult, LiveError> {
     let mut net = Net::start(params, 1, Duration::ZERO, 1)?;
     net.start_miner(HONEST, HONEST, (1.0 - run.q) * params.hashrate)?;
     let deadline = net.started + params.timeout;
@@ -689,7 +820,7 @@ fn race_trial(
     params: &LiveParams,
     run: &RaceLive,
     deadline: Instant,
-) -> Result<Option<Option<f64>>, String> {
+) -> Result<Option<Option<f64>>, LiveError> {
     let wait = Duration::from_millis(100);
     // The race's base: the honest tip (with a pre-mined block) or the parent of the next honest
     // block (without); the attacker's node takes the honest chain up to it. A block the
@@ -720,7 +851,7 @@ fn race_trial(
         }
     }
     net.start_miner(ATTACKER, ATTACKER, run.q * params.hashrate)?;
-    let heights = |net: &Net, base: u32| -> Result<(u32, u32), String> {
+    let heights = |net: &Net, base: u32| -> Result<(u32, u32), LiveError> {
         Ok((
             net.nodes[ATTACKER].height()?.saturating_sub(base),
             net.nodes[HONEST].height()?.saturating_sub(base),
@@ -779,7 +910,10 @@ fn race_trial(
 /// A live selfish-mining run.
 #[derive(Clone, Debug)]
 pub struct SelfishLive {
+    /// The selfish pool's share α of the hash rate.
     pub alpha: f64,
+    /// The share γ of honest hash rate that mines on the pool's block at a tie (rounded to
+    /// whole honest nodes: [`SelfishLive::gamma_nodes`]).
     pub gamma: f64,
     /// Honest nodes, each with an equal share of 1 − α.
     pub honest_nodes: usize,
@@ -803,13 +937,19 @@ impl SelfishLive {
 /// What a live selfish run measured.
 #[derive(Clone, Debug)]
 pub struct SelfishLiveResult {
+    /// The run's blocks on node 0's final active chain.
     pub main_chain: u64,
+    /// Of them, the pool's.
     pub pool_blocks: u64,
+    /// The pool's relative revenue: `pool_blocks / main_chain`.
     pub revenue: f64,
     /// Blocks found in all (stored by their node).
     pub blocks: u64,
+    /// The γ the run could give with whole honest nodes ([`SelfishLive::gamma_nodes`]).
     pub gamma_effective: f64,
+    /// Whether every honest node ended on the same tip.
     pub tips_agree: bool,
+    /// Seconds the miners ran.
     pub seconds: f64,
 }
 
@@ -817,7 +957,7 @@ pub struct SelfishLiveResult {
 /// with the relay delay, the pool's node apart. At a tie the pool sends its block to the
 /// finder and to the γ-nodes, which take it first (the honest block reaches them after the
 /// relay delay) and mine on it.
-pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResult, String> {
+pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResult, LiveError> {
     let n = run.honest_nodes.max(1);
     let pool = n;
     let (k, gamma_effective) = run.gamma_nodes();
@@ -832,7 +972,7 @@ pub fn selfish(params: &LiveParams, run: &SelfishLive) -> Result<SelfishLiveResu
     let (mut base, mut private, mut public) = (0u32, 0u32, 0u32);
     // Every publication sends the branch from its base (blocks a node has are answered
     // `duplicate`): nodes left out at a tie need the earlier blocks.
-    let publish = |net: &Net, lo: u32, hi: u32, to: &[usize]| -> Result<(), String> {
+    let publish = |net: &Net, lo: u32, hi: u32, to: &[usize]| -> Result<(), LiveError> {
         for &node in to {
             // From where the node and the pool's chain part (the node may not have the base
             // yet, or hold another honest block at its height).
@@ -951,6 +1091,35 @@ mod tests {
         assert_eq!(run(0.5, 2).gamma_nodes(), (1, 0.5));
         assert_eq!(run(1.0, 2).gamma_nodes(), (1, 0.5));
         assert_eq!(run(0.5, 4).gamma_nodes(), (2, 0.5));
+    }
+
+    #[test]
+    fn live_errors_print_their_reason_once() {
+        let params = |hashrate, block_time_s| LiveParams {
+            hashrate,
+            block_time_s,
+            timeout: Duration::from_secs(1),
+            verbose: false,
+        };
+        let e = params(50.0, 1.0).check().expect_err("50 H/s");
+        assert_eq!(
+            e.to_string(),
+            "hash rate 50 H/s: a live run needs at least 100 H/s"
+        );
+        let e = params(100.0, 0.01).check().expect_err("1 hash per block");
+        assert!(
+            e.to_string().contains("raise --hashrate or --block-time"),
+            "{e}"
+        );
+        assert!(params(100.0, 1.0).check().is_ok());
+        // A variant with a source leaves the source's text out of its own message.
+        let e = LiveError::Rpc {
+            method: "getblockcount",
+            source: ClientError::Unauthorized,
+        };
+        assert_eq!(e.to_string(), "getblockcount");
+        let source = std::error::Error::source(&e).expect("the client's error");
+        assert!(source.to_string().contains("HTTP 401"), "{source}");
     }
 
     #[test]

@@ -21,8 +21,6 @@ pub mod forks;
 #[cfg(feature = "experiments")]
 pub mod grind;
 #[cfg(all(feature = "experiments", feature = "node"))]
-// Documented in the error-types change (issue 23), which edits this file at the same time.
-#[allow(missing_docs, unreachable_pub)]
 pub mod live;
 #[cfg(feature = "experiments")]
 pub mod pbft;

@@ -431,7 +431,7 @@ fn bad_parameters_are_refused_with_a_message() {
     let mut p = PbftParams::with_replicas(4);
     p.faults.pop();
     let e = sim::try_run(&p).expect_err("3 faults for 4 replicas");
-    assert!(e.contains("faults"), "{e}");
+    assert!(e.to_string().contains("faults"), "{e}");
 }
 
 #[cfg(feature = "node")]

@@ -50,7 +50,7 @@ const LINK: usize = 1024;
 pub enum LiveError {
     /// The parameters fail [`Config::new`]'s checks.
     #[error("invalid PBFT parameters: {0}")]
-    Params(String),
+    Params(super::ParamsError),
     /// The run's own tokio runtime could not be built.
     #[error("could not start the tokio runtime: {0}")]
     Runtime(std::io::Error),

@@ -71,11 +71,7 @@ mod client;
 #[cfg(feature = "node")]
 pub mod live;
 mod message;
-// Documented in the error-types change (issue 23), which edits this file at the same time.
-#[allow(missing_docs, unreachable_pub)]
 mod params;
-// Documented in the error-types change (issue 23), which edits this file at the same time.
-#[allow(missing_docs, unreachable_pub)]
 mod replica;
 mod results;
 pub mod sim;

@@ -11,7 +11,10 @@ pub enum Fault {
     None,
     /// Stops completely at `at_ms` (virtual or real ms from the start): receives, sends and
     /// times out no more. Honest until then.
-    Crash { at_ms: f64 },
+    Crash {
+        /// When it stops, ms from the start.
+        at_ms: f64,
+    },
     /// Receives and runs the protocol but never sends anything.
     Silent,
     /// Byzantine: every PRE-PREPARE, PREPARE, COMMIT and CHECKPOINT it sends carries a wrong
@@ -26,7 +29,10 @@ pub enum Fault {
     /// pre-prepares, prepares, commits), so that conflicting requests each find a quorum.
     Collude,
     /// Honest, but every message it sends is delayed by `ms` more.
-    Delay { ms: f64 },
+    Delay {
+        /// The extra delay of each message, ms.
+        ms: f64,
+    },
 }
 
 impl Fault {
@@ -77,19 +83,42 @@ impl Fault {
 const FAULT_FORMS: &str =
     "none, crash, crash@MS, silent, wrong-digest, equivocate, collude or delay:MS";
 
+/// Why a text is not a [`Fault`]; the message lists the accepted forms.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FaultParseError {
+    /// `crash@MS` or `delay:MS` with an MS that is not a finite number ≥ 0.
+    #[error(
+        "fault {input:?}: {value:?} is not a time in ms (a number ≥ 0); accepted forms: {}",
+        FAULT_FORMS
+    )]
+    Time {
+        /// The whole text given.
+        input: String,
+        /// The part after `@` or `:`.
+        value: String,
+    },
+    /// None of the accepted forms.
+    #[error("unknown fault {input:?}: accepted forms are {}", FAULT_FORMS)]
+    Unknown {
+        /// The text given.
+        input: String,
+    },
+}
+
 impl FromStr for Fault {
-    type Err = String;
+    type Err = FaultParseError;
 
     /// `none`, `crash` (at 0 ms), `crash@500`, `silent`, `wrong-digest`, `equivocate`,
     /// `collude`, `delay:200`.
-    fn from_str(s: &str) -> Result<Fault, String> {
+    fn from_str(s: &str) -> Result<Fault, FaultParseError> {
         let t = s.trim().to_ascii_lowercase();
-        let ms = |v: &str| -> Result<f64, String> {
+        let ms = |v: &str| -> Result<f64, FaultParseError> {
             match v.parse::<f64>() {
                 Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-                _ => Err(format!(
-                    "fault {s:?}: {v:?} is not a time in ms (a number ≥ 0); accepted forms: {FAULT_FORMS}"
-                )),
+                _ => Err(FaultParseError::Time {
+                    input: s.to_string(),
+                    value: v.to_string(),
+                }),
             }
         };
         match t.as_str() {
@@ -105,9 +134,9 @@ impl FromStr for Fault {
                 } else if let Some(v) = t.strip_prefix("delay:") {
                     Ok(Fault::Delay { ms: ms(v)? })
                 } else {
-                    Err(format!(
-                        "unknown fault {s:?}: accepted forms are {FAULT_FORMS}"
-                    ))
+                    Err(FaultParseError::Unknown {
+                        input: s.to_string(),
+                    })
                 }
             }
         }
@@ -204,47 +233,46 @@ impl PbftParams {
         self.quorum.unwrap_or_else(|| default_quorum(self.n))
     }
 
-    /// Checks the parameters; the message names the field and the accepted range.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the parameters; the error names the field and the accepted range.
+    pub fn check(&self) -> Result<(), ParamsError> {
         if self.n < 1 || self.n > MAX_REPLICAS {
-            return Err(format!(
-                "replicas n = {}: must be between 1 and {MAX_REPLICAS}",
-                self.n
-            ));
+            return Err(ParamsError::Replicas(self.n));
         }
         if self.faults.len() != self.n {
-            return Err(format!(
-                "{} faults given for n = {} replicas: give one per replica",
-                self.faults.len(),
-                self.n
-            ));
+            return Err(ParamsError::Faults {
+                given: self.faults.len(),
+                n: self.n,
+            });
         }
         let q = self.quorum_size();
         if q < 1 || q > self.n {
-            return Err(format!("quorum {q}: must be between 1 and n = {}", self.n));
+            return Err(ParamsError::Quorum {
+                quorum: q,
+                n: self.n,
+            });
         }
         if self.checkpoint_interval < 1 {
-            return Err("checkpoint interval k = 0: must be at least 1".into());
+            return Err(ParamsError::CheckpointInterval);
         }
         if self.window < self.checkpoint_interval {
-            return Err(format!(
-                "window L = {} is below the checkpoint interval k = {}: the low water mark could never move (use L ≥ k, e.g. 2k)",
-                self.window, self.checkpoint_interval
-            ));
+            return Err(ParamsError::WindowBelowInterval {
+                window: self.window,
+                k: self.checkpoint_interval,
+            });
         }
-        if self.window > 1 << 20 {
-            return Err(format!("window L = {}: at most 2^20", self.window));
+        if self.window > MAX_WINDOW {
+            return Err(ParamsError::WindowTooLarge(self.window));
         }
         if self.clients < 1 || self.clients > MAX_CLIENTS {
-            return Err(format!(
-                "clients = {}: must be between 1 and {MAX_CLIENTS}",
-                self.clients
-            ));
+            return Err(ParamsError::Clients(self.clients));
         }
-        let ms = |name: &str, x: f64, positive: bool| -> Result<(), String> {
+        let ms = |name: &str, x: f64, positive: bool| -> Result<(), ParamsError> {
             if !x.is_finite() || x < 0.0 || (positive && x == 0.0) {
-                let want = if positive { "> 0" } else { "≥ 0" };
-                return Err(format!("{name} = {x}: must be a finite number {want}"));
+                return Err(ParamsError::Time {
+                    name: name.to_string(),
+                    value: x,
+                    positive,
+                });
             }
             Ok(())
         };
@@ -265,6 +293,62 @@ impl PbftParams {
         }
         Ok(())
     }
+}
+
+/// The largest window L [`PbftParams::check`] accepts: 2^20 sequence numbers.
+const MAX_WINDOW: u64 = 1 << 20;
+
+/// Which parameter of a [`PbftParams`] is out of range, and the range (from
+/// [`PbftParams::check`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParamsError {
+    /// The replica count N is 0 or above 256.
+    #[error("replicas n = {0}: must be between 1 and {max}", max = MAX_REPLICAS)]
+    Replicas(usize),
+    /// The fault list does not hold one fault per replica.
+    #[error("{given} faults given for n = {n} replicas: give one per replica")]
+    Faults {
+        /// Faults in the list.
+        given: usize,
+        /// Replicas.
+        n: usize,
+    },
+    /// The quorum Q is 0 or above N.
+    #[error("quorum {quorum}: must be between 1 and n = {n}")]
+    Quorum {
+        /// The quorum asked for.
+        quorum: usize,
+        /// Replicas.
+        n: usize,
+    },
+    /// The checkpoint interval k is 0.
+    #[error("checkpoint interval k = 0: must be at least 1")]
+    CheckpointInterval,
+    /// The window L is below the checkpoint interval k, so the low water mark could not move.
+    #[error("window L = {window} is below the checkpoint interval k = {k}: the low water mark could never move (use L ≥ k, e.g. 2k)")]
+    WindowBelowInterval {
+        /// The window L.
+        window: u64,
+        /// The checkpoint interval k.
+        k: u64,
+    },
+    /// The window L is above 2^20.
+    #[error("window L = {0}: at most 2^20")]
+    WindowTooLarge(u64),
+    /// The client count is 0 or above 4,096.
+    #[error("clients = {0}: must be between 1 and {max}", max = MAX_CLIENTS)]
+    Clients(usize),
+    /// A time in ms (delay, jitter, timeout, a replica's crash or delay) is not finite, is
+    /// negative, or is 0 where it must be positive.
+    #[error("{name} = {value}: must be a finite number {}", if *.positive { "> 0" } else { "≥ 0" })]
+    Time {
+        /// Which time, as the message names it (`jitter (ms)`, `replica 2's delay`).
+        name: String,
+        /// The value given.
+        value: f64,
+        /// Whether it must be above 0 (else at least 0).
+        positive: bool,
+    },
 }
 
 /// The default quorum for N replicas: ⌈(N + f + 1)/2⌉ with f = ⌊(N − 1)/3⌋, which is the
@@ -297,6 +381,7 @@ mod tests {
         }
         for bad in ["lie", "crash@", "crash@-1", "delay:x", "delay:inf"] {
             let e = bad.parse::<Fault>().expect_err(bad);
+            let e = e.to_string();
             assert!(e.contains("wrong-digest") && e.contains("delay:MS"), "{e}");
         }
     }
@@ -373,7 +458,7 @@ mod tests {
         ];
         for (p, word) in cases {
             let e = p.check().expect_err(word);
-            assert!(e.contains(word), "{e:?} should name {word}");
+            assert!(e.to_string().contains(word), "{e:?} should name {word}");
         }
     }
 

@@ -6,18 +6,25 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The settings every participant of a run shares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// Replicas N.
     pub n: usize,
+    /// Quorum size Q ([`PbftParams::quorum_size`]).
     pub quorum: usize,
+    /// Clients.
     pub clients: usize,
+    /// Checkpoint interval k: a checkpoint every k sequence numbers.
     pub checkpoint_interval: u64,
+    /// Window L: sequence numbers accepted above the low water mark.
     pub window: u64,
+    /// View-change timeout, ms.
     pub timeout_ms: f64,
+    /// The run's seed; participants derive their MAC keys from it.
     pub seed: u64,
 }
 
 impl Config {
     /// The shared settings of `p`, after [`PbftParams::check`].
-    pub fn new(p: &PbftParams) -> Result<Config, String> {
+    pub fn new(p: &PbftParams) -> Result<Config, ParamsError> {
         p.check()?;
         Ok(Config {
             n: p.n,
@@ -47,12 +54,20 @@ impl Config {
 /// commit record is never garbage-collected, so that the safety check sees every commit).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReplicaStats {
+    /// Messages dropped because their MAC did not verify.
     pub mac_failures: u64,
+    /// Messages with a valid MAC refused: wrong sender for their kind, or not acceptable
+    /// in the replica's state.
     pub rejected: u64,
+    /// New views installed (NEW-VIEW accepted or sent).
     pub views_installed: u64,
+    /// View changes this replica started (VIEW-CHANGE sent).
     pub view_changes_started: u64,
+    /// States taken from another replica (state transfer) instead of executing.
     pub state_transfers: u64,
+    /// Sequence numbers executed.
     pub executed: u64,
+    /// The largest the message log ([`Replica::log_len`]) grew.
     pub max_log_len: usize,
     /// n → d of every committed-local sequence number (the first digest committed there).
     pub committed: BTreeMap<u64, Digest>,
@@ -228,10 +243,12 @@ impl Replica {
         }
     }
 
+    /// Its replica index i (0..N).
     pub fn id(&self) -> usize {
         self.id
     }
 
+    /// v: the view it is in (or last installed, during a view change).
     pub fn view(&self) -> u64 {
         self.view
     }
@@ -241,6 +258,7 @@ impl Replica {
         self.low
     }
 
+    /// The last sequence number it executed (or took by state transfer).
     pub fn last_executed(&self) -> u64 {
         self.last_exec
     }
@@ -250,6 +268,7 @@ impl Replica {
         self.status != Status::Normal
     }
 
+    /// Its counters and commit record.
     pub fn stats(&self) -> &ReplicaStats {
         &self.stats
     }

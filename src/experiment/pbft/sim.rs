@@ -7,7 +7,7 @@
 
 use super::{
     operation, recipients, summarize, Client, Config, Message, MessageCounts, Node, Observed,
-    Outgoing, PbftParams, PbftResult, Replica, Signed,
+    Outgoing, ParamsError, PbftParams, PbftResult, Replica, Signed,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -28,7 +28,7 @@ pub fn run(p: &PbftParams) -> PbftResult {
 }
 
 /// Runs the simulation, or says which parameter is wrong.
-pub fn try_run(p: &PbftParams) -> Result<PbftResult, String> {
+pub fn try_run(p: &PbftParams) -> Result<PbftResult, ParamsError> {
     let cfg = Config::new(p)?;
     let mut sim = Sim::new(p, &cfg);
     sim.run();

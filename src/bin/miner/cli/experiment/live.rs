@@ -9,7 +9,7 @@ use super::finality::FinalityArgs;
 use super::forks::ForksArgs;
 use super::selfish::{plot_selfish, SelfishArgs};
 use super::{progress, Report};
-use anyhow::{anyhow, Result};
+use anyhow::{Context, Result};
 use miner::experiment::live::{self, LiveParams};
 use miner::experiment::{forks, race, selfish, stats, theory};
 use rayon::prelude::*;
@@ -86,7 +86,7 @@ pub(super) fn double_spend(a: &DoubleSpendArgs) -> Result<Report> {
                     trials: a.trials(),
                 },
             )
-            .map_err(|e| anyhow!("live run q {q} z {z}: {e}"))?;
+            .with_context(|| format!("live run q {q} z {z}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
             let (sim_p, range, range999) =
@@ -154,7 +154,7 @@ pub(super) fn finality(a: &FinalityArgs) -> Result<Report> {
                     trials: a.trials(),
                 },
             )
-            .map_err(|e| anyhow!("live run q {q} depth {k}: {e}"))?;
+            .with_context(|| format!("live run q {q} depth {k}"))?;
             blocks += r.blocks;
             let p = r.successes as f64 / r.trials.max(1) as f64;
             let (sim_p, range, range999) =
@@ -218,7 +218,7 @@ pub(super) fn forks(a: &ForksArgs) -> Result<Report> {
                 blocks: a.blocks(),
             },
         )
-        .map_err(|e| anyhow!("live run at delay {delay_ms} ms: {e}"))?;
+        .with_context(|| format!("live run at delay {delay_ms} ms"))?;
         blocks += r.blocks;
         let rate = r.stale as f64 / r.blocks.max(1) as f64;
         let mut sims: Vec<f64> = (0..REPLICATES)
@@ -316,7 +316,7 @@ pub(super) fn selfish(a: &SelfishArgs) -> Result<Report> {
                 a.blocks()
             ));
             let r = live::selfish(&lp, &run)
-                .map_err(|e| anyhow!("live run alpha {alpha} gamma {gamma}: {e}"))?;
+                .with_context(|| format!("live run alpha {alpha} gamma {gamma}"))?;
             blocks += r.blocks;
             let mut sims: Vec<f64> = (0..REPLICATES)
                 .into_par_iter()
