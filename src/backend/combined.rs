@@ -201,8 +201,10 @@ mod tests {
     use crate::pow::Target;
 
     /// A MOCK part that fails every scan after a delay: a GPU that is lost mid-run cannot be
-    /// produced on demand, so this stands in for it.
-    struct FailingPart;
+    /// produced on demand, so this stands in for it. It raises `started` when a scan begins.
+    struct FailingPart {
+        started: std::sync::Arc<AtomicBool>,
+    }
 
     impl Backend for FailingPart {
         fn name(&self) -> String {
@@ -216,8 +218,39 @@ mod tests {
             _: &AtomicBool,
             _: &AtomicU64,
         ) -> Result<ScanReport, BackendError> {
+            self.started.store(true, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(50));
             Err(GpuError::Failed("device lost (mock)".into()).into())
+        }
+    }
+
+    /// A MOCK wrapper that holds a part back until the failing part has begun a scan (at most
+    /// 10 s). Without it the other part could find its hit in the first chunk before the failing
+    /// part's thread took a chunk; that part then never scans and nothing fails (seen once on a
+    /// quiet 2-core machine).
+    struct AfterFailing {
+        inner: CpuBackend,
+        started: std::sync::Arc<AtomicBool>,
+    }
+
+    impl Backend for AfterFailing {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+        fn scan(
+            &self,
+            job: &Job,
+            nonces: Range<u64>,
+            stop: StopAt,
+            cancel: &AtomicBool,
+            progress: &AtomicU64,
+        ) -> Result<ScanReport, BackendError> {
+            let waited = Instant::now();
+            while !self.started.load(Ordering::SeqCst) && waited.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.inner.scan(job, nonces, stop, cancel, progress)
         }
     }
 
@@ -226,9 +259,17 @@ mod tests {
         // Every nonce is a hit: the CPU part finds one at once, long before the mock fails.
         let job = Job::new(&[7u8; 80], &Target::from_le_bytes([0xff; 32]));
         let cpu = CpuBackend::new(Kernel::Soft, Some(1)).expect("cpu");
+        let started = std::sync::Arc::new(AtomicBool::new(false));
+        let failing = FailingPart {
+            started: started.clone(),
+        };
+        let held = AfterFailing {
+            inner: cpu,
+            started,
+        };
         let all = CombinedBackend::new(vec![
-            (Box::new(FailingPart) as Box<dyn Backend>, 1 << 20),
-            (Box::new(cpu), 1 << 20),
+            (Box::new(failing) as Box<dyn Backend>, 1 << 20),
+            (Box::new(held), 1 << 20),
         ]);
         let (cancel, progress) = (AtomicBool::new(false), AtomicU64::new(0));
         let report = all
