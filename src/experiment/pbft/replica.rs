@@ -626,6 +626,11 @@ impl Replica {
             return;
         }
         slot.prepare_sent = Some(v);
+        self.send_prepare(v, seq, d);
+    }
+
+    /// Sends this replica's PREPARE for (v, seq, d) to the others and logs it as its own vote.
+    fn send_prepare(&mut self, v: u64, seq: u64, d: Digest) {
         let body = Prepare {
             view: v,
             seq,
@@ -676,25 +681,7 @@ impl Replica {
             return;
         }
         if self.cfg.primary(v) != self.id {
-            let body = Prepare {
-                view: v,
-                seq,
-                digest: d,
-                replica: self.id,
-            };
-            let s = self.send(Dest::Replicas, Message::Prepare(body.clone()));
-            let own = Signed {
-                from: s.from,
-                body,
-                auth: s.auth,
-            };
-            self.log
-                .entry(seq)
-                .or_default()
-                .prepares
-                .entry((v, d))
-                .or_default()
-                .insert(self.id, own);
+            self.send_prepare(v, seq, d);
         }
         let body = Commit {
             view: v,
