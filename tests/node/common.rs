@@ -55,3 +55,29 @@ pub fn run_bounded(mut command: Command, limit: Duration) -> (Option<i32>, Strin
     let stderr = err_reader.join().unwrap_or_default();
     (code, stdout, stderr)
 }
+
+/// Reads the node's output lines from `rx` until it prints `stratum: listening on ADDR:PORT`
+/// (at most 30 s; panics with what it printed otherwise) and returns what it printed up to
+/// then and ADDR:PORT.
+pub fn stratum_listen(rx: &std::sync::mpsc::Receiver<String>) -> (String, String) {
+    let mut banner = String::new();
+    let mut listen = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while listen.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                banner.push_str(&line);
+                banner.push('\n');
+                if let Some(rest) = line.strip_prefix("stratum: listening on ") {
+                    listen = Some(rest.trim().to_string());
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let listen = listen.unwrap_or_else(|| {
+        panic!("the node did not print `stratum: listening on ADDR:PORT` within 30 s; it said:\n{banner}")
+    });
+    (banner, listen)
+}

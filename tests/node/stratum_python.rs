@@ -5,7 +5,7 @@
 //! malformed and oversized lines, a flood and half-open connections. This test starts the node,
 //! runs the script against it and fails with the script's report when any check fails.
 
-use crate::common::{run_bounded, Node};
+use crate::common::{run_bounded, stratum_listen, Node};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -62,25 +62,7 @@ fn independent_python_client_against_the_stratum_server() {
             }
         }
     });
-    let mut banner = String::new();
-    let mut listen = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while listen.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                banner.push_str(&line);
-                banner.push('\n');
-                if let Some(rest) = line.strip_prefix("stratum: listening on ") {
-                    listen = Some(rest.trim().to_string());
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let listen = listen.unwrap_or_else(|| {
-        panic!("the node did not print `stratum: listening on ADDR:PORT` within 30 s; it said:\n{banner}")
-    });
+    let (banner, listen) = stratum_listen(&rx);
     let (addr, port) = listen
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("`stratum: listening on {listen}` is not ADDR:PORT"));

@@ -15,12 +15,12 @@
 //! with its own ntime under the refreshed job's id not accepted, and a share below the
 //! difficulty in force answered 23 (check c).
 
-use crate::common::{run_bounded, Node};
+use crate::common::{run_bounded, stratum_listen, Node};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Seconds the client mines.
 const DURATION_S: u64 = 20;
@@ -96,25 +96,7 @@ fn a_stock_miner_applying_difficulty_at_the_next_job_gets_no_low_difficulty_reje
             let _ = tx.send(line);
         }
     });
-    let mut banner = String::new();
-    let mut listen = None;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while listen.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                banner.push_str(&line);
-                banner.push('\n');
-                if let Some(rest) = line.strip_prefix("stratum: listening on ") {
-                    listen = Some(rest.trim().to_string());
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let listen = listen.unwrap_or_else(|| {
-        panic!("the node did not print `stratum: listening on ADDR:PORT` within 30 s; it said:\n{banner}")
-    });
+    let (banner, listen) = stratum_listen(&rx);
     let (addr, port) = listen
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("`stratum: listening on {listen}` is not ADDR:PORT"));
